@@ -1,0 +1,1 @@
+"""Root wiring only: site-specific hook implementations live in plugins/."""

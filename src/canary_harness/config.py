@@ -1,0 +1,175 @@
+"""Configuration: frozen dataclasses resolved once, CLI > environment > canary.toml > defaults.
+
+Every value remembers where it came from so that a bad one can be reported as
+"--stage '150' (from command line): must be an integer in 0..100".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from canary_harness.errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_CONFIG_FILE = "canary.toml"
+MODES: tuple[str, ...] = ("fast", "balanced", "creative")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+
+# --------------------------------------------------------------------------- parsers
+def parse_version(raw: str, source: str) -> str:
+    """A release version label: letters, digits and ``._+-`` only (it ends up in argv and labels)."""
+    value = str(raw).strip()
+    if not _VERSION_RE.match(value):
+        raise ConfigError(
+            f"version {raw!r} ({source}): must match {_VERSION_RE.pattern} "
+            "(letters, digits, '.', '_', '+', '-'; no spaces or shell characters)"
+        )
+    return value
+
+
+def parse_percent(raw: object, source: str) -> int:
+    """A traffic weight: an integer 0..100 (``5.5``, ``abc``, ``-1``, ``150`` are refused)."""
+    text = str(raw).strip()
+    if not re.fullmatch(r"\d{1,3}", text) or int(text) > 100:
+        raise ConfigError(f"weight {raw!r} ({source}): must be an integer percentage in 0..100")
+    return int(text)
+
+
+def parse_port(raw: object, source: str) -> int:
+    """A TCP port in 1..65535."""
+    text = str(raw).strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError(f"port {raw!r} ({source}): must be an integer in 1..65535")
+    return int(text)
+
+
+def parse_positive_float(raw: object, source: str) -> float:
+    """A strictly positive finite number (seconds, rates)."""
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise ConfigError(f"value {raw!r} ({source}): must be a positive number") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"value {raw!r} ({source}): must be a positive number")
+    return value
+
+
+def parse_env_pairs(items: list[str] | tuple[str, ...], source: str) -> dict[str, str]:
+    """``K=V`` strings into a dict; a key must be a valid environment variable name."""
+    result: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(f"environment entry {item!r} ({source}): must be KEY=VALUE")
+        result[key] = value
+    return result
+
+
+# --------------------------------------------------------------------------- toml
+def load_toml(path: Path | None) -> dict[str, Any]:
+    """Read ``canary.toml`` (or the given file); a missing default file is an empty config."""
+    if path is None:
+        path = Path(DEFAULT_CONFIG_FILE)
+        if not path.exists():
+            return {}
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r}: not found")
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r}: invalid TOML: {exc}") from exc
+
+
+def pick(
+    name: str,
+    parse: Callable[[Any, str], T],
+    default: T,
+    *,
+    cli: Any = None,
+    cli_flag: str = "",
+    env: str = "",
+    toml: Mapping[str, Any] | None = None,
+    toml_key: str = "",
+    environ: Mapping[str, str] | None = None,
+) -> T:
+    """Resolve one setting by precedence CLI > env > toml > default, parsing with its source named."""
+    environ = os.environ if environ is None else environ
+    if cli is not None:
+        return parse(cli, f"from {cli_flag or '--' + name}")
+    if env and environ.get(env, "") != "":
+        return parse(environ[env], f"from environment {env}")
+    if toml is not None and toml_key and toml_key in toml:
+        return parse(toml[toml_key], f"from canary.toml key {toml_key!r}")
+    return default
+
+
+# --------------------------------------------------------------------------- dataclasses
+@dataclass(frozen=True)
+class StackSettings:
+    """Where the local stack lives: loopback ports, versions and the run directory."""
+
+    host: str = "127.0.0.1"
+    nginx_port: int = 8080
+    production_port: int = 8000
+    canary_port: int = 8001
+    run_dir: Path = Path(".canary")
+    production_version: str = "v0.1.0"
+    canary_version: str | None = None
+    canary_env: Mapping[str, str] = field(default_factory=dict)
+    production_env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The classic release thresholds."""
+
+    p95_seconds: Mapping[str, float] = field(
+        default_factory=lambda: {"fast": 2.5, "balanced": 3.2, "creative": 4.5}
+    )
+    error_rate: float = 0.005
+    schema_failures: int = 0
+    rl_loss_ratio: float = 2.0
+
+
+def resolve_stack_settings(
+    *,
+    toml: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    nginx_port: Any = None,
+    production_port: Any = None,
+    canary_port: Any = None,
+    run_dir: Any = None,
+    production_version: Any = None,
+    canary_version: Any = None,
+    canary_env: list[str] | None = None,
+) -> StackSettings:
+    """Build StackSettings from CLI values (None = not given), the environment and canary.toml [stack]."""
+    section: Mapping[str, Any] = (toml or {}).get("stack", {})
+    base = StackSettings()
+    common: dict[str, Any] = {"toml": section, "environ": environ}
+    version = pick("canary-version", parse_version, None, cli=canary_version, env="CANARY_VERSION",
+                   toml_key="canary_version", **common)
+    return StackSettings(
+        nginx_port=pick("nginx-port", parse_port, base.nginx_port, cli=nginx_port,
+                        env="CANARY_NGINX_PORT", toml_key="nginx_port", **common),
+        production_port=pick("production-port", parse_port, base.production_port, cli=production_port,
+                             env="CANARY_PRODUCTION_PORT", toml_key="production_port", **common),
+        canary_port=pick("canary-port", parse_port, base.canary_port, cli=canary_port,
+                         env="CANARY_CANARY_PORT", toml_key="canary_port", **common),
+        run_dir=pick("run-dir", lambda raw, _src: Path(str(raw)), base.run_dir, cli=run_dir,
+                     env="CANARY_RUN_DIR", toml_key="run_dir", **common),
+        production_version=pick("production-version", parse_version, base.production_version,
+                                cli=production_version, env="CANARY_PRODUCTION_VERSION",
+                                toml_key="production_version", **common),
+        canary_version=version,
+        canary_env=parse_env_pairs(canary_env or [], "from --canary-env"),
+    )

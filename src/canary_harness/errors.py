@@ -1,0 +1,58 @@
+"""One exception tree for the harness.
+
+CanaryError                 root: everything the harness raises on purpose
+├── ConfigError             bad input (flag, env var, canary.toml): names the value and its source
+├── TrafficError            the traffic controller could not render, check, apply or read a weight
+├── BackendError            a service version could not be started, found healthy or stopped
+├── MetricsError            a metrics source could not be read or gave unusable data
+│   └── NoDataError         the source answered but holds no sample for the query ("no data")
+├── LoadError               the load generator failed to run or to report its stats
+├── StackError              the local stack's recorded state is missing or inconsistent
+├── RolloutError            a rollout cannot start or go on (lock held, journal refuses promotion, ...)
+└── RollbackError           a rollback did not leave the canary at weight 0: never swallowed
+
+Errors from subprocesses, HTTP clients and the like are translated at the boundary with
+``raise ... from exc`` and carry diagnostics (URL, status, last log lines).
+"""
+
+from __future__ import annotations
+
+
+class CanaryError(Exception):
+    """Root of every error the harness raises on purpose."""
+
+
+class ConfigError(CanaryError):
+    """A configuration value is invalid; the message names the value and where it came from."""
+
+
+class TrafficError(CanaryError):
+    """Setting or reading the traffic split failed; the configuration in force is unchanged."""
+
+
+class BackendError(CanaryError):
+    """A service version could not be started, reached or stopped."""
+
+
+class MetricsError(CanaryError):
+    """A metrics source could not be read or returned data that cannot be used."""
+
+
+class NoDataError(MetricsError):
+    """The metrics source answered, but has no sample for what was asked."""
+
+
+class LoadError(CanaryError):
+    """The load generator failed to run or to report its statistics."""
+
+
+class StackError(CanaryError):
+    """The local stack's recorded state is missing or does not match what runs."""
+
+
+class RolloutError(CanaryError):
+    """A rollout, promotion or rollback request cannot be carried out as asked."""
+
+
+class RollbackError(CanaryError):
+    """A rollback did not reach a verified weight of 0. Never swallowed."""

@@ -1,0 +1,88 @@
+"""What a metrics source returns: cumulative counters of one service instance at one instant.
+
+The observation loop subtracts the snapshot taken at stage start from each later one, so every
+figure of a stage (p95 per mode, 5xx rate, schema failures, RL loss) comes from counter deltas:
+the same arithmetic as PromQL ``increase()`` and ``histogram_quantile`` over the stage window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from canary_harness.errors import MetricsError
+
+# Cumulative histogram buckets, ascending by upper edge ``le``; the last edge is +Inf.
+Buckets = tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """Cumulative counters of one arm (production or canary) read at ``taken_at`` (unix seconds).
+
+    requests / errors_5xx: API requests (every route but /health and /metrics) and those answered 5xx.
+    latency_buckets: per LLM mode, the request-duration histogram (all statuses) as cumulative buckets.
+    briefs / schema_failures: llm_brief documents produced and those that failed the schema.
+    rl_updates / rl_loss_sum: PPO updates run and the sum of their reported losses.
+    """
+
+    taken_at: float
+    requests: float = 0.0
+    errors_5xx: float = 0.0
+    latency_buckets: Mapping[str, Buckets] = field(default_factory=dict)
+    briefs: float = 0.0
+    schema_failures: float = 0.0
+    rl_updates: float = 0.0
+    rl_loss_sum: float = 0.0
+    version: str | None = None
+
+    def minus(self, base: MetricsSnapshot) -> MetricsSnapshot:
+        """Counter deltas since ``base``; a counter that went down means the instance restarted."""
+        for name in ("requests", "errors_5xx", "briefs", "schema_failures", "rl_updates"):
+            if getattr(self, name) < getattr(base, name):
+                raise MetricsError(
+                    f"counter {name} went down ({getattr(base, name)} -> {getattr(self, name)}): "
+                    f"the instance (version {self.version}) restarted during the stage"
+                )
+        return MetricsSnapshot(
+            taken_at=self.taken_at,
+            requests=self.requests - base.requests,
+            errors_5xx=self.errors_5xx - base.errors_5xx,
+            latency_buckets={
+                mode: subtract_buckets(buckets, base.latency_buckets.get(mode, ()))
+                for mode, buckets in self.latency_buckets.items()
+            },
+            briefs=self.briefs - base.briefs,
+            schema_failures=self.schema_failures - base.schema_failures,
+            rl_updates=self.rl_updates - base.rl_updates,
+            rl_loss_sum=self.rl_loss_sum - base.rl_loss_sum,
+            version=self.version,
+        )
+
+    def latency_count(self, mode: str) -> float:
+        """Requests observed in ``mode``'s histogram (the +Inf bucket)."""
+        buckets = self.latency_buckets.get(mode, ())
+        return buckets[-1][1] if buckets else 0.0
+
+    def latency_over(self, mode: str, threshold: float) -> float:
+        """Requests in ``mode`` slower than ``threshold``: count − bucket{le=threshold}.
+
+        The threshold must be a bucket edge, otherwise the count is not exact.
+        """
+        buckets = self.latency_buckets.get(mode, ())
+        if not buckets:
+            return 0.0
+        for edge, cumulative in buckets:
+            if math.isclose(edge, threshold, rel_tol=1e-9):
+                return buckets[-1][1] - cumulative
+        edges = ", ".join(str(edge) for edge, _ in buckets)
+        raise MetricsError(f"latency threshold {threshold}s is not a histogram bucket edge (edges: {edges})")
+
+
+def subtract_buckets(later: Buckets, earlier: Buckets) -> Buckets:
+    """Bucket-wise difference of two cumulative histograms with the same edges."""
+    if not earlier:
+        return tuple(later)
+    base = dict(earlier)
+    return tuple((edge, count - base.get(edge, 0.0)) for edge, count in later)

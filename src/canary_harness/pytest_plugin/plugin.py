@@ -1,0 +1,1 @@
+"""The canary pytest plugin (entry point ``pytest11: canary``). Inert without --canary-version."""
