@@ -19,6 +19,8 @@ _COMMAND_MODULES = (
     "canary_harness.cli.weights_cmd",
     "canary_harness.cli.plan_cmd",
     "canary_harness.cli.rollout_cmd",
+    "canary_harness.cli.precheck_cmd",
+    "canary_harness.cli.history_cmd",
 )
 
 

@@ -1,0 +1,58 @@
+"""The canary's structured logs carry the llm_brief and rl_update fields operators rely on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from canary_harness.logs import missing_fields, read_events
+from canary_harness.pytest_plugin.record import StageRecord
+from canary_harness.smoke import SMOKE_BRIEF
+
+# Feedback sent to force one PPO update if the stage's own traffic did not fill a batch.
+MAX_FEEDBACKS = 64
+LOG_WAIT_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def canary_log(canary_stage: StageRecord) -> Path:
+    """The canary's own log file (only known when the harness started the canary)."""
+    if not canary_stage.canary_log:
+        pytest.skip("canary started elsewhere: its log file is not available to the harness")
+    return Path(canary_stage.canary_log)
+
+
+def _wait_for_event(path: Path, event: str, deadline: float) -> list[dict]:
+    while True:
+        events = list(read_events(path, event))
+        if events or time.monotonic() > deadline:
+            return events
+        time.sleep(0.2)  # poll the log file until the event appears or the deadline passes
+
+
+def test_llm_brief_fields(canary_log: Path, canary_client: httpx.Client) -> None:
+    canary_client.post("/dna/create", json={"brief": SMOKE_BRIEF, "mode": "fast"})
+    events = _wait_for_event(canary_log, "llm_brief", time.monotonic() + LOG_WAIT_S)
+    assert events, f"no llm_brief event in {canary_log}"
+    assert not missing_fields(events, "llm_brief")
+    assert {event["mode"] for event in events} <= {"fast", "balanced", "creative"}
+
+
+def test_rl_update_fields(canary_log: Path, canary_client: httpx.Client) -> None:
+    if not list(read_events(canary_log, "rl_update")):
+        dna_id = canary_client.post("/dna/create", json={"brief": SMOKE_BRIEF}).json()["dna_id"]
+        for _ in range(MAX_FEEDBACKS):  # bounded: a few PPO batches at most
+            options = canary_client.post("/evolve/options", json={
+                "dna_id": dna_id, "brief": SMOKE_BRIEF, "mode": "fast", "algorithm": "PPO"}).json()
+            update = canary_client.post("/evolve/feedback", json={
+                "experiment_id": options["experiment_id"], "chosen_id": options["options"][0]["id"],
+                "rating": 4}).json()["update"]
+            if update is not None:
+                break
+    events = _wait_for_event(canary_log, "rl_update", time.monotonic() + LOG_WAIT_S)
+    assert events, f"no rl_update event in {canary_log} after {MAX_FEEDBACKS} feedbacks"
+    assert not missing_fields(events, "rl_update")
+    assert all(event["algo"] == "PPO" for event in events)

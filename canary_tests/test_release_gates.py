@@ -1,0 +1,39 @@
+"""The gate: each check of the stage verdict (latency per mode, errors, schema, RL loss, split).
+
+Each failure message names the metric, the measured value, the threshold and the sample size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from canary_harness.judge.verdict import CheckResult
+from canary_harness.pytest_plugin.record import StageRecord
+
+CheckFn = Callable[[str], CheckResult]
+
+
+@pytest.mark.parametrize("mode", ["fast", "balanced", "creative"])
+def test_p95_latency(canary_check: CheckFn, mode: str) -> None:
+    canary_check(f"p95_latency[{mode}]")
+
+
+def test_5xx_error_rate(canary_check: CheckFn) -> None:
+    canary_check("error_rate")
+
+
+def test_zero_schema_failures(canary_check: CheckFn) -> None:
+    canary_check("schema_failures")
+
+
+def test_rl_loss_against_production_baseline(canary_check: CheckFn) -> None:
+    canary_check("rl_loss")
+
+
+def test_traffic_split(canary_check: CheckFn, canary_stage: StageRecord) -> None:
+    canary_check("traffic_split")
+    if not canary_stage.dry_run:
+        assert canary_stage.weight_in_force == canary_stage.stage, (
+            f"weight in force {canary_stage.weight_in_force} % differs from the stage {canary_stage.stage} %")

@@ -1,0 +1,49 @@
+"""Smoke paths of the API, against the canary directly and through NGINX."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from canary_harness.pytest_plugin.record import StageRecord
+from canary_harness.smoke import SMOKE_BRIEF
+
+TARGETS = ["canary_client", "nginx_client"]
+
+
+@pytest.fixture(params=TARGETS)
+def api(request: pytest.FixtureRequest) -> httpx.Client:
+    """The canary itself, then NGINX (where the stage's weight decides who answers)."""
+    return request.getfixturevalue(request.param)
+
+
+def test_health(api: httpx.Client) -> None:
+    response = api.get("/health")
+    assert response.status_code == 200, f"GET {api.base_url}/health answered {response.status_code}"
+    assert response.json()["status"] == "healthy"
+    assert response.headers.get("X-App-Version"), "X-App-Version header missing"
+
+
+def test_canary_serves_the_release_version(canary_client: httpx.Client, canary_stage: StageRecord) -> None:
+    body = canary_client.get("/health").json()
+    assert body["version"] == canary_stage.canary_version
+
+
+def test_dna_create_returns_an_id(api: httpx.Client) -> None:
+    response = api.post("/dna/create", json={"brief": SMOKE_BRIEF})
+    assert response.status_code == 200, response.text
+    assert response.json()["dna_id"].startswith("dna_")
+
+
+def test_creative_options_and_feedback(api: httpx.Client) -> None:
+    dna_id = api.post("/dna/create", json={"brief": SMOKE_BRIEF}).json()["dna_id"]
+    response = api.post("/evolve/options", json={"dna_id": dna_id, "brief": SMOKE_BRIEF, "mode": "creative",
+                                                 "algorithm": "PPO", "num_options": 3})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["experiment_id"].startswith("exp_")
+    assert len(body["options"]) == 3, f"expected 3 options, got {len(body['options'])}"
+    feedback = api.post("/evolve/feedback", json={"experiment_id": body["experiment_id"],
+                                                  "chosen_id": body["options"][0]["id"], "rating": 5})
+    assert feedback.status_code == 200, feedback.text
+    assert feedback.json()["status"] == "accepted"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything the harness, its tests and the demo need on a fresh Debian machine (root):
+# the real nginx and prometheus binaries, the reference service and the harness with its extras.
+# Idempotent: a second run installs nothing new.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "install: apt packages ${need_apt[*]}"
+  # Keep Debian's postinst from starting system-wide services: the harness runs its own instances.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created_policy=1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e ./app -e '.[load,report,dev]'
+echo "install: done ($(nginx -v 2>&1), $(prometheus --version 2>&1 | head -1))"

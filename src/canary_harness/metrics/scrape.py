@@ -1,0 +1,110 @@
+"""Direct reading of each instance's ``/metrics`` (the embedded default source).
+
+Turns the Prometheus text exposition of fragrance-ai into a MetricsSnapshot. The API request count
+excludes /health and /metrics so that probes and scrapes do not dilute the error rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from canary_harness.errors import MetricsError, NoDataError
+from canary_harness.metrics.types import Buckets, MetricsSnapshot
+
+NON_API_ROUTES = frozenset({"/health", "/metrics"})
+NO_MODE = "none"
+
+
+def parse_exposition(text: str, *, taken_at: float | None = None) -> MetricsSnapshot:
+    """Parse fragrance-ai's exposition text into cumulative counters (pure; canned text in unit tests)."""
+    requests = errors = briefs = schema = updates = loss_sum = 0.0
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    versions: set[str] = set()
+    seen_requests = False
+    try:
+        families = list(text_string_to_metric_families(text))
+    except ValueError as exc:
+        raise MetricsError(f"unparseable metrics exposition: {exc}") from exc
+    for family in families:
+        for sample in family.samples:
+            labels = sample.labels
+            if "app_version" in labels:
+                versions.add(labels["app_version"])
+            name = sample.name
+            if name == "http_requests_total":
+                seen_requests = True
+                if labels.get("route") in NON_API_ROUTES:
+                    continue
+                requests += sample.value
+                if labels.get("status", "").startswith("5"):
+                    errors += sample.value
+            elif name == "http_request_duration_seconds_bucket":
+                mode = labels.get("mode", NO_MODE)
+                if mode != NO_MODE:
+                    buckets[mode][float(labels["le"])] += sample.value
+            elif name == "llm_brief_total":
+                briefs += sample.value
+            elif name == "llm_brief_schema_failures_total":
+                schema += sample.value
+            elif name == "rl_update_loss_count":
+                updates += sample.value
+            elif name == "rl_update_loss_sum":
+                loss_sum += sample.value
+    if not seen_requests:
+        raise NoDataError("metrics exposition has no http_requests_total series: is this fragrance-ai?")
+    if len(versions) > 1:
+        raise MetricsError(f"one instance exposes several app_version labels: {sorted(versions)}")
+    return MetricsSnapshot(
+        taken_at=time.time() if taken_at is None else taken_at,
+        requests=requests,
+        errors_5xx=errors,
+        latency_buckets={mode: _sorted_buckets(edges) for mode, edges in buckets.items()},
+        briefs=briefs,
+        schema_failures=schema,
+        rl_updates=updates,
+        rl_loss_sum=loss_sum,
+        version=next(iter(versions), None),
+    )
+
+
+def _sorted_buckets(edges: Mapping[float, float]) -> Buckets:
+    ordered = tuple(sorted(edges.items()))
+    if not ordered or not math.isinf(ordered[-1][0]):
+        raise MetricsError("latency histogram has no +Inf bucket")
+    return ordered
+
+
+class ScrapeSource:
+    """MetricsSource that GETs ``<base_url>/metrics`` of each arm with an injected HTTP client."""
+
+    def __init__(self, urls: Mapping[str, str], *, client: httpx.Client | None = None, timeout: float = 5.0):
+        self._urls = dict(urls)
+        self._client = client or httpx.Client(timeout=timeout)
+        self._owns_client = client is None
+
+    def snapshot(self, role: str) -> MetricsSnapshot:
+        """Scrape the arm now; MetricsError names the URL and what went wrong."""
+        if role not in self._urls:
+            raise MetricsError(f"no URL configured for arm {role!r}")
+        url = self._urls[role].rstrip("/") + "/metrics"
+        try:
+            response = self._client.get(url)
+        except httpx.HTTPError as exc:
+            raise MetricsError(f"{role} metrics at {url} unreachable: {exc.__class__.__name__}: {exc}") from exc
+        if response.status_code != 200:
+            raise MetricsError(f"{role} metrics at {url} answered HTTP {response.status_code}")
+        try:
+            return parse_exposition(response.text)
+        except MetricsError as exc:
+            raise type(exc)(f"{role} metrics at {url}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the HTTP client if this source created it."""
+        if self._owns_client:
+            self._client.close()

@@ -1,0 +1,258 @@
+"""The plugin's command-line options, their ini twins and environment fallbacks, and their resolution
+into one frozen StageOptions (CLI > environment > ini > canary.toml > default).
+
+A bad value raises pytest.UsageError naming the value and where it came from, before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canary_harness.config import (
+    load_toml,
+    parse_env_pairs,
+    parse_percent,
+    parse_port,
+    parse_positive_float,
+    parse_version,
+    resolve_stack_settings,
+    StackSettings,
+)
+from canary_harness.errors import ConfigError
+
+BACKENDS = ("process",)
+JUDGES = ("sequential", "fixed")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_stage(raw: object, source: str) -> int:
+    """A stage is the canary's traffic share in percent, 1..100."""
+    value = parse_percent(raw, source)
+    if value == 0:
+        raise ConfigError(f"stage {raw!r} ({source}): must be 1..100 (0 % is a rollback, not a stage)")
+    return value
+
+
+def parse_bool(raw: object, source: str) -> bool:
+    """true/false, yes/no, 1/0, on/off."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"value {raw!r} ({source}): must be true or false")
+
+
+def parse_url(raw: object, source: str) -> str:
+    """An http(s) URL."""
+    text = str(raw).strip().rstrip("/")
+    if not text.startswith(("http://", "https://")) or len(text) < 10:
+        raise ConfigError(f"URL {raw!r} ({source}): must start with http:// or https://")
+    return text
+
+
+def parse_positive_int(raw: object, source: str) -> int:
+    """An integer ≥ 1."""
+    text = str(raw).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"value {raw!r} ({source}): must be an integer ≥ 1")
+    return int(text)
+
+
+def parse_non_negative_int(raw: object, source: str) -> int:
+    """An integer ≥ 0."""
+    text = str(raw).strip()
+    if not text.isdigit():
+        raise ConfigError(f"value {raw!r} ({source}): must be an integer ≥ 0")
+    return int(text)
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[object, str], str]:
+    def parse(raw: object, source: str) -> str:
+        text = str(raw).strip()
+        if text not in choices:
+            raise ConfigError(f"value {raw!r} ({source}): must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option: its flag, ini twin, environment variable, canary.toml key and parser."""
+
+    dest: str
+    flag: str
+    parse: Callable[[Any, str], Any]
+    default: Any
+    help: str
+    kind: str = "value"  # value | flag | append
+    toml_key: str = ""  # key in canary.toml [stage]
+
+    @property
+    def ini(self) -> str:
+        return "canary_" + self.dest.removeprefix("canary_")
+
+    @property
+    def env(self) -> str:
+        return "CANARY_" + self.dest.removeprefix("canary_").upper()
+
+
+SPECS: tuple[OptionSpec, ...] = (
+    OptionSpec("canary_version", "--canary-version", parse_version, None,
+               "Version of the canary release; activates the plugin (inert without it)."),
+    OptionSpec("stage", "--stage", parse_stage, None, "Canary traffic share of this stage, percent 1..100."),
+    OptionSpec("production_version", "--production-version", parse_version, "v0.1.0",
+               "Version production runs (started if no stack is up).", toml_key="production_version"),
+    OptionSpec("backend", "--backend", _choice(BACKENDS), "process", "How service versions are started."),
+    OptionSpec("observation_period", "--observation-period", parse_positive_float, 900.0,
+               "Maximum observation window of the stage in seconds (default 900).",
+               toml_key="observation_period"),
+    OptionSpec("canary_env", "--canary-env", parse_env_pairs, {}, "K=V for the canary's environment (repeatable).",
+               kind="append"),
+    OptionSpec("production_env", "--production-env", parse_env_pairs, {},
+               "K=V for production's environment when the plugin starts it (repeatable).", kind="append"),
+    OptionSpec("canary_url", "--canary-url", parse_url, None, "Canary already running there: nothing is started."),
+    OptionSpec("production_url", "--production-url", parse_url, None,
+               "Production already running there: nothing is started."),
+    OptionSpec("prometheus_url", "--prometheus-url", parse_url, None,
+               "Read metrics from this Prometheus instead of each instance's /metrics."),
+    OptionSpec("no_load", "--no-load", parse_bool, False, "Send no load (real traffic is present).", kind="flag"),
+    OptionSpec("load_users", "--load-users", parse_positive_int, None, "Simulated users of the load driver."),
+    OptionSpec("load_rate", "--load-rate", parse_positive_float, None, "Total load rate target in requests/s."),
+    OptionSpec("load_mix", "--load-mix", str, None, "LLM mode mix, e.g. fast=50,balanced=35,creative=15."),
+    OptionSpec("load_workers", "--load-workers", parse_non_negative_int, None, "Local locust workers (0 = one process)."),
+    OptionSpec("keep_canary", "--keep-canary", parse_bool, False, "Leave the canary running after a rollback.",
+               kind="flag"),
+    OptionSpec("no_rollback", "--no-rollback", parse_bool, False, "Do not roll back on failure (debugging only).",
+               kind="flag"),
+    OptionSpec("config_file", "--canary-config", str, None, "canary.toml with thresholds, judge and load settings."),
+    OptionSpec("dry_run", "--dry-run", parse_bool, False,
+               "Move no traffic: judge the canary on load sent to it directly.", kind="flag"),
+    OptionSpec("judge", "--judge", _choice(JUDGES), "sequential", "Stage judge: sequential (default) or fixed.",
+               toml_key="judge"),
+    OptionSpec("tick", "--canary-tick", parse_positive_float, 1.0, "Seconds between metric reads.", toml_key="tick"),
+    OptionSpec("run_dir", "--canary-run-dir", str, None, "Run directory of the local stack (default .canary)."),
+)
+
+
+def _argparse_type(spec: OptionSpec) -> Callable[[str], Any]:
+    def convert(raw: str) -> Any:
+        try:
+            spec.parse(raw if spec.kind != "append" else [raw], f"from {spec.flag}")
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return raw
+
+    convert.__name__ = spec.dest
+    return convert
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option in the ``canary`` group, with its ini twin."""
+    group = parser.getgroup("canary", "canary release verification")
+    for spec in SPECS:
+        help_text = f"{spec.help} [ini {spec.ini}, env {spec.env}]"
+        flags = [spec.flag] + (["--config"] if spec.dest == "config_file" else [])
+        if spec.kind == "flag":
+            group.addoption(*flags, dest=spec.dest, action="store_true", default=None, help=help_text)
+            parser.addini(spec.ini, spec.help, type="bool", default=None)
+        elif spec.kind == "append":
+            group.addoption(*flags, dest=spec.dest, action="append", default=None, metavar="K=V",
+                            type=_argparse_type(spec), help=help_text)
+            parser.addini(spec.ini, spec.help, type="linelist", default=[])
+        else:
+            group.addoption(*flags, dest=spec.dest, default=None, type=_argparse_type(spec), help=help_text)
+            parser.addini(spec.ini, spec.help, default=None)
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """Everything a stage session needs, resolved once and kept in ``config.stash``."""
+
+    canary_version: str
+    stage: int
+    production_version: str
+    backend: str
+    observation_period: float
+    canary_env: Mapping[str, str]
+    production_env: Mapping[str, str]
+    canary_url: str | None
+    production_url: str | None
+    prometheus_url: str | None
+    no_load: bool
+    load_users: int | None
+    load_rate: float | None
+    load_mix: str | None
+    load_workers: int | None
+    keep_canary: bool
+    no_rollback: bool
+    config_file: str | None
+    dry_run: bool
+    judge: str
+    tick: float
+    run_dir: str | None
+    stack: StackSettings
+    toml: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _resolve_one(spec: OptionSpec, config: pytest.Config, toml_stage: Mapping[str, Any],
+                 environ: Mapping[str, str]) -> Any:
+    cli = config.getoption(spec.dest)
+    if cli is not None:
+        return spec.parse(cli, f"from {spec.flag}")
+    raw_env = environ.get(spec.env, "")
+    if raw_env != "":
+        value = raw_env.split() if spec.kind == "append" else raw_env
+        return spec.parse(value, f"from environment {spec.env}")
+    ini = config.getini(spec.ini)
+    if ini not in (None, []):
+        return spec.parse(ini, f"from ini option {spec.ini}")
+    if spec.toml_key and spec.toml_key in toml_stage:
+        return spec.parse(toml_stage[spec.toml_key], f"from canary.toml [stage] {spec.toml_key}")
+    return spec.default
+
+
+def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> StageOptions | None:
+    """Resolve the options; None when no canary version is set (the plugin stays inert)."""
+    environ = os.environ if environ is None else environ
+    try:
+        version_spec = SPECS[0]
+        version = _resolve_one(version_spec, config, {}, environ)
+        if version is None:
+            return None
+        config_spec = next(spec for spec in SPECS if spec.dest == "config_file")
+        config_file = _resolve_one(config_spec, config, {}, environ)
+        toml = load_toml(Path(config_file) if config_file else None)
+        toml_stage = toml.get("stage", {})
+        values = {spec.dest: _resolve_one(spec, config, toml_stage, environ) for spec in SPECS}
+        if values["stage"] is None:
+            raise ConfigError("--stage is required with --canary-version (the canary's traffic share, 1..100)")
+        stack = resolve_stack_settings(
+            toml=toml, environ=environ, run_dir=values["run_dir"],
+            production_version=values["production_version"], canary_version=values["canary_version"],
+        )
+        stack = StackSettings(**{**stack.__dict__, "canary_env": values["canary_env"],
+                                 "production_env": values["production_env"]})
+        _check_ports(stack)
+        return StageOptions(**values, stack=stack, toml=toml)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"canary: {exc}") from None
+
+
+def _check_ports(stack: StackSettings) -> None:
+    ports = {"nginx": stack.nginx_port, "production": stack.production_port, "canary": stack.canary_port}
+    for name, port in ports.items():
+        parse_port(port, f"{name} port")
+    if len(set(ports.values())) != len(ports):
+        raise ConfigError(f"ports must differ: {ports}")

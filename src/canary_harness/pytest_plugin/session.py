@@ -1,0 +1,263 @@
+"""The stage session: start or find the services, preflight, set the weight, observe, judge.
+
+Runs once per pytest session on the controller (never on an xdist worker) and produces a StageRecord.
+Harness errors end the stage with ``record.error`` set (the tests then fail and the session rolls
+back); KeyboardInterrupt propagates after the record is saved, and the rollback still runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from canary_harness import journal
+from canary_harness.deploy.protocol import ServiceHandle
+from canary_harness.errors import CanaryError, ConfigError, TrafficError
+from canary_harness.judge import make_judge
+from canary_harness.judge.planner import format_plan, plan_stage
+from canary_harness.judge.protocol import Judge
+from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.verdict import StageVerdict
+from canary_harness.load import LoadRun, LoadSettings, parse_mix
+from canary_harness.metrics.protocol import MetricsSource
+from canary_harness.metrics.scrape import ScrapeSource
+from canary_harness.metrics.types import MetricsSnapshot
+from canary_harness.pytest_plugin.options import StageOptions
+from canary_harness.pytest_plugin.record import StageRecord
+from canary_harness.report import ProgressPrinter, format_table
+from canary_harness.smoke import require_smoke
+from canary_harness.stack import LocalStack, load_state
+from canary_harness.traffic.nginx import probe_split
+from canary_harness.traffic.protocol import TrafficController
+
+SPLIT_PROBE_REQUESTS = 400
+# Load keeps running a little past the window so the last ticks still see traffic.
+LOAD_MARGIN_S = 5.0
+# Rough request rate of one simulated user, used only to print the plan before load is measured.
+RPS_PER_USER = 1.0
+
+
+def binomial_interval(n: int, p: float, z: float = 3.29) -> tuple[int, int]:
+    """Normal-approximation interval (z=3.29: 99.9 %) for a binomial count, widened by 1 at each end."""
+    mean, sd = n * p, math.sqrt(n * p * (1 - p))
+    return max(0, math.floor(mean - z * sd) - 1), min(n, math.ceil(mean + z * sd) + 1)
+
+
+class StageSession:
+    """One stage of a rollout as the pytest plugin runs it."""
+
+    def __init__(self, options: StageOptions, say: Callable[[str], None]) -> None:
+        self.options = options
+        self.say = say
+        self.traffic: TrafficController | None = None
+        self.record = StageRecord(
+            canary_version=options.canary_version, production_version=options.production_version,
+            stage=options.stage, dry_run=options.dry_run, judge=options.judge,
+        )
+
+    # ------------------------------------------------------------------ phases
+    def run(self, record_path: Path, on_applied: Callable[[StageRecord], None]) -> StageRecord:
+        """Every phase in order; saves the record whatever happens."""
+        record = self.record
+        current = record.begin("start")
+        try:
+            self._start_services()
+            record.end(current, True, f"canary {record.canary_url}, production {record.production_url}")
+            current = record.begin("preflight")
+            self._preflight()
+            record.end(current, True, f"{len(record.preflight)} smoke steps passed against the canary")
+            current = record.begin("weight")
+            self._apply_weight()
+            record.end(current, True, self._weight_detail())
+            on_applied(record)
+            current = record.begin("observation")
+            verdict = self._observe()
+            record.end(current, verdict.state.value != "FAIL", verdict.reason)
+        except CanaryError as exc:
+            record.error = f"{current.name}: {exc}"
+            record.end(current, False, str(exc))
+            self.say(f"canary: stage {record.stage}% stopped in {current.name}: {exc}")
+        except KeyboardInterrupt:
+            record.error = f"{current.name}: interrupted"
+            record.end(current, False, "interrupted")
+            raise
+        finally:
+            record.ended_at = time.time()
+            record.save(record_path)
+        return record
+
+    def _start_services(self) -> None:
+        options, record = self.options, self.record
+        if options.canary_url or options.production_url:
+            if not (options.canary_url and options.production_url):
+                raise ConfigError("--canary-url and --production-url go together (services running elsewhere)")
+            record.canary_url, record.production_url = options.canary_url, options.production_url
+            state = load_state(options.stack.run_dir)
+            if state is not None and not options.dry_run:
+                self.traffic = LocalStack(options.stack).traffic()
+                record.nginx_url = state.nginx_url
+            elif not options.dry_run:
+                raise ConfigError(
+                    f"--canary-url given but no stack recorded in {options.stack.run_dir} to move traffic "
+                    "with: start one (canary stack up) or add --dry-run"
+                )
+            return
+        stack = LocalStack(options.stack)
+        state = load_state(options.stack.run_dir)
+        if state is None or not stack.status().healthy_production:
+            if state is not None:
+                stack.down()
+            self.say(f"canary: starting the local stack (production {options.production_version})")
+            state = stack.up(with_canary=False)
+        canary = state.canary
+        if canary is None or canary.version != options.canary_version or \
+                dict(state.canary_env or {}) != dict(options.canary_env) or not stack.backend.is_healthy(canary):
+            self.say(f"canary: starting canary {options.canary_version}")
+            canary = stack.start_canary(options.canary_version, options.canary_env)
+            state = load_state(options.stack.run_dir) or state
+        self._use_services(state.nginx_url, state.production, canary)
+        if not options.dry_run:
+            self.traffic = stack.traffic()
+
+    def _use_services(self, nginx_url: str, production: ServiceHandle, canary: ServiceHandle) -> None:
+        record = self.record
+        record.nginx_url, record.production_url, record.canary_url = nginx_url, production.url, canary.url
+        record.canary_log = str(canary.log_path)
+
+    def _preflight(self) -> None:
+        record = self.record
+        assert record.canary_url is not None
+        with httpx.Client(base_url=record.canary_url, timeout=30.0) as client:
+            steps = require_smoke(client, expected_version=self.options.canary_version,
+                                  target=f"canary {record.canary_url}")
+        record.preflight = [step.to_dict() for step in steps]
+
+    def _apply_weight(self) -> None:
+        options, record = self.options, self.record
+        if options.dry_run or self.traffic is None:
+            self.say(f"canary: dry run: no traffic moved; the canary is judged on load sent to it directly")
+            return
+        self.traffic.set_canary_weight(options.stage, reason=f"stage {options.stage}%")
+        in_force = self.traffic.canary_weight()
+        record.weight_in_force = in_force
+        journal.append(options.stack.run_dir, "weight", version=options.canary_version, stage=options.stage,
+                       reason="stage applied", weight=in_force)
+        if in_force != options.stage:
+            raise TrafficError(f"weight in force is {in_force} % after setting {options.stage} %")
+        record.upstream_config = getattr(self.traffic, "config_text", lambda: "")()
+        assert record.nginx_url is not None
+        split = probe_split(record.nginx_url, SPLIT_PROBE_REQUESTS)
+        record.split_probe = split.to_dict()
+        low, high = (SPLIT_PROBE_REQUESTS,) * 2 if in_force == 100 else \
+            binomial_interval(SPLIT_PROBE_REQUESTS, in_force / 100)
+        if not low <= split.canary <= high:
+            raise TrafficError(
+                f"split check: {split.canary} of {split.total} probe requests reached the canary at "
+                f"{in_force} %; expected {low}..{high} (binomial 99.9 %)"
+            )
+
+    def _weight_detail(self) -> str:
+        probe = self.record.split_probe
+        if probe is None:
+            return "dry run: weight unchanged"
+        return f"weight {self.record.weight_in_force} % in force; probe {probe.get('canary')}/{probe.get('total')}"
+
+    # ------------------------------------------------------------------ observation
+    def _judge_settings(self) -> JudgeSettings:
+        base = JudgeSettings.from_mapping(self.options.toml.get("judge", {}), "canary.toml [judge]")
+        return dataclasses.replace(base, max_duration_s=self.options.observation_period, tick_s=self.options.tick)
+
+    def _load_settings(self) -> LoadSettings:
+        options = self.options
+        base = LoadSettings.from_mapping(options.toml.get("load", {}), "canary.toml [load]")
+        overrides: dict[str, object] = {}
+        if options.load_users is not None:
+            overrides["users"] = options.load_users
+        if options.load_rate is not None:
+            overrides["rate_rps"] = options.load_rate
+        if options.load_mix is not None:
+            overrides["mix"] = parse_mix(options.load_mix, "from --load-mix")
+        if options.load_workers is not None:
+            overrides["workers"] = options.load_workers
+        return dataclasses.replace(base, **overrides)
+
+    def _metrics_source(self) -> MetricsSource:
+        record = self.record
+        assert record.canary_url and record.production_url
+        return ScrapeSource({"canary": record.canary_url, "production": record.production_url})
+
+    def _load_runs(self, settings: LoadSettings, stats_dir: Path) -> list[LoadRun]:
+        options, record = self.options, self.record
+        duration = options.observation_period + LOAD_MARGIN_S
+        if not options.dry_run:
+            assert record.nginx_url is not None
+            return [LoadRun(record.nginx_url, duration, settings, stats_dir / "nginx")]
+        # Dry run: mirror the split without touching NGINX, one run per arm.
+        share = options.stage / 100
+        runs = []
+        for url, part, name in ((record.canary_url, share, "canary"),
+                                (record.production_url, 1 - share, "production")):
+            if part <= 0 or url is None:
+                continue
+            users = max(1, round(settings.users * part))
+            rate = None if settings.rate_rps is None else max(0.5, settings.rate_rps * part)
+            runs.append(LoadRun(url, duration, dataclasses.replace(settings, users=users, rate_rps=rate),
+                                stats_dir / name))
+        return runs
+
+    def _observe(self) -> StageVerdict:
+        options, record = self.options, self.record
+        settings = self._judge_settings()
+        judge = make_judge(options.judge, settings)
+        load_settings = self._load_settings()
+        rps = load_settings.rate_rps or load_settings.users * RPS_PER_USER
+        record.plan = format_plan(plan_stage(options.stage, rps, settings, dict(load_settings.mix)))
+        self.say(record.plan)
+        source = self._metrics_source()
+        weight = record.weight_in_force if record.weight_in_force is not None else options.stage
+        printer = ProgressPrinter(self.say, interval=max(5.0, options.tick))
+        runs = [] if options.no_load else self._load_runs(load_settings, options.stack.run_dir / "load")
+        try:
+            base_canary, base_production = source.snapshot("canary"), source.snapshot("production")
+            for run in runs:
+                run.start()
+            started = time.monotonic()
+            verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
+        finally:
+            stats = [run.stop() for run in runs]
+            source.close()
+        if stats:
+            record.load = {"runs": [item.to_dict() for item in stats]}
+            for item in stats:
+                self.say(item.format_table())
+        record.verdict = verdict.to_dict()
+        self.say(format_table(verdict))
+        return verdict
+
+    def _tick_loop(self, judge: Judge, source: MetricsSource, base_canary: MetricsSnapshot,
+                   base_production: MetricsSnapshot,
+                   weight: int, started: float, printer: ProgressPrinter) -> StageVerdict:
+        options = self.options
+        deadline = started + options.observation_period
+        next_tick = started
+        while True:
+            next_tick += options.tick
+            pause = min(next_tick, deadline) - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)  # the loop's cadence: one metrics read per tick
+            elapsed = time.monotonic() - started
+            canary = source.snapshot("canary").minus(base_canary)
+            production = source.snapshot("production").minus(base_production)
+            if time.monotonic() >= deadline:
+                verdict = judge.conclude(elapsed, canary, production, weight)
+                printer.update(verdict, options.stage)
+                return verdict
+            verdict = judge.observe(elapsed, canary, production, weight)
+            printer.update(verdict, options.stage)
+            if verdict.decided:
+                return verdict

@@ -1,0 +1,79 @@
+"""Rollback: canary weight 0, verified by real requests, canary stopped, a journal entry.
+
+Shared by the stage session (automatic, on any failed session) and ``canary rollback`` (manual).
+Idempotent: rolling back a stack already at 0 % verifies and records again, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from canary_harness import journal
+from canary_harness.config import StackSettings
+from canary_harness.errors import CanaryError, RollbackError
+from canary_harness.stack import LocalStack, load_state
+from canary_harness.traffic.nginx import probe_split
+
+VERIFY_REQUESTS = 200
+
+
+@dataclass
+class RollbackResult:
+    """What a rollback found and left."""
+
+    version: str | None
+    stage: int | None
+    reason: str
+    weight_before: int | None = None
+    weight_after: int | None = None
+    probe: dict[str, Any] = field(default_factory=dict)
+    canary_stopped: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def rollback(
+    settings: StackSettings,
+    *,
+    version: str | None,
+    stage: int | None,
+    reason: str,
+    keep_canary: bool = False,
+    actor: str | None = None,
+) -> RollbackResult:
+    """Put the canary at 0 % and prove it with traffic; raise RollbackError if that cannot be proven."""
+    result = RollbackResult(version, stage, reason)
+    state = load_state(settings.run_dir)
+    if state is None:
+        result.notes.append(f"no stack recorded in {settings.run_dir}: no traffic to move")
+    else:
+        stack = LocalStack(settings)
+        traffic = stack.traffic()
+        try:
+            result.weight_before = traffic.canary_weight()
+            if result.weight_before != 0:
+                traffic.set_canary_weight(0, reason=f"rollback: {reason}")
+            result.weight_after = traffic.canary_weight()
+            split = probe_split(state.nginx_url, VERIFY_REQUESTS)
+        except CanaryError as exc:
+            journal.append(settings.run_dir, "rollback_failed", version=version, stage=stage,
+                           reason=f"{reason}: {exc}", actor=actor)
+            raise RollbackError(f"rollback of {version} could not set or verify weight 0: {exc}") from exc
+        result.probe = split.to_dict()
+        if result.weight_after != 0 or split.canary != 0:
+            journal.append(settings.run_dir, "rollback_failed", version=version, stage=stage, reason=reason,
+                           actor=actor, weight_after=result.weight_after, probe=result.probe)
+            raise RollbackError(
+                f"rollback of {version}: weight in force {result.weight_after}, "
+                f"{split.canary} of {split.total} verification requests still reached the canary"
+            )
+        if not keep_canary and state.canary is not None:
+            stack.stop_canary()
+            result.canary_stopped = True
+    journal.append(settings.run_dir, "rollback", version=version, stage=stage, reason=reason, actor=actor,
+                   **{k: v for k, v in result.to_dict().items() if k not in ("version", "stage", "reason")})
+    return result
