@@ -154,6 +154,8 @@ def resolve_stack_settings(
 ) -> StackSettings:
     """Build StackSettings from CLI values (None = not given), the environment and canary.toml [stack]."""
     section: Mapping[str, Any] = (toml or {}).get("stack", {})
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"canary.toml [stack] must be a table, got {section!r}")
     base = StackSettings()
     common: dict[str, Any] = {"toml": section, "environ": environ}
     version = pick("canary-version", parse_version, None, cli=canary_version, env="CANARY_VERSION",

@@ -58,7 +58,7 @@ def rollback(
             if result.weight_before != 0:
                 traffic.set_canary_weight(0, reason=f"rollback: {reason}")
             result.weight_after = traffic.canary_weight()
-            split = probe_split(state.nginx_url, VERIFY_REQUESTS)
+            split = probe_split(stack.traffic().base_url, VERIFY_REQUESTS)
         except CanaryError as exc:
             journal.append(settings.run_dir, "rollback_failed", version=version, stage=stage,
                            reason=f"{reason}: {exc}", actor=actor)

@@ -82,7 +82,7 @@ class RolloutPlan:
         """The pytest command line of one stage (printed in the banner so it can be re-run by hand)."""
         command = [sys.executable, "-m", "pytest", "--canary-version", self.version, "--stage", str(stage),
                    "--production-version", self.stack.production_version,
-                   "--canary-run-dir", str(self.stack.run_dir)]
+                   f"--canary-run-dir={self.stack.run_dir}"]
         if self.observation_period is not None:
             command += ["--observation-period", f"{self.observation_period:g}"]
         if self.dry_run:
@@ -245,9 +245,9 @@ def promote(settings: StackSettings, version: str, say: Callable[[str], None]) -
         say(f"canary: moving all traffic to the canary {version} before production restarts")
         traffic.set_canary_weight(100, reason=f"promote {version}")
     say(f"canary: restarting production at {version}")
-    stack.restart_production(version, env=state.canary_env)
+    stack.restart_production(version, env=state.canary.env)
     traffic.set_canary_weight(0, reason=f"promote {version}: production runs it")
-    split = probe_split(state.nginx_url, 100)
+    split = probe_split(traffic.base_url, 100)
     versions = split.to_dict().get("by_version", {})
     if split.canary != 0 or set(versions) - {version}:
         raise RolloutError(f"promotion of {version}: after the switch the traffic probe saw {versions}")

@@ -60,6 +60,6 @@ def test_stage_command_is_the_pytest_session_a_person_would_run(tmp_path: Path) 
     assert command[1:3] == ["-m", "pytest"]
     joined = " ".join(command)
     for part in ("--canary-version v0.2.0", "--stage 5", "--observation-period 30", "--dry-run",
-                 "--canary-env FRAGRANCE_FAULTS=error_rate=0.1", f"--canary-run-dir {tmp_path}"):
+                 "--canary-env FRAGRANCE_FAULTS=error_rate=0.1", f"--canary-run-dir={tmp_path}"):
         assert part in joined
     assert command[-1] == "-x"

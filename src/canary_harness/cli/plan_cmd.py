@@ -1,10 +1,54 @@
-"""`canary plan`: placeholder until its module lands (registers nothing yet)."""
+"""`canary plan`: how long each check of a stage needs, before any traffic moves."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+from canary_harness.config import load_toml, parse_percent, parse_positive_float
+from canary_harness.errors import ConfigError
+from canary_harness.judge.planner import format_plan, plan_stage
+from canary_harness.judge.settings import JudgeSettings
 
-def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
-    """Register this module's sub-commands (none yet)."""
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Register ``canary plan``."""
+    parser = subparsers.add_parser(
+        "plan",
+        help="print how long each check of a stage needs (n50/n90 in requests and seconds)",
+        description="Size a stage before moving traffic: for each sequential test, the samples and "
+        "seconds it needs to reach a verdict at the minimum detectable effect, and whether it can at all.",
+    )
+    parser.add_argument("--stage", required=True, help="canary weight of the stage, percent (e.g. 5)")
+    parser.add_argument("--rps", required=True, help="total request rate through the proxy, requests/s")
+    parser.add_argument(
+        "--observation-period",
+        default=None,
+        help="seconds the stage is observed (default: judge max_duration_s, 900)",
+    )
+    parser.add_argument("--config", default=None, help="canary.toml to read the [judge] table from")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the plan; bad values raise ConfigError (exit 2, nothing else happens)."""
+    stage = parse_percent(args.stage, "from --stage")
+    rps = parse_positive_float(args.rps, "from --rps")
+    path = None if args.config is None else Path(args.config)
+    toml = load_toml(path)
+    source = f"{path or 'canary.toml'} [judge]"
+    settings = JudgeSettings.from_mapping(toml.get("judge", {}), source)
+    if args.observation_period is not None:
+        period = parse_positive_float(args.observation_period, "from --observation-period")
+        settings = _with_period(settings, period)
+    print(format_plan(plan_stage(stage, rps, settings)))
+    return 0
+
+
+def _with_period(settings: JudgeSettings, period: float) -> JudgeSettings:
+    """Settings observed for ``period`` seconds (a min soak or warm-up longer than that is an error)."""
+    try:
+        return settings.replace(max_duration_s=period)
+    except ConfigError as exc:
+        raise ConfigError(f"--observation-period {period:g}: {exc}") from None

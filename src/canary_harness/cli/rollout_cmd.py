@@ -1,10 +1,120 @@
-"""`canary rollout`: placeholder until its module lands (registers nothing yet)."""
+"""`canary rollout`, `canary promote` and `canary rollback`."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+from pathlib import Path
 from typing import Any
 
+from canary_harness.config import (
+    StackSettings,
+    load_toml,
+    parse_env_pairs,
+    parse_positive_float,
+    parse_version,
+    resolve_stack_settings,
+)
+from canary_harness.errors import RolloutError
+from canary_harness.lock import RolloutLock
+from canary_harness.rollback import rollback
+from canary_harness.rollout import (
+    DEFAULT_STAGES,
+    RolloutPlan,
+    format_summary,
+    parse_stages,
+    promote,
+    run_rollout,
+)
+from canary_harness.stack import load_state
 
-def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
-    """Register this module's sub-commands (none yet)."""
+
+def _add_stack_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-dir", help="run directory of the local stack (default .canary)")
+    parser.add_argument("--config", dest="config_file", help="canary.toml (default ./canary.toml if present)")
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> StackSettings:
+    toml = load_toml(Path(args.config_file) if args.config_file else None)
+    return resolve_stack_settings(toml=toml, run_dir=args.run_dir, **overrides)
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Register rollout, promote and rollback."""
+    rollout = subparsers.add_parser("rollout", help="progressive rollout 1 → 5 → 25 → 100 %%, gated per stage",
+                                    description="Run one pytest stage session per stage; stop and roll back at "
+                                                "the first failure. Arguments after -- go to every pytest run.")
+    rollout.add_argument("--version", required=True, help="canary release version, e.g. v0.2.0")
+    rollout.add_argument("--stages", default=",".join(map(str, DEFAULT_STAGES)), help="default 1,5,25,100")
+    rollout.add_argument("--partial", action="store_true", help="allow a stage list that does not end at 100")
+    rollout.add_argument("--observation-period", help="seconds per stage (default 900 or canary.toml)")
+    rollout.add_argument("--production-version", help="production version if the stack must be started")
+    rollout.add_argument("--canary-env", action="append", default=[], metavar="K=V")
+    rollout.add_argument("--production-env", action="append", default=[], metavar="K=V")
+    rollout.add_argument("--judge", choices=("sequential", "fixed"))
+    rollout.add_argument("--dry-run", action="store_true", help="run every check, move no traffic")
+    rollout.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- extra pytest arguments")
+    _add_stack_flags(rollout)
+    rollout.set_defaults(handler=_rollout)
+
+    prom = subparsers.add_parser("promote", help="after a full rollout, production becomes the new version")
+    prom.add_argument("--version", required=True)
+    _add_stack_flags(prom)
+    prom.set_defaults(handler=_promote)
+
+    back = subparsers.add_parser("rollback", help="canary weight 0 (verified by traffic), canary stopped")
+    back.add_argument("--version", help="version being rolled back (default: the running canary's)")
+    back.add_argument("--reason", default="manual rollback")
+    back.add_argument("--keep-canary", action="store_true")
+    _add_stack_flags(back)
+    back.set_defaults(handler=_rollback)
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    version = parse_version(args.version, "from --version")
+    stages = parse_stages(args.stages, "from --stages", require_full=not args.partial)
+    period = None if args.observation_period is None else \
+        parse_positive_float(args.observation_period, "from --observation-period")
+    settings = _settings(args, production_version=args.production_version)
+    extra = list(args.pytest_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    plan = RolloutPlan(
+        version=version, stages=stages, stack=settings, observation_period=period, dry_run=args.dry_run,
+        judge=args.judge, canary_env=parse_env_pairs(args.canary_env, "from --canary-env"),
+        production_env=parse_env_pairs(args.production_env, "from --production-env"),
+        config_file=args.config_file, pytest_args=tuple(extra),
+    )
+    with RolloutLock(settings.run_dir, version=version):
+        print(f"=== canary rollout {version}: stages {' -> '.join(f'{s}%' for s in stages)}"
+              f"{'  (DRY RUN: no traffic will move)' if plan.dry_run else ''} ===", flush=True)
+        print(f"    each stage runs: {shlex.join(plan.stage_command(stages[0]))}", flush=True)
+        outcomes = run_rollout(plan, lambda text: print(text, flush=True))
+    print(format_summary(plan, outcomes), flush=True)
+    ok = len(outcomes) == len(stages) and all(item.passed for item in outcomes)
+    return 0 if ok else 1
+
+
+def _promote(args: argparse.Namespace) -> int:
+    version = parse_version(args.version, "from --version")
+    settings = _settings(args)
+    with RolloutLock(settings.run_dir, version=version):
+        promote(settings, version, lambda text: print(text, flush=True))
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    version = None if args.version is None else parse_version(args.version, "from --version")
+    if version is None:
+        state = load_state(settings.run_dir)
+        version = state.canary.version if state is not None and state.canary is not None else None
+    if version is None and load_state(settings.run_dir) is None:
+        raise RolloutError(f"nothing to roll back: no stack recorded in {settings.run_dir}")
+    result = rollback(settings, version=version, stage=None, reason=args.reason, keep_canary=args.keep_canary,
+                      actor=None)
+    probe = result.probe
+    print(f"canary: rolled back {version or '(no canary running)'}: weight {result.weight_after}% in force, "
+          f"{probe.get('canary', 0)}/{probe.get('total', 0)} verification requests reached the canary, "
+          f"canary {'stopped' if result.canary_stopped else 'not running' if version is None else 'left running'}")
+    return 0

@@ -1,10 +1,72 @@
-"""`canary weights`: placeholder until its module lands (registers nothing yet)."""
+"""``canary weights N``: send N % of traffic to the canary and 100-N % to production.
+
+Validates N (an integer 0..100) before touching anything, renders the upstream, checks the complete
+configuration with ``nginx -t``, replaces it atomically, reloads, confirms the new workers serve it,
+logs each step on stderr and prints the split NGINX reports as in force. Without N, prints that split.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from typing import Any
 
+from canary_harness.cli.stack_cmd import add_location_options, run_dir_source, settings_from_args
+from canary_harness.config import parse_percent
+from canary_harness.errors import ConfigError, StackError
+from canary_harness.stack import LocalStack, load_state
 
-def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
-    """Register this module's sub-commands (none yet)."""
+
+def _step_logging() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("canary weights: %(message)s"))
+    logger = logging.getLogger("canary_harness.traffic")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler
+
+
+def _weights(args: argparse.Namespace) -> int:
+    # Validate the value first: a bad N must change nothing, whatever the state of the stack.
+    percent = parse_percent(args.percent, "command-line argument N") if args.percent is not None else None
+    settings = settings_from_args(args)
+    stack = LocalStack(settings)
+    state = load_state(stack.run_dir)
+    if state is None:
+        raise ConfigError(
+            f"run directory {str(stack.run_dir)!r} ({run_dir_source(args)}): no stack recorded there "
+            "(start one with `canary stack up`)"
+        )
+    traffic = stack.traffic()
+    if percent is not None:
+        if percent > 0:
+            status = {c.name: c for c in stack.status().components}
+            canary = status.get("canary")
+            if canary is None or not canary.healthy:
+                raise StackError(
+                    f"canary weight {percent}: no healthy canary in the stack at {stack.run_dir} "
+                    "(start one with `canary stack up --canary-version V`); the weights were not changed"
+                )
+        handler = _step_logging()
+        try:
+            traffic.set_canary_weight(percent, reason=args.reason or "canary weights command")
+        finally:
+            logging.getLogger("canary_harness.traffic").removeHandler(handler)
+    in_force = traffic.weights_in_force()
+    print(
+        f"in force: production {in_force.production_weight}% ({in_force.production}) / "
+        f"canary {in_force.canary_weight}% ({in_force.canary}), generation {in_force.generation}"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Register ``canary weights``."""
+    parser = subparsers.add_parser(
+        "weights", help="set the canary's share of traffic (0..100); without N, show the split in force"
+    )
+    parser.add_argument("percent", nargs="?", metavar="N", help="canary percentage, an integer 0..100")
+    parser.add_argument("--reason", help="why (written to the step log)")
+    add_location_options(parser)
+    parser.set_defaults(handler=_weights)

@@ -1,1 +1,46 @@
-"""canary_harness.judge."""
+"""canary_harness.judge: stage judges, verdicts and the planner (pure code, no I/O).
+
+``make_judge("sequential" | "fixed", settings)`` builds the judge the observation loop feeds;
+``plan_stage`` / ``format_plan`` say before a stage how long each check needs. See
+/work/shared/design/JUDGE.md for the statistics.
+"""
+
+from __future__ import annotations
+
+from canary_harness.errors import ConfigError
+from canary_harness.judge.fixed import FixedJudge
+from canary_harness.judge.planner import StagePlan, TestPlan, format_plan, plan_stage
+from canary_harness.judge.protocol import Judge
+from canary_harness.judge.sequential import SequentialJudge
+from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+
+JUDGE_KINDS = ("sequential", "fixed")
+DEFAULT_JUDGE = "sequential"
+
+
+def make_judge(kind: str, settings: JudgeSettings) -> Judge:
+    """A fresh judge for one stage: "sequential" (the default) or "fixed"."""
+    if kind == "sequential":
+        return SequentialJudge(settings)
+    if kind == "fixed":
+        return FixedJudge(settings)
+    raise ConfigError(f"judge {kind!r}: must be one of {', '.join(JUDGE_KINDS)}")
+
+
+__all__ = [
+    "CheckResult",
+    "DEFAULT_JUDGE",
+    "FixedJudge",
+    "JUDGE_KINDS",
+    "Judge",
+    "JudgeSettings",
+    "SequentialJudge",
+    "StagePlan",
+    "StageVerdict",
+    "State",
+    "TestPlan",
+    "format_plan",
+    "make_judge",
+    "plan_stage",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.load.journey import JOURNEY_HEADER
 from canary_harness.judge.verdict import CheckResult, StageVerdict, State
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import StageOptions
@@ -36,7 +38,7 @@ def canary_stage(pytestconfig: pytest.Config) -> StageRecord:
         path = pytestconfig.stash[RECORD_PATH_KEY]
         if not path.exists():
             pytest.fail(f"canary: no stage record at {path}: the stage did not run (collection error?)")
-        record = StageRecord.load(path)
+        record = StageRecord.read(path)
     return record
 
 
@@ -67,7 +69,7 @@ def canary_check(canary_verdict: StageVerdict) -> Callable[[str], CheckResult]:
             pytest.fail(result.message, pytrace=False)
         if result.state == State.RUNNING:
             pytest.skip(f"{name} not judged: {canary_verdict.reason}")
-        if result.state == State.INCONCLUSIVE or canary_verdict.warning:
+        if result.state == State.INCONCLUSIVE:
             warnings.warn(f"canary: {result.message}", UserWarning, stacklevel=2)
         return result
 
@@ -80,23 +82,24 @@ def canary_thresholds(canary_options: StageOptions) -> JudgeSettings:
     return JudgeSettings.from_mapping(canary_options.toml.get("judge", {}), "canary.toml [judge]")
 
 
-def _client(url: str | None, what: str) -> Iterator[httpx.Client]:
+def _client(record: StageRecord, url: str | None, what: str,
+            headers: dict[str, str] | None = None) -> Iterator[httpx.Client]:
     if url is None:
-        pytest.skip(f"no {what} URL in this stage")
-    with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT_S) as client:
+        pytest.fail(f"no {what} URL: the stage ended in {record.error or 'an unknown state'}", pytrace=False)
+    with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT_S, headers=headers) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 def canary_client(canary_stage: StageRecord) -> Iterator[httpx.Client]:
     """HTTP client bound to the canary itself (bypassing NGINX)."""
-    yield from _client(canary_stage.canary_url, "canary")
+    yield from _client(canary_stage, canary_stage.canary_url, "canary")
 
 
 @pytest.fixture(scope="session")
 def production_client(canary_stage: StageRecord) -> Iterator[httpx.Client]:
     """HTTP client bound to production itself."""
-    yield from _client(canary_stage.production_url, "production")
+    yield from _client(canary_stage, canary_stage.production_url, "production")
 
 
 @pytest.fixture(scope="session")
@@ -104,7 +107,8 @@ def nginx_client(canary_stage: StageRecord) -> Iterator[httpx.Client]:
     """HTTP client bound to NGINX, the entry point users hit (skipped in a dry run: no traffic moved)."""
     if canary_stage.dry_run:
         pytest.skip("dry run: traffic through NGINX is not part of this stage")
-    yield from _client(canary_stage.nginx_url, "NGINX")
+    # One journey id for the session: a DNA created through NGINX is asked for options on the same instance.
+    yield from _client(canary_stage, canary_stage.nginx_url, "NGINX", {JOURNEY_HEADER: f"release-checks-{uuid.uuid4().hex}"})
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -77,6 +77,14 @@ def parse_non_negative_int(raw: object, source: str) -> int:
     return int(text)
 
 
+def parse_text(raw: object, source: str) -> str:
+    """Any non-empty text (paths, mixes validated later by their own parser)."""
+    text = str(raw).strip()
+    if not text:
+        raise ConfigError(f"empty value ({source})")
+    return text
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[object, str], str]:
     def parse(raw: object, source: str) -> str:
         text = str(raw).strip()
@@ -127,22 +135,25 @@ SPECS: tuple[OptionSpec, ...] = (
                "Production already running there: nothing is started."),
     OptionSpec("prometheus_url", "--prometheus-url", parse_url, None,
                "Read metrics from this Prometheus instead of each instance's /metrics."),
+    OptionSpec("prometheus", "--prometheus", _choice(("off", "local")), "off",
+               "local: start a Prometheus for the stage and read metrics through PromQL.",
+               toml_key="prometheus"),
     OptionSpec("no_load", "--no-load", parse_bool, False, "Send no load (real traffic is present).", kind="flag"),
     OptionSpec("load_users", "--load-users", parse_positive_int, None, "Simulated users of the load driver."),
     OptionSpec("load_rate", "--load-rate", parse_positive_float, None, "Total load rate target in requests/s."),
-    OptionSpec("load_mix", "--load-mix", str, None, "LLM mode mix, e.g. fast=50,balanced=35,creative=15."),
+    OptionSpec("load_mix", "--load-mix", parse_text, None, "LLM mode mix, e.g. fast=50,balanced=35,creative=15."),
     OptionSpec("load_workers", "--load-workers", parse_non_negative_int, None, "Local locust workers (0 = one process)."),
     OptionSpec("keep_canary", "--keep-canary", parse_bool, False, "Leave the canary running after a rollback.",
                kind="flag"),
     OptionSpec("no_rollback", "--no-rollback", parse_bool, False, "Do not roll back on failure (debugging only).",
                kind="flag"),
-    OptionSpec("config_file", "--canary-config", str, None, "canary.toml with thresholds, judge and load settings."),
+    OptionSpec("config_file", "--canary-config", parse_text, None, "canary.toml with thresholds, judge and load settings."),
     OptionSpec("dry_run", "--dry-run", parse_bool, False,
                "Move no traffic: judge the canary on load sent to it directly.", kind="flag"),
     OptionSpec("judge", "--judge", _choice(JUDGES), "sequential", "Stage judge: sequential (default) or fixed.",
                toml_key="judge"),
     OptionSpec("tick", "--canary-tick", parse_positive_float, 1.0, "Seconds between metric reads.", toml_key="tick"),
-    OptionSpec("run_dir", "--canary-run-dir", str, None, "Run directory of the local stack (default .canary)."),
+    OptionSpec("run_dir", "--canary-run-dir", parse_text, None, "Run directory of the local stack (default .canary)."),
 )
 
 
@@ -190,6 +201,7 @@ class StageOptions:
     canary_url: str | None
     production_url: str | None
     prometheus_url: str | None
+    prometheus: str
     no_load: bool
     load_users: int | None
     load_rate: float | None

@@ -82,6 +82,6 @@ class StageRecord:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> StageRecord:
+    def read(cls, path: Path) -> StageRecord:
         """Read a saved record."""
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

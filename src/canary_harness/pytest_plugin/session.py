@@ -11,6 +11,8 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from contextlib import ExitStack, closing
+from urllib.parse import urlsplit
 from pathlib import Path
 
 import httpx
@@ -23,8 +25,10 @@ from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.protocol import Judge
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import StageVerdict
-from canary_harness.load import LoadRun, LoadSettings, parse_mix
+from canary_harness.load import LoadRun, LoadSettings, LoadStats, parse_mix
 from canary_harness.metrics.protocol import MetricsSource
+from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
+from canary_harness.metrics.prometheus_server import LocalPrometheus
 from canary_harness.metrics.scrape import ScrapeSource
 from canary_harness.metrics.types import MetricsSnapshot
 from canary_harness.pytest_plugin.options import StageOptions
@@ -32,7 +36,7 @@ from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.report import ProgressPrinter, format_table
 from canary_harness.smoke import require_smoke
 from canary_harness.stack import LocalStack, load_state
-from canary_harness.traffic.nginx import probe_split
+from canary_harness.traffic.nginx import NginxTrafficController, probe_split
 from canary_harness.traffic.protocol import TrafficController
 
 SPLIT_PROBE_REQUESTS = 400
@@ -40,12 +44,32 @@ SPLIT_PROBE_REQUESTS = 400
 LOAD_MARGIN_S = 5.0
 # Rough request rate of one simulated user, used only to print the plan before load is measured.
 RPS_PER_USER = 1.0
+# Prometheus 2.42 picks up new targets on a fixed 5 s cycle: allow a few of them.
+PROMETHEUS_READY_S = 20.0
 
 
 def binomial_interval(n: int, p: float, z: float = 3.29) -> tuple[int, int]:
     """Normal-approximation interval (z=3.29: 99.9 %) for a binomial count, widened by 1 at each end."""
     mean, sd = n * p, math.sqrt(n * p * (1 - p))
     return max(0, math.floor(mean - z * sd) - 1), min(n, math.ceil(mean + z * sd) + 1)
+
+
+def _stop_all(runs: list[LoadRun]) -> list[LoadStats]:
+    """Stop every load run even if one fails to stop; the first error is raised after all stopped."""
+    stats, errors = [], []
+    for run in runs:
+        try:
+            stats.append(run.stop())
+        except CanaryError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+    return stats
+
+
+def _only_canary_down(stack: LocalStack) -> bool:
+    """A stack whose only unhealthy part is the canary is reused: the canary is restarted anyway."""
+    return all(item.running and item.healthy for item in stack.status().components if item.name != "canary")
 
 
 class StageSession:
@@ -98,9 +122,9 @@ class StageSession:
                 raise ConfigError("--canary-url and --production-url go together (services running elsewhere)")
             record.canary_url, record.production_url = options.canary_url, options.production_url
             state = load_state(options.stack.run_dir)
-            if state is not None and not options.dry_run:
+            if state is not None and state.nginx is not None and not options.dry_run:
                 self.traffic = LocalStack(options.stack).traffic()
-                record.nginx_url = state.nginx_url
+                record.nginx_url = state.nginx.base_url
             elif not options.dry_run:
                 raise ConfigError(
                     f"--canary-url given but no stack recorded in {options.stack.run_dir} to move traffic "
@@ -109,25 +133,27 @@ class StageSession:
             return
         stack = LocalStack(options.stack)
         state = load_state(options.stack.run_dir)
-        if state is None or not stack.status().healthy_production:
+        if state is None or not stack.status().ok and not _only_canary_down(stack):
             if state is not None:
+                self.say(f"canary: the stack recorded in {options.stack.run_dir} is not healthy: restarting it")
                 stack.down()
             self.say(f"canary: starting the local stack (production {options.production_version})")
             state = stack.up(with_canary=False)
         canary = state.canary
         if canary is None or canary.version != options.canary_version or \
-                dict(state.canary_env or {}) != dict(options.canary_env) or not stack.backend.is_healthy(canary):
+                dict(canary.env) != dict(options.canary_env) or not stack.backend.is_healthy(canary):
             self.say(f"canary: starting canary {options.canary_version}")
             canary = stack.start_canary(options.canary_version, options.canary_env)
-            state = load_state(options.stack.run_dir) or state
-        self._use_services(state.nginx_url, state.production, canary)
+            state = stack.state()
+        assert state.nginx is not None and state.production is not None
+        self._use_services(state.nginx.base_url, state.production, canary)
         if not options.dry_run:
             self.traffic = stack.traffic()
 
     def _use_services(self, nginx_url: str, production: ServiceHandle, canary: ServiceHandle) -> None:
         record = self.record
         record.nginx_url, record.production_url, record.canary_url = nginx_url, production.url, canary.url
-        record.canary_log = str(canary.log_path)
+        record.canary_log = str(canary.app_log_path or canary.log_path)
 
     def _preflight(self) -> None:
         record = self.record
@@ -149,7 +175,8 @@ class StageSession:
                        reason="stage applied", weight=in_force)
         if in_force != options.stage:
             raise TrafficError(f"weight in force is {in_force} % after setting {options.stage} %")
-        record.upstream_config = getattr(self.traffic, "config_text", lambda: "")()
+        if isinstance(self.traffic, NginxTrafficController):
+            record.upstream_config = self.traffic.upstream_conf.read_text(encoding="utf-8")
         assert record.nginx_url is not None
         split = probe_split(record.nginx_url, SPLIT_PROBE_REQUESTS)
         record.split_probe = split.to_dict()
@@ -170,7 +197,10 @@ class StageSession:
     # ------------------------------------------------------------------ observation
     def _judge_settings(self) -> JudgeSettings:
         base = JudgeSettings.from_mapping(self.options.toml.get("judge", {}), "canary.toml [judge]")
-        return dataclasses.replace(base, max_duration_s=self.options.observation_period, tick_s=self.options.tick)
+        period = self.options.observation_period
+        # A window shorter than the soak (demos, CI) soaks for the whole window.
+        return dataclasses.replace(base, max_duration_s=period, tick_s=self.options.tick,
+                                   min_soak_s=min(base.min_soak_s, period), warmup_s=min(base.warmup_s, period / 2))
 
     def _load_settings(self) -> LoadSettings:
         options = self.options
@@ -186,10 +216,27 @@ class StageSession:
             overrides["workers"] = options.load_workers
         return dataclasses.replace(base, **overrides)
 
-    def _metrics_source(self) -> MetricsSource:
-        record = self.record
+    def _metrics_source(self, stack: ExitStack) -> MetricsSource:
+        """Each instance's /metrics by default; a Prometheus (given, or started for the stage) if asked."""
+        options, record = self.options, self.record
         assert record.canary_url and record.production_url
-        return ScrapeSource({"canary": record.canary_url, "production": record.production_url})
+        urls = {"canary": record.canary_url, "production": record.production_url}
+        if options.prometheus_url is None and options.prometheus == "off":
+            return stack.enter_context(closing(ScrapeSource(urls)))
+        settings = PrometheusSettings.from_mapping(options.toml.get("prometheus", {}), "canary.toml [prometheus]")
+        url = options.prometheus_url
+        if url is None:
+            targets = {role: urlsplit(address).netloc for role, address in urls.items()}
+            server = stack.enter_context(LocalPrometheus(
+                targets, run_dir=options.stack.run_dir / "prometheus", job=settings.job,
+                scrape_interval_s=min(1.0, options.tick)))
+            server.wait_for_targets_up(PROMETHEUS_READY_S)
+            url = server.url
+            self.say(f"canary: local Prometheus {url} (pid {server.pid}) scraping both arms")
+        source = stack.enter_context(closing(PrometheusSource.from_settings(settings, url)))
+        for role in urls:
+            source.wait_for_scrape(role, time.time(), PROMETHEUS_READY_S)
+        return source
 
     def _load_runs(self, settings: LoadSettings, stats_dir: Path) -> list[LoadRun]:
         options, record = self.options, self.record
@@ -218,19 +265,19 @@ class StageSession:
         rps = load_settings.rate_rps or load_settings.users * RPS_PER_USER
         record.plan = format_plan(plan_stage(options.stage, rps, settings, dict(load_settings.mix)))
         self.say(record.plan)
-        source = self._metrics_source()
         weight = record.weight_in_force if record.weight_in_force is not None else options.stage
         printer = ProgressPrinter(self.say, interval=max(5.0, options.tick))
         runs = [] if options.no_load else self._load_runs(load_settings, options.stack.run_dir / "load")
-        try:
-            base_canary, base_production = source.snapshot("canary"), source.snapshot("production")
-            for run in runs:
-                run.start()
-            started = time.monotonic()
-            verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
-        finally:
-            stats = [run.stop() for run in runs]
-            source.close()
+        with ExitStack() as resources:
+            source = self._metrics_source(resources)
+            try:
+                base_canary, base_production = source.snapshot("canary"), source.snapshot("production")
+                for run in runs:
+                    run.start()
+                started = time.monotonic()
+                verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
+            finally:
+                stats = _stop_all(runs)
         if stats:
             record.load = {"runs": [item.to_dict() for item in stats]}
             for item in stats:

@@ -1,0 +1,119 @@
+"""The backend contract: start a service version, find it healthy, stop it.
+
+``ProcessBackend`` (subprocesses) implements it; container backends plug in with the same methods.
+A ``ServiceHandle`` round-trips through JSON so that a later process (``canary stack down``) can stop
+what an earlier one (``canary stack up``) started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from canary_harness.errors import StackError
+
+ROLES = ("production", "canary")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What to run: one version of the service in a role, on a loopback port, with extra environment."""
+
+    role: str
+    version: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    env: Mapping[str, str] = field(default_factory=dict)
+    log_path: Path = Path("service.log")
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role {self.role!r}: must be one of {', '.join(ROLES)}")
+
+    @property
+    def url(self) -> str:
+        """Base URL of the service once it runs."""
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServiceHandle:
+    """A running service version. ``pid`` is None for backends without a local process (containers).
+
+    ``log_path`` holds the process's stdout/stderr; ``app_log_path`` the service's own structured log
+    (``--log-file``), when the backend knows it. ``pid_start_time`` guards against a reused PID.
+    """
+
+    role: str
+    version: str
+    url: str
+    pid: int | None
+    log_path: Path
+    app_log_path: Path | None = None
+    pid_start_time: int | None = None
+    backend: str = "process"
+    # The extra environment it was started with (--canary-env): decides whether a running canary can be
+    # reused by the next stage, and what production restarts with on promotion.
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the service, as an NGINX upstream server."""
+        return self.url.split("://", 1)[-1].rstrip("/")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (paths as strings)."""
+        return {
+            "role": self.role,
+            "version": self.version,
+            "url": self.url,
+            "pid": self.pid,
+            "log_path": str(self.log_path),
+            "app_log_path": str(self.app_log_path) if self.app_log_path else None,
+            "pid_start_time": self.pid_start_time,
+            "backend": self.backend,
+            "env": dict(self.env),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str = "state file") -> ServiceHandle:
+        """Inverse of ``to_json``; StackError naming the source if a field is missing or mistyped."""
+        try:
+            pid = data["pid"]
+            start = data.get("pid_start_time")
+            app_log = data.get("app_log_path")
+            return cls(
+                role=str(data["role"]),
+                version=str(data["version"]),
+                url=str(data["url"]),
+                pid=int(pid) if pid is not None else None,
+                log_path=Path(str(data["log_path"])),
+                app_log_path=Path(str(app_log)) if app_log else None,
+                pid_start_time=int(start) if start is not None else None,
+                backend=str(data.get("backend", "process")),
+                env={str(key): str(value) for key, value in dict(data.get("env") or {}).items()},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StackError(f"{source}: invalid service entry {dict(data)!r}: {exc!r}") from exc
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Starts and stops service versions (subprocesses, containers, ...)."""
+
+    def start(self, spec: ServiceSpec, *, timeout: float = 30.0) -> ServiceHandle:
+        """Start ``spec`` and wait (up to ``timeout``) for its ``/health`` to report its version.
+
+        Raises BackendError carrying the last log lines on failure, with nothing left running.
+        """
+        ...
+
+    def stop(self, handle: ServiceHandle, *, timeout: float = 10.0) -> None:
+        """Stop the service (TERM, then KILL after ``timeout``). Idempotent."""
+        ...
+
+    def is_healthy(self, handle: ServiceHandle) -> bool:
+        """True if the service answers ``/health`` with 200 and status ``healthy``."""
+        ...

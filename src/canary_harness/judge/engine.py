@@ -1,0 +1,332 @@
+"""The sequential evidence engine: every e-process of a stage, combined per check as in JUDGE.md.
+
+It consumes per-tick count increments (:class:`Tick`) and keeps, for each test, log E, whether it
+has crossed its bound (crossings are final: Ville's inequality covers the first crossing) and
+when. Counts may be numpy arrays of any shape: the real judge uses shape ``()``, the benchmark one
+entry per simulated run, so both run this same code.
+
+Checks and their tests (α_i = α / number of FAIL tests, β_i = β / number of PASS tests):
+
+- error_rate: FAIL by S(errors, r0) or B_FAIL(p0 = SLO); PASS by B_PASS(p0 = SLO)
+- p95_latency[m]: FAIL by B_FAIL(Z, 0.05) with Z = 1{latency > T_m} or S(exceedances of τ_m, r0);
+  PASS by B_PASS(Z, 0.05)
+- rl_loss: FAIL by B_FAIL(Y, 0.5) with Y = 1{block mean > ratio·B}; PASS by B_PASS(Y, 0.5)
+- schema_failures: zero tolerance (or S(schema failures, r0 = 1) under the "relative" policy);
+  it counts as shown once at least one brief was checked
+- traffic_split: sample-ratio mismatch S(requests vs configured weight) at srm_alpha; at weight
+  0 or 100 any request on the wrong arm is a mismatch
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from canary_harness.judge.eprocess import (
+    LATENCY_FAIL_GRID,
+    LATENCY_PASS_GRID,
+    LOSS_FAIL_GRID,
+    LOSS_PASS_GRID,
+    SPLIT_MULTIPLIERS,
+    BernoulliMixture,
+    FloatArray,
+    ShareTest,
+    crossing_bound,
+)
+from canary_harness.judge.settings import LATENCY_TAIL, JudgeSettings
+
+BoolArray = NDArray[np.bool_]
+
+ERROR_RATE = "error_rate"
+SCHEMA = "schema_failures"
+RL_LOSS = "rl_loss"
+SPLIT = "traffic_split"
+LOSS_NULL = 0.5
+
+
+def latency_check(mode: str) -> str:
+    """Check name of the p95 latency of one LLM mode."""
+    return f"p95_latency[{mode}]"
+
+
+@dataclass
+class ModeTick:
+    """One tick's increments for one LLM mode (from the latency histogram)."""
+
+    canary_requests: ArrayLike = 0.0
+    production_requests: ArrayLike = 0.0
+    canary_over_threshold: ArrayLike = 0.0
+    # Exceedances of τ_m (production's frozen p95); zero until τ_m is frozen.
+    canary_over_tau: ArrayLike = 0.0
+    production_over_tau: ArrayLike = 0.0
+
+
+@dataclass
+class Tick:
+    """Increments of one tick for both arms; ``weight`` is the configured canary share (0..1)."""
+
+    weight: ArrayLike
+    canary_requests: ArrayLike = 0.0
+    production_requests: ArrayLike = 0.0
+    canary_errors: ArrayLike = 0.0
+    production_errors: ArrayLike = 0.0
+    canary_briefs: ArrayLike = 0.0
+    canary_schema_failures: ArrayLike = 0.0
+    production_briefs: ArrayLike = 0.0
+    production_schema_failures: ArrayLike = 0.0
+    modes: Mapping[str, ModeTick] = field(default_factory=dict)
+    # Canary RL-loss blocks judged this tick, and how many of them were above ratio × B.
+    loss_blocks: ArrayLike = 0.0
+    loss_exceed: ArrayLike = 0.0
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """One e-process of the stage: its key, its check, its role ("fail" | "pass" | "split")."""
+
+    key: str
+    check: str
+    role: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Per-check and stage outcome at one moment (arrays of the engine's shape)."""
+
+    check_fail: Mapping[str, BoolArray]
+    check_pass: Mapping[str, BoolArray]
+    stage_fail: BoolArray
+    stage_pass: BoolArray
+
+
+def _share(canary: FloatArray, production: FloatArray) -> FloatArray:
+    total = canary + production
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, canary / np.where(total > 0, total, 1.0), np.nan)
+
+
+class Engine:
+    """All e-processes of one stage and their combination into check and stage states."""
+
+    def __init__(self, settings: JudgeSettings, shape: tuple[int, ...] = ()) -> None:
+        self.settings = settings
+        self.shape = shape
+        self.modes = settings.modes
+        self.error_fail = BernoulliMixture.fail_form(settings.error_rate_slo)
+        self.error_pass = BernoulliMixture.pass_form(settings.error_rate_slo)
+        self.error_share = ShareTest(settings.error_relative_r0)
+        self.latency_fail = BernoulliMixture(LATENCY_TAIL, LATENCY_FAIL_GRID)
+        self.latency_pass = BernoulliMixture(LATENCY_TAIL, LATENCY_PASS_GRID)
+        self.latency_share = ShareTest(settings.latency_relative_r0)
+        self.loss_fail = BernoulliMixture(LOSS_NULL, LOSS_FAIL_GRID)
+        self.loss_pass = BernoulliMixture(LOSS_NULL, LOSS_PASS_GRID)
+        self.schema_share = ShareTest(1.0)
+        self.split_share = ShareTest(1.0, SPLIT_MULTIPLIERS)
+        self.specs = self._build_specs()
+        fail_count = sum(spec.role == "fail" for spec in self.specs)
+        pass_count = sum(spec.role == "pass" for spec in self.specs)
+        self.alpha_i = settings.alpha / fail_count
+        self.beta_i = settings.beta / pass_count
+        self.bounds = {
+            "fail": crossing_bound(self.alpha_i),
+            "pass": crossing_bound(self.beta_i),
+            "split": crossing_bound(settings.srm_alpha),
+        }
+        zeros = np.zeros(shape, dtype=np.float64)
+        self.counts: dict[str, FloatArray] = {name: zeros.copy() for name in _COUNT_NAMES}
+        for mode in self.modes:
+            for name in ("canary_requests", "canary_over_threshold"):
+                self.counts[f"{mode}:{name}"] = zeros.copy()
+        self.share_states: dict[str, FloatArray] = {
+            f"{ERROR_RATE}:fail_relative": self.error_share.initial(shape),
+            f"{SPLIT}:mismatch": self.split_share.initial(shape),
+        }
+        for mode in self.modes:
+            self.share_states[f"{latency_check(mode)}:fail_relative"] = self.latency_share.initial(shape)
+        if settings.schema_policy == "relative":
+            self.share_states[f"{SCHEMA}:fail_relative"] = self.schema_share.initial(shape)
+        self.log_e: dict[str, FloatArray] = {spec.key: zeros.copy() for spec in self.specs}
+        # The largest log E so far: the evidence behind a crossing even if E has fallen since.
+        self.peak: dict[str, FloatArray] = {spec.key: zeros.copy() for spec in self.specs}
+        self.crossed: dict[str, BoolArray] = {spec.key: np.zeros(shape, dtype=bool) for spec in self.specs}
+        self.crossed_at: dict[str, FloatArray] = {spec.key: np.full(shape, np.nan) for spec in self.specs}
+
+    def _build_specs(self) -> tuple[TestSpec, ...]:
+        s = self.settings
+        specs = [
+            TestSpec(
+                f"{ERROR_RATE}:fail_relative",
+                ERROR_RATE,
+                "fail",
+                f"5xx vs production (r0 {s.error_relative_r0:g})",
+            ),
+            TestSpec(f"{ERROR_RATE}:fail_slo", ERROR_RATE, "fail", f"5xx > SLO {s.error_rate_slo:.2%}"),
+            TestSpec(f"{ERROR_RATE}:pass_slo", ERROR_RATE, "pass", f"5xx < SLO {s.error_rate_slo:.2%}"),
+        ]
+        for mode in self.modes:
+            name = latency_check(mode)
+            threshold = s.p95_thresholds[mode]
+            specs += [
+                TestSpec(f"{name}:fail_threshold", name, "fail", f"> 5 % over {threshold:g} s"),
+                TestSpec(
+                    f"{name}:fail_relative",
+                    name,
+                    "fail",
+                    f"tail vs production (r0 {s.latency_relative_r0:g})",
+                ),
+                TestSpec(f"{name}:pass_threshold", name, "pass", f"< 5 % over {threshold:g} s"),
+            ]
+        specs += [
+            TestSpec(f"{RL_LOSS}:fail", RL_LOSS, "fail", f"blocks > {s.loss_ratio:g}× median: > 50 %"),
+            TestSpec(f"{RL_LOSS}:pass", RL_LOSS, "pass", f"blocks > {s.loss_ratio:g}× median: < 50 %"),
+        ]
+        if s.schema_policy == "relative":
+            specs.append(TestSpec(f"{SCHEMA}:fail_relative", SCHEMA, "fail", "schema failures vs production"))
+        specs.append(TestSpec(f"{SPLIT}:mismatch", SPLIT, "split", "canary share vs configured weight"))
+        return tuple(specs)
+
+    @property
+    def checks(self) -> tuple[str, ...]:
+        """Check names in report order."""
+        return (ERROR_RATE, *(latency_check(m) for m in self.modes), SCHEMA, RL_LOSS, SPLIT)
+
+    def spec(self, key: str) -> TestSpec:
+        """The test called ``key``."""
+        return next(spec for spec in self.specs if spec.key == key)
+
+    def tests_of(self, check: str) -> tuple[TestSpec, ...]:
+        """The tests that make up one check."""
+        return tuple(spec for spec in self.specs if spec.check == check)
+
+    # ------------------------------------------------------------------ update
+    def update(self, tick: Tick, elapsed_s: float) -> None:
+        """Add one tick's increments and refresh every e-value and crossing."""
+        c = self.counts
+        inc = {
+            name: np.asarray(getattr(tick, name), dtype=np.float64)
+            for name in _COUNT_NAMES
+            if name not in ("loss_blocks", "loss_exceed", "misrouted")
+        }
+        for name, value in inc.items():
+            c[name] = c[name] + value
+        c["loss_blocks"] = c["loss_blocks"] + np.asarray(tick.loss_blocks, dtype=np.float64)
+        c["loss_exceed"] = c["loss_exceed"] + np.asarray(tick.loss_exceed, dtype=np.float64)
+        weight = np.asarray(tick.weight, dtype=np.float64)
+        wrong_arm = np.where(
+            weight >= 1, inc["production_requests"], np.where(weight <= 0, inc["canary_requests"], 0.0)
+        )
+        c["misrouted"] = c["misrouted"] + wrong_arm
+
+        states = self.share_states
+        request_share = _share(inc["canary_requests"], inc["production_requests"])
+        key = f"{ERROR_RATE}:fail_relative"
+        states[key] = self.error_share.update(
+            states[key], inc["canary_errors"], inc["production_errors"], request_share
+        )
+        key = f"{SPLIT}:mismatch"
+        states[key] = self.split_share.update(
+            states[key], inc["canary_requests"], inc["production_requests"], weight
+        )
+        if SCHEMA + ":fail_relative" in states:
+            key = f"{SCHEMA}:fail_relative"
+            states[key] = self.schema_share.update(
+                states[key],
+                inc["canary_schema_failures"],
+                inc["production_schema_failures"],
+                _share(inc["canary_briefs"], inc["production_briefs"]),
+            )
+        for mode in self.modes:
+            tick_mode = tick.modes.get(mode, ModeTick())
+            n_c = np.asarray(tick_mode.canary_requests, dtype=np.float64)
+            n_p = np.asarray(tick_mode.production_requests, dtype=np.float64)
+            c[f"{mode}:canary_requests"] = c[f"{mode}:canary_requests"] + n_c
+            c[f"{mode}:canary_over_threshold"] = c[f"{mode}:canary_over_threshold"] + np.asarray(
+                tick_mode.canary_over_threshold, dtype=np.float64
+            )
+            key = f"{latency_check(mode)}:fail_relative"
+            states[key] = self.latency_share.update(
+                states[key], tick_mode.canary_over_tau, tick_mode.production_over_tau, _share(n_c, n_p)
+            )
+        self._refresh(elapsed_s)
+
+    def _refresh(self, elapsed_s: float) -> None:
+        c = self.counts
+        log_e = self.log_e
+        log_e[f"{ERROR_RATE}:fail_relative"] = self.error_share.log_e(
+            self.share_states[f"{ERROR_RATE}:fail_relative"]
+        )
+        log_e[f"{ERROR_RATE}:fail_slo"] = self.error_fail.log_e(c["canary_errors"], c["canary_requests"])
+        log_e[f"{ERROR_RATE}:pass_slo"] = self.error_pass.log_e(c["canary_errors"], c["canary_requests"])
+        for mode in self.modes:
+            name = latency_check(mode)
+            over, total = c[f"{mode}:canary_over_threshold"], c[f"{mode}:canary_requests"]
+            log_e[f"{name}:fail_threshold"] = self.latency_fail.log_e(over, total)
+            log_e[f"{name}:pass_threshold"] = self.latency_pass.log_e(over, total)
+            log_e[f"{name}:fail_relative"] = self.latency_share.log_e(
+                self.share_states[f"{name}:fail_relative"]
+            )
+        log_e[f"{RL_LOSS}:fail"] = self.loss_fail.log_e(c["loss_exceed"], c["loss_blocks"])
+        log_e[f"{RL_LOSS}:pass"] = self.loss_pass.log_e(c["loss_exceed"], c["loss_blocks"])
+        if f"{SCHEMA}:fail_relative" in log_e:
+            log_e[f"{SCHEMA}:fail_relative"] = self.schema_share.log_e(
+                self.share_states[f"{SCHEMA}:fail_relative"]
+            )
+        log_e[f"{SPLIT}:mismatch"] = self.split_share.log_e(self.share_states[f"{SPLIT}:mismatch"])
+        for spec in self.specs:
+            self.peak[spec.key] = np.maximum(self.peak[spec.key], log_e[spec.key])
+            now = log_e[spec.key] >= self.bounds[spec.role]
+            fresh = now & ~self.crossed[spec.key]
+            self.crossed_at[spec.key] = np.where(fresh, elapsed_s, self.crossed_at[spec.key])
+            self.crossed[spec.key] = self.crossed[spec.key] | now
+
+    # ------------------------------------------------------------------ decide
+    def decide(self, elapsed_s: float) -> Decision:
+        """Check and stage outcome now: FAIL at any crossing, PASS once every check is shown."""
+        c = self.counts
+        fails: dict[str, BoolArray] = {}
+        passes: dict[str, BoolArray] = {}
+        for check in self.checks:
+            specs = self.tests_of(check)
+            fail = np.zeros(self.shape, dtype=bool)
+            for spec in specs:
+                if spec.role in ("fail", "split"):
+                    fail = fail | self.crossed[spec.key]
+            pass_specs = [spec for spec in specs if spec.role == "pass"]
+            shown = np.ones(self.shape, dtype=bool)
+            for spec in pass_specs:
+                shown = shown & self.crossed[spec.key]
+            if check == SCHEMA:
+                if self.settings.schema_policy == "zero_tolerance":
+                    fail = fail | (c["canary_schema_failures"] > 0)
+                shown = c["canary_briefs"] > 0
+            elif check == SPLIT:
+                fail = fail | (c["misrouted"] > 0)
+                shown = c["canary_requests"] > 0
+            fails[check] = fail
+            passes[check] = shown & ~fail
+        stage_fail = np.zeros(self.shape, dtype=bool)
+        stage_pass = np.ones(self.shape, dtype=bool)
+        for check in self.checks:
+            stage_fail = stage_fail | fails[check]
+            stage_pass = stage_pass & passes[check]
+        stage_pass = stage_pass & ~stage_fail & (elapsed_s >= self.settings.min_soak_s)
+        return Decision(check_fail=fails, check_pass=passes, stage_fail=stage_fail, stage_pass=stage_pass)
+
+
+_COUNT_NAMES = (
+    "canary_requests",
+    "production_requests",
+    "canary_errors",
+    "production_errors",
+    "canary_briefs",
+    "canary_schema_failures",
+    "production_briefs",
+    "production_schema_failures",
+    "loss_blocks",
+    "loss_exceed",
+    "misrouted",
+)

@@ -1,0 +1,419 @@
+"""CheckResults of the sequential judge: running figures, e-values and one-line messages.
+
+Every message names the metric, the measured value, the threshold and the sample size; a decided
+check adds the e-value and the bound it crossed. An INCONCLUSIVE check says how many samples it
+reached, how many a verdict needed, and the smallest regression the stage would have caught with
+90 % probability.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, Decision, Engine, latency_check
+from canary_harness.judge.eprocess import BernoulliMixture, beta_confidence_interval
+from canary_harness.judge.feed import SnapshotFeed
+from canary_harness.judge.model import (
+    latency_exceedance,
+    latency_factor_for,
+    loss_exceedance,
+    loss_factor_for,
+)
+from canary_harness.judge.power import detectable_rate, sample_sizes
+from canary_harness.judge.verdict import CheckResult, EvidenceValue, State
+from canary_harness.metrics.histogram import histogram_quantile
+
+_MAX_LOG_E = 700.0  # keeps exp() finite for display
+
+
+def e_value(log_e: float) -> float:
+    """An e-value from its logarithm, capped so that it stays a finite float."""
+    return math.exp(min(float(log_e), _MAX_LOG_E))
+
+
+def fmt_e(value: float) -> str:
+    """Compact e-value text: 3.1, 312, 4.2e+05."""
+    return f"{value:.3g}" if value < 1e5 else f"{value:.1e}"
+
+
+def fmt_pct(value: float | None) -> str:
+    """A share as a percentage, or "n/a"."""
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+@lru_cache(maxsize=64)
+def _n90(test: BernoulliMixture, rate: float, budget: float) -> int | None:
+    return sample_sizes(test, rate, budget, limit=100_000).n90
+
+
+@dataclass
+class _Context:
+    engine: Engine
+    feed: SnapshotFeed
+    decision: Decision
+    final: bool
+
+    def count(self, name: str) -> float:
+        return float(self.engine.counts[name])
+
+    def e(self, key: str) -> float:
+        return e_value(float(self.engine.log_e[key]))
+
+    def peak(self, key: str) -> float:
+        return e_value(float(self.engine.peak[key]))
+
+    def peaks(self, check: str) -> dict[str, EvidenceValue]:
+        """The largest e so far of each test of ``check``, as ``e_max_<test>``."""
+        return {
+            f"e_max_{spec.key.split(':', 1)[1]}": self.peak(spec.key) for spec in self.engine.tests_of(check)
+        }
+
+    def decided(self, key: str) -> str:
+        """ "e=… ≥ 1/α=…" with the largest e so far (crossings are final even if e fell since)."""
+        spec = self.engine.spec(key)
+        bound, name = (self.pass_bound, "β") if spec.role == "pass" else (self.fail_bound, "α")
+        if spec.role == "split":
+            bound, name = 1 / self.engine.settings.srm_alpha, "α_srm"
+        return f"e={fmt_e(self.peak(key))} ≥ 1/{name}={fmt_e(bound)} at {self.at(key) or 0:.0f} s"
+
+    def crossed(self, key: str) -> bool:
+        return bool(self.engine.crossed[key])
+
+    def at(self, key: str) -> float | None:
+        value = float(self.engine.crossed_at[key])
+        return None if math.isnan(value) else value
+
+    def state(self, check: str) -> State:
+        if bool(self.decision.check_fail[check]):
+            return State.FAIL
+        if bool(self.decision.check_pass[check]):
+            return State.PASS
+        return State.INCONCLUSIVE if self.final else State.RUNNING
+
+    @property
+    def fail_bound(self) -> float:
+        return 1 / self.engine.alpha_i
+
+    @property
+    def pass_bound(self) -> float:
+        return 1 / self.engine.beta_i
+
+
+def build_checks(
+    engine: Engine, feed: SnapshotFeed, decision: Decision, final: bool
+) -> tuple[CheckResult, ...]:
+    """One CheckResult per check, in report order."""
+    ctx = _Context(engine, feed, decision, final)
+    results = [_error_rate(ctx)]
+    results += [_latency(ctx, mode) for mode in engine.modes]
+    results += [_schema(ctx), _loss(ctx), _split(ctx)]
+    return tuple(results)
+
+
+def _warming(ctx: _Context) -> str:
+    return "" if ctx.feed.warmed_up else f" (warm-up of {ctx.engine.settings.warmup_s:g} s excluded)"
+
+
+def _error_rate(ctx: _Context) -> CheckResult:
+    s = ctx.engine.settings
+    errors, requests = ctx.count("canary_errors"), ctx.count("canary_requests")
+    p_errors, p_requests = ctx.count("production_errors"), ctx.count("production_requests")
+    rate = errors / requests if requests else None
+    p_rate = p_errors / p_requests if p_requests else None
+    low, high = beta_confidence_interval(errors, requests, s.alpha)
+    keys = {k: f"{ERROR_RATE}:{k}" for k in ("fail_slo", "fail_relative", "pass_slo")}
+    evidence: dict[str, EvidenceValue] = {
+        "canary_errors": errors,
+        "canary_requests": requests,
+        "production_errors": p_errors,
+        "production_requests": p_requests,
+        "production_rate": p_rate,
+        "e_fail_slo": ctx.e(keys["fail_slo"]),
+        "e_fail_relative": ctx.e(keys["fail_relative"]),
+        "e_pass_slo": ctx.e(keys["pass_slo"]),
+        "fail_bound": ctx.fail_bound,
+        "pass_bound": ctx.pass_bound,
+        "interval_low": low,
+        "interval_high": high,
+        "interval": f"{1 - s.alpha:.0%} anytime-valid",
+        **ctx.peaks(ERROR_RATE),
+    }
+    state = ctx.state(ERROR_RATE)
+    head = f"5xx rate {fmt_pct(rate)} over {requests:.0f} requests (canary)"
+    if state is State.FAIL:
+        if ctx.crossed(keys["fail_slo"]):
+            evidence["decided_by"], evidence["crossed_at_s"] = "fail_slo", ctx.at(keys["fail_slo"])
+            message = (
+                f"5xx rate {fmt_pct(rate)} > SLO {fmt_pct(s.error_rate_slo)} over {requests:.0f} requests "
+                f"(canary); {ctx.decided(keys['fail_slo'])}"
+            )
+        else:
+            evidence["decided_by"], evidence["crossed_at_s"] = "fail_relative", ctx.at(keys["fail_relative"])
+            message = (
+                f"5xx rate {fmt_pct(rate)} over {requests:.0f} requests (canary) vs production "
+                f"{fmt_pct(p_rate)} over {p_requests:.0f}: more than {s.error_relative_r0:g}× production's; "
+                f"{ctx.decided(keys['fail_relative'])}"
+            )
+    elif state is State.PASS:
+        evidence["decided_by"], evidence["crossed_at_s"] = "pass_slo", ctx.at(keys["pass_slo"])
+        message = (
+            f"5xx rate {fmt_pct(rate)} < SLO {fmt_pct(s.error_rate_slo)} shown over {requests:.0f} requests "
+            f"(canary); {ctx.decided(keys['pass_slo'])}"
+        )
+    elif requests == 0:
+        message = (
+            "5xx rate: no canary requests" + (" in the whole stage" if ctx.final else " yet") + _warming(ctx)
+        )
+    else:
+        message = (
+            f"{head}, SLO {fmt_pct(s.error_rate_slo)}; e_fail={fmt_e(ctx.e(keys['fail_slo']))}, "
+            f"e_pass={fmt_e(ctx.e(keys['pass_slo']))} (bounds {fmt_e(ctx.fail_bound)} / "
+            f"{fmt_e(ctx.pass_bound)})"
+        )
+    if state is State.INCONCLUSIVE:
+        needed = _n90(ctx.engine.error_pass, s.healthy_error_rate, ctx.engine.beta_i)
+        caught = detectable_rate(ctx.engine.error_fail, ctx.engine.alpha_i, int(requests))
+        evidence.update(n_needed=needed, detectable_regression=caught)
+        message += (
+            f": no verdict; a PASS needed {_count(needed)} requests (n90 at a true "
+            f"{fmt_pct(s.healthy_error_rate)}), and this stage would have caught a 5xx rate "
+            f"≥ {fmt_pct(caught)} with 90 % probability"
+        )
+    return CheckResult(
+        ERROR_RATE, state, "5xx error rate", rate, s.error_rate_slo, requests, "ratio", evidence, message
+    )
+
+
+def _latency(ctx: _Context, mode: str) -> CheckResult:
+    s = ctx.engine.settings
+    name = latency_check(mode)
+    threshold = s.p95_thresholds[mode]
+    over, requests = ctx.count(f"{mode}:canary_over_threshold"), ctx.count(f"{mode}:canary_requests")
+    buckets = ctx.feed.canary.latency_buckets.get(mode, ())
+    p95 = histogram_quantile(0.95, buckets) if buckets else None
+    prod_buckets = ctx.feed.production.latency_buckets.get(mode, ())
+    prod_p95 = histogram_quantile(0.95, prod_buckets) if prod_buckets else None
+    keys = {k: f"{name}:{k}" for k in ("fail_threshold", "fail_relative", "pass_threshold")}
+    evidence: dict[str, EvidenceValue] = {
+        "canary_over_threshold": over,
+        "canary_requests": requests,
+        "exceedance": over / requests if requests else None,
+        "production_p95": prod_p95,
+        "tau": ctx.feed.tau.get(mode),
+        "e_fail_threshold": ctx.e(keys["fail_threshold"]),
+        "e_fail_relative": ctx.e(keys["fail_relative"]),
+        "e_pass_threshold": ctx.e(keys["pass_threshold"]),
+        "fail_bound": ctx.fail_bound,
+        "pass_bound": ctx.pass_bound,
+        **ctx.peaks(name),
+    }
+    if requests:
+        low, high = beta_confidence_interval(over, requests, s.alpha)
+        evidence.update(exceedance_low=low, exceedance_high=high)
+    state = ctx.state(name)
+    shown = "n/a" if p95 is None else f"{p95:.2f} s"
+    if state is State.FAIL:
+        if ctx.crossed(keys["fail_threshold"]):
+            evidence["decided_by"], evidence["crossed_at_s"] = (
+                "fail_threshold",
+                ctx.at(keys["fail_threshold"]),
+            )
+            message = (
+                f"p95 latency ({mode}) {shown} > {threshold:g} s over {requests:.0f} requests (canary): "
+                f"{over:.0f} slower than {threshold:g} s; {ctx.decided(keys['fail_threshold'])}"
+            )
+        else:
+            evidence["decided_by"], evidence["crossed_at_s"] = "fail_relative", ctx.at(keys["fail_relative"])
+            tau = ctx.feed.tau.get(mode)
+            message = (
+                f"p95 latency ({mode}) {shown} over {requests:.0f} requests (canary), threshold "
+                f"{threshold:g} s: slower than production (p95 {_seconds(prod_p95, 2)}); requests over "
+                f"{_seconds(tau)} more than {s.latency_relative_r0:g}× as often; "
+                f"{ctx.decided(keys['fail_relative'])}"
+            )
+    elif state is State.PASS:
+        evidence["decided_by"], evidence["crossed_at_s"] = "pass_threshold", ctx.at(keys["pass_threshold"])
+        message = (
+            f"p95 latency ({mode}) {shown} ≤ {threshold:g} s shown over {requests:.0f} requests (canary); "
+            f"{ctx.decided(keys['pass_threshold'])}"
+        )
+    elif requests == 0:
+        message = (
+            f"p95 latency ({mode}): no canary requests in mode {mode}"
+            + (" in the whole stage" if ctx.final else " yet")
+            + _warming(ctx)
+        )
+    else:
+        message = (
+            f"p95 latency ({mode}) {shown} over {requests:.0f} requests (canary), threshold {threshold:g} s; "
+            f"e_fail={fmt_e(ctx.e(keys['fail_threshold']))}, e_pass={fmt_e(ctx.e(keys['pass_threshold']))}"
+        )
+    if state is State.INCONCLUSIVE:
+        needed = _n90(ctx.engine.latency_pass, latency_exceedance(s, mode), ctx.engine.beta_i)
+        caught = detectable_rate(ctx.engine.latency_fail, ctx.engine.alpha_i, int(requests))
+        factor = None if caught is None else latency_factor_for(s, mode, caught)
+        evidence.update(n_needed=needed, detectable_regression=caught, detectable_latency_factor=factor)
+        tail = "n/a"
+        if caught is not None and factor is not None:
+            tail = f"{fmt_pct(caught)} of requests over {threshold:g} s (≈ +{factor - 1:.0%} latency)"
+        message += (
+            f": no verdict; a PASS needed {_count(needed)} requests (n90 for a healthy canary), and this "
+            f"stage would have caught {tail} with 90 % probability"
+        )
+    return CheckResult(name, state, f"p95 latency ({mode})", p95, threshold, requests, "s", evidence, message)
+
+
+def _loss(ctx: _Context) -> CheckResult:
+    s = ctx.engine.settings
+    blocks, over = ctx.count("loss_blocks"), ctx.count("loss_exceed")
+    reference = ctx.feed.loss_reference
+    judged = ctx.feed.judged_canary
+    ratio = (sum(judged) / len(judged) / reference) if judged and reference else None
+    keys = {k: f"{RL_LOSS}:{k}" for k in ("fail", "pass")}
+    evidence: dict[str, EvidenceValue] = {
+        "blocks": blocks,
+        "blocks_over": over,
+        "production_median_loss": reference,
+        "production_blocks": float(len(ctx.feed.production_blocks.means)),
+        "pending_blocks": float(len(ctx.feed.pending_canary)),
+        "e_fail": ctx.e(keys["fail"]),
+        "e_pass": ctx.e(keys["pass"]),
+        "fail_bound": ctx.fail_bound,
+        "pass_bound": ctx.pass_bound,
+        **ctx.peaks(RL_LOSS),
+    }
+    state = ctx.state(RL_LOSS)
+    shown = "n/a" if ratio is None else f"{ratio:.2f}×"
+    cut = f"{s.loss_ratio:g}× production median"
+    if state is State.FAIL:
+        evidence["decided_by"], evidence["crossed_at_s"] = "fail", ctx.at(keys["fail"])
+        message = (
+            f"RL loss {shown} production median; {over:.0f} of {blocks:.0f} blocks > {cut}; "
+            f"{ctx.decided(keys['fail'])}"
+        )
+    elif state is State.PASS:
+        evidence["decided_by"], evidence["crossed_at_s"] = "pass", ctx.at(keys["pass"])
+        message = (
+            f"RL loss {shown} production median; {over:.0f} of {blocks:.0f} blocks > {cut}, shown within "
+            f"budget; {ctx.decided(keys['pass'])}"
+        )
+    elif blocks == 0:
+        produced = len(ctx.feed.production_blocks.means)
+        why = (
+            f"{produced} of {s.loss_reference_blocks} production loss blocks needed for the reference"
+            if reference is None
+            else "no canary loss block yet"
+        )
+        if reference is not None and reference <= 0:
+            why = f"production median loss {reference:g} ≤ 0: the ratio is undefined"
+        message = f"RL loss: {why} (blocks of {s.loss_block_updates} updates)" + _warming(ctx)
+    else:
+        message = (
+            f"RL loss {shown} production median over {blocks:.0f} blocks, {over:.0f} > {cut}; "
+            f"e_fail={fmt_e(ctx.e(keys['fail']))}, e_pass={fmt_e(ctx.e(keys['pass']))}"
+        )
+    if state is State.INCONCLUSIVE:
+        needed = _n90(ctx.engine.loss_pass, loss_exceedance(s), ctx.engine.beta_i)
+        caught = detectable_rate(ctx.engine.loss_fail, ctx.engine.alpha_i, int(blocks))
+        factor = None if caught is None else loss_factor_for(s, caught)
+        evidence.update(n_needed=needed, detectable_regression=caught, detectable_loss_factor=factor)
+        tail = "n/a" if factor is None else f"a loss ≥ {factor:.1f}× production's"
+        message += (
+            f": no verdict; a PASS needed {_count(needed)} blocks (n90 for a healthy canary), and this "
+            f"stage would have caught {tail} with 90 % probability"
+        )
+    return CheckResult(
+        RL_LOSS,
+        state,
+        "RL loss vs production median",
+        ratio,
+        s.loss_ratio,
+        blocks,
+        "× production median",
+        evidence,
+        message,
+    )
+
+
+def _schema(ctx: _Context) -> CheckResult:
+    s = ctx.engine.settings
+    failures, briefs = ctx.count("canary_schema_failures"), ctx.count("canary_briefs")
+    evidence: dict[str, EvidenceValue] = {
+        "canary_failures": failures,
+        "canary_briefs": briefs,
+        "production_failures": ctx.count("production_schema_failures"),
+        "production_briefs": ctx.count("production_briefs"),
+        "policy": s.schema_policy,
+    }
+    key = f"{SCHEMA}:fail_relative"
+    if key in ctx.engine.log_e:
+        evidence.update(e_fail_relative=ctx.e(key), fail_bound=ctx.fail_bound, **ctx.peaks(SCHEMA))
+    state = ctx.state(SCHEMA)
+    if state is State.FAIL:
+        rule = (
+            "zero tolerance"
+            if s.schema_policy == "zero_tolerance"
+            else f"more often than production; {ctx.decided(key)}"
+        )
+        message = f"schema failures {failures:.0f} > 0 over {briefs:.0f} briefs (canary): {rule}"
+    elif state is State.PASS:
+        message = f"schema failures 0 over {briefs:.0f} briefs (canary)"
+        if s.schema_policy == "relative":
+            message = (
+                f"schema failures {failures:.0f} over {briefs:.0f} briefs (canary), not above production's"
+            )
+    else:
+        message = "schema: no llm briefs checked" + (
+            " in the whole stage: the schema was never exercised" if ctx.final else " yet"
+        )
+    return CheckResult(SCHEMA, state, "schema failures", failures, 0.0, briefs, "failures", evidence, message)
+
+
+def _split(ctx: _Context) -> CheckResult:
+    s = ctx.engine.settings
+    canary, production = ctx.count("canary_requests"), ctx.count("production_requests")
+    total = canary + production
+    share = canary / total if total else None
+    key = f"{SPLIT}:mismatch"
+    configured = ctx.feed.weight
+    evidence: dict[str, EvidenceValue] = {
+        "canary_requests": canary,
+        "production_requests": production,
+        "configured_share": configured,
+        "e_mismatch": ctx.e(key),
+        "bound": 1 / s.srm_alpha,
+        "misrouted": ctx.count("misrouted"),
+        **ctx.peaks(SPLIT),
+    }
+    state = ctx.state(SPLIT)
+    head = f"canary share {fmt_pct(share)} of {total:.0f} requests vs configured {fmt_pct(configured)}"
+    if state is State.FAIL:
+        evidence["crossed_at_s"] = ctx.at(key)
+        proof = (
+            f"{ctx.count('misrouted'):.0f} requests on the arm at weight 0"
+            if ctx.count("misrouted") > 0
+            else ctx.decided(key)
+        )
+        message = (
+            f"sample-ratio mismatch: {head}; {proof}: the traffic controller does not split as set, "
+            "so no other verdict of this stage counts"
+        )
+    elif state is State.PASS:
+        message = f"{head}: no mismatch (e={fmt_e(ctx.e(key))})"
+    else:
+        message = "traffic split: no canary requests" + (" in the whole stage" if ctx.final else " yet")
+    return CheckResult(
+        SPLIT, state, "canary traffic share", share, configured, total, "ratio", evidence, message
+    )
+
+
+def _seconds(value: float | None, digits: int | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f} s" if digits is not None else f"{value:g} s"
+
+
+def _count(value: int | None) -> str:
+    return "more than 100000" if value is None else f"~{value}"

@@ -1,0 +1,400 @@
+"""The stage planner: before traffic moves, how long each check of a stage needs.
+
+For every e-process of the sequential judge, the exact sample sizes n50 / n90 at which it crosses
+its bound for the minimum detectable effect (FAIL tests) or for a healthy canary (PASS tests),
+turned into seconds from the request rate and the stage weight. A test whose fewest possible
+samples exceed what the window delivers can never reach a verdict; the plan says so in plain words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from canary_harness.errors import ConfigError
+from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, Engine, latency_check
+from canary_harness.judge.eprocess import BernoulliMixture, ShareTest
+from canary_harness.judge.model import latency_exceedance, loss_exceedance, predicted_tau
+from canary_harness.judge.power import SampleSize, sample_sizes
+from canary_harness.judge.settings import JudgeSettings
+
+# Reachability of a test within the window.
+LIKELY, POSSIBLE, UNLIKELY, NEVER, NOT_APPLICABLE = "likely", "possible", "unlikely", "never", "n/a"
+
+
+@dataclass(frozen=True)
+class TestPlan:
+    """What one test needs at this stage.
+
+    ``unit`` is what n counts ("requests" of the canary, or loss "blocks"); ``rate`` is how many of
+    them arrive per second at this stage; ``available`` how many the window delivers; ``seconds50``
+    / ``seconds90`` are from stage start (warm-up included). ``reach`` is likely (n90 fits the
+    window), possible (n50 fits), unlikely, never (even the most extreme data cannot cross in the
+    window) or n/a (the test cannot run at this weight).
+    """
+
+    check: str
+    key: str
+    role: str
+    description: str
+    effect: str
+    unit: str
+    rate: float
+    available: float
+    n50: int | None
+    n90: int | None
+    n_min: int | None
+    seconds50: float | None
+    seconds90: float | None
+    reach: str
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """The plan of one stage: its tests and the plain-language conclusions."""
+
+    stage_percent: int
+    total_rps: float
+    canary_rps: float
+    max_duration_s: float
+    warmup_s: float
+    min_soak_s: float
+    alpha_i: float
+    beta_i: float
+    tests: tuple[TestPlan, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def can_pass(self) -> bool:
+        """Whether every PASS test can cross within the window at all."""
+        return all(t.reach != NEVER for t in self.tests if t.role == "pass")
+
+    @property
+    def pass_seconds(self) -> tuple[float | None, float | None]:
+        """Rough median / 90 % time to an early PASS: the slowest PASS test, at least the min soak."""
+
+        def slowest(values: list[float | None]) -> float | None:
+            known = [v for v in values if v is not None]
+            return None if len(known) < len(values) else max([self.min_soak_s, *known])
+
+        passes = [t for t in self.tests if t.role == "pass"]
+        return slowest([t.seconds50 for t in passes]), slowest([t.seconds90 for t in passes])
+
+
+def plan_stage(
+    stage_percent: int, total_rps: float, settings: JudgeSettings, mode_mix: Mapping[str, float] | None = None
+) -> StagePlan:
+    """Plan a stage at ``stage_percent`` % of ``total_rps`` requests per second.
+
+    ``mode_mix`` is the share of requests per LLM mode (default: equal over the judged modes).
+    """
+    if isinstance(stage_percent, bool) or not isinstance(stage_percent, int) or not 0 <= stage_percent <= 100:
+        raise ConfigError(f"stage {stage_percent!r}: must be an integer percentage in 0..100")
+    if not isinstance(total_rps, int | float) or not math.isfinite(total_rps) or total_rps <= 0:
+        raise ConfigError(f"request rate {total_rps!r}: must be a positive number of requests per second")
+    mix = _mode_mix(settings, mode_mix)
+    engine = Engine(settings)
+    ctx = _Planner(settings, engine, stage_percent / 100.0, float(total_rps))
+    tests = [*ctx.error_tests()]
+    for mode in settings.modes:
+        tests += ctx.latency_tests(mode, mix[mode])
+    tests += ctx.loss_tests()
+    plan = StagePlan(
+        stage_percent=stage_percent,
+        total_rps=float(total_rps),
+        canary_rps=ctx.canary_rps,
+        max_duration_s=settings.max_duration_s,
+        warmup_s=settings.warmup_s,
+        min_soak_s=settings.min_soak_s,
+        alpha_i=engine.alpha_i,
+        beta_i=engine.beta_i,
+        tests=tuple(tests),
+        notes=(),
+    )
+    return dataclasses.replace(plan, notes=_notes(plan, settings))
+
+
+def _mode_mix(settings: JudgeSettings, mode_mix: Mapping[str, float] | None) -> dict[str, float]:
+    if mode_mix is None:
+        return {mode: 1.0 / len(settings.modes) for mode in settings.modes}
+    for mode, share in mode_mix.items():
+        if mode not in settings.modes:
+            raise ConfigError(f"mode mix entry {mode!r}: not a judged mode ({', '.join(settings.modes)})")
+        if not isinstance(share, int | float) or not math.isfinite(share) or share < 0:
+            raise ConfigError(f"mode mix entry {mode}={share!r}: must be a non-negative number")
+    total = sum(mode_mix.values())
+    if total <= 0:
+        raise ConfigError(f"mode mix {dict(mode_mix)!r}: the shares must add up to more than 0")
+    return {mode: mode_mix.get(mode, 0.0) / total for mode in settings.modes}
+
+
+class _Planner:
+    """Builds TestPlans for one stage."""
+
+    def __init__(self, settings: JudgeSettings, engine: Engine, weight: float, total_rps: float) -> None:
+        self.s = settings
+        self.engine = engine
+        self.weight = weight
+        self.total_rps = total_rps
+        self.canary_rps = total_rps * weight
+        self.window = settings.max_duration_s - settings.warmup_s
+
+    def _plan(
+        self,
+        key: str,
+        test: BernoulliMixture,
+        true_rate: float,
+        rate: float,
+        effect: str,
+        unit: str = "requests",
+        per_sample: float = 1.0,
+    ) -> TestPlan:
+        """Size ``test``; samples arrive at ``rate``/s and each counts ``per_sample`` ``unit``."""
+        spec = self.engine.spec(key)
+        budget = self.engine.alpha_i if spec.role == "fail" else self.engine.beta_i
+        available = rate * self.window
+        if rate <= 0:
+            return self._empty(key, spec.description, effect, unit, NEVER)
+        limit = int(min(200_000, max(20_000, 3 * available)))
+        size = sample_sizes(test, true_rate, budget, limit=limit)
+        reach = _reach(size, available)
+
+        def seconds(n: int | None) -> float | None:
+            return None if n is None else self.s.warmup_s + n / rate
+
+        def scaled(n: int | None) -> int | None:
+            return None if n is None else int(math.ceil(n * per_sample))
+
+        return TestPlan(
+            check=spec.check,
+            key=key,
+            role=spec.role,
+            description=spec.description,
+            effect=effect,
+            unit=unit,
+            rate=rate * per_sample,
+            available=available * per_sample,
+            n50=scaled(size.n50),
+            n90=scaled(size.n90),
+            n_min=scaled(size.n_min),
+            seconds50=seconds(size.n50),
+            seconds90=seconds(size.n90),
+            reach=reach,
+        )
+
+    def _empty(self, key: str, description: str, effect: str, unit: str, reach: str) -> TestPlan:
+        """A test that gets no samples at this stage."""
+        spec = self.engine.spec(key)
+        return TestPlan(
+            check=spec.check,
+            key=key,
+            role=spec.role,
+            description=description,
+            effect=effect,
+            unit=unit,
+            rate=0.0,
+            available=0.0,
+            n50=None,
+            n90=None,
+            n_min=None,
+            seconds50=None,
+            seconds90=None,
+            reach=reach,
+        )
+
+    def _not_applicable(self, key: str, effect: str, why: str) -> TestPlan:
+        return self._empty(
+            key, f"{self.engine.spec(key).description} ({why})", effect, "requests", NOT_APPLICABLE
+        )
+
+    def _share_plan(
+        self,
+        key: str,
+        share_test: ShareTest,
+        canary_rate: float,
+        production_rate: float,
+        canary_rps: float,
+        production_rps: float,
+        effect: str,
+    ) -> TestPlan:
+        """A share test as a Bernoulli mixture over events, reported in canary requests."""
+        if canary_rps <= 0 or production_rps <= 0:
+            return self._not_applicable(key, effect, "needs traffic on both arms")
+        share = canary_rps / (canary_rps + production_rps)
+        events_per_s = canary_rps * canary_rate + production_rps * production_rate
+        ratio = canary_rate / production_rate
+        test = share_test.as_bernoulli(share)
+        true_share = share_test.canary_probability(ratio, share)
+        return self._plan(key, test, true_share, events_per_s, effect, per_sample=canary_rps / events_per_s)
+
+    def error_tests(self) -> list[TestPlan]:
+        s, e = self.s, self.engine
+        bad = f"5xx {s.mde_error_rate:.2%}"
+        healthy = f"5xx {s.healthy_error_rate:.2%}"
+        return [
+            self._plan(f"{ERROR_RATE}:fail_slo", e.error_fail, s.mde_error_rate, self.canary_rps, bad),
+            self._share_plan(
+                f"{ERROR_RATE}:fail_relative",
+                e.error_share,
+                s.mde_error_rate,
+                s.healthy_error_rate,
+                self.canary_rps,
+                self.total_rps - self.canary_rps,
+                f"{bad} vs {s.healthy_error_rate:.2%}",
+            ),
+            self._plan(
+                f"{ERROR_RATE}:pass_slo", e.error_pass, s.healthy_error_rate, self.canary_rps, healthy
+            ),
+        ]
+
+    def latency_tests(self, mode: str, mix: float) -> list[TestPlan]:
+        s, e = self.s, self.engine
+        name = latency_check(mode)
+        canary_rps = self.canary_rps * mix
+        production_rps = (self.total_rps - self.canary_rps) * mix
+        slower = f"+{s.mde_latency_factor - 1:.0%} latency"
+        bad = latency_exceedance(s, mode, s.mde_latency_factor)
+        healthy = latency_exceedance(s, mode)
+        tau = predicted_tau(s, mode)
+        canary_tail = latency_exceedance(s, mode, s.mde_latency_factor, cut=tau)
+        production_tail = latency_exceedance(s, mode, 1.0, cut=tau)
+        relative = f"{slower} (τ {tau:g} s)"
+        if canary_tail / production_tail <= s.latency_relative_r0:
+            relative_plan = self._not_applicable(f"{name}:fail_relative", relative, "effect within r0")
+        else:
+            relative_plan = self._share_plan(
+                f"{name}:fail_relative",
+                e.latency_share,
+                canary_tail,
+                production_tail,
+                canary_rps,
+                production_rps,
+                relative,
+            )
+        return [
+            self._plan(
+                f"{name}:fail_threshold", e.latency_fail, bad, canary_rps, f"{slower} ({bad:.1%} over)"
+            ),
+            relative_plan,
+            self._plan(
+                f"{name}:pass_threshold", e.latency_pass, healthy, canary_rps, f"healthy ({healthy:.1%} over)"
+            ),
+        ]
+
+    def loss_tests(self) -> list[TestPlan]:
+        s, e = self.s, self.engine
+        rate = 1.0 / s.loss_block_s if self.canary_rps > 0 else 0.0
+        bad = loss_exceedance(s, s.mde_loss_factor)
+        healthy = loss_exceedance(s)
+        return [
+            self._plan(
+                f"{RL_LOSS}:fail", e.loss_fail, bad, rate, f"loss ×{s.mde_loss_factor:g}", unit="blocks"
+            ),
+            self._plan(f"{RL_LOSS}:pass", e.loss_pass, healthy, rate, "healthy loss", unit="blocks"),
+        ]
+
+
+def _reach(size: SampleSize, available: float) -> str:
+    if size.n_min is None or size.n_min > available:
+        return NEVER
+    if size.n90 is not None and size.n90 <= available:
+        return LIKELY
+    if size.n50 is not None and size.n50 <= available:
+        return POSSIBLE
+    return UNLIKELY
+
+
+def _notes(plan: StagePlan, settings: JudgeSettings) -> tuple[str, ...]:
+    notes: list[str] = []
+    window = f"{settings.max_duration_s:g} s"
+    blockers = [t for t in plan.tests if t.role == "pass" and t.reach == NEVER]
+    if blockers:
+        details = "; ".join(
+            f"{t.check} needs at least {_n(t.n_min)} {t.unit}, the stage gets ~{t.available:.0f}"
+            for t in blockers
+        )
+        notes.append(
+            f"This stage can never reach a PASS verdict within {window} at {plan.total_rps:g} rps: "
+            f"{details}. It will end INCONCLUSIVE (on_inconclusive = {settings.on_inconclusive})."
+        )
+    else:
+        t50, t90 = plan.pass_seconds
+        if t90 is not None and t90 <= settings.max_duration_s:
+            notes.append(f"A healthy canary should PASS after ~{t50:.0f} s (90 %: {t90:.0f} s) of {window}.")
+        elif t50 is not None and t50 <= settings.max_duration_s:
+            notes.append(
+                f"A healthy canary PASSes within {window} only about half the time (median ~{t50:.0f} s)."
+            )
+        else:
+            notes.append(
+                f"A healthy canary will rarely PASS within {window}: expect INCONCLUSIVE "
+                f"(on_inconclusive = {settings.on_inconclusive})."
+            )
+    checks = dict.fromkeys(t.check for t in plan.tests)
+    for check in checks:
+        fails = [t for t in plan.tests if t.check == check and t.role == "fail" and t.reach != NOT_APPLICABLE]
+        if fails and all(t.reach == NEVER for t in fails):
+            notes.append(
+                f"{check}: even the minimum detectable regression can never be caught within {window}."
+            )
+        elif fails:
+            fastest = min(fails, key=lambda t: math.inf if t.seconds50 is None else t.seconds50)
+            median = "unknown" if fastest.seconds50 is None else f"~{fastest.seconds50:.0f} s"
+            if fastest.reach == LIKELY or any(t.reach == LIKELY for t in fails):
+                notes.append(
+                    f"{check}: {fastest.effect} is caught after {median} (median, {fastest.description})."
+                )
+            elif fastest.reach == POSSIBLE:
+                notes.append(
+                    f"{check}: {fastest.effect} is caught within {window} only about half the time "
+                    f"(median {median})."
+                )
+            else:
+                notes.append(
+                    f"{check}: {fastest.effect} is unlikely to be caught within {window} (median {median})."
+                )
+    if settings.schema_policy == "zero_tolerance":
+        notes.append(f"{SCHEMA}: the first schema failure fails the stage at once.")
+    return tuple(notes)
+
+
+def _n(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def format_plan(plan: StagePlan) -> str:
+    """The plan as a text table followed by its plain-language notes."""
+    lines = [
+        f"Stage {plan.stage_percent} % at {plan.total_rps:g} rps: canary gets {plan.canary_rps:g} rps; "
+        f"window {plan.max_duration_s:g} s (warm-up {plan.warmup_s:g} s, min soak {plan.min_soak_s:g} s); "
+        f"α_i = {plan.alpha_i:.4g}, β_i = {plan.beta_i:.4g}",
+    ]
+    header = ("check", "test", "true effect", "n50", "n90", "t50", "t90", "in window")
+    rows = [header]
+    for t in plan.tests:
+        unit = "blk" if t.unit == "blocks" else "req"
+        rows.append(
+            (
+                t.check,
+                f"{t.role.upper()}: {t.description}",
+                t.effect,
+                "-" if t.n50 is None else f"{t.n50} {unit}",
+                "-" if t.n90 is None else f"{t.n90} {unit}",
+                _secs(t.seconds50),
+                _secs(t.seconds90),
+                t.reach,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for index, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    lines.extend(plan.notes)
+    return "\n".join(lines)
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} s"

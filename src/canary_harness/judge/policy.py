@@ -1,0 +1,72 @@
+"""Stage verdicts from check results: FAIL / PASS / INCONCLUSIVE and the on_inconclusive policy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+
+
+def failed_reason(checks: Sequence[CheckResult], elapsed_s: float) -> str:
+    """Why a stage failed: every failing check's message."""
+    lines = [c.message for c in checks if c.state is State.FAIL]
+    return f"FAIL after {elapsed_s:.0f} s, roll back: " + "; ".join(lines)
+
+
+def running_reason(checks: Sequence[CheckResult], elapsed_s: float) -> str:
+    """Progress in one line: how many checks are shown so far."""
+    shown = sum(c.state is State.PASS for c in checks)
+    pending = [c.name for c in checks if c.state is not State.PASS]
+    return (
+        f"observing for {elapsed_s:.0f} s: {shown}/{len(checks)} checks shown; pending: {', '.join(pending)}"
+    )
+
+
+def conclude(
+    settings: JudgeSettings, judge: str, elapsed_s: float, checks: Sequence[CheckResult], soak_done: bool
+) -> StageVerdict:
+    """The final verdict: FAIL, PASS, or INCONCLUSIVE resolved by ``settings.on_inconclusive``.
+
+    "pass_with_warning" gives PASS with warning=True; "fail" gives FAIL; "extend" gives FAIL too,
+    because conclude() is called after the extension (settings.observation_limit_s) ran out.
+    The reason lists every check without a verdict, with its own explanation.
+    """
+    checks = tuple(checks)
+
+    def verdict(state: State, reason: str, warning: bool = False) -> StageVerdict:
+        return StageVerdict(
+            state=state,
+            decided=True,
+            warning=warning,
+            reason=reason,
+            elapsed_s=elapsed_s,
+            checks=checks,
+            judge=judge,
+        )
+
+    if any(c.state is State.FAIL for c in checks):
+        return verdict(State.FAIL, failed_reason(checks, elapsed_s))
+    open_checks = [c for c in checks if c.state is not State.PASS]
+    if not open_checks and soak_done:
+        return verdict(State.PASS, f"PASS after {elapsed_s:.0f} s: every check shown")
+    details = "; ".join(f"{c.name}: {c.message}" for c in open_checks)
+    if not open_checks:
+        details = f"min soak of {settings.min_soak_s:g} s not reached"
+    head = f"INCONCLUSIVE after {elapsed_s:.0f} s"
+    policy = settings.on_inconclusive
+    if policy == "pass_with_warning":
+        return verdict(
+            State.PASS,
+            f"{head}, passed with a warning (on_inconclusive = pass_with_warning): "
+            f"no regression detected at α = {settings.alpha:g}, but compliance was not shown. "
+            f"{details}",
+            warning=True,
+        )
+    if policy == "fail":
+        return verdict(State.FAIL, f"{head} and on_inconclusive = fail. {details}")
+    return verdict(
+        State.FAIL,
+        f"{head}: still no verdict at the end of the extension (observation limit "
+        f"{settings.observation_limit_s:g} s, on_inconclusive = extend). {details}",
+    )

@@ -1,0 +1,78 @@
+"""The sequential judge (the default): anytime-valid e-processes, stop as soon as evidence allows."""
+
+from __future__ import annotations
+
+from canary_harness.judge.engine import Decision, Engine
+from canary_harness.judge.evidence import build_checks
+from canary_harness.judge.feed import SnapshotFeed
+from canary_harness.judge.policy import conclude, failed_reason, running_reason
+from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.verdict import StageVerdict, State
+from canary_harness.metrics.types import MetricsSnapshot
+
+
+class SequentialJudge:
+    """Judges one stage with the e-processes of JUDGE.md.
+
+    FAIL as soon as any FAIL test crosses 1/α_i (or a zero-tolerance count is non-zero, or the
+    split mismatches); PASS once every check is shown and ``min_soak_s`` passed (early unless
+    ``early_pass`` is off). Decided verdicts are final: later calls return them unchanged.
+    """
+
+    name = "sequential"
+
+    def __init__(self, settings: JudgeSettings | None = None) -> None:
+        self.settings = settings or JudgeSettings()
+        self.engine = Engine(self.settings)
+        self.feed = SnapshotFeed(self.settings)
+        self._decided: StageVerdict | None = None
+
+    def _update(
+        self, elapsed_s: float, canary: MetricsSnapshot, production: MetricsSnapshot, weight_percent: int
+    ) -> Decision:
+        tick = self.feed.push(elapsed_s, canary, production, weight_percent)
+        self.engine.update(tick, elapsed_s)
+        return self.engine.decide(elapsed_s)
+
+    def observe(
+        self, elapsed_s: float, canary: MetricsSnapshot, production: MetricsSnapshot, weight_percent: int
+    ) -> StageVerdict:
+        """Update with this tick's deltas since stage start; FAIL at once, PASS early if allowed."""
+        if self._decided is not None:
+            return self._decided
+        decision = self._update(elapsed_s, canary, production, weight_percent)
+        checks = build_checks(self.engine, self.feed, decision, final=False)
+        # During an "extend" extension a complete PASS ends the stage even without early_pass.
+        may_pass = self.settings.early_pass or elapsed_s >= self.settings.max_duration_s
+        if bool(decision.stage_fail):
+            self._decided = StageVerdict(
+                State.FAIL, True, False, failed_reason(checks, elapsed_s), elapsed_s, checks, self.name
+            )
+            return self._decided
+        if bool(decision.stage_pass) and may_pass:
+            self._decided = StageVerdict(
+                State.PASS,
+                True,
+                False,
+                f"PASS after {elapsed_s:.0f} s: every check shown",
+                elapsed_s,
+                checks,
+                self.name,
+            )
+            return self._decided
+        return StageVerdict(
+            State.RUNNING, False, False, running_reason(checks, elapsed_s), elapsed_s, checks, self.name
+        )
+
+    def conclude(
+        self, elapsed_s: float, canary: MetricsSnapshot, production: MetricsSnapshot, weight_percent: int
+    ) -> StageVerdict:
+        """The final verdict at the end of the window; INCONCLUSIVE is resolved by the policy."""
+        if self._decided is not None:
+            return self._decided
+        decision = self._update(elapsed_s, canary, production, weight_percent)
+        checks = build_checks(self.engine, self.feed, decision, final=True)
+        self._decided = conclude(
+            self.settings, self.name, elapsed_s, checks, soak_done=elapsed_s >= self.settings.min_soak_s
+        )
+        return self._decided

@@ -1,0 +1,407 @@
+"""The local stack: NGINX in front of a production and an optional canary version of the service.
+
+Everything runs in the background and is recorded in ``<run_dir>/state.json`` (PIDs with their start
+times, ports, versions, log paths, the NGINX directory), so that a later command or process can report
+on it, change its weights and stop it by PID. Layout of the run directory::
+
+    state.json
+    nginx/                   NGINX prefix (see canary_harness.traffic.nginx)
+    logs/production.log      stdout/stderr of production; production.jsonl its structured log
+    logs/canary.log          the same for the canary
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from canary_harness.config import StackSettings
+from canary_harness.deploy.pids import is_alive
+from canary_harness.deploy.process import ProcessBackend, health
+from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
+from canary_harness.errors import CanaryError, ConfigError, StackError, TrafficError
+from canary_harness.traffic.nginx import NginxTrafficController
+
+STATE_FILE = "state.json"
+STATE_FORMAT = 1
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class NginxRecord:
+    """The NGINX master of a stack and the two upstream addresses it routes to."""
+
+    dir: Path
+    host: str
+    port: int
+    production: str
+    canary: str
+    pid: int | None = None
+    pid_start_time: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        """URL of the service through NGINX."""
+        return f"http://{self.host}:{self.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "dir": str(self.dir),
+            "host": self.host,
+            "port": self.port,
+            "production": self.production,
+            "canary": self.canary,
+            "pid": self.pid,
+            "pid_start_time": self.pid_start_time,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str) -> NginxRecord:
+        """Inverse of ``to_json``; StackError naming ``source`` when malformed."""
+        try:
+            return cls(
+                dir=Path(str(data["dir"])),
+                host=str(data["host"]),
+                port=int(data["port"]),
+                production=str(data["production"]),
+                canary=str(data["canary"]),
+                pid=_opt_int(data.get("pid")),
+                pid_start_time=_opt_int(data.get("pid_start_time")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StackError(f"{source}: invalid nginx entry {dict(data)!r}: {exc!r}") from exc
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What a stack started, as recorded in ``<run_dir>/state.json``."""
+
+    run_dir: Path
+    nginx: NginxRecord | None = None
+    production: ServiceHandle | None = None
+    canary: ServiceHandle | None = None
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    @property
+    def state_file(self) -> Path:
+        """Where this state is stored."""
+        return self.run_dir / STATE_FILE
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "format": STATE_FORMAT,
+            "run_dir": str(self.run_dir),
+            "started_at": self.started_at,
+            "nginx": self.nginx.to_json() if self.nginx else None,
+            "production": self.production.to_json() if self.production else None,
+            "canary": self.canary.to_json() if self.canary else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], source: str) -> StackState:
+        """Inverse of ``to_json``; StackError naming ``source`` when malformed."""
+        if not isinstance(data, Mapping) or data.get("format") != STATE_FORMAT:
+            raise StackError(f"{source}: not a stack state file of format {STATE_FORMAT}")
+        def service(role: str) -> ServiceHandle | None:
+            entry = data.get(role)
+            return ServiceHandle.from_json(entry, source) if entry else None
+
+        try:
+            return cls(
+                run_dir=Path(str(data["run_dir"])),
+                started_at=str(data.get("started_at", "")),
+                nginx=NginxRecord.from_json(data["nginx"], source) if data.get("nginx") else None,
+                production=service("production"),
+                canary=service("canary"),
+            )
+        except KeyError as exc:
+            raise StackError(f"{source}: missing key {exc}") from exc
+
+    def save(self) -> None:
+        """Write the state atomically (temporary file + rename)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        os.replace(tmp, self.state_file)
+
+
+def load_state(run_dir: Path) -> StackState | None:
+    """The state recorded in ``run_dir/state.json``, None if there is none. StackError if unreadable."""
+    path = Path(run_dir) / STATE_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StackError(f"stack state {path}: unreadable: {exc}") from exc
+    return StackState.from_json(data, str(path))
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One recorded process: is it alive, does it answer its health check, which version."""
+
+    name: str
+    pid: int | None
+    url: str
+    running: bool
+    healthy: bool
+    version: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    """What runs now, measured (PID alive, /health, the split NGINX reports)."""
+
+    run_dir: Path
+    components: tuple[ComponentStatus, ...]
+    canary_weight: int | None
+    production_weight: int | None
+    generation: str | None
+
+    @property
+    def ok(self) -> bool:
+        """True if every recorded component runs and is healthy."""
+        return bool(self.components) and all(c.running and c.healthy for c in self.components)
+
+
+class LocalStack:
+    """Brings the local stack up and down and gives access to its traffic controller."""
+
+    def __init__(self, settings: StackSettings, backend: Backend | None = None) -> None:
+        """``settings`` come from ``resolve_stack_settings``; ``backend`` defaults to subprocesses."""
+        self.settings = settings
+        self.run_dir = Path(settings.run_dir).resolve()
+        self.backend: Backend = backend or ProcessBackend()
+
+    # ------------------------------------------------------------------ state helpers
+    @property
+    def nginx_dir(self) -> Path:
+        """The NGINX prefix directory inside the run directory."""
+        return self.run_dir / "nginx"
+
+    def _log_path(self, role: str) -> Path:
+        return self.run_dir / "logs" / f"{role}.log"
+
+    def state(self) -> StackState:
+        """The recorded state; StackError if no stack is recorded in the run directory."""
+        state = load_state(self.run_dir)
+        if state is None:
+            raise StackError(f"no stack recorded in {self.run_dir} (run `canary stack up` first)")
+        return state
+
+    def _alive(self, state: StackState) -> list[str]:
+        alive = [
+            f"{h.role} PID {h.pid}"
+            for h in (state.production, state.canary)
+            if h and h.pid and is_alive(h.pid, h.pid_start_time)
+        ]
+        if state.nginx and state.nginx.pid and is_alive(state.nginx.pid, state.nginx.pid_start_time):
+            alive.append(f"nginx PID {state.nginx.pid}")
+        return alive
+
+    def _controller_for(self, record: NginxRecord) -> NginxTrafficController:
+        controller = NginxTrafficController(
+            record.dir,
+            listen_port=record.port,
+            listen_host=record.host,
+            production=record.production,
+            canary=record.canary,
+        )
+        if record.pid is not None:
+            controller.process.adopt(record.pid, record.pid_start_time)
+        return controller
+
+    def _nginx_record(self, state: StackState) -> NginxRecord:
+        if state.nginx is None:
+            raise StackError(f"the stack in {self.run_dir} has no NGINX recorded")
+        return state.nginx
+
+    def traffic(self) -> NginxTrafficController:
+        """The traffic controller of the recorded NGINX."""
+        return self._controller_for(self._nginx_record(self.state()))
+
+    def _spec(self, role: str, version: str, port: int, env: Mapping[str, str]) -> ServiceSpec:
+        return ServiceSpec(
+            role=role, version=version, host=self.settings.host, port=port, env=dict(env),
+            log_path=self._log_path(role),
+        )  # fmt: skip
+
+    def _start(self, spec: ServiceSpec) -> ServiceHandle:
+        """Start through the backend and remember the extra environment in the handle."""
+        return replace(self.backend.start(spec), env=dict(spec.env))
+
+    # ------------------------------------------------------------------ lifecycle
+    def up(self, *, with_canary: bool, canary_weight: int = 0) -> StackState:
+        """Start production, the canary if asked, then NGINX at ``canary_weight``; record everything.
+
+        If any step fails, whatever this call started is stopped again and nothing stays recorded.
+        """
+        s = self.settings
+        if with_canary and not s.canary_version:
+            raise ConfigError(
+                "canary version: required to start a canary (--canary-version or CANARY_VERSION)"
+            )
+        if type(canary_weight) is not int or not 0 <= canary_weight <= 100:
+            raise ConfigError(f"canary weight {canary_weight!r}: must be an integer in 0..100")
+        if canary_weight and not with_canary:
+            raise ConfigError(f"canary weight {canary_weight!r}: needs a canary (--canary-version)")
+        # The canary's address is in the upstream even while no canary runs, so its port counts too.
+        ports = {"nginx": s.nginx_port, "production": s.production_port, "canary": s.canary_port}
+        if len(set(ports.values())) != len(ports):
+            raise ConfigError(f"ports {ports}: nginx, production and canary ports must all differ")
+        existing = load_state(self.run_dir)
+        if existing is not None:
+            alive = self._alive(existing)
+            if alive:
+                raise StackError(
+                    f"a stack is already up in {self.run_dir} ({', '.join(alive)}); "
+                    "run `canary stack down` first"
+                )
+        state = StackState(run_dir=self.run_dir)
+        controller: NginxTrafficController | None = None
+        try:
+            production = self._start(
+                self._spec("production", s.production_version, s.production_port, s.production_env)
+            )
+            state = replace(state, production=production)
+            state.save()
+            if with_canary:
+                canary = self._start(
+                    self._spec("canary", str(s.canary_version), s.canary_port, s.canary_env)
+                )
+                state = replace(state, canary=canary)
+                state.save()
+            record = NginxRecord(
+                dir=self.nginx_dir,
+                host=s.host,
+                port=s.nginx_port,
+                production=f"{s.host}:{s.production_port}",
+                canary=f"{s.host}:{s.canary_port}",
+            )
+            controller = self._controller_for(record)
+            pid = controller.start(canary_weight)
+            record = replace(record, pid=pid, pid_start_time=controller.process.start_time)
+            state = replace(state, nginx=record)
+            state.save()
+        except BaseException:
+            self._stop_all(state, controller)
+            state.state_file.unlink(missing_ok=True)
+            raise
+        return state
+
+    def start_canary(self, version: str, env: Mapping[str, str]) -> ServiceHandle:
+        """(Re)start the canary at ``version`` on the recorded canary address, and record it.
+
+        The weight in force is not changed; while the canary restarts NGINX fails its share over to
+        production.
+        """
+        state = self.state()
+        record = self._nginx_record(state)
+        if state.canary is not None:
+            self.backend.stop(state.canary)
+            state = replace(state, canary=None)
+            state.save()
+        port = int(record.canary.rsplit(":", 1)[1])
+        handle = self._start(self._spec("canary", version, port, env))
+        state = replace(state, canary=handle)
+        state.save()
+        return handle
+
+    def stop_canary(self) -> None:
+        """Stop the recorded canary (the weight is not changed: set it to 0 first). Idempotent."""
+        state = self.state()
+        if state.canary is not None:
+            self.backend.stop(state.canary)
+            replace(state, canary=None).save()
+
+    def restart_production(self, version: str, env: Mapping[str, str] | None = None) -> ServiceHandle:
+        """Replace production with ``version`` on the same address (used when promoting a canary),
+        with ``env`` (default: the stack's production environment).
+
+        Do this at canary weight 100 (production rendered ``down``) so that no request meets the gap.
+        """
+        state = self.state()
+        record = self._nginx_record(state)
+        if state.production is not None:
+            self.backend.stop(state.production)
+            state = replace(state, production=None)
+            state.save()
+        port = int(record.production.rsplit(":", 1)[1])
+        production_env = self.settings.production_env if env is None else env
+        handle = self._start(self._spec("production", version, port, production_env))
+        replace(state, production=handle).save()
+        return handle
+
+    def down(self) -> None:
+        """Stop everything recorded, by PID, and forget it. Idempotent (no state: nothing to do)."""
+        state = load_state(self.run_dir)
+        if state is None:
+            return
+        controller = self._controller_for(state.nginx) if state.nginx else None
+        self._stop_all(state, controller, raise_errors=True)
+        state.state_file.unlink(missing_ok=True)
+
+    def _stop_all(
+        self, state: StackState, controller: NginxTrafficController | None, *, raise_errors: bool = False
+    ) -> None:
+        errors: list[str] = []
+        if controller is not None:
+            try:
+                controller.stop()
+            except CanaryError as exc:
+                errors.append(f"nginx: {exc}")
+        for handle in (state.canary, state.production):
+            if handle is not None:
+                try:
+                    self.backend.stop(handle)
+                except CanaryError as exc:
+                    errors.append(f"{handle.role}: {exc}")
+        if errors and raise_errors:
+            raise StackError("could not stop everything: " + "; ".join(errors))
+
+    # ------------------------------------------------------------------ observation
+    def status(self) -> StackStatus:
+        """Measure what runs: each recorded PID alive, each /health, and the split NGINX reports."""
+        state = self.state()
+        components: list[ComponentStatus] = []
+        weights: tuple[int | None, int | None, str | None] = (None, None, None)
+        if state.nginx is not None:
+            controller = self._controller_for(state.nginx)
+            running = controller.process.is_running()
+            detail = ""
+            try:
+                in_force = controller.weights_in_force()
+                weights = (in_force.canary_weight, in_force.production_weight, in_force.generation)
+            except TrafficError as exc:
+                detail = str(exc)
+            components.append(
+                ComponentStatus(
+                    "nginx", controller.process.pid or state.nginx.pid, controller.base_url, running,
+                    running and weights[0] is not None, None, detail,
+                )
+            )  # fmt: skip
+        for handle in (state.production, state.canary):
+            if handle is None:
+                continue
+            running = handle.pid is None or is_alive(handle.pid, handle.pid_start_time)
+            data = health(handle.url) if running else None
+            version = str(data.get("version")) if data else None
+            detail = "" if not data or version == handle.version else f"recorded version {handle.version}"
+            components.append(
+                ComponentStatus(
+                    handle.role, handle.pid, handle.url, running, data is not None, version, detail
+                )
+            )
+        return StackStatus(self.run_dir, tuple(components), *weights)
