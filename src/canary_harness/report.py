@@ -27,7 +27,7 @@ def _figure(check: CheckResult) -> str:
         value = "n/a"
     elif check.unit == "s":
         value = f"{check.measured:.2f}s"
-    elif check.unit in ("%", "ratio") and check.name == "error_rate":
+    elif check.name in ("error_rate", "traffic_split"):
         value = f"{check.measured * 100:.2f}%"
     elif check.unit == "ratio" or check.name == "rl_loss":
         value = f"x{check.measured:.2f}"

@@ -79,6 +79,7 @@ class StageSession:
         self.options = options
         self.say = say
         self.traffic: TrafficController | None = None
+        self._limit_s = options.observation_period
         self.record = StageRecord(
             canary_version=options.canary_version, production_version=options.production_version,
             stage=options.stage, dry_run=options.dry_run, judge=options.judge,
@@ -240,19 +241,22 @@ class StageSession:
 
     def _load_runs(self, settings: LoadSettings, stats_dir: Path) -> list[LoadRun]:
         options, record = self.options, self.record
-        duration = options.observation_period + LOAD_MARGIN_S
+        duration = self._limit_s + LOAD_MARGIN_S
         if not options.dry_run:
             assert record.nginx_url is not None
             return [LoadRun(record.nginx_url, duration, settings, stats_dir / "nginx")]
-        # Dry run: mirror the split without touching NGINX, one run per arm.
+        # Dry run: mirror the split without touching NGINX, one load run per arm, sized so that the
+        # canary's share of requests is the stage's (the split check holds the judge to it).
         share = options.stage / 100
+        canary_users = max(1, round(settings.users * share))
+        arms = [(record.canary_url, share, canary_users, "canary")]
+        if share < 1:
+            arms.append((record.production_url, 1 - share, max(1, round(canary_users * (1 - share) / share)),
+                         "production"))
         runs = []
-        for url, part, name in ((record.canary_url, share, "canary"),
-                                (record.production_url, 1 - share, "production")):
-            if part <= 0 or url is None:
-                continue
-            users = max(1, round(settings.users * part))
-            rate = None if settings.rate_rps is None else max(0.5, settings.rate_rps * part)
+        for url, part, users, name in arms:
+            assert url is not None
+            rate = None if settings.rate_rps is None else settings.rate_rps * part
             runs.append(LoadRun(url, duration, dataclasses.replace(settings, users=users, rate_rps=rate),
                                 stats_dir / name))
         return runs
@@ -260,6 +264,7 @@ class StageSession:
     def _observe(self) -> StageVerdict:
         options, record = self.options, self.record
         settings = self._judge_settings()
+        self._limit_s = settings.observation_limit_s  # the window, plus the extension under "extend"
         judge = make_judge(options.judge, settings)
         load_settings = self._load_settings()
         rps = load_settings.rate_rps or load_settings.users * RPS_PER_USER
@@ -290,7 +295,7 @@ class StageSession:
                    base_production: MetricsSnapshot,
                    weight: int, started: float, printer: ProgressPrinter) -> StageVerdict:
         options = self.options
-        deadline = started + options.observation_period
+        deadline = started + self._limit_s
         next_tick = started
         while True:
             next_tick += options.tick
