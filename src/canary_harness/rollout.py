@@ -39,7 +39,7 @@ def parse_stages(raw: str, source: str, *, require_full: bool = True) -> tuple[i
         if not part.isdigit() or not 1 <= int(part) <= 100:
             raise ConfigError(f"stages {raw!r} ({source}): {part!r} is not an integer percentage in 1..100")
         stages.append(int(part))
-    if any(later <= earlier for earlier, later in zip(stages, stages[1:])):
+    if any(later <= earlier for earlier, later in zip(stages, stages[1:], strict=False)):
         raise ConfigError(f"stages {raw!r} ({source}): must be strictly ascending")
     if require_full and stages[-1] != 100:
         raise ConfigError(f"stages {raw!r} ({source}): must end at 100 (or pass --partial)")
@@ -157,16 +157,15 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None]) -> list[StageOutc
             if not outcome.passed:
                 break
     completed = len(outcomes) == len(plan.stages) and all(item.passed for item in outcomes)
-    interrupted = stop.signal is not None
+    signal_name = signal.Signals(stop.signal).name if stop.signal is not None else None
     journal.append(run_dir, "rollout_end", version=plan.version,
-                   reason="completed" if completed else ("interrupted" if interrupted else "stage failed"),
+                   reason="completed" if completed else ("interrupted" if signal_name else "stage failed"),
                    passed=completed, stages=list(plan.stages), dry_run=plan.dry_run,
-                   outcomes=[vars(item) for item in outcomes],
-                   signal=signal.Signals(stop.signal).name if interrupted and stop.signal else None)
-    if interrupted and not (outcomes and not outcomes[-1].passed):
+                   outcomes=[vars(item) for item in outcomes], signal=signal_name)
+    if signal_name and not (outcomes and not outcomes[-1].passed):
         # The signal came between stages (or the stage ended first): nothing rolled back yet.
         rollback(plan.stack, version=plan.version, stage=outcomes[-1].stage if outcomes else None,
-                 reason=f"rollout interrupted by {signal.Signals(stop.signal).name}", actor="rollout")
+                 reason=f"rollout interrupted by {signal_name}", actor="rollout")
     return outcomes
 
 
@@ -236,7 +235,7 @@ def promote(settings: StackSettings, version: str, say: Callable[[str], None]) -
     run_dir = settings.run_dir
     require_completed_rollout(run_dir, version)
     state = load_state(run_dir)
-    if state is None or state.canary is None or state.canary.version != version:
+    if state is None or state.canary is None or state.production is None or state.canary.version != version:
         raise RolloutError(f"promotion of {version} refused: no canary {version} is running in the stack "
                            f"recorded in {run_dir} (see canary stack status)")
     stack = LocalStack(settings)
@@ -248,7 +247,7 @@ def promote(settings: StackSettings, version: str, say: Callable[[str], None]) -
     stack.restart_production(version, env=state.canary.env)
     traffic.set_canary_weight(0, reason=f"promote {version}: production runs it")
     split = probe_split(traffic.base_url, 100)
-    versions = split.to_dict().get("by_version", {})
+    versions = dict(split.by_version)
     if split.canary != 0 or set(versions) - {version}:
         raise RolloutError(f"promotion of {version}: after the switch the traffic probe saw {versions}")
     stack.stop_canary()

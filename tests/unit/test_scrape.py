@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (canned exposition lines are as long as the service writes them)
 """Parsing fragrance-ai's exposition into cumulative counters (canned text, no I/O)."""
 
 from __future__ import annotations

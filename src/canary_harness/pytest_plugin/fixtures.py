@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.load.journey import JOURNEY_HEADER
 from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+from canary_harness.load.journey import JOURNEY_HEADER
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
@@ -108,7 +108,8 @@ def nginx_client(canary_stage: StageRecord) -> Iterator[httpx.Client]:
     if canary_stage.dry_run:
         pytest.skip("dry run: traffic through NGINX is not part of this stage")
     # One journey id for the session: a DNA created through NGINX is asked for options on the same instance.
-    yield from _client(canary_stage, canary_stage.nginx_url, "NGINX", {JOURNEY_HEADER: f"release-checks-{uuid.uuid4().hex}"})
+    journey = {JOURNEY_HEADER: f"release-checks-{uuid.uuid4().hex}"}
+    yield from _client(canary_stage, canary_stage.nginx_url, "NGINX", journey)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from canary_harness.config import (
+    StackSettings,
     load_toml,
     parse_env_pairs,
     parse_percent,
@@ -23,7 +24,6 @@ from canary_harness.config import (
     parse_positive_float,
     parse_version,
     resolve_stack_settings,
-    StackSettings,
 )
 from canary_harness.errors import ConfigError
 
@@ -142,12 +142,14 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("load_users", "--load-users", parse_positive_int, None, "Simulated users of the load driver."),
     OptionSpec("load_rate", "--load-rate", parse_positive_float, None, "Total load rate target in requests/s."),
     OptionSpec("load_mix", "--load-mix", parse_text, None, "LLM mode mix, e.g. fast=50,balanced=35,creative=15."),
-    OptionSpec("load_workers", "--load-workers", parse_non_negative_int, None, "Local locust workers (0 = one process)."),
+    OptionSpec("load_workers", "--load-workers", parse_non_negative_int, None,
+               "Local locust workers (0 = one process)."),
     OptionSpec("keep_canary", "--keep-canary", parse_bool, False, "Leave the canary running after a rollback.",
                kind="flag"),
     OptionSpec("no_rollback", "--no-rollback", parse_bool, False, "Do not roll back on failure (debugging only).",
                kind="flag"),
-    OptionSpec("config_file", "--canary-config", parse_text, None, "canary.toml with thresholds, judge and load settings."),
+    OptionSpec("config_file", "--canary-config", parse_text, None,
+               "canary.toml with thresholds, judge and load settings."),
     OptionSpec("dry_run", "--dry-run", parse_bool, False,
                "Move no traffic: judge the canary on load sent to it directly.", kind="flag"),
     OptionSpec("judge", "--judge", _choice(JUDGES), "sequential", "Stage judge: sequential (default) or fixed.",

@@ -119,7 +119,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _say(config, f"canary: the stage failed ({stage_failure}) although no selected test did")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     failed = session.exitstatus != pytest.ExitCode.OK
-    reason = stage_failure or f"pytest exit status {int(session.exitstatus)} ({pytest.ExitCode(session.exitstatus).name})"
+    status = pytest.ExitCode(session.exitstatus)
+    reason = stage_failure or f"pytest exit status {int(status)} ({status.name})"
     journal.append(options.stack.run_dir, "stage_verdict", version=options.canary_version, stage=options.stage,
                    reason=reason if failed else "all release checks passed", passed=not failed,
                    dry_run=options.dry_run, record=str(config.stash[RECORD_PATH_KEY]))

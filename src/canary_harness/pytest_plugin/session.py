@@ -12,8 +12,8 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, closing
-from urllib.parse import urlsplit
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -26,9 +26,9 @@ from canary_harness.judge.protocol import Judge
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import StageVerdict
 from canary_harness.load import LoadRun, LoadSettings, LoadStats, parse_mix
-from canary_harness.metrics.protocol import MetricsSource
 from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus
+from canary_harness.metrics.protocol import MetricsSource
 from canary_harness.metrics.scrape import ScrapeSource
 from canary_harness.metrics.types import MetricsSnapshot
 from canary_harness.pytest_plugin.options import StageOptions
@@ -167,7 +167,7 @@ class StageSession:
     def _apply_weight(self) -> None:
         options, record = self.options, self.record
         if options.dry_run or self.traffic is None:
-            self.say(f"canary: dry run: no traffic moved; the canary is judged on load sent to it directly")
+            self.say("canary: dry run: no traffic moved; the canary is judged on load sent to it directly")
             return
         self.traffic.set_canary_weight(options.stage, reason=f"stage {options.stage}%")
         in_force = self.traffic.canary_weight()
@@ -206,16 +206,13 @@ class StageSession:
     def _load_settings(self) -> LoadSettings:
         options = self.options
         base = LoadSettings.from_mapping(options.toml.get("load", {}), "canary.toml [load]")
-        overrides: dict[str, object] = {}
-        if options.load_users is not None:
-            overrides["users"] = options.load_users
-        if options.load_rate is not None:
-            overrides["rate_rps"] = options.load_rate
-        if options.load_mix is not None:
-            overrides["mix"] = parse_mix(options.load_mix, "from --load-mix")
-        if options.load_workers is not None:
-            overrides["workers"] = options.load_workers
-        return dataclasses.replace(base, **overrides)
+        return dataclasses.replace(
+            base,
+            users=base.users if options.load_users is None else options.load_users,
+            rate_rps=base.rate_rps if options.load_rate is None else options.load_rate,
+            mix=base.mix if options.load_mix is None else parse_mix(options.load_mix, "from --load-mix"),
+            workers=base.workers if options.load_workers is None else options.load_workers,
+        )
 
     def _metrics_source(self, stack: ExitStack) -> MetricsSource:
         """Each instance's /metrics by default; a Prometheus (given, or started for the stage) if asked."""
