@@ -61,7 +61,7 @@ class LoadRun:
             raise ConfigError(f"load duration {duration_s!r} (LoadRun duration_s): "
                               f"must be a positive number of seconds")
         self.base_url, self.duration_s, self.settings = url, float(duration_s), settings
-        self.stats_dir = Path(stats_dir)
+        self.stats_dir = Path(stats_dir).resolve()  # the locust subprocess runs in another cwd
         self.stats: LoadStats | None = None
         self._engine: Engine | None = None
 
