@@ -67,9 +67,11 @@ def _stop_all(runs: list[LoadRun]) -> list[LoadStats]:
     return stats
 
 
-def _only_canary_down(stack: LocalStack) -> bool:
-    """A stack whose only unhealthy part is the canary is reused: the canary is restarted anyway."""
-    return all(item.running and item.healthy for item in stack.status().components if item.name != "canary")
+def _healthy_but_canary(stack: LocalStack) -> bool:
+    """NGINX and production run and answer; the canary's health does not matter (it is replaced if down)."""
+    components = {item.name: item for item in stack.status().components}
+    return all(name in components and components[name].running and components[name].healthy
+               for name in ("nginx", "production"))
 
 
 class StageSession:
@@ -134,7 +136,7 @@ class StageSession:
             return
         stack = LocalStack(options.stack)
         state = load_state(options.stack.run_dir)
-        if state is None or not stack.status().ok and not _only_canary_down(stack):
+        if state is None or not _healthy_but_canary(stack):
             if state is not None:
                 self.say(f"canary: the stack recorded in {options.stack.run_dir} is not healthy: restarting it")
                 stack.down()
@@ -143,6 +145,13 @@ class StageSession:
         canary = state.canary
         if canary is None or canary.version != options.canary_version or \
                 dict(canary.env) != dict(options.canary_env) or not stack.backend.is_healthy(canary):
+            traffic = stack.traffic()
+            if traffic.canary_weight() != 0:
+                # Never let a replaced canary take the previous stage's share before its preflight.
+                traffic.set_canary_weight(0, reason="canary replaced")
+                journal.append(options.stack.run_dir, "weight", version=options.canary_version,
+                               stage=options.stage, reason="canary replaced: weight 0 before it starts",
+                               weight=0)
             self.say(f"canary: starting canary {options.canary_version}")
             canary = stack.start_canary(options.canary_version, options.canary_env)
             state = stack.state()
