@@ -142,6 +142,8 @@ def simulate(stage: int, scenario: str, runs: int, rng: np.random.Generator) -> 
                     weight=w,
                     canary_requests=n_c,
                     production_requests=n_p,
+                    canary_units=n_c,  # the simulation routes each request on its own
+                    production_units=n_p,
                     canary_errors=e_c,
                     production_errors=e_p,
                     canary_briefs=n_c,

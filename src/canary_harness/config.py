@@ -46,7 +46,7 @@ def parse_percent(raw: object, source: str) -> int:
 def parse_port(raw: object, source: str) -> int:
     """A TCP port in 1..65535."""
     text = str(raw).strip()
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ConfigError(f"port {raw!r} ({source}): must be an integer in 1..65535")
     return int(text)
 

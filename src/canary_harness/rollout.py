@@ -36,7 +36,7 @@ def parse_stages(raw: str, source: str, *, require_full: bool = True) -> tuple[i
     parts = [part.strip() for part in str(raw).split(",")]
     stages: list[int] = []
     for part in parts:
-        if not part.isdigit() or not 1 <= int(part) <= 100:
+        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= 100:
             raise ConfigError(f"stages {raw!r} ({source}): {part!r} is not an integer percentage in 1..100")
         stages.append(int(part))
     if any(later <= earlier for earlier, later in zip(stages, stages[1:], strict=False)):
@@ -122,6 +122,11 @@ class _StopRequest:
             self.child.send_signal(signal.SIGINT)
 
 
+def _rolled_back_since(run_dir: Path, version: str, since: float) -> bool:
+    return any(entry.time >= since and entry.version == version and entry.event in ("rollback", "rollback_failed")
+               for entry in journal.read(run_dir))
+
+
 def _last_stage_verdict(run_dir: Path, version: str, stage: int, since: float) -> journal.JournalEntry | None:
     found = None
     for entry in journal.read(run_dir):
@@ -147,6 +152,11 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None]) -> list[StageOutc
                                           env={**os.environ, "CANARY_ACTOR": os.environ.get("CANARY_ACTOR", "rollout")})
             code = _wait(stop.child, stop)
             stop.child = None
+            if code != 0 and "--no-rollback" not in plan.pytest_args \
+                    and not _rolled_back_since(run_dir, plan.version, wall):
+                # The stage session died before its own rollback (killed, out of memory): do it here.
+                rollback(plan.stack, version=plan.version, stage=stage, actor="rollout",
+                         reason=f"stage session exited {code} without rolling back")
             entry = _last_stage_verdict(run_dir, plan.version, stage, wall)
             outcome = StageOutcome(stage, code, time.monotonic() - started,
                                    reason=entry.reason if entry else f"stage session exited {code}",

@@ -74,6 +74,7 @@ def healthy_answers(role: str = "canary") -> dict[str, dict[str, Any]]:
         q("present", role): vector(({"app_version": "v0.2.0"}, "9")),
         q("requests", role): vector(({}, "97")),
         q("errors_5xx", role): vector(({}, "5")),
+        q("journeys", role): vector(({}, "97")),
         q("latency_buckets", role): vector(*buckets),
         q("briefs", role): vector(({}, "94")),
         q("schema_failures", role): vector(({}, "2")),

@@ -84,7 +84,7 @@ def parse_version(raw: str, source: str) -> str:
 def parse_port(raw: str, source: str) -> int:
     """A TCP port in 1..65535."""
     text = raw.strip()
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise SettingsError(f"{source}: {raw!r} is not a port in 1..65535")
     return int(text)
 

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def parse_limit(raw: str, source: str) -> int:
     """A positive entry count."""
     text = raw.strip()
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise ConfigError(f"limit {raw!r} ({source}): must be an integer ≥ 1")
     return int(text)
 

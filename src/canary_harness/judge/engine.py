@@ -73,6 +73,10 @@ class Tick:
     production_requests: ArrayLike = 0.0
     canary_errors: ArrayLike = 0.0
     production_errors: ArrayLike = 0.0
+    # Routing units of the split check: journeys when the service reports them (sticky routing makes
+    # the requests of one journey land together), else requests.
+    canary_units: ArrayLike = 0.0
+    production_units: ArrayLike = 0.0
     canary_briefs: ArrayLike = 0.0
     canary_schema_failures: ArrayLike = 0.0
     production_briefs: ArrayLike = 0.0
@@ -229,7 +233,7 @@ class Engine:
         )
         key = f"{SPLIT}:mismatch"
         states[key] = self.split_share.update(
-            states[key], inc["canary_requests"], inc["production_requests"], weight
+            states[key], inc["canary_units"], inc["production_units"], weight
         )
         if SCHEMA + ":fail_relative" in states:
             key = f"{SCHEMA}:fail_relative"
@@ -322,6 +326,8 @@ _COUNT_NAMES = (
     "production_requests",
     "canary_errors",
     "production_errors",
+    "canary_units",
+    "production_units",
     "canary_briefs",
     "canary_schema_failures",
     "production_briefs",

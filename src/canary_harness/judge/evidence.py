@@ -373,14 +373,15 @@ def _schema(ctx: _Context) -> CheckResult:
 
 def _split(ctx: _Context) -> CheckResult:
     s = ctx.engine.settings
-    canary, production = ctx.count("canary_requests"), ctx.count("production_requests")
+    canary, production = ctx.count("canary_units"), ctx.count("production_units")
+    unit = "journeys" if ctx.feed.canary.journeys + ctx.feed.production.journeys > 0 else "requests"
     total = canary + production
     share = canary / total if total else None
     key = f"{SPLIT}:mismatch"
     configured = ctx.feed.weight
     evidence: dict[str, EvidenceValue] = {
-        "canary_requests": canary,
-        "production_requests": production,
+        f"canary_{unit}": canary,
+        f"production_{unit}": production,
         "configured_share": configured,
         "e_mismatch": ctx.e(key),
         "bound": 1 / s.srm_alpha,
@@ -388,7 +389,7 @@ def _split(ctx: _Context) -> CheckResult:
         **ctx.peaks(SPLIT),
     }
     state = ctx.state(SPLIT)
-    head = f"canary share {fmt_pct(share)} of {total:.0f} requests vs configured {fmt_pct(configured)}"
+    head = f"canary share {fmt_pct(share)} of {total:.0f} {unit} vs configured {fmt_pct(configured)}"
     if state is State.FAIL:
         evidence["crossed_at_s"] = ctx.at(key)
         proof = (

@@ -102,6 +102,11 @@ class SnapshotFeed:
         self.canary, self.production = canary_now, production_now
         tick.canary_requests = canary_now.requests - previous_c.requests
         tick.production_requests = production_now.requests - previous_p.requests
+        if canary_now.journeys + production_now.journeys > 0:
+            tick.canary_units = canary_now.journeys - previous_c.journeys
+            tick.production_units = production_now.journeys - previous_p.journeys
+        else:
+            tick.canary_units, tick.production_units = tick.canary_requests, tick.production_requests
         tick.canary_errors = canary_now.errors_5xx - previous_c.errors_5xx
         tick.production_errors = production_now.errors_5xx - previous_p.errors_5xx
         tick.modes = {mode: self._mode_tick(mode, previous_c, previous_p) for mode in self.settings.modes}

@@ -147,7 +147,7 @@ class LoadSettings:
 # --------------------------------------------------------------------------- value parsers (raw → typed)
 def _int_at_least(raw: object, low: int, name: str, source: str) -> int:
     text = str(raw).strip()
-    if isinstance(raw, bool) or not text.isdigit() or int(text) < low:
+    if isinstance(raw, bool) or not (text.isascii() and text.isdigit()) or int(text) < low:
         raise ConfigError(f"load {name} {raw!r} ({source}): must be an integer >= {low}")
     return int(text)
 

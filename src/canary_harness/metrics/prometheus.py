@@ -50,6 +50,7 @@ DEFAULT_QUERIES: Mapping[str, str] = MappingProxyType({
     "present": f"count by (app_version) (http_requests_total{{{_TARGET}}})",
     "requests": f"sum(http_requests_total{{{_API}}})",
     "errors_5xx": f'sum(http_requests_total{{{_API},status=~"5.."}})',
+    "journeys": f'sum(http_requests_total{{{_TARGET},route="/dna/create"}})',
     "latency_buckets": f'sum by (mode, le) (http_request_duration_seconds_bucket{{{_TARGET},mode!="none"}})',
     "briefs": f"sum(llm_brief_total{{{_TARGET}}})",
     "schema_failures": f"sum(llm_brief_schema_failures_total{{{_TARGET}}})",
@@ -79,7 +80,7 @@ DEFAULT_QUERIES: Mapping[str, str] = MappingProxyType({
 })  # fmt: skip
 
 SNAPSHOT_COUNTERS: tuple[str, ...] = (
-    "requests", "errors_5xx", "briefs", "schema_failures", "rl_updates", "rl_loss_sum",
+    "requests", "errors_5xx", "journeys", "briefs", "schema_failures", "rl_updates", "rl_loss_sum",
 )  # fmt: skip
 FIGURE_QUERIES: tuple[str, ...] = (
     "request_rate", "error_rate", "p95", "schema_failures_increase", "rl_loss_mean",
@@ -498,6 +499,7 @@ class PrometheusSource:
             taken_at=at,
             requests=counters["requests"],
             errors_5xx=counters["errors_5xx"],
+            journeys=counters["journeys"],
             latency_buckets=buckets,
             briefs=counters["briefs"],
             schema_failures=counters["schema_failures"],

@@ -18,12 +18,13 @@ from canary_harness.errors import MetricsError, NoDataError
 from canary_harness.metrics.types import Buckets, MetricsSnapshot
 
 NON_API_ROUTES = frozenset({"/health", "/metrics"})
+JOURNEY_ROUTE = "/dna/create"
 NO_MODE = "none"
 
 
 def parse_exposition(text: str, *, taken_at: float | None = None) -> MetricsSnapshot:
     """Parse fragrance-ai's exposition text into cumulative counters (pure; canned text in unit tests)."""
-    requests = errors = briefs = schema = updates = loss_sum = 0.0
+    requests = errors = journeys = briefs = schema = updates = loss_sum = 0.0
     buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
     versions: set[str] = set()
     seen_requests = False
@@ -42,6 +43,8 @@ def parse_exposition(text: str, *, taken_at: float | None = None) -> MetricsSnap
                 if labels.get("route") in NON_API_ROUTES:
                     continue
                 requests += sample.value
+                if labels.get("route") == JOURNEY_ROUTE:
+                    journeys += sample.value
                 if labels.get("status", "").startswith("5"):
                     errors += sample.value
             elif name == "http_request_duration_seconds_bucket":
@@ -64,6 +67,7 @@ def parse_exposition(text: str, *, taken_at: float | None = None) -> MetricsSnap
         taken_at=time.time() if taken_at is None else taken_at,
         requests=requests,
         errors_5xx=errors,
+        journeys=journeys,
         latency_buckets={mode: _sorted_buckets(edges) for mode, edges in buckets.items()},
         briefs=briefs,
         schema_failures=schema,

@@ -22,6 +22,8 @@ class MetricsSnapshot:
     """Cumulative counters of one arm (production or canary) read at ``taken_at`` (unix seconds).
 
     requests / errors_5xx: API requests (every route but /health and /metrics) and those answered 5xx.
+    journeys: /dna/create requests. A user journey starts with one and NGINX keeps a journey on one
+    instance, so journeys, not requests, are the independent units of the traffic split.
     latency_buckets: per LLM mode, the request-duration histogram (all statuses) as cumulative buckets.
     briefs / schema_failures: llm_brief documents produced and those that failed the schema.
     rl_updates / rl_loss_sum: PPO updates run and the sum of their reported losses.
@@ -30,6 +32,7 @@ class MetricsSnapshot:
     taken_at: float
     requests: float = 0.0
     errors_5xx: float = 0.0
+    journeys: float = 0.0
     latency_buckets: Mapping[str, Buckets] = field(default_factory=dict)
     briefs: float = 0.0
     schema_failures: float = 0.0
@@ -39,7 +42,7 @@ class MetricsSnapshot:
 
     def minus(self, base: MetricsSnapshot) -> MetricsSnapshot:
         """Counter deltas since ``base``; a counter that went down means the instance restarted."""
-        for name in ("requests", "errors_5xx", "briefs", "schema_failures", "rl_updates"):
+        for name in ("requests", "errors_5xx", "journeys", "briefs", "schema_failures", "rl_updates"):
             if getattr(self, name) < getattr(base, name):
                 raise MetricsError(
                     f"counter {name} went down ({getattr(base, name)} -> {getattr(self, name)}): "
@@ -49,6 +52,7 @@ class MetricsSnapshot:
             taken_at=self.taken_at,
             requests=self.requests - base.requests,
             errors_5xx=self.errors_5xx - base.errors_5xx,
+            journeys=self.journeys - base.journeys,
             latency_buckets={
                 mode: subtract_buckets(buckets, base.latency_buckets.get(mode, ()))
                 for mode, buckets in self.latency_buckets.items()

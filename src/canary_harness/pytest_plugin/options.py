@@ -64,7 +64,7 @@ def parse_url(raw: object, source: str) -> str:
 def parse_positive_int(raw: object, source: str) -> int:
     """An integer ≥ 1."""
     text = str(raw).strip()
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise ConfigError(f"value {raw!r} ({source}): must be an integer ≥ 1")
     return int(text)
 
@@ -72,7 +72,7 @@ def parse_positive_int(raw: object, source: str) -> int:
 def parse_non_negative_int(raw: object, source: str) -> int:
     """An integer ≥ 0."""
     text = str(raw).strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ConfigError(f"value {raw!r} ({source}): must be an integer ≥ 0")
     return int(text)
 

@@ -71,7 +71,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """pytest-xdist: tell each worker where the controller writes the stage record."""
-    node.workerinput[WORKER_RECORD_INPUT] = str(node.config.stash[RECORD_PATH_KEY])
+    if RECORD_PATH_KEY in node.config.stash:  # absent when the plugin is inert (no --canary-version)
+        node.workerinput[WORKER_RECORD_INPUT] = str(node.config.stash[RECORD_PATH_KEY])
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -114,6 +115,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if options is None or _is_worker(config):
         return
     record = config.stash.get(RECORD_KEY, None)
+    if record is None and (config.option.collectonly or session.exitstatus == pytest.ExitCode.USAGE_ERROR):
+        _say(config, "canary: no stage ran (collection only or usage error): nothing changed, nothing recorded")
+        return
     stage_failure = _stage_failed(record)
     if exitstatus == pytest.ExitCode.OK and stage_failure is not None:
         _say(config, f"canary: the stage failed ({stage_failure}) although no selected test did")
@@ -127,9 +131,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not failed:
         _say(config, f"canary: stage {options.stage}% PASSED for {options.canary_version}"
                      f"{' (dry run)' if options.dry_run else f'; weight left at {options.stage}%'}")
-        return
-    if record is None and session.exitstatus == pytest.ExitCode.USAGE_ERROR:
-        _say(config, "canary: usage error before the stage started: nothing was changed, nothing to roll back")
         return
     if options.no_rollback:
         _say(config, f"canary: stage FAILED ({reason}); --no-rollback given: weight left as it is")

@@ -84,7 +84,7 @@ class NginxProcess:
             text = self.pid_file.read_text().strip()
         except FileNotFoundError:
             return None
-        if text.isdigit() and pids.is_alive(int(text)) and self._is_our_master(int(text)):
+        if text.isascii() and text.isdigit() and pids.is_alive(int(text)) and self._is_our_master(int(text)):
             return int(text)
         return None
 

@@ -116,7 +116,7 @@ def parse_upstream_weights(
             weight = 0
         else:
             weights = [t.removeprefix("weight=") for t in tokens if t.startswith("weight=")]
-            weight = int(weights[0]) if weights and weights[0].isdigit() else 1
+            weight = int(weights[0]) if weights and weights[0].isascii() and weights[0].isdigit() else 1
         if address in found:
             raise TrafficError(f"{source}: server {address} appears more than once")
         found[address] = weight

@@ -32,6 +32,8 @@ def _stack(ticks: list[Tick]) -> Tick:
         "production_requests",
         "canary_errors",
         "production_errors",
+        "canary_units",
+        "production_units",
         "canary_briefs",
         "canary_schema_failures",
         "production_briefs",
