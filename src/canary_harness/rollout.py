@@ -253,9 +253,11 @@ def promote(settings: StackSettings, version: str, say: Callable[[str], None]) -
     if traffic.canary_weight() != 100:
         say(f"canary: moving all traffic to the canary {version} before production restarts")
         traffic.set_canary_weight(100, reason=f"promote {version}")
+        journal.append(run_dir, "weight", version=version, reason="promote: canary takes all traffic", weight=100)
     say(f"canary: restarting production at {version}")
     stack.restart_production(version, env=state.canary.env)
     traffic.set_canary_weight(0, reason=f"promote {version}: production runs it")
+    journal.append(run_dir, "weight", version=version, reason="promote: production runs the release", weight=0)
     split = probe_split(traffic.base_url, 100)
     versions = dict(split.by_version)
     if split.canary != 0 or set(versions) - {version}:

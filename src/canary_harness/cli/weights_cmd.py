@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Any
 
+from canary_harness import journal
 from canary_harness.cli.stack_cmd import add_location_options, run_dir_source, settings_from_args
 from canary_harness.config import parse_percent
 from canary_harness.errors import ConfigError, StackError
@@ -53,6 +54,8 @@ def _weights(args: argparse.Namespace) -> int:
             traffic.set_canary_weight(percent, reason=args.reason or "canary weights command")
         finally:
             logging.getLogger("canary_harness.traffic").removeHandler(handler)
+        journal.append(stack.run_dir, "weight", version=state.canary.version if state.canary else None,
+                       reason=args.reason or "canary weights command", weight=percent)
     in_force = traffic.weights_in_force()
     print(
         f"in force: production {in_force.production_weight}% ({in_force.production}) / "
