@@ -62,7 +62,8 @@ def rollback(
         except CanaryError as exc:
             journal.append(settings.run_dir, "rollback_failed", version=version, stage=stage,
                            reason=f"{reason}: {exc}", actor=actor)
-            raise RollbackError(f"rollback of {version} could not set or verify weight 0: {exc}") from exc
+            what = version or "the canary"
+            raise RollbackError(f"rollback of {what} could not set or verify weight 0: {exc}") from exc
         result.probe = split.to_dict()
         if result.weight_after != 0 or split.canary != 0:
             journal.append(settings.run_dir, "rollback_failed", version=version, stage=stage, reason=reason,

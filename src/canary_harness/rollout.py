@@ -90,7 +90,7 @@ class RolloutPlan:
         if self.judge:
             command += ["--judge", self.judge]
         if self.config_file:
-            command += ["--canary-config", self.config_file]
+            command.append(f"--canary-config={self.config_file}")  # '=': pytest must not take it as a root
         for key, value in self.canary_env.items():
             command += ["--canary-env", f"{key}={value}"]
         for key, value in self.production_env.items():
@@ -158,8 +158,10 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None]) -> list[StageOutc
                 rollback(plan.stack, version=plan.version, stage=stage, actor="rollout",
                          reason=f"stage session exited {code} without rolling back")
             entry = _last_stage_verdict(run_dir, plan.version, stage, wall)
+            if code == 0 and (entry is None or not entry.details.get("passed")):
+                code = 1  # exit 0 without a passing verdict: the session ran no stage (e.g. --collect-only)
             outcome = StageOutcome(stage, code, time.monotonic() - started,
-                                   reason=entry.reason if entry else f"stage session exited {code}",
+                                   reason=entry.reason if entry else f"stage session exited {code} without a verdict",
                                    record=entry.details.get("record") if entry else None)
             outcomes.append(outcome)
             say(f"--- stage {stage}%: {'PASSED' if outcome.passed else 'FAILED'} in {outcome.seconds:.0f}s"
@@ -231,6 +233,8 @@ def format_summary(plan: RolloutPlan, outcomes: Sequence[StageOutcome]) -> str:
     if len(outcomes) == len(plan.stages) and all(item.passed for item in outcomes):
         if plan.dry_run:
             lines.append("Next: run it for real: canary rollout --version " + plan.version)
+        elif plan.stages[-1] != 100:
+            lines.append(f"Partial rollout: the canary serves {plan.stages[-1]} %. Promotion needs a rollout to 100 %.")
         else:
             lines.append(f"Next: canary promote --version {plan.version}   (production becomes {plan.version})")
     else:

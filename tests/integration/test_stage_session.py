@@ -32,6 +32,8 @@ pytest_plugins = ("tests.integration.stagefixtures",)
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GATES = "test_release_gates::"
+# Observation period of the sessions expected to pass: long enough for every check to see traffic.
+SHORT_PERIOD_S = 4.0
 # Requests sent through NGINX to check a weight from outside.
 PROBE_REQUESTS = 1000
 ROLLBACK_PROBE_REQUESTS = 300
@@ -78,7 +80,7 @@ def assert_rolled_back(runner: StageRunner, run: StageRun, reason: str) -> None:
 
 
 def test_healthy_canary_passes_stage_5(stage_runner: StageRunner) -> None:
-    run = stage_runner.run(5, 6)
+    run = stage_runner.run(5, SHORT_PERIOD_S)
     assert run.returncode == pytest.ExitCode.OK, run.describe()
     outcomes = run.outcomes()
     assert len(outcomes) >= 20 and not run.not_passed(), run.describe()
@@ -172,7 +174,7 @@ def test_ctrl_c_during_observation_rolls_back(stage_runner: StageRunner) -> None
 
 
 def test_xdist_runs_the_stage_once_and_the_checks_on_workers(stage_runner: StageRunner) -> None:
-    run = stage_runner.run(25, 6, "-n", "2", "-vv")
+    run = stage_runner.run(25, SHORT_PERIOD_S, "-n", "2", "-vv")
     assert run.returncode == pytest.ExitCode.OK, run.describe()
     assert len(run.events("weight")) == 1 and len(run.events("stage_verdict")) == 1, run.journal()
     assert len(run.record_files()) == 1, run.record_files()
@@ -184,7 +186,7 @@ def test_xdist_runs_the_stage_once_and_the_checks_on_workers(stage_runner: Stage
 
 
 def test_local_prometheus_stage_passes(stage_runner: StageRunner) -> None:
-    run = stage_runner.run(25, 6, "--prometheus", "local")
+    run = stage_runner.run(25, SHORT_PERIOD_S, "--prometheus", "local")
     assert run.returncode == pytest.ExitCode.OK, run.describe()
     _url, pid = run.prometheus()
     verdict = run.record().verdict
@@ -213,7 +215,7 @@ def test_killing_local_prometheus_mid_stage_rolls_back(stage_runner: StageRunner
 
 
 def test_dry_run_moves_no_traffic_and_still_judges(stage_runner: StageRunner) -> None:
-    run = stage_runner.run(25, 6, "--dry-run")
+    run = stage_runner.run(25, SHORT_PERIOD_S, "--dry-run")
     assert run.returncode == pytest.ExitCode.OK, run.describe()
     record = run.record()
     assert record.dry_run and record.weight_in_force is None

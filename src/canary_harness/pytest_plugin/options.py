@@ -26,6 +26,9 @@ from canary_harness.config import (
     resolve_stack_settings,
 )
 from canary_harness.errors import ConfigError
+from canary_harness.judge.settings import JudgeSettings
+from canary_harness.load import LoadSettings
+from canary_harness.metrics.prometheus import PrometheusSettings
 
 BACKENDS = ("process",)
 JUDGES = ("sequential", "fixed")
@@ -259,9 +262,17 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         stack = StackSettings(**{**stack.__dict__, "canary_env": values["canary_env"],
                                  "production_env": values["production_env"]})
         _check_ports(stack)
+        _check_sections(toml, config_file or "canary.toml")
         return StageOptions(**values, stack=stack, toml=toml)
     except ConfigError as exc:
         raise pytest.UsageError(f"canary: {exc}") from None
+
+
+def _check_sections(toml: Mapping[str, Any], name: str) -> None:
+    """Validate the judge, load and Prometheus tables now, before anything starts or moves."""
+    JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
+    LoadSettings.from_mapping(toml.get("load", {}), f"{name} [load]")
+    PrometheusSettings.from_mapping(toml.get("prometheus", {}), f"{name} [prometheus]")
 
 
 def _check_ports(stack: StackSettings) -> None:
