@@ -1,9 +1,9 @@
 """Shared set-up of the plugin's pytester tests: an isolated environment that can never touch real ports.
 
-The inner pytest sessions run in this process. Whatever the outer environment holds, they see no
-``CANARY_*`` variable except free loopback ports: should a test's bad value ever be accepted, the stage
-it would start could not land on the fixed ports 8000/8001/8080 that other people's stacks use, and the
-finalizer brings down anything recorded in the test's run directory.
+The inner pytest sessions run in this process (one in a subprocess). Whatever the outer environment
+holds, they see no ``CANARY_*`` variable except free loopback ports: should a test's bad value ever be
+accepted, the stage it would start could not land on the fixed ports 8000/8001/8080 that other people's
+stacks use, and the finalizer brings down anything recorded in the test's run directory.
 """
 
 from __future__ import annotations

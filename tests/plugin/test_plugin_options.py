@@ -63,6 +63,8 @@ BAD_INPUTS = [
                  id="canary-env"),
     pytest.param(["--stage", "5"], {}, "canary_judge = bayes", "", "'bayes'", "from ini option canary_judge",
                  id="ini-judge"),
+    pytest.param(["--stage", "5"], {}, "canary_dry_run = maybe", "", "'maybe'", "from ini option canary_dry_run",
+                 id="ini-flag"),
 ]
 
 
@@ -165,3 +167,10 @@ def test_help_shows_the_canary_group_with_ini_and_env_twins(pytester: pytest.Pyt
         assert flag in text, f"{flag} missing from --help"
         assert f"[ini {ini}, env {env}]" in flat, f"{flag}: ini/env twins not named in --help"
         result.stdout.fnmatch_lines([f"*{ini} (*):*"])
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("true", True), ("yes", True), ("0", False), ("off", False)])
+def test_flag_ini_twin_takes_true_and_false(pytester: pytest.Pytester, raw: str, expected: bool) -> None:
+    pytester.makeini(f"[pytest]\ncanary_dry_run = {raw}\n")
+    config = pytester.parseconfigure(*NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "5")
+    assert config.stash[OPTIONS_KEY].dry_run is expected

@@ -182,7 +182,7 @@ def add_options(parser: pytest.Parser) -> None:
         flags = [spec.flag] + (["--config"] if spec.dest == "config_file" else [])
         if spec.kind == "flag":
             group.addoption(*flags, dest=spec.dest, action="store_true", default=None, help=help_text)
-            parser.addini(spec.ini, spec.help, type="bool", default=None)
+            parser.addini(spec.ini, spec.help, default=None)  # parse_bool names a bad value's source
         elif spec.kind == "append":
             group.addoption(*flags, dest=spec.dest, action="append", default=None, metavar="K=V",
                             type=_argparse_type(spec), help=help_text)
