@@ -228,10 +228,10 @@ class StageSession:
         options, record = self.options, self.record
         assert record.canary_url and record.production_url
         urls = {"canary": record.canary_url, "production": record.production_url}
-        if options.prometheus_url is None and options.prometheus == "off":
-            return stack.enter_context(closing(ScrapeSource(urls)))
         settings = PrometheusSettings.from_mapping(options.toml.get("prometheus", {}), "canary.toml [prometheus]")
-        url = options.prometheus_url
+        url = options.prometheus_url or settings.url  # the flag (or its env/ini twin), else [prometheus] url
+        if url is None and options.prometheus == "off":
+            return stack.enter_context(closing(ScrapeSource(urls)))
         if url is None:
             targets = {role: urlsplit(address).netloc for role, address in urls.items()}
             server = stack.enter_context(LocalPrometheus(
@@ -240,6 +240,7 @@ class StageSession:
             server.wait_for_targets_up(PROMETHEUS_READY_S)
             url = server.url
             self.say(f"canary: local Prometheus {url} (pid {server.pid}) scraping both arms")
+        self.say(f"canary: reading metrics through PromQL from {url}")
         source = stack.enter_context(closing(PrometheusSource.from_settings(settings, url)))
         for role in urls:
             source.wait_for_scrape(role, time.time(), PROMETHEUS_READY_S)
