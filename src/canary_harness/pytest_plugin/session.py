@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, closing
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -46,12 +47,36 @@ LOAD_MARGIN_S = 5.0
 RPS_PER_USER = 1.0
 # Prometheus 2.42 picks up new targets on a fixed 5 s cycle: allow a few of them.
 PROMETHEUS_READY_S = 20.0
+# When the measured request rate is known well enough to re-plan the stage.
+REPLAN_AFTER_S = 10.0
 
 
 def binomial_interval(n: int, p: float, z: float = 3.29) -> tuple[int, int]:
     """Normal-approximation interval (z=3.29: 99.9 %) for a binomial count, widened by 1 at each end."""
     mean, sd = n * p, math.sqrt(n * p * (1 - p))
     return max(0, math.floor(mean - z * sd) - 1), min(n, math.ceil(mean + z * sd) + 1)
+
+
+@dataclass
+class _Replan:
+    """Re-plans the stage once from the measured request rate when it is far from the estimate."""
+
+    stage: int
+    estimated_rps: float
+    settings: JudgeSettings
+    mix: dict[str, float]
+    done: bool = False
+
+    def measured(self, elapsed_s: float, requests: float) -> str | None:
+        """The plan at the measured rate, once, after REPLAN_AFTER_S, if it differs by more than 25 %."""
+        if self.done or elapsed_s < REPLAN_AFTER_S or requests <= 0:
+            return None
+        self.done = True
+        rps = round(requests / elapsed_s, 1)
+        if abs(rps - self.estimated_rps) <= 0.25 * self.estimated_rps:
+            return None
+        return (f"measured {rps:.1f} req/s (the plan above assumed {self.estimated_rps:.1f}); re-planned:\n"
+                + format_plan(plan_stage(self.stage, rps, self.settings, self.mix)))
 
 
 def _stop_all(runs: list[LoadRun]) -> list[LoadStats]:
@@ -275,6 +300,7 @@ class StageSession:
         judge = make_judge(options.judge, settings)
         load_settings = self._load_settings()
         rps = load_settings.rate_rps or load_settings.users * RPS_PER_USER
+        self._replan = _Replan(options.stage, rps, settings, dict(load_settings.mix))
         record.plan = format_plan(plan_stage(options.stage, rps, settings, dict(load_settings.mix)))
         self.say(record.plan)
         weight = record.weight_in_force if record.weight_in_force is not None else options.stage
@@ -320,3 +346,7 @@ class StageSession:
             printer.update(verdict, options.stage)
             if verdict.decided:
                 return verdict
+            plan = self._replan.measured(elapsed, canary.requests + production.requests)
+            if plan is not None:
+                self.record.plan = plan
+                printer.line(plan)
