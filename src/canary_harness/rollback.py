@@ -35,6 +35,15 @@ class RollbackResult:
         """A JSON-ready dict."""
         return asdict(self)
 
+    def summary(self) -> str:
+        """One line for people: the weight in force, what the verification requests saw, the canary."""
+        if self.weight_after is None:
+            return f"nothing to roll back: {'; '.join(self.notes)}"
+        canary = "stopped" if self.canary_stopped else "not running" if self.version is None else "left running"
+        return (f"rolled back {self.version or '(no canary running)'}: weight {self.weight_after}% in force, "
+                f"{self.probe.get('canary', 0)}/{self.probe.get('total', 0)} verification requests reached "
+                f"the canary, canary {canary}")
+
 
 def rollback(
     settings: StackSettings,

@@ -106,15 +106,12 @@ def _promote(args: argparse.Namespace) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     settings = _settings(args)
     version = None if args.version is None else parse_version(args.version, "from --version")
-    if version is None:
-        state = load_state(settings.run_dir)
-        version = state.canary.version if state is not None and state.canary is not None else None
-    if version is None and load_state(settings.run_dir) is None:
+    state = load_state(settings.run_dir)
+    if state is None and version is None:
         raise RolloutError(f"nothing to roll back: no stack recorded in {settings.run_dir}")
+    if version is None and state is not None and state.canary is not None:
+        version = state.canary.version
     result = rollback(settings, version=version, stage=None, reason=args.reason, keep_canary=args.keep_canary,
                       actor=None)
-    probe = result.probe
-    print(f"canary: rolled back {version or '(no canary running)'}: weight {result.weight_after}% in force, "
-          f"{probe.get('canary', 0)}/{probe.get('total', 0)} verification requests reached the canary, "
-          f"canary {'stopped' if result.canary_stopped else 'not running' if version is None else 'left running'}")
+    print(f"canary: {result.summary()}")
     return 0

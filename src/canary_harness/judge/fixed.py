@@ -154,35 +154,19 @@ class FixedJudge:
         s = self.settings
         canary, production = self.feed.canary, self.feed.production
         evidence = {"canary_updates": canary.rl_updates, "production_updates": production.rl_updates}
-        if canary.rl_updates == 0 or production.rl_updates == 0:
+
+        def undecided(message: str) -> CheckResult:
             state = State.INCONCLUSIVE if final else State.RUNNING
-            return CheckResult(
-                RL_LOSS,
-                state,
-                "RL loss vs production mean",
-                None,
-                s.loss_ratio,
-                canary.rl_updates,
-                "× production mean",
-                evidence,
-                "RL loss: no RL updates on " + ("the canary" if canary.rl_updates == 0 else "production"),
-            )
+            return CheckResult(RL_LOSS, state, "RL loss vs production mean", None, s.loss_ratio,
+                               canary.rl_updates, "× production mean", evidence, message)
+
+        if canary.rl_updates == 0 or production.rl_updates == 0:
+            return undecided("RL loss: no RL updates on " + ("the canary" if canary.rl_updates == 0 else "production"))
         canary_mean = canary.rl_loss_sum / canary.rl_updates
         production_mean = production.rl_loss_sum / production.rl_updates
         evidence.update(canary_mean=canary_mean, production_mean=production_mean)
         if production_mean <= 0:
-            state = State.INCONCLUSIVE if final else State.RUNNING
-            return CheckResult(
-                RL_LOSS,
-                state,
-                "RL loss vs production mean",
-                None,
-                s.loss_ratio,
-                canary.rl_updates,
-                "× production mean",
-                evidence,
-                f"RL loss: production mean loss {production_mean:g} ≤ 0, ratio undefined",
-            )
+            return undecided(f"RL loss: production mean loss {production_mean:g} ≤ 0, ratio undefined")
         ratio = canary_mean / production_mean
         state = self._state(final, ratio < s.loss_ratio)
         relation = {State.PASS: "<", State.FAIL: "≥"}.get(state, "vs")

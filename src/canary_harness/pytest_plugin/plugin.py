@@ -146,13 +146,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         raise RollbackError(str(exc)) from exc
     config.hook.pytest_canary_rollback(config=config, version=options.canary_version, stage=options.stage,
                                        reason=reason, result=result)
-    probe = result.probe
-    if result.weight_after is None:
-        _say(config, f"canary: nothing to roll back: {'; '.join(result.notes)}")
-        return
-    _say(config, f"canary: rolled back: weight {result.weight_after}% in force, "
-                 f"{probe.get('canary', 0)}/{probe.get('total', 0)} verification requests reached the canary, "
-                 f"canary {'stopped' if result.canary_stopped else 'left running'}")
+    _say(config, f"canary: {result.summary()}")
 
 
 @pytest.hookimpl(trylast=True)
