@@ -4,6 +4,8 @@ CanaryError                 root: everything the harness raises on purpose
 ├── ConfigError             bad input (flag, env var, canary.toml): names the value and its source
 ├── TrafficError            the traffic controller could not render, check, apply or read a weight
 ├── BackendError            a service version could not be started, found healthy or stopped
+│   └── ImageError          a service image could not be built or checked (pip, docker build, health)
+│       └── EngineUnavailableError  Docker not installed or its engine not answering
 ├── MetricsError            a metrics source could not be read or gave unusable data
 │   └── NoDataError         the source answered but holds no sample for the query ("no data")
 ├── LoadError               the load generator failed to run or to report its stats
@@ -32,6 +34,14 @@ class TrafficError(CanaryError):
 
 class BackendError(CanaryError):
     """A service version could not be started, reached or stopped."""
+
+
+class ImageError(BackendError):
+    """A service image could not be built, checked or listed; nothing half-built is left tagged."""
+
+
+class EngineUnavailableError(ImageError):
+    """Docker is not installed or its engine does not answer; the message names scripts/docker-up.sh."""
 
 
 class MetricsError(CanaryError):
