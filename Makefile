@@ -1,15 +1,22 @@
 # The two set-up commands of the README: `make demo` (a full local rollout) and `make test`.
+# `make demo BACKEND=docker` runs the same rollout on containers; `make docker-up`, `make images` prepare them.
 PYTHON ?= python3
 VERSION ?= v0.2.0
 PERIOD ?= 20
+BACKEND ?= process
 
-.PHONY: install demo test lint bench
+# Any backend but processes needs Docker, the docker SDK and the release images: install.sh adds them.
+ifneq ($(BACKEND),process)
+export CANARY_DOCKER = 1
+endif
+
+.PHONY: install demo test lint bench docker-up images
 
 install:
 	bash scripts/install.sh
 
 demo: install
-	bash scripts/demo.sh $(VERSION) $(PERIOD)
+	bash scripts/demo.sh $(VERSION) $(PERIOD) $(BACKEND)
 
 test: install
 	$(PYTHON) -m pytest
@@ -20,3 +27,9 @@ lint:
 
 bench:
 	for script in benchmarks/*.py; do $(PYTHON) $$script || exit 1; done
+
+docker-up:
+	bash scripts/docker-up.sh
+
+images: docker-up
+	canary images build

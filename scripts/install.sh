@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the harness, its tests and the demo need on a fresh Debian machine (root):
 # the real nginx and prometheus binaries, the reference service and the harness with its extras.
+# With CANARY_DOCKER=1 also Docker (scripts/docker-up.sh: installs and starts the engine if needed), the
+# docker SDK extra and the release images (canary images build).
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +21,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ./app -e '.[load,report,dev]'
+extras=load,report,dev
+if [ "${CANARY_DOCKER:-0}" = 1 ]; then extras=$extras,docker; fi
+python3 -m pip install -q --disable-pip-version-check -e ./app -e ".[$extras]"
+
+if [ "${CANARY_DOCKER:-0}" = 1 ]; then
+  bash scripts/docker-up.sh
+  canary images build
+fi
 echo "install: done ($(nginx -v 2>&1), $(prometheus --version 2>&1 | head -1))"

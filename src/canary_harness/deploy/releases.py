@@ -73,7 +73,7 @@ def load_release(releases_dir: Path, version: str) -> Release:
     path = manifest_path(releases_dir, version)
     if not path.is_file():
         known = ", ".join(known_versions(releases_dir)) or "none"
-        raise ConfigError(f"version {version!r}: no release manifest {path} (releases in {releases_dir}: {known})")
+        raise ConfigError(f"version {version!r}: no release manifest {path}; {releases_dir}/ holds: {known}")
     manifest = load_manifest(path)
     name = archive_name(version)
     # Matched by file name, so a copy of the releases directory elsewhere (tests, CI) works the same.
