@@ -1,24 +1,37 @@
 """HEALTHCHECK of the fragrance-ai image: GET /health on the port the service was started with.
 
 The image has no curl, so this is Python's urllib. The port is read from the service's own command line
-(PID 1: ``fragrance-ai --host 127.0.0.1 --port N``), because host networking lets every container choose
-its port at run time. Exit 0 when /health answers 200 with status "healthy", else 1.
+(``fragrance-ai --host 127.0.0.1 --port N``: PID 1, or another process when an init runs as PID 1),
+because host networking lets every container choose its port at run time. Exit 0 when /health answers
+200 with status "healthy", else 1.
 """
 
 import json
+import os
 import sys
 import urllib.request
 
 
-def service_port(default: str = "8001") -> str:
-    """The ``--port`` value of PID 1 (``--port N`` or ``--port=N``), else the image's default."""
-    with open("/proc/1/cmdline", "rb") as handle:
-        argv = handle.read().decode(errors="replace").split("\0")
+def _port_of(argv: list[str]) -> str | None:
     for index, arg in enumerate(argv):
         if arg == "--port" and index + 1 < len(argv):
             return argv[index + 1]
         if arg.startswith("--port="):
             return arg.split("=", 1)[1]
+    return None
+
+
+def service_port(default: str = "8001") -> str:
+    """The ``--port`` of the service's process (PID 1 first), else the image's default."""
+    pids = ["1", *sorted((name for name in os.listdir("/proc") if name.isdigit() and name != "1"), key=int)]
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any("fragrance-ai" in arg or "fragrance_ai" in arg for arg in argv):
+            return _port_of(argv) or default
     return default
 
 

@@ -242,13 +242,18 @@ class ImageBuilder:
         old_id, old_hash = self.current_hash(tag)
         if old_id is not None and old_hash == digest and not force:
             return BuildResult(release.version, tag, old_id, digest, False, time.monotonic() - started)
+        from docker.errors import DockerException
+
         image_id = self._docker_build(release, recipe, wheels, digest)
         try:
             health_seconds = self.check(image_id, release.version)
+            self.client.api.tag(image_id, IMAGE_REPOSITORY, release.version, force=True)
+        except DockerException as exc:
+            self._remove_image(image_id)
+            raise ImageError(f"checking or tagging {tag} ({image_id[:19]}): engine error: {exc}") from exc
         except BaseException:
             self._remove_image(image_id)
             raise
-        self.client.api.tag(image_id, IMAGE_REPOSITORY, release.version, force=True)
         if old_id is not None and old_id != image_id:
             self._remove_image(old_id)  # the replaced build, unless something else still uses it
         return BuildResult(release.version, tag, image_id, digest, True, time.monotonic() - started, health_seconds)
