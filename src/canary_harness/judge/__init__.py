@@ -1,8 +1,8 @@
 """canary_harness.judge: stage judges, verdicts and the planner (pure code, no I/O).
 
 ``make_judge("sequential" | "fixed", settings)`` builds the judge the observation loop feeds;
-``plan_stage`` / ``format_plan`` say before a stage how long each check needs. See
-/work/shared/design/JUDGE.md for the statistics.
+``plan_stage`` / ``format_plan`` say before a stage how long each check needs. The statistics
+are explained in the repository's docs/judge.md.
 """
 
 from __future__ import annotations
