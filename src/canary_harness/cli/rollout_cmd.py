@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from canary_harness.cli.stack_cmd import add_backend_option
 from canary_harness.config import (
     StackSettings,
     load_toml,
@@ -36,7 +37,8 @@ def _add_stack_flags(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> StackSettings:
     toml = load_toml(Path(args.config_file) if args.config_file else None)
-    return resolve_stack_settings(toml=toml, run_dir=args.run_dir, **overrides)
+    return resolve_stack_settings(toml=toml, run_dir=args.run_dir, backend=getattr(args, "backend", None),
+                                  **overrides)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -53,12 +55,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     rollout.add_argument("--production-env", action="append", default=[], metavar="K=V")
     rollout.add_argument("--judge", choices=("sequential", "fixed"))
     rollout.add_argument("--dry-run", action="store_true", help="run every check, move no traffic")
+    add_backend_option(rollout)
     rollout.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- extra pytest arguments")
     _add_stack_flags(rollout)
     rollout.set_defaults(handler=_rollout)
 
     prom = subparsers.add_parser("promote", help="after a full rollout, production becomes the new version")
     prom.add_argument("--version", required=True)
+    add_backend_option(prom)
     _add_stack_flags(prom)
     prom.set_defaults(handler=_promote)
 
