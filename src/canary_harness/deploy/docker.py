@@ -96,7 +96,8 @@ class DockerBackend:
                 self._client = docker.from_env(timeout=API_TIMEOUT_S)
         return self._client
 
-    def _image(self, spec: ServiceSpec) -> str:
+    def require_image(self, spec: ServiceSpec) -> str:
+        """The image of ``spec.version``; BackendError naming ``canary images build`` when it is absent."""
         docker = _docker_module()
         image = image_for(spec.version, self.repository)
         with engine_errors(f"{spec.role} {spec.version}"):
@@ -137,7 +138,7 @@ class DockerBackend:
         BackendError with the container's last log lines on failure; the container is removed then.
         """
         what = f"{spec.role} {spec.version}"
-        image = self._image(spec)
+        image = self.require_image(spec)
         if not port_is_free(spec.host, spec.port):
             raise BackendError(f"{what}: port {spec.host}:{spec.port} is already in use")
         log_dir = spec.log_path.parent.resolve()

@@ -264,6 +264,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         stack = StackSettings(**{**stack.__dict__, "canary_env": values["canary_env"],
                                  "production_env": values["production_env"]})
         values["backend"] = stack.backend  # the flag, its env/ini twin, else [stack] backend, else process
+        if values["stage"] is None:
+            values["stage"] = 0  # a smoke run (testcontainers) has no stage
         _check_ports(stack)
         _check_sections(toml, config_file or "canary.toml")
         return StageOptions(**values, stack=stack, toml=toml)
