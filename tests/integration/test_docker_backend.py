@@ -158,3 +158,11 @@ def test_bad_backend_is_a_usage_error_naming_value_and_source(workdir: Path, run
     assert result.returncode == 2
     assert "backend 'kubernetes' (from --backend)" in result.stderr
     assert load_state(run_dir) is None and labelled(run_dir) == []
+
+
+def test_without_an_engine_a_process_stack_skips_the_search_and_a_docker_stack_says_why(
+        run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
+    assert LocalStack(StackSettings(run_dir=run_dir)).down() == []
+    with pytest.raises(BackendError, match="Docker engine not reachable"):
+        LocalStack(StackSettings(run_dir=run_dir, backend="docker")).down()

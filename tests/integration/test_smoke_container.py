@@ -1,6 +1,6 @@
 """``pytest canary_tests -m smoke --backend testcontainers`` and the ``canary_container`` fixture, run as a
 developer runs them (a pytest subprocess): the checks pass against a throwaway container, and no container
-is left afterwards, also after a failing test, Ctrl-C or a missing image."""
+is left afterwards, also after a failing test, Ctrl-C, SIGTERM or a missing image."""
 
 from __future__ import annotations
 
@@ -94,7 +94,8 @@ def test_a_failing_own_test_still_removes_the_container(tmp_path: Path, run_dir:
     assert containers(run_dir) == []
 
 
-def test_ctrl_c_removes_the_container(tmp_path: Path, run_dir: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_removes_the_container(tmp_path: Path, run_dir: Path, signum: int) -> None:
     project = own_test(tmp_path, "time.sleep(60)")
     process = subprocess.Popen([sys.executable, "-m", "pytest", ".", f"--canary-run-dir={run_dir}", *SMOKE],
                                cwd=project, env=environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -102,7 +103,7 @@ def test_ctrl_c_removes_the_container(tmp_path: Path, run_dir: Path) -> None:
     try:
         wait_until(lambda: (project / "started").exists(), 60, 0.1, "the test to reach its container")
         assert len(containers(run_dir)) == 1
-        os.killpg(process.pid, signal.SIGINT)
+        os.killpg(process.pid, signum)
         output, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
