@@ -107,7 +107,8 @@ def test_rollout_then_promote_replaces_the_production_container(workdir: tuple[P
     [old_production] = before["production"]
     assert old_production["version"] == "v0.1.0" and [c["version"] for c in before["canary"]] == ["v0.2.0"]
 
-    promoted = canary("promote", "--version", "v0.2.0", *DOCKER)
+    # No --backend: production stays the kind of service it is recorded as (a container).
+    promoted = canary("promote", "--version", "v0.2.0")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
     after = containers(run_dir)
     assert "canary" not in after, after

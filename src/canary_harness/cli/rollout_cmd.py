@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -99,9 +101,19 @@ def _rollout(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _backend_given(args: argparse.Namespace) -> bool:
+    if args.backend is not None or os.environ.get("CANARY_BACKEND"):
+        return True
+    return "backend" in load_toml(Path(args.config_file) if args.config_file else None).get("stack", {})
+
+
 def _promote(args: argparse.Namespace) -> int:
     version = parse_version(args.version, "from --version")
     settings = _settings(args)
+    state = load_state(settings.run_dir)
+    if not _backend_given(args) and state is not None and state.production is not None:
+        # Unless told otherwise, production stays the kind of service it is (a container stays a container).
+        settings = dataclasses.replace(settings, backend=state.production.backend)
     with RolloutLock(settings.run_dir, version=version):
         promote(settings, version, lambda text: print(text, flush=True))
     return 0
