@@ -61,8 +61,8 @@ def _print_state(state: StackState) -> None:
         print(f"nginx       PID {state.nginx.pid}  {state.nginx.base_url}  dir {state.nginx.dir}")
     for handle in (state.production, state.canary):
         if handle is not None:
-            print(f"{handle.role:<11} PID {handle.pid}  {handle.url}  {handle.version}  "
-                  f"log {handle.log_path}")
+            ident = f"container {handle.container_id[:12]}" if handle.container_id else f"PID {handle.pid}"
+            print(f"{handle.role:<11} {ident}  {handle.url}  {handle.version}  log {handle.log_path}")
     print(f"state       {state.state_file}")
 
 
