@@ -12,6 +12,9 @@ from canary_harness.logs import missing_fields, read_events
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.smoke import SMOKE_BRIEF
 
+# Also runs against a throwaway container: pytest canary_tests -m smoke --backend testcontainers
+pytestmark = pytest.mark.smoke
+
 # Feedback sent to force one PPO update if the stage's own traffic did not fill a batch.
 MAX_FEEDBACKS = 64
 LOG_WAIT_S = 10.0

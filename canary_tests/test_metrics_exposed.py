@@ -5,6 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+# Also runs against a throwaway container: pytest canary_tests -m smoke --backend testcontainers
+pytestmark = pytest.mark.smoke
+
 REQUIRED_SERIES = [
     "http_request_duration_seconds_bucket",
     "http_requests_total",

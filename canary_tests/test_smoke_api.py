@@ -8,6 +8,9 @@ import pytest
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.smoke import SMOKE_BRIEF
 
+# Also runs against a throwaway container: pytest canary_tests -m smoke --backend testcontainers
+pytestmark = pytest.mark.smoke
+
 TARGETS = ["canary_client", "nginx_client"]
 
 

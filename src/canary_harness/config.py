@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from canary_harness.deploy.factory import parse_backend
 from canary_harness.errors import ConfigError
 
 T = TypeVar("T")
@@ -126,6 +127,8 @@ class StackSettings:
     canary_version: str | None = None
     canary_env: Mapping[str, str] = field(default_factory=dict)
     production_env: Mapping[str, str] = field(default_factory=dict)
+    # How services are started: process | docker (testcontainers only for smoke runs).
+    backend: str = "process"
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,7 @@ def resolve_stack_settings(
     production_version: Any = None,
     canary_version: Any = None,
     canary_env: list[str] | None = None,
+    backend: Any = None,
 ) -> StackSettings:
     """Build StackSettings from CLI values (None = not given), the environment and canary.toml [stack]."""
     section: Mapping[str, Any] = (toml or {}).get("stack", {})
@@ -174,4 +178,6 @@ def resolve_stack_settings(
                                 toml_key="production_version", **common),
         canary_version=version,
         canary_env=parse_env_pairs(canary_env or [], "from --canary-env"),
+        backend=pick("backend", parse_backend, base.backend, cli=backend, env="CANARY_BACKEND",
+                     toml_key="backend", **common),
     )

@@ -82,7 +82,7 @@ class RolloutPlan:
         """The pytest command line of one stage (printed in the banner so it can be re-run by hand)."""
         command = [sys.executable, "-m", "pytest", "--canary-version", self.version, "--stage", str(stage),
                    "--production-version", self.stack.production_version,
-                   f"--canary-run-dir={self.stack.run_dir}"]
+                   f"--canary-run-dir={self.stack.run_dir}", "--backend", self.stack.backend]
         if self.observation_period is not None:
             command += ["--observation-period", f"{self.observation_period:g}"]
         if self.dry_run:

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.config import StackSettings
+from canary_harness.deploy.factory import backend_for
 from canary_harness.deploy.pids import is_alive
-from canary_harness.deploy.process import ProcessBackend, health
+from canary_harness.deploy.process import health
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
-from canary_harness.errors import CanaryError, ConfigError, StackError, TrafficError
+from canary_harness.errors import BackendError, CanaryError, ConfigError, StackError, TrafficError
 from canary_harness.traffic.nginx import NginxTrafficController
 
 STATE_FILE = "state.json"
@@ -180,10 +181,20 @@ class LocalStack:
     """Brings the local stack up and down and gives access to its traffic controller."""
 
     def __init__(self, settings: StackSettings, backend: Backend | None = None) -> None:
-        """``settings`` come from ``resolve_stack_settings``; ``backend`` defaults to subprocesses."""
+        """``settings`` come from ``resolve_stack_settings``; ``backend`` defaults to ``settings.backend``.
+
+        New services start with ``backend``; recorded ones are stopped and checked with the backend
+        named in their handle.
+        """
         self.settings = settings
         self.run_dir = Path(settings.run_dir).resolve()
-        self.backend: Backend = backend or ProcessBackend()
+        self.backend: Backend = backend or backend_for(settings.backend)
+
+    def backend_of(self, handle: ServiceHandle) -> Backend:
+        """The backend that started ``handle`` (the stack's own when the names match)."""
+        if getattr(self.backend, "name", None) == handle.backend:
+            return self.backend
+        return backend_for(handle.backend)
 
     # ------------------------------------------------------------------ state helpers
     @property
@@ -203,9 +214,9 @@ class LocalStack:
 
     def _alive(self, state: StackState) -> list[str]:
         alive = [
-            f"{h.role} PID {h.pid}"
+            f"{h.role} {f'container {h.container_id[:12]}' if h.container_id else f'PID {h.pid}'}"
             for h in (state.production, state.canary)
-            if h and h.pid and is_alive(h.pid, h.pid_start_time)
+            if h and self.backend_of(h).is_running(h)
         ]
         if state.nginx and state.nginx.pid and is_alive(state.nginx.pid, state.nginx.pid_start_time):
             alive.append(f"nginx PID {state.nginx.pid}")
@@ -235,7 +246,7 @@ class LocalStack:
     def _spec(self, role: str, version: str, port: int, env: Mapping[str, str]) -> ServiceSpec:
         return ServiceSpec(
             role=role, version=version, host=self.settings.host, port=port, env=dict(env),
-            log_path=self._log_path(role),
+            log_path=self._log_path(role), run_dir=self.run_dir,
         )  # fmt: skip
 
     def _start(self, spec: ServiceSpec) -> ServiceHandle:
@@ -310,7 +321,7 @@ class LocalStack:
         state = self.state()
         record = self._nginx_record(state)
         if state.canary is not None:
-            self.backend.stop(state.canary)
+            self.backend_of(state.canary).stop(state.canary)
             state = replace(state, canary=None)
             state.save()
         port = int(record.canary.rsplit(":", 1)[1])
@@ -323,7 +334,7 @@ class LocalStack:
         """Stop the recorded canary (the weight is not changed: set it to 0 first). Idempotent."""
         state = self.state()
         if state.canary is not None:
-            self.backend.stop(state.canary)
+            self.backend_of(state.canary).stop(state.canary)
             replace(state, canary=None).save()
 
     def restart_production(self, version: str, env: Mapping[str, str] | None = None) -> ServiceHandle:
@@ -335,7 +346,7 @@ class LocalStack:
         state = self.state()
         record = self._nginx_record(state)
         if state.production is not None:
-            self.backend.stop(state.production)
+            self.backend_of(state.production).stop(state.production)
             state = replace(state, production=None)
             state.save()
         port = int(record.production.rsplit(":", 1)[1])
@@ -344,14 +355,38 @@ class LocalStack:
         replace(state, production=handle).save()
         return handle
 
-    def down(self) -> None:
-        """Stop everything recorded, by PID, and forget it. Idempotent (no state: nothing to do)."""
+    def down(self) -> list[ServiceHandle]:
+        """Stop everything recorded (by PID or container id) and forget it, then every container still
+        labelled with this run directory. Idempotent. Returns the unrecorded containers it removed."""
         state = load_state(self.run_dir)
-        if state is None:
-            return
-        controller = self._controller_for(state.nginx) if state.nginx else None
-        self._stop_all(state, controller, raise_errors=True)
-        state.state_file.unlink(missing_ok=True)
+        if state is not None:
+            controller = self._controller_for(state.nginx) if state.nginx else None
+            self._stop_all(state, controller, raise_errors=True)
+            state.state_file.unlink(missing_ok=True)
+        return self.remove_unrecorded_containers(state)
+
+    def unrecorded_containers(self, state: StackState | None = None) -> list[ServiceHandle]:
+        """Containers labelled with this run directory that the state does not record (lost state file,
+        deleted entry, killed session). Empty when no Docker engine answers and none was asked for."""
+        from canary_harness.deploy.docker import DockerBackend
+
+        recorded = {h.container_id for h in (state.production, state.canary) if h} if state else set()
+        wanted = self.settings.backend == "docker" or any(
+            h.backend == "docker" for h in ((state.production, state.canary) if state else ()) if h)
+        try:
+            found = DockerBackend().find_containers(self.run_dir)
+        except BackendError:
+            if wanted:
+                raise
+            return []  # a process-only stack on a machine without Docker: nothing to look for
+        return [h for h in found if h.container_id not in recorded]
+
+    def remove_unrecorded_containers(self, state: StackState | None = None) -> list[ServiceHandle]:
+        """Stop and remove the containers of ``unrecorded_containers``; returns them."""
+        found = self.unrecorded_containers(state)
+        for handle in found:
+            self.backend_of(handle).stop(handle)
+        return found
 
     def _stop_all(
         self, state: StackState, controller: NginxTrafficController | None, *, raise_errors: bool = False
@@ -365,7 +400,7 @@ class LocalStack:
         for handle in (state.canary, state.production):
             if handle is not None:
                 try:
-                    self.backend.stop(handle)
+                    self.backend_of(handle).stop(handle)
                 except CanaryError as exc:
                     errors.append(f"{handle.role}: {exc}")
         if errors and raise_errors:
@@ -395,13 +430,22 @@ class LocalStack:
         for handle in (state.production, state.canary):
             if handle is None:
                 continue
-            running = handle.pid is None or is_alive(handle.pid, handle.pid_start_time)
+            running = self.backend_of(handle).is_running(handle)
             data = health(handle.url) if running else None
             version = str(data.get("version")) if data else None
-            detail = "" if not data or version == handle.version else f"recorded version {handle.version}"
+            details = [f"container {handle.container_id[:12]}"] if handle.container_id else []
+            if data and version != handle.version:
+                details.append(f"recorded version {handle.version}")
             components.append(
                 ComponentStatus(
-                    handle.role, handle.pid, handle.url, running, data is not None, version, detail
+                    handle.role, handle.pid, handle.url, running, data is not None, version, ", ".join(details)
                 )
             )
+        for handle in self.unrecorded_containers(state):
+            assert handle.container_id is not None
+            components.append(ComponentStatus(
+                f"{handle.role}?", None, handle.url, self.backend_of(handle).is_running(handle), False,
+                handle.version, f"container {handle.container_id[:12]} labelled with this run dir but not "
+                "recorded: `canary stack down` removes it",
+            ))  # fmt: skip
         return StackStatus(self.run_dir, tuple(components), *weights)

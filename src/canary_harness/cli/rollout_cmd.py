@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import shlex
 from pathlib import Path
 from typing import Any
 
+from canary_harness.cli.stack_cmd import add_backend_option
 from canary_harness.config import (
     StackSettings,
     load_toml,
@@ -36,7 +39,8 @@ def _add_stack_flags(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> StackSettings:
     toml = load_toml(Path(args.config_file) if args.config_file else None)
-    return resolve_stack_settings(toml=toml, run_dir=args.run_dir, **overrides)
+    return resolve_stack_settings(toml=toml, run_dir=args.run_dir, backend=getattr(args, "backend", None),
+                                  **overrides)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -53,12 +57,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     rollout.add_argument("--production-env", action="append", default=[], metavar="K=V")
     rollout.add_argument("--judge", choices=("sequential", "fixed"))
     rollout.add_argument("--dry-run", action="store_true", help="run every check, move no traffic")
+    add_backend_option(rollout)
     rollout.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- extra pytest arguments")
     _add_stack_flags(rollout)
     rollout.set_defaults(handler=_rollout)
 
     prom = subparsers.add_parser("promote", help="after a full rollout, production becomes the new version")
     prom.add_argument("--version", required=True)
+    add_backend_option(prom)
     _add_stack_flags(prom)
     prom.set_defaults(handler=_promote)
 
@@ -95,9 +101,19 @@ def _rollout(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _backend_given(args: argparse.Namespace) -> bool:
+    if args.backend is not None or os.environ.get("CANARY_BACKEND"):
+        return True
+    return "backend" in load_toml(Path(args.config_file) if args.config_file else None).get("stack", {})
+
+
 def _promote(args: argparse.Namespace) -> int:
     version = parse_version(args.version, "from --version")
     settings = _settings(args)
+    state = load_state(settings.run_dir)
+    if not _backend_given(args) and state is not None and state.production is not None:
+        # Unless told otherwise, production stays the kind of service it is (a container stays a container).
+        settings = dataclasses.replace(settings, backend=state.production.backend)
     with RolloutLock(settings.run_dir, version=version):
         promote(settings, version, lambda text: print(text, flush=True))
     return 0

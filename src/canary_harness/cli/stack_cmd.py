@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.config import StackSettings, load_toml, parse_percent, resolve_stack_settings
+from canary_harness.deploy.protocol import ServiceHandle
 from canary_harness.errors import ConfigError
 from canary_harness.stack import LocalStack, StackState, StackStatus, load_state
 
@@ -21,6 +22,12 @@ def add_location_options(parser: argparse.ArgumentParser) -> None:
         "--run-dir", help="run directory holding state.json (default .canary; env CANARY_RUN_DIR)"
     )
     parser.add_argument("--config", type=Path, help="TOML config file (default ./canary.toml if present)")
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--backend``: how the command starts services (recorded ones are stopped the way they started)."""
+    parser.add_argument("--backend", help="process or docker: how services are started "
+                        "(default process; env CANARY_BACKEND, canary.toml [stack] backend)")
 
 
 def settings_from_args(args: argparse.Namespace) -> StackSettings:
@@ -34,6 +41,7 @@ def settings_from_args(args: argparse.Namespace) -> StackSettings:
         production_version=getattr(args, "production_version", None),
         canary_version=getattr(args, "canary_version", None),
         canary_env=getattr(args, "canary_env", None),
+        backend=getattr(args, "backend", None),
     )
 
 
@@ -53,8 +61,8 @@ def _print_state(state: StackState) -> None:
         print(f"nginx       PID {state.nginx.pid}  {state.nginx.base_url}  dir {state.nginx.dir}")
     for handle in (state.production, state.canary):
         if handle is not None:
-            print(f"{handle.role:<11} PID {handle.pid}  {handle.url}  {handle.version}  "
-                  f"log {handle.log_path}")
+            ident = f"container {handle.container_id[:12]}" if handle.container_id else f"PID {handle.pid}"
+            print(f"{handle.role:<11} {ident}  {handle.url}  {handle.version}  log {handle.log_path}")
     print(f"state       {state.state_file}")
 
 
@@ -86,10 +94,17 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_unrecorded(handles: list[ServiceHandle], verb: str) -> None:
+    for handle in handles:
+        print(f"{handle.role:<11} container {str(handle.container_id)[:12]}  {handle.url}  {handle.version}  "
+              f"({verb}: labelled with this run dir, not recorded)")
+
+
 def _status(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if load_state(settings.run_dir.resolve()) is None:
         print(f"no stack recorded in {settings.run_dir.resolve()} ({run_dir_source(args)})")
+        _print_unrecorded(LocalStack(settings).unrecorded_containers(), "`canary stack down` removes it")
         return 1
     status = LocalStack(settings).status()
     _print_status(status)
@@ -99,11 +114,13 @@ def _status(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     stack = LocalStack(settings)
-    if load_state(stack.run_dir) is None:
+    recorded = load_state(stack.run_dir) is not None
+    removed = stack.down()
+    _print_unrecorded(removed, "removed")
+    if recorded:
+        print(f"canary stack down: stopped everything recorded in {stack.run_dir}")
+    elif not removed:
         print(f"canary stack down: nothing recorded in {stack.run_dir}")
-        return 0
-    stack.down()
-    print(f"canary stack down: stopped everything recorded in {stack.run_dir}")
     return 0
 
 
@@ -127,6 +144,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     up.add_argument("--nginx-port", help="NGINX listen port on 127.0.0.1 (default 8080)")
     up.add_argument("--production-port", help="production port (default 8000)")
     up.add_argument("--canary-port", help="canary port (default 8001)")
+    add_backend_option(up)
     add_location_options(up)
     up.set_defaults(handler=_up)
 
@@ -134,6 +152,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_location_options(status)
     status.set_defaults(handler=_status)
 
-    down = actions.add_parser("down", help="stop everything the stack started, by PID")
+    down = actions.add_parser("down", help="stop everything the stack started, by PID or container label")
     add_location_options(down)
     down.set_defaults(handler=_down)

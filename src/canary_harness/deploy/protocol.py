@@ -1,6 +1,7 @@
 """The backend contract: start a service version, find it healthy, stop it.
 
-``ProcessBackend`` (subprocesses) implements it; container backends plug in with the same methods.
+``ProcessBackend`` (subprocesses) and ``DockerBackend`` (containers) implement it; ``backend_for(name)``
+in ``canary_harness.deploy.factory`` picks one by the name recorded in each handle.
 A ``ServiceHandle`` round-trips through JSON so that a later process (``canary stack down``) can stop
 what an earlier one (``canary stack up``) started.
 """
@@ -27,6 +28,8 @@ class ServiceSpec:
     port: int = 8000
     env: Mapping[str, str] = field(default_factory=dict)
     log_path: Path = Path("service.log")
+    # The stack's run directory: container backends label their containers with it (None: the log's dir).
+    run_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -57,6 +60,8 @@ class ServiceHandle:
     # The extra environment it was started with (--canary-env): decides whether a running canary can be
     # reused by the next stage, and what production restarts with on promotion.
     env: Mapping[str, str] = field(default_factory=dict)
+    # The container's id for container backends (absent from state files written before containers).
+    container_id: str | None = None
 
     @property
     def address(self) -> str:
@@ -75,6 +80,7 @@ class ServiceHandle:
             "pid_start_time": self.pid_start_time,
             "backend": self.backend,
             "env": dict(self.env),
+            "container_id": self.container_id,
         }
 
     @classmethod
@@ -94,6 +100,7 @@ class ServiceHandle:
                 pid_start_time=int(start) if start is not None else None,
                 backend=str(data.get("backend", "process")),
                 env={str(key): str(value) for key, value in dict(data.get("env") or {}).items()},
+                container_id=str(data["container_id"]) if data.get("container_id") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StackError(f"{source}: invalid service entry {dict(data)!r}: {exc!r}") from exc
@@ -112,6 +119,10 @@ class Backend(Protocol):
 
     def stop(self, handle: ServiceHandle, *, timeout: float = 10.0) -> None:
         """Stop the service (TERM, then KILL after ``timeout``). Idempotent."""
+        ...
+
+    def is_running(self, handle: ServiceHandle) -> bool:
+        """True if the recorded process or container still runs (healthy or not)."""
         ...
 
     def is_healthy(self, handle: ServiceHandle) -> bool:

@@ -15,7 +15,10 @@ from canary_harness.load.journey import JOURNEY_HEADER
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
+from canary_harness.pytest_plugin.smoke import SMOKE_STAGE, canary_container, is_smoke_run, smoke_record
 from canary_harness.report import format_table
+
+__all__ = ["canary_container"]  # re-exported: registering this module registers the fixture
 
 CLIENT_TIMEOUT_S = 60.0
 
@@ -27,12 +30,16 @@ def canary_options(pytestconfig: pytest.Config) -> StageOptions:
 
 
 @pytest.fixture(scope="session")
-def canary_stage(pytestconfig: pytest.Config) -> StageRecord:
+def canary_stage(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> StageRecord:
     """The stage record: what was started, the weight in force, the load, the verdict and its figures.
 
     On the controller it is the record the stage session just made; on an xdist worker it is read
-    from the file the controller wrote.
+    from the file the controller wrote. In a smoke run (``--backend testcontainers``) it names the
+    throwaway ``canary_container`` and nothing else.
     """
+    options = pytestconfig.stash[OPTIONS_KEY]
+    if is_smoke_run(options):
+        return smoke_record(options, request.getfixturevalue("canary_container"))
     record = pytestconfig.stash.get(RECORD_KEY, None)
     if record is None:
         path = pytestconfig.stash[RECORD_PATH_KEY]
@@ -45,6 +52,8 @@ def canary_stage(pytestconfig: pytest.Config) -> StageRecord:
 @pytest.fixture(scope="session")
 def canary_verdict(canary_stage: StageRecord) -> StageVerdict:
     """The stage verdict; fails the test with the stage's error when the stage did not reach one."""
+    if canary_stage.stage == SMOKE_STAGE:
+        pytest.skip("smoke run (--backend testcontainers): no stage, no verdict")
     if canary_stage.error:
         pytest.fail(f"canary stage {canary_stage.stage}% ended before a verdict: {canary_stage.error}",
                     pytrace=False)
@@ -105,6 +114,8 @@ def production_client(canary_stage: StageRecord) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def nginx_client(canary_stage: StageRecord) -> Iterator[httpx.Client]:
     """HTTP client bound to NGINX, the entry point users hit (skipped in a dry run: no traffic moved)."""
+    if canary_stage.stage == SMOKE_STAGE:
+        pytest.skip("smoke run (--backend testcontainers): no NGINX, the canary is checked directly")
     if canary_stage.dry_run:
         pytest.skip("dry run: traffic through NGINX is not part of this stage")
     # One journey id for the session: a DNA created through NGINX is asked for options on the same instance.

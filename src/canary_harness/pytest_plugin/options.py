@@ -25,12 +25,12 @@ from canary_harness.config import (
     parse_version,
     resolve_stack_settings,
 )
+from canary_harness.deploy.factory import parse_backend
 from canary_harness.errors import ConfigError
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.load import LoadSettings
 from canary_harness.metrics.prometheus import PrometheusSettings
 
-BACKENDS = ("process",)
 JUDGES = ("sequential", "fixed")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -125,7 +125,9 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("stage", "--stage", parse_stage, None, "Canary traffic share of this stage, percent 1..100."),
     OptionSpec("production_version", "--production-version", parse_version, "v0.1.0",
                "Version production runs (started if no stack is up).", toml_key="production_version"),
-    OptionSpec("backend", "--backend", _choice(BACKENDS), "process", "How service versions are started."),
+    OptionSpec("backend", "--backend", parse_backend, None,
+               "process | docker | testcontainers (smoke only): how service versions are started "
+               "(default: canary.toml [stack] backend, else process)."),
     OptionSpec("observation_period", "--observation-period", parse_positive_float, 900.0,
                "Maximum observation window of the stage in seconds (default 900).",
                toml_key="observation_period"),
@@ -253,14 +255,17 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         toml = load_toml(Path(config_file) if config_file else None)
         toml_stage = toml.get("stage", {})
         values = {spec.dest: _resolve_one(spec, config, toml_stage, environ) for spec in SPECS}
-        if values["stage"] is None:
+        if values["stage"] is None and values["backend"] != "testcontainers":
             raise ConfigError("--stage is required with --canary-version (the canary's traffic share, 1..100)")
         stack = resolve_stack_settings(
-            toml=toml, environ=environ, run_dir=values["run_dir"],
+            toml=toml, environ=environ, run_dir=values["run_dir"], backend=values["backend"],
             production_version=values["production_version"], canary_version=values["canary_version"],
         )
         stack = StackSettings(**{**stack.__dict__, "canary_env": values["canary_env"],
                                  "production_env": values["production_env"]})
+        values["backend"] = stack.backend  # the flag, its env/ini twin, else [stack] backend, else process
+        if values["stage"] is None:
+            values["stage"] = 0  # a smoke run (testcontainers) has no stage
         _check_ports(stack)
         _check_sections(toml, config_file or "canary.toml")
         return StageOptions(**values, stack=stack, toml=toml)

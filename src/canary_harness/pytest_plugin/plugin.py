@@ -21,6 +21,7 @@ from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PA
 from canary_harness.pytest_plugin.options import add_options, resolve
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.session import StageSession
+from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
 from canary_harness.rollback import rollback
 
 RELEASE_CHECKS_DIR = "canary_tests"
@@ -56,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if options is None:
         return
     config.stash[OPTIONS_KEY] = options
+    config.addinivalue_line("markers", "smoke: a smoke check that runs against a throwaway canary container too")
     if _is_worker(config):
         config.stash[RECORD_PATH_KEY] = Path(config.workerinput[WORKER_RECORD_INPUT])  # type: ignore[attr-defined]
     else:
@@ -81,7 +83,10 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
     config = session.config
     options = config.stash.get(OPTIONS_KEY, None)
     collection_failed = session.testsfailed and not config.option.continue_on_collection_errors
-    if options is not None and not _is_worker(config) and not config.option.collectonly and not collection_failed:
+    if options is not None and options.backend == SMOKE_BACKEND:
+        _say(config, f"canary: smoke run of {options.canary_version} in a throwaway container (no stage, no NGINX)")
+    elif options is not None and not _is_worker(config) and not config.option.collectonly \
+            and not collection_failed:
         _say(config, f"canary: stage {options.stage}% for {options.canary_version} "
                      f"(production {options.production_version}, judge {options.judge}"
                      f"{', dry run' if options.dry_run else ''})")
@@ -112,8 +117,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Any exit but OK (or a failed stage whose checks were deselected) rolls back; record the outcome."""
     config = session.config
     options = config.stash.get(OPTIONS_KEY, None)
-    if options is None or _is_worker(config):
-        return
+    if options is None or _is_worker(config) or options.backend == SMOKE_BACKEND:
+        return  # a smoke run moved no traffic and records nothing: nothing to roll back
     record = config.stash.get(RECORD_KEY, None)
     if record is None and (config.option.collectonly or session.exitstatus == pytest.ExitCode.USAGE_ERROR):
         _say(config, "canary: no stage ran (collection only or usage error): nothing changed, nothing recorded")
