@@ -25,9 +25,7 @@ class Health(BaseHTTPRequestHandler):
         if self.path != "/health":
             self.send_error(404)
             return
-        body = json.dumps(
-            {"status": "healthy", "role": ROLE, "version": VERSION, "placeholder": True}
-        ).encode()
+        body = json.dumps({"status": "healthy", "role": ROLE, "version": VERSION, "placeholder": True}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -31,16 +31,21 @@ COMPOSE_FILES = ("-f", "compose/docker-compose.production.yml", "-f", "compose/d
 NGINX_CONTAINER = "fragrance-ai-nginx"
 NGINX_BASE = ("canary/nginx:1.22", "nginx", "nginx-common", "libpcre2-8-0", "libselinux1")
 PROJECT_LABEL = "com.docker.compose.project"
-VERSION_KEYS = ("PRODUCTION_VERSION", "CANARY_VERSION")
 WHEEL_DEPS = ("fastapi", "uvicorn", "pydantic", "prometheus_client", "numpy", "jsonschema", "httpx")
 
 
-def run(argv: list[str], *, env: Mapping[str, str] | None = None, timeout: float = 180.0,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str], *, env: Mapping[str, str] | None = None, timeout: float = 180.0, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` in the repository root; with ``check`` a non-zero exit fails the test with its output."""
     done = subprocess.run(
-        argv, cwd=REPO, env=dict(env) if env is not None else None, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        argv,
+        cwd=REPO,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if check and done.returncode != 0:
         pytest.fail(f"{' '.join(argv)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
@@ -53,8 +58,23 @@ def ensure_wheels() -> None:
     if any(wheels.glob("fragrance_ai-*.whl")) and any(wheels.glob("fastapi-*.whl")):
         return
     run(["pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(wheels), "./app"])
-    run(["pip", "download", "-q", "--only-binary=:all:", "--python-version", "3.11", "--platform",
-         "manylinux2014_x86_64", "--implementation", "cp", "-d", str(wheels), *WHEEL_DEPS])
+    run(
+        [
+            "pip",
+            "download",
+            "-q",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux2014_x86_64",
+            "--implementation",
+            "cp",
+            "-d",
+            str(wheels),
+            *WHEEL_DEPS,
+        ]
+    )
 
 
 def container_state(ref: str) -> dict[str, object] | None:
@@ -74,6 +94,19 @@ def compose_images() -> None:
     ensure_wheels()
 
 
+@pytest.fixture(scope="session")
+def compose_test_image(compose_images: None) -> Iterator[str]:
+    """A version label whose ``fragrance-ai-app:<label>`` image this session built offline (then removed)."""
+    label = f"v0.2.0-s{secrets.token_hex(4)}"
+    image = f"fragrance-ai-app:{label}"
+    env = {**os.environ, "CANARY_IMAGE": image, "CANARY_VERSION": label}
+    run(["docker-compose", *COMPOSE_FILES, "build", "app-canary"], env=env, timeout=300)
+    try:
+        yield label
+    finally:
+        run(["docker", "rmi", image], check=False, timeout=60)
+
+
 @dataclass
 class ComposeProject:
     """One compose project of a test: its name, environment (ports, versions, conf.d) and helpers."""
@@ -82,6 +115,8 @@ class ComposeProject:
     env: dict[str, str]
     conf_dir: Path
     ports: dict[str, int] = field(default_factory=dict)
+    # Image tags the test may create (build, production tag, promotion), removed by cleanup.
+    tags: tuple[str, ...] = ()
 
     def compose(self, *args: str, timeout: float = 180.0, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``docker-compose -f production -f canary ARGS`` as the runbook writes it, in this project."""
@@ -89,8 +124,18 @@ class ComposeProject:
 
     def container(self, service: str) -> str | None:
         """The id of the (first) container of ``service`` in this project, running or not."""
-        done = run(["docker", "ps", "-aq", "--filter", f"label={PROJECT_LABEL}={self.name}",
-                    "--filter", f"label=com.docker.compose.service={service}"], timeout=30)
+        done = run(
+            [
+                "docker",
+                "ps",
+                "-aq",
+                "--filter",
+                f"label={PROJECT_LABEL}={self.name}",
+                "--filter",
+                f"label=com.docker.compose.service={service}",
+            ],
+            timeout=30,
+        )
         ids = done.stdout.split()
         return ids[0] if ids else None
 
@@ -110,8 +155,11 @@ class ComposeProject:
         """Render conf.d/upstream.conf for this project's ports (what external-NGINX mode writes)."""
         template = (REPO / "nginx" / "conf.d" / "upstream.conf.template").read_text()
         text = render_upstream(
-            template, 100 - canary_weight, canary_weight,
-            production=f"127.0.0.1:{self.ports['production']}", canary=f"127.0.0.1:{self.ports['canary']}",
+            template,
+            100 - canary_weight,
+            canary_weight,
+            production=f"127.0.0.1:{self.ports['production']}",
+            canary=f"127.0.0.1:{self.ports['canary']}",
             generation=generation,
         )
         tmp = self.conf_dir / ".upstream.conf.tmp"
@@ -128,12 +176,15 @@ class ComposeProject:
         leftovers = self.containers()
         if leftovers:
             run(["docker", "rm", "-f", *leftovers], check=False, timeout=60)
-        label = run(["docker", "inspect", "--format", f'{{{{ index .Config.Labels "{PROJECT_LABEL}" }}}}',
-                     NGINX_CONTAINER], check=False, timeout=30)
+        label = run(
+            ["docker", "inspect", "--format", f'{{{{ index .Config.Labels "{PROJECT_LABEL}" }}}}', NGINX_CONTAINER],
+            check=False,
+            timeout=30,
+        )
         if label.returncode == 0 and label.stdout.strip() == self.name:
             run(["docker", "rm", "-f", NGINX_CONTAINER], check=False, timeout=60)
-        for image in (self.env["CANARY_IMAGE"], *(f"fragrance-ai-app:{self.env[key]}" for key in VERSION_KEYS)):
-            run(["docker", "rmi", image], check=False, timeout=60)
+        for tag in self.tags:
+            run(["docker", "rmi", tag], check=False, timeout=60)
 
 
 @pytest.fixture
@@ -160,7 +211,14 @@ def compose_project(compose_images: None, tmp_path: Path) -> Iterator[ComposePro
         "FRAGRANCE_LATENCY_SCALE": "0",
     }
     project = ComposeProject(
-        name, env, conf_dir, {"production": production, "canary": canary, "nginx": nginx, "llm": llm, "rl": rl}
+        name,
+        env,
+        conf_dir,
+        {"production": production, "canary": canary, "nginx": nginx, "llm": llm, "rl": rl},
+        tags=(
+            env["CANARY_IMAGE"],
+            *(f"fragrance-ai-app:{env[key]}" for key in ("PRODUCTION_VERSION", "CANARY_VERSION")),
+        ),
     )
     project.write_upstream(0, "initial")
     # A leftover fixed-name NGINX of an earlier, killed run would make `up` fail: name it instead.

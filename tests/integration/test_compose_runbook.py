@@ -71,8 +71,13 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
     project.write_upstream(50, "half")
     run(["docker", "exec", NGINX_CONTAINER, "nginx", "-t"])
     run(["docker", "kill", "-s", "HUP", NGINX_CONTAINER])
-    wait_until(lambda: get_json(nginx_url + "/__canary/state")["generation"] == "half", 10, 0.05,
-               "NGINX serving generation half", ignore=(httpx.HTTPError,))
+    wait_until(
+        lambda: get_json(nginx_url + "/__canary/state")["generation"] == "half",
+        10,
+        0.05,
+        "NGINX serving generation half",
+        ignore=(httpx.HTTPError,),
+    )
     served = {get_json(nginx_url + "/health")["version"] for _ in range(60)}
     assert served == {production_version, version}, served
     canary_log = run(["docker", "exec", NGINX_CONTAINER, "tail", "-n", "5", "/var/log/nginx/canary.log"]).stdout
@@ -104,8 +109,13 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
     project.env["PRODUCTION_VERSION"] = version
     project.compose("up", "-d", "app")
     production_url = f"http://127.0.0.1:{project.ports['production']}"
-    wait_until(lambda: get_json(production_url + "/health")["version"] == version, 60, 0.2,
-               f"production reporting {version}", ignore=(httpx.HTTPError,))
+    wait_until(
+        lambda: get_json(production_url + "/health")["version"] == version,
+        60,
+        0.2,
+        f"production reporting {version}",
+        ignore=(httpx.HTTPError,),
+    )
     wait_healthy(project, "app")
 
     project.compose("--profile", "canary-workers", "down", "--timeout", "5")
