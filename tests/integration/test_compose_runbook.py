@@ -62,6 +62,12 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
     assert startup[0]["models"] == MODELS.split(",") and startup[0]["use_ensemble"] is True, startup[0]
     assert startup[0]["version"] == version
 
+    # The manual smoke script against the canary container, with its docker logs.
+    container = project.container("app-canary")
+    assert container is not None
+    manual = run(["scripts/smoke_test_manual.sh", canary_url, container])
+    assert "== docker logs --tail 20" in manual.stderr and f'"version":"{version}"' in manual.stdout, manual
+
     # Production and NGINX (up -d nginx brings app first: depends_on service_healthy), then half the
     # traffic to the canary through the mounted conf.d and a SIGHUP to the container.
     project.compose("up", "-d", "nginx")

@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "canary_harness.cli.rollout_cmd",
     "canary_harness.cli.precheck_cmd",
     "canary_harness.cli.history_cmd",
+    "canary_harness.cli.smoke_cmd",
 )
 
 
