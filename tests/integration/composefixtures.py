@@ -192,8 +192,9 @@ def compose_project(compose_images: None, tmp_path: Path) -> Iterator[ComposePro
     """A compose project on free ports with its own conf.d and canary image tag; removed afterwards."""
     suffix = secrets.token_hex(4)
     production, canary, nginx, llm, rl = free_ports(5)
-    conf_dir = tmp_path / "conf.d"
-    conf_dir.mkdir()
+    # The runbook's layout: <nginx dir>/conf.d/upstream.conf, the directory mounted into the NGINX container.
+    conf_dir = tmp_path / "nginx" / "conf.d"
+    conf_dir.mkdir(parents=True)
     name = f"canarytest{suffix}"
     env = {
         **os.environ,
