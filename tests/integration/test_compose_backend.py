@@ -6,6 +6,7 @@ Each test's run directory gives its own compose project; the finalizer removes e
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from canary_harness.deploy.pids import port_is_free
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError
 from canary_harness.stack import LocalStack
-from tests.integration.composefixtures import PROJECT_LABEL, run
+from tests.integration.composefixtures import PROJECT_LABEL, REPO, run
 from tests.integration.stackfixtures import free_port, free_ports
 
 pytest_plugins = ("tests.integration.composefixtures",)
@@ -98,6 +99,17 @@ def test_missing_image_and_taken_port(compose_test_image: str, run_dir: Path) ->
         spec = ServiceSpec("canary", compose_test_image, port=port, log_path=run_dir / "logs" / "canary.log")
         with pytest.raises(BackendError, match=rf"port 127\.0\.0\.1:{port} is already in use"):
             ComposeBackend().start(spec)
+    assert project_containers(run_dir / "logs") == []
+
+
+def test_invalid_compose_file(compose_test_image: str, run_dir: Path, tmp_path: Path) -> None:
+    """docker-compose's own complaint about a broken file, in one BackendError; nothing started."""
+    broken = tmp_path / "compose"
+    shutil.copytree(REPO / "compose", broken)
+    production = broken / "docker-compose.production.yml"
+    production.write_text(production.read_text().replace("network_mode: host", "network_mode: [host]", 1))
+    with pytest.raises(BackendError, match=r"(?s)canary .*: start: .*exited 1:.*network_mode"):
+        ComposeBackend(broken).start(canary_spec(run_dir, compose_test_image))
     assert project_containers(run_dir / "logs") == []
 
 
