@@ -3,6 +3,8 @@
 Validates N (an integer 0..100) before touching anything, renders the upstream, checks the complete
 configuration with ``nginx -t``, replaces it atomically, reloads, confirms the new workers serve it,
 logs each step on stderr and prints the split NGINX reports as in force. Without N, prints that split.
+With ``[traffic] nginx = "external"`` the same is done to the user's NGINX (traffic/external.py): only
+``conf.d/upstream.conf`` is written, and no recorded stack is needed.
 """
 
 from __future__ import annotations
