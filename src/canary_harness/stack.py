@@ -239,6 +239,12 @@ class LocalStack:
             log_path=self._log_path(role),
         )  # fmt: skip
 
+    def is_healthy(self, handle: ServiceHandle) -> bool:
+        """True if ``handle`` answers healthy: through its backend, or by URL alone for a service given by URL."""
+        if is_external(handle):
+            return health(handle.url) is not None
+        return self.backend.is_healthy(handle)
+
     def _stop(self, handle: ServiceHandle) -> None:
         """Stop a service the harness started; one given by URL is left running."""
         if not is_external(handle):
