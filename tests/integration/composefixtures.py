@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ("-f", "compose/docker-compose.production.yml", "-f", "compose/docker-compose.canary.yml")
 NGINX_CONTAINER = "fragrance-ai-nginx"
 NGINX_BASE = ("canary/nginx:1.22", "nginx", "nginx-common", "libpcre2-8-0", "libselinux1")
+PROMETHEUS_BASE = ("canary/prometheus:2.42", "prometheus")
 PROJECT_LABEL = "com.docker.compose.project"
 WHEEL_DEPS = ("fastapi", "uvicorn", "pydantic", "prometheus_client", "numpy", "jsonschema", "httpx")
 
@@ -89,6 +90,7 @@ def compose_images() -> None:
     if shutil.which("docker-compose") is None or run(["docker", "info"], check=False, timeout=30).returncode:
         pytest.fail("the compose tests need docker-compose and a running Docker engine (scripts/docker-up.sh)")
     run(["scripts/build-base-image.sh", *NGINX_BASE], timeout=300)
+    run(["scripts/build-base-image.sh", *PROMETHEUS_BASE], timeout=300)
     # `up` never rebuilds an existing image: build it here so a changed compose/nginx/ is what runs.
     run(["docker-compose", *COMPOSE_FILES, "build", "nginx"], timeout=300)
     ensure_wheels()
@@ -139,6 +141,15 @@ class ComposeProject:
         ids = done.stdout.split()
         return ids[0] if ids else None
 
+    def service_containers(self, service: str) -> list[str]:
+        """Ids of every container (replica) of ``service`` in this project."""
+        done = run(
+            ["docker", "ps", "-aq", "--filter", f"label={PROJECT_LABEL}={self.name}",
+             "--filter", f"label=com.docker.compose.service={service}"],
+            timeout=30,
+        )  # fmt: skip
+        return done.stdout.split()
+
     def containers(self) -> list[str]:
         """Ids of every container of this project, running or not."""
         done = run(["docker", "ps", "-aq", "--filter", f"label={PROJECT_LABEL}={self.name}"], timeout=30)
@@ -172,7 +183,7 @@ class ComposeProject:
 
     def cleanup(self) -> None:
         """Remove every container of the project, the fixed-name NGINX if it is ours, and the test's tags."""
-        self.compose("--profile", "canary-workers", "down", "--timeout", "5", check=False)
+        self.compose("--profile", "canary-workers", "--profile", "monitoring", "down", "--timeout", "5", check=False)
         leftovers = self.containers()
         if leftovers:
             run(["docker", "rm", "-f", *leftovers], check=False, timeout=60)
@@ -191,7 +202,7 @@ class ComposeProject:
 def compose_project(compose_images: None, tmp_path: Path) -> Iterator[ComposeProject]:
     """A compose project on free ports with its own conf.d and canary image tag; removed afterwards."""
     suffix = secrets.token_hex(4)
-    production, canary, nginx, llm, rl = free_ports(5)
+    production, canary, nginx, llm, rl, prometheus = free_ports(6)
     # The runbook's layout: <nginx dir>/conf.d/upstream.conf, the directory mounted into the NGINX container.
     conf_dir = tmp_path / "nginx" / "conf.d"
     conf_dir.mkdir(parents=True)
@@ -208,6 +219,7 @@ def compose_project(compose_images: None, tmp_path: Path) -> Iterator[ComposePro
         "NGINX_PORT": str(nginx),
         "LLM_WORKER_CANARY_PORT": str(llm),
         "RL_WORKER_CANARY_PORT": str(rl),
+        "PROMETHEUS_PORT": str(prometheus),
         "NGINX_CONF_DIR": str(conf_dir),
         "FRAGRANCE_LATENCY_SCALE": "0",
     }
@@ -215,7 +227,7 @@ def compose_project(compose_images: None, tmp_path: Path) -> Iterator[ComposePro
         name,
         env,
         conf_dir,
-        {"production": production, "canary": canary, "nginx": nginx, "llm": llm, "rl": rl},
+        {"production": production, "canary": canary, "nginx": nginx, "llm": llm, "rl": rl, "prometheus": prometheus},
         tags=(
             env["CANARY_IMAGE"],
             *(f"fragrance-ai-app:{env[key]}" for key in ("PRODUCTION_VERSION", "CANARY_VERSION")),

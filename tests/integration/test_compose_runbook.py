@@ -9,6 +9,7 @@ start and stop the canary workers of their profile, promote (``docker tag`` + ``
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import httpx
 import pytest
@@ -30,6 +31,18 @@ def get_json(url: str) -> dict[str, object]:
     data = response.json()
     assert isinstance(data, dict)
     return data
+
+
+def container_health(ref: str) -> str | None:
+    """Docker's health status of one container (None without a healthcheck or a container)."""
+    state = container_state(ref)
+    health = state.get("Health") if state else None
+    return str(health["Status"]) if isinstance(health, dict) else None
+
+
+def container_health_is(ref: str, status: str) -> bool:
+    """True once the container's health status is ``status``."""
+    return container_health(ref) == status
 
 
 def wait_healthy(project: ComposeProject, service: str, timeout: float = 60.0) -> None:
@@ -97,18 +110,34 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
     with pytest.raises(httpx.ConnectError):
         httpx.get(canary_url + "/health", timeout=2.0)
 
+    # Two LLM worker replicas on host networking: each takes its own port from the base port up.
+    project.env["LLM_WORKER_CANARY_REPLICAS"] = "2"
     workers = ("worker-llm-canary", "worker-rl-canary")
     project.compose("--profile", "canary-workers", "up", "-d", *workers)
-    for worker, port_key, role in zip(workers, ("llm", "rl"), ("worker-llm", "worker-rl"), strict=True):
+    replicas = {worker: project.service_containers(worker) for worker in workers}
+    assert [len(replicas[worker]) for worker in workers] == [2, 1], replicas
+    ports: set[str] = set()
+    for worker, role in zip(workers, ("worker-llm", "worker-rl"), strict=True):
         wait_healthy(project, worker)
-        data = get_json(f"http://127.0.0.1:{project.ports[port_key]}/health")
-        assert data["role"] == role and data["version"] == version, data
+        for replica in replicas[worker]:
+            wait_until(partial(container_health_is, replica, "healthy"), 60, 0.2, f"replica {replica[:12]} healthy")
+            port = run(["docker", "exec", replica, "cat", "/tmp/worker.port"]).stdout.strip()
+            data = get_json(f"http://127.0.0.1:{port}/health")
+            assert data["role"] == role and data["version"] == version, data
+            ports.add(port)
+    assert len(ports) == 3 and str(project.ports["llm"]) in ports and str(project.ports["rl"]) in ports
     # The workers alone: the stopped canary stays stopped.
     assert container_state(project.container("app-canary") or "")["Status"] == "exited"  # type: ignore[index]
     project.compose("--profile", "canary-workers", "stop", *workers)
-    for worker in workers:
-        state = container_state(project.container(worker) or "")
-        assert state is not None and state["Status"] == "exited" and state["ExitCode"] == 0, (worker, state)
+    for replica in (r for worker in workers for r in replicas[worker]):
+        state = container_state(replica)
+        assert state is not None and state["Status"] == "exited" and state["ExitCode"] == 0, (replica, state)
+
+    # Prometheus, made offline, under its profile.
+    project.compose("--profile", "monitoring", "up", "-d", "prometheus")
+    wait_healthy(project, "prometheus")
+    ready = httpx.get(f"http://127.0.0.1:{project.ports['prometheus']}/-/ready", timeout=2.0)
+    assert ready.status_code == 200, ready.text
 
     # Promotion: the tested canary image gets its release name, production moves to it.
     run(["docker", "tag", project.env["CANARY_IMAGE"], f"fragrance-ai-app:{version}"])
@@ -124,6 +153,6 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
     )
     wait_healthy(project, "app")
 
-    project.compose("--profile", "canary-workers", "down", "--timeout", "5")
+    project.compose("--profile", "canary-workers", "--profile", "monitoring", "down", "--timeout", "5")
     assert project.containers() == []
     assert container_state(NGINX_CONTAINER) is None
