@@ -7,8 +7,10 @@ generation NGINX reports; a refused file is replaced by the last good one and no
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 from canary_harness.config import TrafficSettings
 from canary_harness.errors import TrafficError
 from canary_harness.traffic.external import ExternalNginxController
+from canary_harness.waiting import wait_until
 from tests.integration.composefixtures import NGINX_CONTAINER, REPO, ComposeProject
 from tests.integration.stackfixtures import free_port
 
@@ -119,3 +122,43 @@ def test_update_nginx_weights_script_on_external_nginx(compose_stack: ComposePro
     bad = subprocess.run([*script, "abc", "--config", str(config)], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=60, check=False)  # fmt: skip
     assert bad.returncode == 2 and "weight 'abc'" in bad.stderr, bad.stderr
+
+
+def run_stage(project: ComposeProject, version: str, config: Path, run_dir: Path) -> subprocess.CompletedProcess[str]:
+    """A 25 % stage session over the compose services (given by URL) and the compose NGINX (external)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CANARY_", "PYTEST_", "FRAGRANCE_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO / "app" / "src"), env.get("PYTHONPATH", "")])
+    argv = [sys.executable, "-m", "pytest", "--canary-version", version, "--stage", "25",
+            "--observation-period", "4", "--canary-url", f"http://127.0.0.1:{project.ports['canary']}",
+            "--production-url", f"http://127.0.0.1:{project.ports['production']}", "--config", str(config),
+            f"--canary-run-dir={run_dir}", "-p", "no:cacheprovider", "-q"]  # fmt: skip
+    return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False)
+
+
+def test_stage_over_compose_services_and_external_nginx(
+    compose_stack: ComposeProject, compose_test_image: str, tmp_path: Path
+) -> None:
+    """A healthy canary passes at 25 % through the user's NGINX; a faulty one is rolled back to 0 % there,
+    and the services, which the harness does not own, keep running."""
+    project = compose_stack
+    config = tmp_path / "canary.toml"
+    config.write_text(
+        f'[traffic]\nnginx = "external"\nnginx_dir = "{project.conf_dir.parent}"\n'
+        f'nginx_url = "http://127.0.0.1:{project.ports["nginx"]}"\nnginx_container = "{NGINX_CONTAINER}"\n'
+    )
+    controller = ExternalNginxController(settings_for(project, tmp_path / "run"))
+    passed = run_stage(project, compose_test_image, config, tmp_path / "run")
+    assert passed.returncode == 0, passed.stdout[-4000:] + passed.stderr[-2000:]
+    assert controller.weights_in_force().canary_weight == 25
+
+    # The same canary, now failing one request in five: recreated by compose with the fault.
+    project.env["CANARY_FAULTS"] = "error_rate=0.2"
+    project.compose("up", "-d", "app-canary")
+    wait_until(lambda: project.health("app-canary") == "healthy", 60, 0.2, "faulty app-canary healthy")
+    failed = run_stage(project, compose_test_image, config, tmp_path / "run2")
+    assert failed.returncode != 0, failed.stdout[-4000:]
+    assert "rolling back" in failed.stdout and "ROLLBACK FAILED" not in failed.stdout, failed.stdout[-4000:]
+    assert "FAILED canary_tests/test_release_gates.py::test_5xx_error_rate" in failed.stdout, failed.stdout[-4000:]
+    assert controller.weights_in_force().canary_weight == 0
+    assert canary_share(controller.base_url, 50) == 0
+    assert project.health("app-canary") == "healthy" and project.health("app") == "healthy"

@@ -20,6 +20,7 @@ The user's configuration must include ``conf.d/*.conf`` (or the file) inside ``h
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import os
@@ -65,6 +66,16 @@ class ExternalNginxController:
         self.canary = settings.canary
         self._template_dir = template_dir
         self._docker = docker
+
+    @classmethod
+    def for_services(
+        cls, settings: TrafficSettings, *, production_url: str, canary_url: str
+    ) -> ExternalNginxController:
+        """The controller routing to the services at these URLs (their ``host:port`` as upstream servers)."""
+        def address(url: str) -> str:
+            return url.split("://", 1)[-1].rstrip("/")
+
+        return cls(dataclasses.replace(settings, production=address(production_url), canary=address(canary_url)))
 
     @property
     def upstream_conf(self) -> Path:
