@@ -181,3 +181,89 @@ def resolve_stack_settings(
         backend=pick("backend", parse_backend, base.backend, cli=backend, env="CANARY_BACKEND",
                      toml_key="backend", **common),
     )
+
+
+# --------------------------------------------------------------------------- [traffic]
+NGINX_MODES = ("managed", "external")
+
+
+@dataclass(frozen=True)
+class TrafficSettings:
+    """Which NGINX moves the traffic: the harness's own (managed) or the user's (external).
+
+    External: the harness writes only ``<nginx_dir>/conf.d/upstream.conf``, checks and reloads the NGINX
+    in ``nginx_container`` (``docker exec``/``docker kill -s HUP``) or on the host (``nginx_bin``, master PID
+    in ``nginx_pid_file``), and reads the split in force from ``nginx_url``. ``production``/``canary`` are
+    the upstream addresses.
+    """
+
+    nginx: str = "managed"
+    nginx_dir: Path | None = None
+    nginx_url: str | None = None
+    nginx_container: str | None = None
+    nginx_bin: str = "nginx"
+    nginx_pid_file: Path = Path("/run/nginx.pid")
+    production: str = "127.0.0.1:8000"
+    canary: str = "127.0.0.1:8001"
+    reload_timeout: float = 10.0
+    lock_dir: Path = Path(".canary")
+
+
+def _parse_choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def parse(raw: Any, source: str) -> str:
+        if str(raw) not in choices:
+            raise ConfigError(f"value {raw!r} ({source}): must be one of {', '.join(choices)}")
+        return str(raw)
+
+    return parse
+
+
+def _parse_url(raw: Any, source: str) -> str:
+    text = str(raw).strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+", text):
+        raise ConfigError(f"URL {raw!r} ({source}): must be http(s)://host:port")
+    return text
+
+
+def _parse_text(raw: Any, source: str) -> str:
+    text = str(raw).strip()
+    if not text:
+        raise ConfigError(f"value {raw!r} ({source}): must not be empty")
+    return text
+
+
+def resolve_traffic_settings(
+    *, toml: Mapping[str, Any] | None = None, stack: StackSettings | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> TrafficSettings:
+    """Build TrafficSettings from the environment and canary.toml [traffic]; addresses from ``stack``.
+
+    External mode without ``nginx_dir`` or ``nginx_url`` is a ConfigError naming the missing key.
+    """
+    section: Mapping[str, Any] = (toml or {}).get("traffic", {})
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"canary.toml [traffic] must be a table, got {section!r}")
+    common: dict[str, Any] = {"toml": section, "environ": environ}
+    stack = stack or StackSettings()
+    mode = pick("nginx", _parse_choice(NGINX_MODES), "managed", env="CANARY_NGINX", toml_key="nginx", **common)
+    nginx_dir = pick("nginx-dir", lambda raw, _src: Path(str(raw)), None, env="CANARY_NGINX_DIR",
+                     toml_key="nginx_dir", **common)
+    nginx_url = pick("nginx-url", _parse_url, None, env="CANARY_NGINX_URL", toml_key="nginx_url", **common)
+    if mode == "external":
+        for key, value in (("nginx_dir", nginx_dir), ("nginx_url", nginx_url)):
+            if value is None:
+                raise ConfigError(f"canary.toml [traffic] nginx = 'external' needs {key} (or CANARY_{key.upper()})")
+    return TrafficSettings(
+        nginx=mode,
+        nginx_dir=nginx_dir,
+        nginx_url=nginx_url,
+        nginx_container=pick("nginx-container", _parse_text, None, env="CANARY_NGINX_CONTAINER",
+                             toml_key="nginx_container", **common),
+        nginx_bin=pick("nginx-bin", _parse_text, "nginx", toml_key="nginx_bin", **common),
+        nginx_pid_file=pick("nginx-pid-file", lambda raw, _src: Path(str(raw)), Path("/run/nginx.pid"),
+                            toml_key="nginx_pid_file", **common),
+        production=f"{stack.host}:{stack.production_port}",
+        canary=f"{stack.host}:{stack.canary_port}",
+        reload_timeout=pick("reload-timeout", parse_positive_float, 10.0, toml_key="reload_timeout", **common),
+        lock_dir=stack.run_dir,
+    )

@@ -13,6 +13,7 @@ from canary_harness import journal
 from canary_harness.config import StackSettings
 from canary_harness.errors import CanaryError, RollbackError
 from canary_harness.stack import LocalStack, load_state
+from canary_harness.traffic.external import ExternalNginxController
 from canary_harness.traffic.nginx import probe_split
 
 VERIFY_REQUESTS = 200
@@ -53,21 +54,26 @@ def rollback(
     reason: str,
     keep_canary: bool = False,
     actor: str | None = None,
+    external: ExternalNginxController | None = None,
 ) -> RollbackResult:
-    """Put the canary at 0 % and prove it with traffic; raise RollbackError if that cannot be proven."""
+    """Put the canary at 0 % and prove it with traffic; raise RollbackError if that cannot be proven.
+
+    ``external``: the user's NGINX to roll back instead of the recorded stack's (services given by URL,
+    which are never stopped).
+    """
     result = RollbackResult(version, stage, reason)
     state = load_state(settings.run_dir)
-    if state is None:
+    if state is None and external is None:
         result.notes.append(f"no stack recorded in {settings.run_dir}: no traffic to move")
     else:
         stack = LocalStack(settings)
-        traffic = stack.traffic()
+        traffic = external if external is not None else stack.traffic()
         try:
             result.weight_before = traffic.canary_weight()
             if result.weight_before != 0:
                 traffic.set_canary_weight(0, reason=f"rollback: {reason}")
             result.weight_after = traffic.canary_weight()
-            split = probe_split(stack.traffic().base_url, VERIFY_REQUESTS)
+            split = probe_split(traffic.base_url, VERIFY_REQUESTS)
         except CanaryError as exc:
             journal.append(settings.run_dir, "rollback_failed", version=version, stage=stage,
                            reason=f"{reason}: {exc}", actor=actor)
@@ -81,7 +87,7 @@ def rollback(
                 f"rollback of {version}: weight in force {result.weight_after}, "
                 f"{split.canary} of {split.total} verification requests still reached the canary"
             )
-        if not keep_canary and state.canary is not None:
+        if not keep_canary and external is None and state is not None and state.canary is not None:
             stack.stop_canary()
             result.canary_stopped = True
     journal.append(settings.run_dir, "rollback", version=version, stage=stage, reason=reason, actor=actor,

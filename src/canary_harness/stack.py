@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.config import StackSettings
+from canary_harness.deploy.external import adopt, is_external
 from canary_harness.deploy.factory import backend_for
 from canary_harness.deploy.pids import is_alive
 from canary_harness.deploy.process import health
@@ -249,18 +250,34 @@ class LocalStack:
             log_path=self._log_path(role), run_dir=self.run_dir,
         )  # fmt: skip
 
+    def is_healthy(self, handle: ServiceHandle) -> bool:
+        """True if ``handle`` answers healthy: through its backend, or by URL alone for a service given by URL."""
+        if is_external(handle):
+            return health(handle.url) is not None
+        return self.backend_of(handle).is_healthy(handle)
+
+    def _stop(self, handle: ServiceHandle) -> None:
+        """Stop a service the harness started; one given by URL is left running."""
+        if not is_external(handle):
+            self.backend_of(handle).stop(handle)
+
     def _start(self, spec: ServiceSpec) -> ServiceHandle:
         """Start through the backend and remember the extra environment in the handle."""
         return replace(self.backend.start(spec), env=dict(spec.env))
 
     # ------------------------------------------------------------------ lifecycle
-    def up(self, *, with_canary: bool, canary_weight: int = 0) -> StackState:
+    def up(
+        self, *, with_canary: bool, canary_weight: int = 0, production_url: str | None = None,
+        canary_url: str | None = None,
+    ) -> StackState:
         """Start production, the canary if asked, then NGINX at ``canary_weight``; record everything.
 
-        If any step fails, whatever this call started is stopped again and nothing stays recorded.
+        A service given by URL (``production_url``, ``canary_url``: already running, healthy) is recorded,
+        not started, and never stopped. If any step fails, whatever this call started is stopped again
+        and nothing stays recorded.
         """
         s = self.settings
-        if with_canary and not s.canary_version:
+        if with_canary and not s.canary_version and not canary_url:
             raise ConfigError(
                 "canary version: required to start a canary (--canary-version or CANARY_VERSION)"
             )
@@ -283,12 +300,23 @@ class LocalStack:
         state = StackState(run_dir=self.run_dir)
         controller: NginxTrafficController | None = None
         try:
-            production = self._start(
-                self._spec("production", s.production_version, s.production_port, s.production_env)
-            )
+            if production_url:
+                production = adopt("production", production_url, expected_version=None,
+                                   log_path=self._log_path("production"))  # fmt: skip
+            else:
+                production = self._start(
+                    self._spec("production", s.production_version, s.production_port, s.production_env)
+                )
             state = replace(state, production=production)
             state.save()
-            if with_canary:
+            canary_address = f"{s.host}:{s.canary_port}"
+            if canary_url:
+                canary = adopt("canary", canary_url, expected_version=s.canary_version,
+                               log_path=self._log_path("canary"))  # fmt: skip
+                canary_address = canary.address
+                state = replace(state, canary=canary)
+                state.save()
+            elif with_canary:
                 canary = self._start(
                     self._spec("canary", str(s.canary_version), s.canary_port, s.canary_env)
                 )
@@ -298,8 +326,8 @@ class LocalStack:
                 dir=self.nginx_dir,
                 host=s.host,
                 port=s.nginx_port,
-                production=f"{s.host}:{s.production_port}",
-                canary=f"{s.host}:{s.canary_port}",
+                production=production.address,
+                canary=canary_address,
             )
             controller = self._controller_for(record)
             pid = controller.start(canary_weight)
@@ -320,6 +348,8 @@ class LocalStack:
         """
         state = self.state()
         record = self._nginx_record(state)
+        if state.canary is not None and is_external(state.canary):
+            raise StackError(f"the canary at {state.canary.url} was given by URL: the harness does not replace it")
         if state.canary is not None:
             self.backend_of(state.canary).stop(state.canary)
             state = replace(state, canary=None)
@@ -334,7 +364,7 @@ class LocalStack:
         """Stop the recorded canary (the weight is not changed: set it to 0 first). Idempotent."""
         state = self.state()
         if state.canary is not None:
-            self.backend_of(state.canary).stop(state.canary)
+            self._stop(state.canary)
             replace(state, canary=None).save()
 
     def restart_production(self, version: str, env: Mapping[str, str] | None = None) -> ServiceHandle:
@@ -345,6 +375,8 @@ class LocalStack:
         """
         state = self.state()
         record = self._nginx_record(state)
+        if state.production is not None and is_external(state.production):
+            raise StackError(f"production at {state.production.url} was given by URL: the harness does not replace it")
         if state.production is not None:
             self.backend_of(state.production).stop(state.production)
             state = replace(state, production=None)
@@ -400,7 +432,7 @@ class LocalStack:
         for handle in (state.canary, state.production):
             if handle is not None:
                 try:
-                    self.backend_of(handle).stop(handle)
+                    self._stop(handle)
                 except CanaryError as exc:
                     errors.append(f"{handle.role}: {exc}")
         if errors and raise_errors:

@@ -24,6 +24,7 @@ from canary_harness.config import (
     parse_positive_float,
     parse_version,
     resolve_stack_settings,
+    resolve_traffic_settings,
 )
 from canary_harness.deploy.factory import parse_backend
 from canary_harness.errors import ConfigError
@@ -267,7 +268,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         if values["stage"] is None:
             values["stage"] = 0  # a smoke run (testcontainers) has no stage
         _check_ports(stack)
+        _check_service_urls(values)
         _check_sections(toml, config_file or "canary.toml")
+        resolve_traffic_settings(toml=toml, stack=stack, environ=environ)
         return StageOptions(**values, stack=stack, toml=toml)
     except ConfigError as exc:
         raise pytest.UsageError(f"canary: {exc}") from None
@@ -278,6 +281,19 @@ def _check_sections(toml: Mapping[str, Any], name: str) -> None:
     JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
     LoadSettings.from_mapping(toml.get("load", {}), f"{name} [load]")
     PrometheusSettings.from_mapping(toml.get("prometheus", {}), f"{name} [prometheus]")
+
+
+def _check_service_urls(values: Mapping[str, Any]) -> None:
+    """Services running elsewhere come as a pair, at two addresses, and are not started with an environment."""
+    canary, production = values["canary_url"], values["production_url"]
+    if bool(canary) != bool(production):
+        given, missing = ("--canary-url", "--production-url") if canary else ("--production-url", "--canary-url")
+        raise ConfigError(f"{given} {canary or production!r} needs {missing} too (services running elsewhere)")
+    if canary and canary == production:
+        raise ConfigError(f"--canary-url and --production-url are both {canary!r}: they must differ")
+    if canary and values["canary_env"]:
+        raise ConfigError(f"--canary-env {dict(values['canary_env'])!r}: the canary at {canary} (--canary-url) is "
+                          "not started by the harness; drop one of the two")  # fmt: skip
 
 
 def _check_ports(stack: StackSettings) -> None:

@@ -20,7 +20,7 @@ from canary_harness.pytest_plugin import fixtures, hookspecs
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import add_options, resolve
 from canary_harness.pytest_plugin.record import StageRecord
-from canary_harness.pytest_plugin.session import StageSession
+from canary_harness.pytest_plugin.session import StageSession, external_traffic
 from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
 from canary_harness.rollback import rollback
 
@@ -143,7 +143,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     _say(config, f"canary: stage {options.stage}% FAILED ({reason}): rolling back {options.canary_version}")
     try:
         result = rollback(options.stack, version=options.canary_version, stage=options.stage, reason=reason,
-                          keep_canary=options.keep_canary, actor="pytest")
+                          keep_canary=options.keep_canary, actor="pytest", external=external_traffic(options))
     except (RollbackError, CanaryError) as exc:
         _say(config, f"canary: ROLLBACK FAILED: {exc}\ncanary: the canary may still receive traffic; "
                      f"run `canary rollback` and check `canary stack status`")

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from canary_harness import journal
+from canary_harness.config import resolve_traffic_settings
 from canary_harness.deploy.protocol import ServiceHandle
 from canary_harness.errors import CanaryError, ConfigError, TrafficError
 from canary_harness.judge import make_judge
@@ -37,6 +38,7 @@ from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.report import ProgressPrinter, format_table
 from canary_harness.smoke import require_smoke
 from canary_harness.stack import LocalStack, load_state
+from canary_harness.traffic.external import ExternalNginxController
 from canary_harness.traffic.nginx import NginxTrafficController, probe_split
 from canary_harness.traffic.protocol import TrafficController
 
@@ -90,6 +92,19 @@ def _stop_all(runs: list[LoadRun]) -> list[LoadStats]:
     if errors:
         raise errors[0]
     return stats
+
+
+def external_traffic(options: StageOptions) -> ExternalNginxController | None:
+    """The user's NGINX (``[traffic] nginx = "external"``) routing to services given by URL, if that is the
+    stage's setting (and it moves traffic: not a dry run); None otherwise."""
+    if options.dry_run or not (options.canary_url and options.production_url):
+        return None
+    settings = resolve_traffic_settings(toml=options.toml, stack=options.stack)
+    if settings.nginx != "external":
+        return None
+    return ExternalNginxController.for_services(
+        settings, production_url=options.production_url, canary_url=options.canary_url
+    )
 
 
 def _healthy_but_canary(stack: LocalStack) -> bool:
@@ -149,6 +164,11 @@ class StageSession:
             if not (options.canary_url and options.production_url):
                 raise ConfigError("--canary-url and --production-url go together (services running elsewhere)")
             record.canary_url, record.production_url = options.canary_url, options.production_url
+            external = external_traffic(options)
+            if external is not None:
+                self.traffic = external
+                record.nginx_url = external.base_url
+                return
             state = load_state(options.stack.run_dir)
             if state is not None and state.nginx is not None and not options.dry_run:
                 self.traffic = LocalStack(options.stack).traffic()
@@ -169,7 +189,7 @@ class StageSession:
             state = stack.up(with_canary=False)
         canary = state.canary
         if canary is None or canary.version != options.canary_version or \
-                dict(canary.env) != dict(options.canary_env) or not stack.backend.is_healthy(canary):
+                dict(canary.env) != dict(options.canary_env) or not stack.is_healthy(canary):
             traffic = stack.traffic()
             if traffic.canary_weight() != 0:
                 # Never let a replaced canary take the previous stage's share before its preflight.

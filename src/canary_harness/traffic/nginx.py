@@ -100,7 +100,8 @@ def _http() -> httpx.Client:
     return httpx.Client(verify=False)
 
 
-def _new_generation() -> str:
+def new_generation() -> str:
+    """A unique label for a rendered upstream: time plus random, so that NGINX's answer proves the reload."""
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
 
 
@@ -113,6 +114,26 @@ class InForce:
     canary_weight: int
     production: str
     canary: str
+
+
+def read_in_force(base_url: str, timeout: float = 2.0) -> InForce:
+    """Ask the NGINX at ``base_url`` which split it has loaded (``/__canary/state``); TrafficError if it
+    does not answer."""
+    url = base_url.rstrip("/") + STATE_PATH
+    try:
+        # A fresh connection each time, so the answer comes from a worker accepting new clients.
+        response = _http().get(url, timeout=timeout, headers={"Connection": "close"})
+        response.raise_for_status()
+        data = response.json()
+        return InForce(
+            generation=str(data["generation"]),
+            production_weight=int(data["production_weight"]),
+            canary_weight=int(data["canary_weight"]),
+            production=str(data["production"]),
+            canary=str(data["canary"]),
+        )
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise TrafficError(f"cannot read the split in force from {url}: {exc}") from exc
 
 
 class NginxTrafficController:
@@ -192,7 +213,7 @@ class NginxTrafficController:
             source=str(self.dir / MAIN_TEMPLATE),
         )
         _write_atomic(self.dir / "nginx.conf", main)
-        _write_atomic(self.upstream_conf, self._render(canary_weight, _new_generation()))
+        _write_atomic(self.upstream_conf, self._render(canary_weight, new_generation()))
         self.process.test()
 
     def start(self, canary_weight: int = 0, *, timeout: float = 10.0) -> int:
@@ -223,21 +244,7 @@ class NginxTrafficController:
     # ------------------------------------------------------------------ reading what is in force
     def weights_in_force(self) -> InForce:
         """Ask the running NGINX which split it has loaded. TrafficError if it does not answer."""
-        url = self.base_url + STATE_PATH
-        try:
-            # A fresh connection each time, so the answer comes from a worker accepting new clients.
-            response = _http().get(url, timeout=self.http_timeout, headers={"Connection": "close"})
-            response.raise_for_status()
-            data = response.json()
-            return InForce(
-                generation=str(data["generation"]),
-                production_weight=int(data["production_weight"]),
-                canary_weight=int(data["canary_weight"]),
-                production=str(data["production"]),
-                canary=str(data["canary"]),
-            )
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            raise TrafficError(f"cannot read the split in force from {url}: {exc}") from exc
+        return read_in_force(self.base_url, self.http_timeout)
 
     def canary_weight(self) -> int:
         """The canary percentage NGINX has loaded (asked from NGINX, not remembered)."""
@@ -274,7 +281,7 @@ class NginxTrafficController:
             raise TrafficError(f"nginx is not running for {self.dir}: the weight was not changed")
         previous_text = self.upstream_conf.read_bytes()
         previous_generation = self.configured_generation()
-        generation = _new_generation()
+        generation = new_generation()
         why = f" ({reason})" if reason else ""
         log.info("set canary weight %d%% (production %d%%)%s", percent, 100 - percent, why)
 
