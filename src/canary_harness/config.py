@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from canary_harness.errors import ConfigError
+from canary_harness.redact import register
 
 T = TypeVar("T")
 
@@ -68,8 +69,11 @@ def parse_env_pairs(items: list[str] | tuple[str, ...], source: str) -> dict[str
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ConfigError(f"environment entry {item!r} ({source}): must be KEY=VALUE")
+            # Name only the part before '=': what follows may be a credential.
+            raise ConfigError(f"environment entry {key[:40]!r}{'=***' if sep else ''} ({source}): must be KEY=VALUE")
         result[key] = value
+    # From here on these values are masked in every error message and output (canary_harness.redact).
+    register(result)
     return result
 
 

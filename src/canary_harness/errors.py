@@ -17,9 +17,15 @@ Errors from subprocesses, HTTP clients and the like are translated at the bounda
 
 from __future__ import annotations
 
+from canary_harness.redact import redact
+
 
 class CanaryError(Exception):
     """Root of every error the harness raises on purpose."""
+
+    def __str__(self) -> str:
+        """The message with every registered environment value masked (see canary_harness.redact)."""
+        return redact(super().__str__())
 
 
 class ConfigError(CanaryError):

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from canary_harness.private import open_private_append
+
 JOURNAL_NAME = "journal.jsonl"
 
 
@@ -74,9 +76,8 @@ def append(
     """Append one entry and return it."""
     entry = JournalEntry(time.time(), event, version, stage, actor or default_actor(), reason, details)
     path = journal_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(entry.to_dict(), default=str, sort_keys=True) + "\n"
-    with path.open("a", encoding="utf-8") as handle:
+    with os.fdopen(open_private_append(path), "a", encoding="utf-8") as handle:
         handle.write(line)
     return entry
 

@@ -8,12 +8,13 @@ as it does on Ctrl-C) and records its own start and end in the journal.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -22,6 +23,7 @@ from typing import Any
 from canary_harness import journal
 from canary_harness.config import StackSettings
 from canary_harness.errors import ConfigError, RolloutError
+from canary_harness.redact import show_env
 from canary_harness.rollback import rollback
 from canary_harness.stack import LocalStack, load_state
 from canary_harness.traffic.nginx import probe_split
@@ -29,6 +31,9 @@ from canary_harness.traffic.nginx import probe_split
 DEFAULT_STAGES: tuple[int, ...] = (1, 5, 25, 100)
 # How long a stage may take to roll back after it was asked to stop.
 STOP_GRACE_S = 120.0
+# The environment twins of the stage session's --canary-env / --production-env (JSON objects).
+CANARY_ENV_VAR = "CANARY_CANARY_ENV"
+PRODUCTION_ENV_VAR = "CANARY_PRODUCTION_ENV"
 
 
 def parse_stages(raw: str, source: str, *, require_full: bool = True) -> tuple[int, ...]:
@@ -91,11 +96,25 @@ class RolloutPlan:
             command += ["--judge", self.judge]
         if self.config_file:
             command.append(f"--canary-config={self.config_file}")  # '=': pytest must not take it as a root
-        for key, value in self.canary_env.items():
-            command += ["--canary-env", f"{key}={value}"]
-        for key, value in self.production_env.items():
-            command += ["--production-env", f"{key}={value}"]
+        # --canary-env/--production-env travel in the environment (stage_environ), never in argv.
         return command + ["-p", "no:cacheprovider", *self.pytest_args]
+
+    def stage_environ(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The stage child's environment: ``base`` plus the services' environment as JSON in the twins of
+        --canary-env/--production-env (``/proc/PID/environ`` is private to the user, argv is not)."""
+        environ = {key: value for key, value in base.items() if key not in (CANARY_ENV_VAR, PRODUCTION_ENV_VAR)}
+        if self.canary_env:
+            environ[CANARY_ENV_VAR] = json.dumps(dict(self.canary_env))
+        if self.production_env:
+            environ[PRODUCTION_ENV_VAR] = json.dumps(dict(self.production_env))
+        return environ
+
+    def env_note(self) -> str:
+        """How the banner shows the services' environment: names only (``KEY=***``)."""
+        parts = [f"--{flag} {show_env({key: value})}" for flag, env in
+                 (("canary-env", self.canary_env), ("production-env", self.production_env))
+                 for key, value in env.items()]
+        return f" (plus {' '.join(parts)}, passed by environment)" if parts else ""
 
 
 class _StopRequest:
@@ -149,7 +168,8 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None]) -> list[StageOutc
             say(f"--- stage {stage}% of {plan.version} ---")
             started, wall = time.monotonic(), time.time()
             stop.child = subprocess.Popen(plan.stage_command(stage), cwd=plan.workdir,
-                                          env={**os.environ, "CANARY_ACTOR": os.environ.get("CANARY_ACTOR", "rollout")})
+                                          env=plan.stage_environ({**os.environ, "CANARY_ACTOR":
+                                                                  os.environ.get("CANARY_ACTOR", "rollout")}))
             code = _wait(stop.child, stop)
             stop.child = None
             if code != 0 and "--no-rollback" not in plan.pytest_args \
@@ -259,7 +279,7 @@ def promote(settings: StackSettings, version: str, say: Callable[[str], None]) -
         traffic.set_canary_weight(100, reason=f"promote {version}")
         journal.append(run_dir, "weight", version=version, reason="promote: canary takes all traffic", weight=100)
     say(f"canary: restarting production at {version}")
-    stack.restart_production(version, env=state.canary.env)
+    stack.restart_production(version, env=stack.service_env("canary"))
     traffic.set_canary_weight(0, reason=f"promote {version}: production runs it")
     journal.append(run_dir, "weight", version=version, reason="promote: production runs the release", weight=0)
     split = probe_split(traffic.base_url, 100)

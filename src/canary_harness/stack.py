@@ -4,7 +4,8 @@ Everything runs in the background and is recorded in ``<run_dir>/state.json`` (P
 times, ports, versions, log paths, the NGINX directory), so that a later command or process can report
 on it, change its weights and stop it by PID. Layout of the run directory::
 
-    state.json
+    state.json               mode 0600 like every file here; the directory is 0700
+    env.key, service-env.json  the services' environment: HMAC key and values (see canary_harness.envstore)
     nginx/                   NGINX prefix (see canary_harness.traffic.nginx)
     logs/production.log      stdout/stderr of production; production.jsonl its structured log
     logs/canary.log          the same for the canary
@@ -13,7 +14,6 @@ on it, change its weights and stop it by PID. Layout of the run directory::
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -24,7 +24,9 @@ from canary_harness.config import StackSettings
 from canary_harness.deploy.pids import is_alive
 from canary_harness.deploy.process import ProcessBackend, health
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
+from canary_harness.envstore import EnvStore
 from canary_harness.errors import CanaryError, ConfigError, StackError, TrafficError
+from canary_harness.private import private_dir, write_private
 from canary_harness.traffic.nginx import NginxTrafficController
 
 STATE_FILE = "state.json"
@@ -128,11 +130,9 @@ class StackState:
             raise StackError(f"{source}: missing key {exc}") from exc
 
     def save(self) -> None:
-        """Write the state atomically (temporary file + rename)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        os.replace(tmp, self.state_file)
+        """Write the state atomically (temporary file + rename), 0600, fsynced with its directory."""
+        private_dir(self.run_dir)
+        write_private(self.state_file, json.dumps(self.to_json(), indent=2) + "\n")
 
 
 def load_state(run_dir: Path) -> StackState | None:
@@ -184,6 +184,7 @@ class LocalStack:
         self.settings = settings
         self.run_dir = Path(settings.run_dir).resolve()
         self.backend: Backend = backend or ProcessBackend()
+        self.env_store = EnvStore(self.run_dir)
 
     # ------------------------------------------------------------------ state helpers
     @property
@@ -238,9 +239,18 @@ class LocalStack:
             log_path=self._log_path(role),
         )  # fmt: skip
 
+    def env_digest(self, env: Mapping[str, str]) -> str:
+        """The keyed hash recorded for a service started with ``env`` (compare it, never the values)."""
+        return self.env_store.digest(env)
+
+    def service_env(self, role: str) -> dict[str, str]:
+        """The extra environment ``role`` was started with, from the private store ({} if unknown)."""
+        return self.env_store.load(role)
+
     def _start(self, spec: ServiceSpec) -> ServiceHandle:
-        """Start through the backend and remember the extra environment in the handle."""
-        return replace(self.backend.start(spec), env=dict(spec.env))
+        """Start through the backend; the environment goes to the private store, its keyed hash to the handle."""
+        self.env_store.save(spec.role, spec.env)
+        return replace(self.backend.start(spec), env=dict(spec.env), env_digest=self.env_digest(spec.env))
 
     # ------------------------------------------------------------------ lifecycle
     def up(self, *, with_canary: bool, canary_weight: int = 0) -> StackState:
@@ -269,6 +279,7 @@ class LocalStack:
                     f"a stack is already up in {self.run_dir} ({', '.join(alive)}); "
                     "run `canary stack down` first"
                 )
+        private_dir(self.run_dir)
         state = StackState(run_dir=self.run_dir)
         controller: NginxTrafficController | None = None
         try:
@@ -352,6 +363,7 @@ class LocalStack:
         controller = self._controller_for(state.nginx) if state.nginx else None
         self._stop_all(state, controller, raise_errors=True)
         state.state_file.unlink(missing_ok=True)
+        self.env_store.forget()
 
     def _stop_all(
         self, state: StackState, controller: NginxTrafficController | None, *, raise_errors: bool = False

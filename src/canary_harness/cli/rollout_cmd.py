@@ -88,7 +88,7 @@ def _rollout(args: argparse.Namespace) -> int:
     with RolloutLock(settings.run_dir, version=version):
         print(f"=== canary rollout {version}: stages {' -> '.join(f'{s}%' for s in stages)}"
               f"{'  (DRY RUN: no traffic will move)' if plan.dry_run else ''} ===", flush=True)
-        print(f"    each stage runs: {shlex.join(plan.stage_command(stages[0]))}", flush=True)
+        print(f"    each stage runs: {shlex.join(plan.stage_command(stages[0]))}{plan.env_note()}", flush=True)
         outcomes = run_rollout(plan, lambda text: print(text, flush=True))
     print(format_summary(plan, outcomes), flush=True)
     ok = len(outcomes) == len(stages) and all(item.passed for item in outcomes)

@@ -21,9 +21,11 @@ from canary_harness.deploy import pids
 from canary_harness.deploy.pids import port_is_free, tail
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError
+from canary_harness.private import open_private_append
 from canary_harness.waiting import wait_until
 
 EXECUTABLE = "fragrance-ai"
+_HARNESS_ONLY_ENV = ("CANARY_CANARY_ENV", "CANARY_PRODUCTION_ENV")
 
 
 def find_executable(name: str = EXECUTABLE) -> str:
@@ -89,9 +91,10 @@ class ProcessBackend:
         argv = self.command(spec)
         if not port_is_free(spec.host, spec.port):
             raise BackendError(f"{spec.role} {spec.version}: port {spec.host}:{spec.port} is already in use")
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self._extra_env, **dict(spec.env)}
-        with spec.log_path.open("ab") as out:
+        # The stage session's copy of the services' environment (JSON twins) is not the service's business.
+        inherited = {key: value for key, value in os.environ.items() if key not in _HARNESS_ONLY_ENV}
+        env = {**inherited, "PYTHONUNBUFFERED": "1", **self._extra_env, **dict(spec.env)}
+        with os.fdopen(open_private_append(spec.log_path), "ab") as out:
             try:
                 proc = subprocess.Popen(
                     argv,

@@ -16,6 +16,7 @@ import pytest
 
 from canary_harness import journal
 from canary_harness.errors import CanaryError, RollbackError
+from canary_harness.private import restrict_umask
 from canary_harness.pytest_plugin import fixtures, hookspecs
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import add_options, resolve
@@ -56,6 +57,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if options is None:
         return
     config.stash[OPTIONS_KEY] = options
+    # The run directory (created later, only if a stage runs) holds the services' environment and logs:
+    # everything in it is private to the user (docs/security.md).
+    restrict_umask()
     if _is_worker(config):
         config.stash[RECORD_PATH_KEY] = Path(config.workerinput[WORKER_RECORD_INPUT])  # type: ignore[attr-defined]
     else:

@@ -169,7 +169,7 @@ class StageSession:
             state = stack.up(with_canary=False)
         canary = state.canary
         if canary is None or canary.version != options.canary_version or \
-                dict(canary.env) != dict(options.canary_env) or not stack.backend.is_healthy(canary):
+                canary.env_digest != stack.env_digest(options.canary_env) or not stack.backend.is_healthy(canary):
             traffic = stack.traffic()
             if traffic.canary_weight() != 0:
                 # Never let a replaced canary take the previous stage's share before its preflight.
