@@ -63,14 +63,21 @@ def parse_positive_float(raw: object, source: str) -> float:
     return value
 
 
-def parse_env_pairs(items: list[str] | tuple[str, ...], source: str) -> dict[str, str]:
-    """``K=V`` strings into a dict; a key must be a valid environment variable name."""
+def parse_env_pairs(items: list[str] | tuple[str, ...], source: str,
+                    environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``K=V`` strings into a dict; a key must be a valid environment variable name. ``K`` alone takes
+    the value of ``K`` from ``environ`` (default: ours), so that a secret need not be on a command line."""
+    environ = os.environ if environ is None else environ
     result: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        valid = bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key))
+        if valid and not sep and key in environ:
+            value = environ[key]
+        elif not sep or not valid:
             # Name only the part before '=': what follows may be a credential.
-            raise ConfigError(f"environment entry {key[:40]!r}{'=***' if sep else ''} ({source}): must be KEY=VALUE")
+            raise ConfigError(f"environment entry {key[:40]!r}{'=***' if sep else ''} ({source}): must be "
+                              "KEY=VALUE, or KEY alone for a variable set in the environment")
         result[key] = value
     # From here on these values are masked in every error message and output (canary_harness.redact).
     register(result)

@@ -32,7 +32,7 @@ DEFAULT_STAGES: tuple[int, ...] = (1, 5, 25, 100)
 # How long a stage may take to roll back after it was asked to stop.
 STOP_GRACE_S = 120.0
 # The environment twins of the stage session's --canary-env / --production-env (JSON objects).
-CANARY_ENV_VAR = "CANARY_CANARY_ENV"
+CANARY_ENV_VAR = "CANARY_ENV"
 PRODUCTION_ENV_VAR = "CANARY_PRODUCTION_ENV"
 
 

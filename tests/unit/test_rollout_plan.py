@@ -68,6 +68,6 @@ def test_stage_command_is_the_pytest_session_a_person_would_run(tmp_path: Path) 
     # The services' environment travels in the child's environment, never on its command line.
     assert "error_rate=0.1" not in joined and "--canary-env" not in joined
     environ = plan.stage_environ({"PATH": "/bin", "CANARY_PRODUCTION_ENV": "stale"})
-    assert json.loads(environ["CANARY_CANARY_ENV"]) == {"FRAGRANCE_FAULTS": "error_rate=0.1"}
+    assert json.loads(environ["CANARY_ENV"]) == {"FRAGRANCE_FAULTS": "error_rate=0.1"}
     assert "CANARY_PRODUCTION_ENV" not in environ and environ["PATH"] == "/bin"
     assert plan.env_note() == " (plus --canary-env FRAGRANCE_FAULTS=***, passed by environment)"

@@ -25,7 +25,7 @@ from canary_harness.private import open_private_append
 from canary_harness.waiting import wait_until
 
 EXECUTABLE = "fragrance-ai"
-_HARNESS_ONLY_ENV = ("CANARY_CANARY_ENV", "CANARY_PRODUCTION_ENV")
+_HARNESS_ONLY_ENV = ("CANARY_ENV", "CANARY_PRODUCTION_ENV")
 
 
 def find_executable(name: str = EXECUTABLE) -> str:
