@@ -5,6 +5,7 @@ CanaryError                 root: everything the harness raises on purpose
 ├── TrafficError            the traffic controller could not render, check, apply or read a weight
 ├── BackendError            a service version could not be started, found healthy or stopped
 ├── MetricsError            a metrics source could not be read or gave unusable data
+│   ├── CounterResetError   a counter went backwards: the instance restarted during the stage
 │   └── NoDataError         the source answered but holds no sample for the query ("no data")
 ├── LoadError               the load generator failed to run or to report its stats
 ├── StackError              the local stack's recorded state is missing or inconsistent
@@ -42,6 +43,10 @@ class BackendError(CanaryError):
 
 class MetricsError(CanaryError):
     """A metrics source could not be read or returned data that cannot be used."""
+
+
+class CounterResetError(MetricsError):
+    """A cumulative counter went down between two reads: the instance restarted (a restarted canary fails)."""
 
 
 class NoDataError(MetricsError):

@@ -20,9 +20,10 @@ import httpx
 
 from canary_harness import journal
 from canary_harness.deploy.protocol import ServiceHandle
-from canary_harness.errors import CanaryError, ConfigError, TrafficError
+from canary_harness.errors import CanaryError, ConfigError, CounterResetError, TrafficError
 from canary_harness.judge import make_judge
 from canary_harness.judge.planner import format_plan, plan_stage
+from canary_harness.judge.policy import restarted_canary
 from canary_harness.judge.protocol import Judge
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import StageVerdict
@@ -336,7 +337,12 @@ class StageSession:
             if pause > 0:
                 time.sleep(pause)  # the loop's cadence: one metrics read per tick
             elapsed = time.monotonic() - started
-            canary = source.snapshot("canary").minus(base_canary)
+            try:
+                canary = source.snapshot("canary").minus(base_canary)
+            except CounterResetError as exc:
+                verdict = restarted_canary(judge.name, elapsed, str(exc))
+                printer.update(verdict, options.stage)
+                return verdict
             production = source.snapshot("production").minus(base_production)
             if time.monotonic() >= deadline:
                 verdict = judge.conclude(elapsed, canary, production, weight)
