@@ -61,6 +61,6 @@ class Learner:
             # The loss_factor fault: a release whose training diverges reports a larger loss.
             stats = replace(stats, loss=stats.loss * self.loss_factor)
         if self.loss_nan:
-            # The loss_nan fault: a diverged model reports NaN (the harness must FAIL it, not average it away).
+            # The loss_nan fault: a diverged model reports NaN (to be FAILed, not averaged away).
             stats = replace(stats, loss=float("nan"))
         return stats
