@@ -23,6 +23,7 @@ from typing import Any
 from canary_harness import journal
 from canary_harness.config import StackSettings
 from canary_harness.errors import ConfigError, RolloutError
+from canary_harness.lock import RolloutLock
 from canary_harness.redact import show_env
 from canary_harness.rollback import rollback
 from canary_harness.stack import LocalStack, load_state
@@ -155,8 +156,9 @@ def _last_stage_verdict(run_dir: Path, version: str, stage: int, since: float) -
     return found
 
 
-def run_rollout(plan: RolloutPlan, say: Callable[[str], None]) -> list[StageOutcome]:
-    """Run every stage in order; stop at the first that fails. Returns the outcomes so far."""
+def run_rollout(plan: RolloutPlan, say: Callable[[str], None], lock: RolloutLock | None = None) -> list[StageOutcome]:
+    """Run every stage in order; stop at the first that fails. Returns the outcomes so far. The stage
+    sessions inherit ``lock`` (held by the caller) instead of being refused by it."""
     outcomes: list[StageOutcome] = []
     run_dir = plan.stack.run_dir
     journal.append(run_dir, "rollout_start", version=plan.version, reason="canary rollout",
@@ -167,9 +169,9 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None]) -> list[StageOutc
                 break
             say(f"--- stage {stage}% of {plan.version} ---")
             started, wall = time.monotonic(), time.time()
+            environ = plan.stage_environ({**os.environ, "CANARY_ACTOR": os.environ.get("CANARY_ACTOR", "rollout")})
             stop.child = subprocess.Popen(plan.stage_command(stage), cwd=plan.workdir,
-                                          env=plan.stage_environ({**os.environ, "CANARY_ACTOR":
-                                                                  os.environ.get("CANARY_ACTOR", "rollout")}))
+                                          env=lock.child_environ(environ) if lock else environ)
             code = _wait(stop.child, stop)
             stop.child = None
             if code != 0 and "--no-rollback" not in plan.pytest_args \

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.config import StackSettings
-from canary_harness.deploy.pids import is_alive
+from canary_harness.deploy.pids import is_alive, stop_marked
 from canary_harness.deploy.process import ProcessBackend, health
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
 from canary_harness.envstore import EnvStore
@@ -184,6 +184,9 @@ class LocalStack:
         self.settings = settings
         self.run_dir = Path(settings.run_dir).resolve()
         self.backend: Backend = backend or ProcessBackend()
+        if isinstance(self.backend, ProcessBackend) and self.backend.on_spawn is None:
+            # Record each process the moment it exists: an interrupted health wait leaves no unknown PID.
+            self.backend.on_spawn = self._record_spawn
         self.env_store = EnvStore(self.run_dir)
 
     # ------------------------------------------------------------------ state helpers
@@ -247,6 +250,13 @@ class LocalStack:
         """The extra environment ``role`` was started with, from the private store ({} if unknown)."""
         return self.env_store.load(role)
 
+    def _record_spawn(self, handle: ServiceHandle) -> None:
+        state = load_state(self.run_dir) or StackState(run_dir=self.run_dir)
+        if handle.role == "canary":
+            replace(state, canary=handle).save()
+        else:
+            replace(state, production=handle).save()
+
     def _start(self, spec: ServiceSpec) -> ServiceHandle:
         """Start through the backend; the environment goes to the private store, its keyed hash to the handle."""
         self.env_store.save(spec.role, spec.env)
@@ -281,6 +291,7 @@ class LocalStack:
                 )
         private_dir(self.run_dir)
         state = StackState(run_dir=self.run_dir)
+        state.save()  # a fresh record: each process is added to it the moment it exists (_record_spawn)
         controller: NginxTrafficController | None = None
         try:
             production = self._start(
@@ -355,15 +366,20 @@ class LocalStack:
         replace(state, production=handle).save()
         return handle
 
-    def down(self) -> None:
-        """Stop everything recorded, by PID, and forget it. Idempotent (no state: nothing to do)."""
+    def down(self) -> list[int]:
+        """Stop everything recorded, by PID, and forget it; then anything else the harness started for
+        this run directory (found by its environment marker, see ``deploy.pids``), e.g. when the state
+        file was lost. Idempotent. Returns the PIDs of such unrecorded processes that were stopped."""
         state = load_state(self.run_dir)
-        if state is None:
-            return
-        controller = self._controller_for(state.nginx) if state.nginx else None
-        self._stop_all(state, controller, raise_errors=True)
-        state.state_file.unlink(missing_ok=True)
+        if state is not None:
+            controller = self._controller_for(state.nginx) if state.nginx else None
+            self._stop_all(state, controller, raise_errors=True)
+            state.state_file.unlink(missing_ok=True)
         self.env_store.forget()
+        try:
+            return stop_marked(self.run_dir)
+        except OSError as exc:
+            raise StackError(f"could not stop a process started for {self.run_dir}: {exc}") from exc
 
     def _stop_all(
         self, state: StackState, controller: NginxTrafficController | None, *, raise_errors: bool = False

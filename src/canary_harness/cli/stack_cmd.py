@@ -12,6 +12,8 @@ from typing import Any
 
 from canary_harness.config import StackSettings, load_toml, parse_percent, resolve_stack_settings
 from canary_harness.errors import ConfigError
+from canary_harness.lock import RolloutLock
+from canary_harness.redact import show_env
 from canary_harness.stack import LocalStack, StackState, StackStatus, load_state
 
 
@@ -76,11 +78,12 @@ def _print_status(status: StackStatus) -> None:
 def _up(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings.canary_env and settings.canary_version is None:
-        raise ConfigError(f"--canary-env {args.canary_env!r}: given without a canary (--canary-version)")
+        raise ConfigError(f"--canary-env {show_env(settings.canary_env)}: given without a canary (--canary-version)")
     weight = 0
     if args.canary_weight is not None:
         weight = parse_percent(args.canary_weight, "from --canary-weight")
-    state = LocalStack(settings).up(with_canary=settings.canary_version is not None, canary_weight=weight)
+    with RolloutLock(settings.run_dir, version=settings.canary_version or "", command="canary stack up"):
+        state = LocalStack(settings).up(with_canary=settings.canary_version is not None, canary_weight=weight)
     print(f"canary stack up: running in {state.run_dir}")
     _print_state(state)
     return 0
@@ -99,11 +102,16 @@ def _status(args: argparse.Namespace) -> int:
 def _down(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     stack = LocalStack(settings)
-    if load_state(stack.run_dir) is None:
+    recorded = load_state(stack.run_dir) is not None
+    with RolloutLock(stack.run_dir, version="stack down", command="canary stack down"):
+        unrecorded = stack.down()
+    if recorded:
+        print(f"canary stack down: stopped everything recorded in {stack.run_dir}")
+    else:
         print(f"canary stack down: nothing recorded in {stack.run_dir}")
-        return 0
-    stack.down()
-    print(f"canary stack down: stopped everything recorded in {stack.run_dir}")
+    if unrecorded:
+        print(f"canary stack down: also stopped {len(unrecorded)} unrecorded process(es) the harness started "
+              f"for {stack.run_dir}: PIDs {', '.join(map(str, unrecorded))}")
     return 0
 
 

@@ -16,6 +16,7 @@ from canary_harness import journal
 from canary_harness.cli.stack_cmd import add_location_options, run_dir_source, settings_from_args
 from canary_harness.config import parse_percent
 from canary_harness.errors import ConfigError, StackError
+from canary_harness.lock import RolloutLock
 from canary_harness.stack import LocalStack, load_state
 
 
@@ -51,7 +52,8 @@ def _weights(args: argparse.Namespace) -> int:
                 )
         handler = _step_logging()
         try:
-            traffic.set_canary_weight(percent, reason=args.reason or "canary weights command")
+            with RolloutLock(stack.run_dir, version="", command=f"canary weights {percent}"):
+                traffic.set_canary_weight(percent, reason=args.reason or "canary weights command")
         finally:
             logging.getLogger("canary_harness.traffic").removeHandler(handler)
         journal.append(stack.run_dir, "weight", version=state.canary.version if state.canary else None,

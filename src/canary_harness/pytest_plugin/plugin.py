@@ -15,17 +15,19 @@ from typing import Any
 import pytest
 
 from canary_harness import journal
-from canary_harness.errors import CanaryError, RollbackError
+from canary_harness.errors import CanaryError, RollbackError, RolloutError
+from canary_harness.lock import RolloutLock
 from canary_harness.private import restrict_umask
 from canary_harness.pytest_plugin import fixtures, hookspecs
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
-from canary_harness.pytest_plugin.options import add_options, resolve
+from canary_harness.pytest_plugin.options import StageOptions, add_options, resolve
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.session import StageSession
 from canary_harness.rollback import rollback
 
 RELEASE_CHECKS_DIR = "canary_tests"
 WORKER_RECORD_INPUT = "canary_stage_record"
+LOCK_KEY = pytest.StashKey[RolloutLock]()
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -89,6 +91,7 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
         _say(config, f"canary: stage {options.stage}% for {options.canary_version} "
                      f"(production {options.production_version}, judge {options.judge}"
                      f"{', dry run' if options.dry_run else ''})")
+        _take_lock(config, options)
         stage = StageSession(options, lambda text: _say(config, text))
         try:
             record = stage.run(
@@ -99,6 +102,24 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
             config.stash[RECORD_KEY] = stage.record
         config.hook.pytest_canary_verdict(config=config, record=record)
     return (yield)
+
+
+def _take_lock(config: pytest.Config, options: StageOptions) -> None:
+    """Hold the run directory's lock (or inherit a parent rollout's) until unconfigure; refused: exit 4."""
+    lock = RolloutLock(options.stack.run_dir, version=options.canary_version,
+                       command=f"stage session {options.stage}%")
+    try:
+        lock.acquire()
+    except RolloutError as exc:
+        raise pytest.UsageError(f"canary: {exc}") from None
+    config.stash[LOCK_KEY] = lock
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Release the lock after everything, the rollback in sessionfinish included."""
+    lock = config.stash.get(LOCK_KEY, None)
+    if lock is not None:
+        lock.release()
 
 
 def _stage_failed(record: StageRecord | None) -> str | None:

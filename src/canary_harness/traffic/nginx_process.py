@@ -6,6 +6,7 @@ session, so it outlives a short-lived ``canary stack up`` and is found again thr
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -121,6 +122,7 @@ class NginxProcess:
             try:
                 proc = subprocess.Popen(
                     self.command(),
+                    env={**os.environ, **pids.marker_env(self.dir)},  # found by `canary stack down`
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
