@@ -56,7 +56,7 @@ class ServiceHandle:
     backend: str = "process"
     # The extra environment it was started with (--canary-env), in memory only: never written to the
     # state file, which keeps ``env_digest`` (keyed hash, see canary_harness.envstore) for the reuse decision.
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     env_digest: str | None = None
 
     @property
