@@ -174,7 +174,7 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None], lock: RolloutLock
                                           env=lock.child_environ(environ) if lock else environ)
             code = _wait(stop.child, stop)
             stop.child = None
-            if code != 0 and "--no-rollback" not in plan.pytest_args \
+            if code != 0 and "--no-rollback" not in plan.pytest_args and not plan.dry_run \
                     and not _rolled_back_since(run_dir, plan.version, wall):
                 # The stage session died before its own rollback (killed, out of memory): do it here.
                 rollback(plan.stack, version=plan.version, stage=stage, actor="rollout",
@@ -196,7 +196,7 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None], lock: RolloutLock
                    reason="completed" if completed else ("interrupted" if signal_name else "stage failed"),
                    passed=completed, stages=list(plan.stages), dry_run=plan.dry_run,
                    outcomes=[vars(item) for item in outcomes], signal=signal_name)
-    if signal_name and not (outcomes and not outcomes[-1].passed):
+    if signal_name and not plan.dry_run and not (outcomes and not outcomes[-1].passed):
         # The signal came between stages (or the stage ended first): nothing rolled back yet.
         rollback(plan.stack, version=plan.version, stage=outcomes[-1].stage if outcomes else None,
                  reason=f"rollout interrupted by {signal_name}", actor="rollout")
@@ -259,6 +259,8 @@ def format_summary(plan: RolloutPlan, outcomes: Sequence[StageOutcome]) -> str:
             lines.append(f"Partial rollout: the canary serves {plan.stages[-1]} %. Promotion needs a rollout to 100 %.")
         else:
             lines.append(f"Next: canary promote --version {plan.version}   (production becomes {plan.version})")
+    elif plan.dry_run:
+        lines.append("Dry run failed: no traffic was moved and nothing was rolled back. Next: the stage output above")
     else:
         lines.append("The canary was rolled back to 0 %. Next: canary history; the stage output above; "
                      f"canary logs in {plan.stack.run_dir}/logs")

@@ -8,7 +8,8 @@ when both still match.
 Every process the harness starts also carries a marker in its environment, ``CANARY_HARNESS_RUN_DIR=<abs
 dir>`` (the run directory or a directory inside it), so that ``canary stack down`` can find and stop it
 even when the state file that recorded it is lost: ``marked_processes`` reads ``/proc/PID/environ`` (only
-readable for our own processes) and pairs each PID with its start time, never matching by name.
+readable for our own processes; for an NGINX master, which overwrites that block with its title, the
+``-p`` prefix directory in the title) and pairs each PID with its start time, never matching by name.
 """
 
 from __future__ import annotations
@@ -178,6 +179,16 @@ def _marker_of(pid: int) -> str | None:
     return None
 
 
+def _nginx_prefix(pid: int) -> str | None:
+    """The ``-p`` prefix an NGINX master shows in its title. NGINX writes its process title over its
+    environment block, so the marker cannot be read back there; the prefix directory it was started with
+    (inside the run directory) identifies it instead. Workers exit with their master."""
+    words = cmdline(pid).split()
+    if words[:3] != ["nginx:", "master", "process"] or "-p" not in words[:-1]:
+        return None
+    return words[words.index("-p") + 1].rstrip("/")
+
+
 def marked_processes(run_dir: Path) -> list[tuple[int, int]]:
     """(PID, start time) of every live process whose marker is ``run_dir`` or a directory inside it.
 
@@ -194,7 +205,7 @@ def marked_processes(run_dir: Path) -> list[tuple[int, int]]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) in spared:
             continue
-        marker = _marker_of(int(entry.name))
+        marker = _marker_of(int(entry.name)) or _nginx_prefix(int(entry.name))
         if marker is not None and (marker == root or marker.startswith(root + "/")):
             fields = _stat_fields(int(entry.name))
             if fields and fields[0] not in ("Z", "X"):

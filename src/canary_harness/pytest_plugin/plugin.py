@@ -160,6 +160,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if options.no_rollback:
         _say(config, f"canary: stage FAILED ({reason}); --no-rollback given: weight left as it is")
         return
+    if options.dry_run:
+        _say(config, f"canary: dry run FAILED ({reason}): no traffic was moved, so nothing is rolled back")
+        return
     _say(config, f"canary: stage {options.stage}% FAILED ({reason}): rolling back {options.canary_version}")
     try:
         result = rollback(options.stack, version=options.canary_version, stage=options.stage, reason=reason,

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from canary_harness import journal
+from canary_harness.deploy.pids import is_alive
 from canary_harness.deploy.protocol import ServiceHandle
 from canary_harness.errors import CanaryError, ConfigError, CounterResetError, TrafficError
 from canary_harness.judge import make_judge
@@ -100,6 +101,22 @@ def _healthy_but_canary(stack: LocalStack) -> bool:
                for name in ("nginx", "production"))
 
 
+def _check_dry_run_may_start(running: ServiceHandle | None, weight: int, version: str) -> None:
+    """A dry run moves nothing: it never replaces a running canary nor changes the weight, and it starts its
+    own canary only where that gives it no traffic (none running, weight 0). ConfigError otherwise."""
+    if running is not None and weight == 0 and not is_alive(running.pid or 0, running.pid_start_time):
+        return  # a dead canary at weight 0: starting ours in its place moves nothing
+    if running is not None:
+        raise ConfigError(
+            f"dry run of {version}: the stack runs canary {running.version} (PID {running.pid}, weight {weight} %) "
+            "with another version, environment or health; a dry run never replaces it. Stop it first "
+            "(canary rollback) or run without --dry-run"
+        )
+    if weight != 0:
+        raise ConfigError(f"dry run of {version}: the canary weight in force is {weight} % with no canary running; "
+                          "a canary started now would get that traffic. Set it to 0 first (canary weights 0)")
+
+
 class StageSession:
     """One stage of a rollout as the pytest plugin runs it."""
 
@@ -172,6 +189,8 @@ class StageSession:
         if canary is None or canary.version != options.canary_version or \
                 canary.env_digest != stack.env_digest(options.canary_env) or not stack.backend.is_healthy(canary):
             traffic = stack.traffic()
+            if options.dry_run:
+                _check_dry_run_may_start(canary, traffic.canary_weight(), options.canary_version)
             if traffic.canary_weight() != 0:
                 # Never let a replaced canary take the previous stage's share before its preflight.
                 traffic.set_canary_weight(0, reason="canary replaced")
