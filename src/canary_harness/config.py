@@ -93,11 +93,17 @@ def load_toml(path: Path | None) -> dict[str, Any]:
             return {}
     if not path.exists():
         raise ConfigError(f"config file {str(path)!r}: not found")
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r}: not a regular file")
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r}: not UTF-8 (byte {exc.start}: {exc.reason})") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r}: unreadable: {exc.strerror or exc}") from exc
 
 
 def pick(

@@ -219,7 +219,7 @@ def _wait(child: subprocess.Popen[bytes], stop: _StopRequest) -> int:
 def completed_rollout(run_dir: Path, version: str) -> journal.JournalEntry | None:
     """The last successful, non-dry-run rollout of ``version`` reaching 100 %, unless rolled back since."""
     found: journal.JournalEntry | None = None
-    for entry in journal.read(run_dir):
+    for entry in journal.read(run_dir, strict=True):  # promotion is not decided on a damaged journal
         if entry.version != version:
             continue
         if entry.event == "rollout_end":

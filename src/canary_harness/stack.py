@@ -79,8 +79,8 @@ class NginxRecord:
                 pid=_opt_int(data.get("pid")),
                 pid_start_time=_opt_int(data.get("pid_start_time")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StackError(f"{source}: invalid nginx entry {dict(data)!r}: {exc!r}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StackError(f"{source}: invalid nginx entry: {exc!r}") from exc
 
 
 @dataclass(frozen=True)
