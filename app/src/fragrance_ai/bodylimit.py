@@ -2,7 +2,7 @@
 
 Without it a 50 MiB POST was parsed in full and echoed back inside the 422 (about +250 MiB of RSS per
 request). A declared ``Content-Length`` over the limit is refused at once; a chunked body is counted as it
-arrives and refused as soon as it passes the limit.
+arrives: past the limit nothing more is read, and whatever the app answers is replaced by the 413.
 """
 
 from __future__ import annotations
@@ -12,10 +12,6 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-
-
-class BodyTooLarge(Exception):
-    """The request body passed the limit while it was being received."""
 
 
 class BodyLimitMiddleware:
@@ -34,27 +30,35 @@ class BodyLimitMiddleware:
             await self._refuse(send)
             return
         received = 0
+        too_large = False
         started = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
+            if too_large:
+                return {"type": "http.request", "body": b"", "more_body": False}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge()
+                    # Stop reading here. Raising would be swallowed by the framework's body parser (a 400), so
+                    # the app gets an empty end of body and its answer is replaced by the 413 below.
+                    too_large = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if too_large:
+                if not started:
+                    started = True
+                    await self._refuse(send)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if started:
-                raise
+        await self.app(scope, counting_receive, guarded_send)
+        if too_large and not started:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
