@@ -104,7 +104,7 @@ def test_a_dry_run_never_replaces_the_canary_nor_rolls_it_back(rollout_cli: Roll
     # 1. Another canary environment (no faults): the dry run refuses to replace the running canary.
     other_env = cli(*rollout_args("--dry-run", "--partial", stages="5"), timeout=120)
     assert other_env.returncode == 1, describe(other_env)
-    assert "a dry run never replaces it" in other_env.stdout, other_env.stdout[-3000:]
+    assert "a dry run never replaces a canary that serves traffic" in other_env.stdout, other_env.stdout[-3000:]
     # 2. The same canary: its stage FAILs (30 % 5xx) and nothing is rolled back.
     failing = cli(*rollout_args("--dry-run", "--partial", "--canary-env", "FRAGRANCE_FAULTS=error_rate=0.3",
                                 stages="5", period=20), timeout=150)

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 import httpx
 
 from canary_harness import journal
-from canary_harness.deploy.pids import is_alive
 from canary_harness.deploy.protocol import ServiceHandle
 from canary_harness.errors import CanaryError, ConfigError, CounterResetError, TrafficError
 from canary_harness.judge import make_judge
@@ -102,19 +101,16 @@ def _healthy_but_canary(stack: LocalStack) -> bool:
 
 
 def _check_dry_run_may_start(running: ServiceHandle | None, weight: int, version: str) -> None:
-    """A dry run moves nothing: it never replaces a running canary nor changes the weight, and it starts its
-    own canary only where that gives it no traffic (none running, weight 0). ConfigError otherwise."""
-    if running is not None and weight == 0 and not is_alive(running.pid or 0, running.pid_start_time):
-        return  # a dead canary at weight 0: starting ours in its place moves nothing
-    if running is not None:
-        raise ConfigError(
-            f"dry run of {version}: the stack runs canary {running.version} (PID {running.pid}, weight {weight} %) "
-            "with another version, environment or health; a dry run never replaces it. Stop it first "
-            "(canary rollback) or run without --dry-run"
-        )
-    if weight != 0:
-        raise ConfigError(f"dry run of {version}: the canary weight in force is {weight} % with no canary running; "
-                          "a canary started now would get that traffic. Set it to 0 first (canary weights 0)")
+    """A dry run moves nothing: it never changes the weight, and it starts (or replaces) a canary only while
+    the canary gets no traffic (weight 0). A canary serving a share is never replaced: ConfigError."""
+    if weight == 0:
+        return
+    what = f"canary {running.version} (PID {running.pid})" if running is not None else "no healthy canary"
+    raise ConfigError(
+        f"dry run of {version}: the stack runs {what} at weight {weight} % with another version, environment "
+        "or health; a dry run never replaces a canary that serves traffic. Roll it back first (canary "
+        "rollback) or run without --dry-run"
+    )
 
 
 class StageSession:
