@@ -118,9 +118,10 @@ def terminate(
     start_time: int | None = None,
     timeout: float = 10.0,
     term_signal: int = signal.SIGTERM,
-    also_kill: tuple[int, ...] = (),
+    also_kill: tuple[tuple[int, int | None], ...] = (),
 ) -> None:
-    """Stop ``pid``: ``term_signal``, wait up to ``timeout``, then SIGKILL (and ``also_kill``) and wait.
+    """Stop ``pid``: ``term_signal``, wait up to ``timeout``, then SIGKILL (and ``also_kill``: (PID, start
+    time) pairs, each signalled only while its start time matches) and wait.
 
     Idempotent: a process that is gone (or whose PID now belongs to another process) is left alone.
     Raises OSError if the process survives SIGKILL.
@@ -132,8 +133,8 @@ def terminate(
     if wait_dead(pid, timeout, start_time):
         return
     send_signal(pid, signal.SIGKILL, start_time)
-    for extra in also_kill:
-        send_signal(extra, signal.SIGKILL)
+    for extra, extra_start in also_kill:
+        send_signal(extra, signal.SIGKILL, extra_start)
     if not wait_dead(pid, 5.0, start_time):
         raise OSError(f"process {pid} still alive {time.monotonic() - started:.1f}s after SIGKILL")
 
