@@ -176,6 +176,9 @@ class StageSession:
         stack = LocalStack(options.stack)
         state = load_state(options.stack.run_dir)
         if state is None or not _healthy_but_canary(stack):
+            if state is not None and options.dry_run:
+                raise ConfigError(f"dry run: the stack recorded in {options.stack.run_dir} is not healthy; a dry "
+                                  "run never restarts it (canary stack status shows what is wrong)")
             if state is not None:
                 self.say(f"canary: the stack recorded in {options.stack.run_dir} is not healthy: restarting it")
                 stack.down()
