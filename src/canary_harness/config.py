@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from canary_harness.deploy.factory import parse_backend
 from canary_harness.errors import ConfigError
+from canary_harness.redact import register
 
 T = TypeVar("T")
 
@@ -63,14 +64,24 @@ def parse_positive_float(raw: object, source: str) -> float:
     return value
 
 
-def parse_env_pairs(items: list[str] | tuple[str, ...], source: str) -> dict[str, str]:
-    """``K=V`` strings into a dict; a key must be a valid environment variable name."""
+def parse_env_pairs(items: list[str] | tuple[str, ...], source: str,
+                    environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``K=V`` strings into a dict; a key must be a valid environment variable name. ``K`` alone takes
+    the value of ``K`` from ``environ`` (default: ours), so that a secret need not be on a command line."""
+    environ = os.environ if environ is None else environ
     result: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ConfigError(f"environment entry {item!r} ({source}): must be KEY=VALUE")
+        valid = bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key))
+        if valid and not sep and key in environ:
+            value = environ[key]
+        elif not sep or not valid:
+            # Name only the part before '=': what follows may be a credential.
+            raise ConfigError(f"environment entry {key[:40]!r}{'=***' if sep else ''} ({source}): must be "
+                              "KEY=VALUE, or KEY alone for a variable set in the environment")
         result[key] = value
+    # From here on these values are masked in every error message and output (canary_harness.redact).
+    register(result)
     return result
 
 
@@ -83,11 +94,17 @@ def load_toml(path: Path | None) -> dict[str, Any]:
             return {}
     if not path.exists():
         raise ConfigError(f"config file {str(path)!r}: not found")
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r}: not a regular file")
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r}: not UTF-8 (byte {exc.start}: {exc.reason})") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r}: unreadable: {exc.strerror or exc}") from exc
 
 
 def pick(

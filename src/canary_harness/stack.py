@@ -4,7 +4,8 @@ Everything runs in the background and is recorded in ``<run_dir>/state.json`` (P
 times, ports, versions, log paths, the NGINX directory), so that a later command or process can report
 on it, change its weights and stop it by PID. Layout of the run directory::
 
-    state.json
+    state.json               mode 0600 like every file here; the directory is 0700
+    env.key, service-env.json  the services' environment: HMAC key and values (see canary_harness.envstore)
     nginx/                   NGINX prefix (see canary_harness.traffic.nginx)
     logs/production.log      stdout/stderr of production; production.jsonl its structured log
     logs/canary.log          the same for the canary
@@ -13,7 +14,6 @@ on it, change its weights and stop it by PID. Layout of the run directory::
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -23,10 +23,12 @@ from typing import Any
 from canary_harness.config import StackSettings
 from canary_harness.deploy.external import adopt, is_external
 from canary_harness.deploy.factory import backend_for
-from canary_harness.deploy.pids import is_alive
-from canary_harness.deploy.process import health
+from canary_harness.deploy.pids import is_alive, stop_marked
+from canary_harness.deploy.process import ProcessBackend, health
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
+from canary_harness.envstore import EnvStore
 from canary_harness.errors import BackendError, CanaryError, ConfigError, StackError, TrafficError
+from canary_harness.private import private_dir, write_private
 from canary_harness.traffic.nginx import NginxTrafficController
 
 STATE_FILE = "state.json"
@@ -79,8 +81,8 @@ class NginxRecord:
                 pid=_opt_int(data.get("pid")),
                 pid_start_time=_opt_int(data.get("pid_start_time")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StackError(f"{source}: invalid nginx entry {dict(data)!r}: {exc!r}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StackError(f"{source}: invalid nginx entry: {exc!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -130,11 +132,9 @@ class StackState:
             raise StackError(f"{source}: missing key {exc}") from exc
 
     def save(self) -> None:
-        """Write the state atomically (temporary file + rename)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        os.replace(tmp, self.state_file)
+        """Write the state atomically (temporary file + rename), 0600, fsynced with its directory."""
+        private_dir(self.run_dir)
+        write_private(self.state_file, json.dumps(self.to_json(), indent=2) + "\n")
 
 
 def load_state(run_dir: Path) -> StackState | None:
@@ -178,6 +178,17 @@ class StackStatus:
         return bool(self.components) and all(c.running and c.healthy for c in self.components)
 
 
+@dataclass(frozen=True)
+class Unrecorded:
+    """What ``LocalStack.down`` stopped although the state file did not record it."""
+
+    containers: list[ServiceHandle]
+    pids: list[int]
+
+    def __bool__(self) -> bool:
+        return bool(self.containers or self.pids)
+
+
 class LocalStack:
     """Brings the local stack up and down and gives access to its traffic controller."""
 
@@ -190,6 +201,10 @@ class LocalStack:
         self.settings = settings
         self.run_dir = Path(settings.run_dir).resolve()
         self.backend: Backend = backend or backend_for(settings.backend)
+        if isinstance(self.backend, ProcessBackend) and self.backend.on_spawn is None:
+            # Record each process the moment it exists: an interrupted health wait leaves no unknown PID.
+            self.backend.on_spawn = self._record_spawn
+        self.env_store = EnvStore(self.run_dir)
 
     def backend_of(self, handle: ServiceHandle) -> Backend:
         """The backend that started ``handle`` (the stack's own when the names match)."""
@@ -261,9 +276,25 @@ class LocalStack:
         if not is_external(handle):
             self.backend_of(handle).stop(handle)
 
+    def env_digest(self, env: Mapping[str, str]) -> str:
+        """The keyed hash recorded for a service started with ``env`` (compare it, never the values)."""
+        return self.env_store.digest(env)
+
+    def service_env(self, role: str) -> dict[str, str]:
+        """The extra environment ``role`` was started with, from the private store ({} if unknown)."""
+        return self.env_store.load(role)
+
+    def _record_spawn(self, handle: ServiceHandle) -> None:
+        state = load_state(self.run_dir) or StackState(run_dir=self.run_dir)
+        if handle.role == "canary":
+            replace(state, canary=handle).save()
+        else:
+            replace(state, production=handle).save()
+
     def _start(self, spec: ServiceSpec) -> ServiceHandle:
-        """Start through the backend and remember the extra environment in the handle."""
-        return replace(self.backend.start(spec), env=dict(spec.env))
+        """Start through the backend; the environment goes to the private store, its keyed hash to the handle."""
+        self.env_store.save(spec.role, spec.env)
+        return replace(self.backend.start(spec), env=dict(spec.env), env_digest=self.env_digest(spec.env))
 
     # ------------------------------------------------------------------ lifecycle
     def up(
@@ -297,7 +328,9 @@ class LocalStack:
                     f"a stack is already up in {self.run_dir} ({', '.join(alive)}); "
                     "run `canary stack down` first"
                 )
+        private_dir(self.run_dir)
         state = StackState(run_dir=self.run_dir)
+        state.save()  # a fresh record: each process is added to it the moment it exists (_record_spawn)
         controller: NginxTrafficController | None = None
         try:
             if production_url:
@@ -387,15 +420,23 @@ class LocalStack:
         replace(state, production=handle).save()
         return handle
 
-    def down(self) -> list[ServiceHandle]:
-        """Stop everything recorded (by PID or container id) and forget it, then every container still
-        labelled with this run directory. Idempotent. Returns the unrecorded containers it removed."""
+    def down(self) -> Unrecorded:
+        """Stop everything recorded (by PID or container id) and forget it; then anything else the harness
+        started for this run directory: containers labelled with it, processes carrying its environment marker
+        (see ``deploy.pids``), e.g. when the state file was lost. Idempotent. Returns what it found unrecorded
+        and stopped."""
         state = load_state(self.run_dir)
         if state is not None:
             controller = self._controller_for(state.nginx) if state.nginx else None
             self._stop_all(state, controller, raise_errors=True)
             state.state_file.unlink(missing_ok=True)
-        return self.remove_unrecorded_containers(state)
+        self.env_store.forget()
+        removed = self.remove_unrecorded_containers(state)
+        try:
+            pids = stop_marked(self.run_dir)
+        except OSError as exc:
+            raise StackError(f"could not stop a process started for {self.run_dir}: {exc}") from exc
+        return Unrecorded(containers=removed, pids=pids)
 
     def unrecorded_containers(self, state: StackState | None = None) -> list[ServiceHandle]:
         """Containers labelled with this run directory that the state does not record (lost state file,

@@ -67,11 +67,13 @@ def test_shipped_upstream_is_the_template_rendered_at_zero() -> None:
     assert (COMPOSE / "nginx" / "conf.d" / "upstream.conf").read_text() == expected
 
 
-def test_override_escapes_dollars_and_mounts_the_log_directory(tmp_path: Path) -> None:
-    spec = ServiceSpec("canary", "v0.2.0", port=18001, env={"OPENAI_BASE_URL": "http://x/$path"},
+def test_override_names_the_environment_without_its_values_and_mounts_the_log_directory(tmp_path: Path) -> None:
+    spec = ServiceSpec("canary", "v0.2.0", port=18001, env={"OPENAI_API_KEY": "sk-planted-secret"},
                        log_path=tmp_path / "logs" / "canary.log")  # fmt: skip
-    body = json.loads(render_override(spec))["services"]["app-canary"]
-    assert body["environment"] == {"OPENAI_BASE_URL": "http://x/$$path"}
+    text = render_override(spec)
+    assert "sk-planted-secret" not in text
+    body = json.loads(text)["services"]["app-canary"]
+    assert body["environment"] == ["OPENAI_API_KEY"]
     assert body["command"] == ["--port", "18001", "--log-file", "/var/log/fragrance-ai/canary.jsonl"]
     assert body["volumes"] == [f"{tmp_path / 'logs'}:/var/log/fragrance-ai"]
     assert body["labels"]["canary-harness.run-dir"] == str(tmp_path)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from canary_harness.errors import CanaryError, ConfigError
+from canary_harness.private import restrict_umask
 
 # Each module registers its own sub-commands; adding a command is one line here.
 _COMMAND_MODULES = (
@@ -43,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    # Everything written under a run directory (by us or the processes we start) is private to the user.
+    restrict_umask()
     try:
         return int(handler(args))
     except ConfigError as exc:

@@ -91,11 +91,11 @@ def _rollout(args: argparse.Namespace) -> int:
         production_env=parse_env_pairs(args.production_env, "from --production-env"),
         config_file=args.config_file, pytest_args=tuple(extra),
     )
-    with RolloutLock(settings.run_dir, version=version):
+    with RolloutLock(settings.run_dir, version=version) as lock:
         print(f"=== canary rollout {version}: stages {' -> '.join(f'{s}%' for s in stages)}"
               f"{'  (DRY RUN: no traffic will move)' if plan.dry_run else ''} ===", flush=True)
-        print(f"    each stage runs: {shlex.join(plan.stage_command(stages[0]))}", flush=True)
-        outcomes = run_rollout(plan, lambda text: print(text, flush=True))
+        print(f"    each stage runs: {shlex.join(plan.stage_command(stages[0]))}{plan.env_note()}", flush=True)
+        outcomes = run_rollout(plan, lambda text: print(text, flush=True), lock)
     print(format_summary(plan, outcomes), flush=True)
     ok = len(outcomes) == len(stages) and all(item.passed for item in outcomes)
     return 0 if ok else 1
@@ -114,7 +114,7 @@ def _promote(args: argparse.Namespace) -> int:
     if not _backend_given(args) and state is not None and state.production is not None:
         # Unless told otherwise, production stays the kind of service it is (a container stays a container).
         settings = dataclasses.replace(settings, backend=state.production.backend)
-    with RolloutLock(settings.run_dir, version=version):
+    with RolloutLock(settings.run_dir, version=version, command="promotion"):
         promote(settings, version, lambda text: print(text, flush=True))
     return 0
 
@@ -127,7 +127,8 @@ def _rollback(args: argparse.Namespace) -> int:
         raise RolloutError(f"nothing to roll back: no stack recorded in {settings.run_dir}")
     if version is None and state is not None and state.canary is not None:
         version = state.canary.version
-    result = rollback(settings, version=version, stage=None, reason=args.reason, keep_canary=args.keep_canary,
-                      actor=None)
+    with RolloutLock(settings.run_dir, version=version or "", command="canary rollback"):
+        result = rollback(settings, version=version, stage=None, reason=args.reason,
+                          keep_canary=args.keep_canary, actor=None)
     print(f"canary: {result.summary()}")
     return 0

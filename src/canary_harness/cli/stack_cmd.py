@@ -14,6 +14,8 @@ from canary_harness.config import StackSettings, load_toml, parse_percent, resol
 from canary_harness.deploy.external import is_external, parse_service_url
 from canary_harness.deploy.protocol import ServiceHandle
 from canary_harness.errors import ConfigError
+from canary_harness.lock import RolloutLock
+from canary_harness.redact import show_env
 from canary_harness.stack import LocalStack, StackState, StackStatus, load_state
 
 
@@ -105,14 +107,15 @@ def _up(args: argparse.Namespace) -> int:
     production_url, canary_url = _service_urls(args)
     settings = settings_from_args(args)
     if settings.canary_env and settings.canary_version is None:
-        raise ConfigError(f"--canary-env {args.canary_env!r}: given without a canary (--canary-version)")
+        raise ConfigError(f"--canary-env {show_env(settings.canary_env)}: given without a canary (--canary-version)")
     weight = 0
     if args.canary_weight is not None:
         weight = parse_percent(args.canary_weight, "from --canary-weight")
-    state = LocalStack(settings).up(
-        with_canary=settings.canary_version is not None or canary_url is not None, canary_weight=weight,
-        production_url=production_url, canary_url=canary_url,
-    )  # fmt: skip
+    with RolloutLock(settings.run_dir, version=settings.canary_version or "", command="canary stack up"):
+        state = LocalStack(settings).up(
+            with_canary=settings.canary_version is not None or canary_url is not None, canary_weight=weight,
+            production_url=production_url, canary_url=canary_url,
+        )  # fmt: skip
     print(f"canary stack up: running in {state.run_dir}")
     _print_state(state)
     return 0
@@ -139,12 +142,16 @@ def _down(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     stack = LocalStack(settings)
     recorded = load_state(stack.run_dir) is not None
-    removed = stack.down()
-    _print_unrecorded(removed, "removed")
+    with RolloutLock(stack.run_dir, version="stack down", command="canary stack down"):
+        removed = stack.down()
+    _print_unrecorded(removed.containers, "removed")
     if recorded:
         print(f"canary stack down: stopped everything recorded in {stack.run_dir}")
     elif not removed:
         print(f"canary stack down: nothing recorded in {stack.run_dir}")
+    if removed.pids:
+        print(f"canary stack down: also stopped {len(removed.pids)} unrecorded process(es) the harness started "
+              f"for {stack.run_dir}: PIDs {', '.join(map(str, removed.pids))}")
     return 0
 
 

@@ -19,6 +19,7 @@ from canary_harness.cli.stack_cmd import add_location_options, run_dir_source, s
 from canary_harness.config import load_toml, parse_percent, resolve_traffic_settings
 from canary_harness.deploy.process import health
 from canary_harness.errors import ConfigError, StackError
+from canary_harness.lock import RolloutLock
 from canary_harness.stack import LocalStack, load_state
 from canary_harness.traffic.external import ExternalNginxController
 from canary_harness.traffic.nginx import InForce
@@ -59,7 +60,8 @@ def _weights(args: argparse.Namespace) -> int:
                 )
         handler = _step_logging()
         try:
-            traffic.set_canary_weight(percent, reason=args.reason or "canary weights command")
+            with RolloutLock(stack.run_dir, version="", command=f"canary weights {percent}"):
+                traffic.set_canary_weight(percent, reason=args.reason or "canary weights command")
         finally:
             logging.getLogger("canary_harness.traffic").removeHandler(handler)
         journal.append(stack.run_dir, "weight", version=state.canary.version if state.canary else None,

@@ -73,7 +73,7 @@ def _escape(value: str) -> str:
 
 
 def render_override(spec: ServiceSpec) -> str:
-    """The extra compose file for ``spec``: environment, JSON log in the run directory, labels, user.
+    """The extra compose file for ``spec``: environment names, JSON log in the run directory, labels, user.
 
     JSON is YAML, so docker-compose reads it as it is.
     """
@@ -81,7 +81,9 @@ def render_override(spec: ServiceSpec) -> str:
     body = {
         "services": {
             service: {
-                "environment": {key: _escape(str(value)) for key, value in spec.env.items()},
+                # Names only: docker-compose takes each value from its own environment (``start`` passes them),
+                # so no value of the service's environment is ever written to a file.
+                "environment": sorted(spec.env),
                 "command": [
                     "--port", str(spec.port),
                     "--log-file", f"{CONTAINER_LOG_DIR}/{app_log_path(spec.log_path).name}",
@@ -197,7 +199,7 @@ class ComposeBackend:
         try:
             self._run(
                 self.compose_argv(spec.log_path, "up", "-d", "--no-build", "--no-deps", service),
-                f"{what}: start", variables,
+                f"{what}: start", {**variables, **{key: str(value) for key, value in spec.env.items()}},
             )  # fmt: skip
             container = self._container(handle)
             if container is None:
@@ -213,11 +215,14 @@ class ComposeBackend:
                 return data is not None
 
             wait_until(ready, timeout, 0.1, f"{spec.url}/health")
-        except (TimeoutError, BackendError) as exc:
+        except BaseException as exc:
+            # Ctrl-C or SIGTERM during the wait too: a service that never became healthy is never left.
             try:
                 self.stop(handle, timeout=5.0)
             except BackendError as stop_exc:
                 exc.add_note(f"and stopping it failed: {stop_exc}")
+            if not isinstance(exc, TimeoutError | BackendError):
+                raise
             raise BackendError(
                 f"{what} (compose service {service}, project {project_name(spec.log_path.parent)}) did not "
                 f"become healthy: {exc}\n--- last lines of {spec.log_path} ---\n{tail(spec.log_path, LOG_TAIL_LINES)}"

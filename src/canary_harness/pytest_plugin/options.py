@@ -7,6 +7,7 @@ A bad value raises pytest.UsageError naming the value and where it came from, be
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -233,7 +234,7 @@ def _resolve_one(spec: OptionSpec, config: pytest.Config, toml_stage: Mapping[st
         return spec.parse(cli, f"from {spec.flag}")
     raw_env = environ.get(spec.env, "")
     if raw_env != "":
-        value = raw_env.split() if spec.kind == "append" else raw_env
+        value = _env_list(raw_env, spec.env) if spec.kind == "append" else raw_env
         return spec.parse(value, f"from environment {spec.env}")
     ini = config.getini(spec.ini)
     if ini not in (None, []):
@@ -241,6 +242,20 @@ def _resolve_one(spec: OptionSpec, config: pytest.Config, toml_stage: Mapping[st
     if spec.toml_key and spec.toml_key in toml_stage:
         return spec.parse(toml_stage[spec.toml_key], f"from canary.toml [stage] {spec.toml_key}")
     return spec.default
+
+
+def _env_list(raw: str, name: str) -> list[str]:
+    """An append option's environment twin: ``K=V K2=V2``, or a JSON object (values with spaces; what
+    ``canary rollout`` passes so that the services' environment never appears in the stage's argv)."""
+    if not raw.lstrip().startswith("{"):
+        return raw.split()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ConfigError(f"environment {name}: not a valid JSON object") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"environment {name}: not a valid JSON object")
+    return [f"{key}={value}" for key, value in data.items()]
 
 
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> StageOptions | None:

@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 
 from canary_harness import journal
-from canary_harness.errors import CanaryError, RollbackError
+from canary_harness.errors import CanaryError, RollbackError, RolloutError
+from canary_harness.lock import RolloutLock
+from canary_harness.private import restrict_umask
 from canary_harness.pytest_plugin import fixtures, hookspecs
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
-from canary_harness.pytest_plugin.options import add_options, resolve
+from canary_harness.pytest_plugin.options import StageOptions, add_options, resolve
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.session import StageSession, external_traffic
 from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
@@ -26,6 +28,7 @@ from canary_harness.rollback import rollback
 
 RELEASE_CHECKS_DIR = "canary_tests"
 WORKER_RECORD_INPUT = "canary_stage_record"
+LOCK_KEY = pytest.StashKey[RolloutLock]()
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -58,6 +61,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     config.stash[OPTIONS_KEY] = options
     config.addinivalue_line("markers", "smoke: a smoke check that runs against a throwaway canary container too")
+    # The run directory (created later, only if a stage runs) holds the services' environment and logs:
+    # everything in it is private to the user (docs/security.md).
+    restrict_umask()
     if _is_worker(config):
         config.stash[RECORD_PATH_KEY] = Path(config.workerinput[WORKER_RECORD_INPUT])  # type: ignore[attr-defined]
     else:
@@ -90,6 +96,7 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
         _say(config, f"canary: stage {options.stage}% for {options.canary_version} "
                      f"(production {options.production_version}, judge {options.judge}"
                      f"{', dry run' if options.dry_run else ''})")
+        _take_lock(config, options)
         stage = StageSession(options, lambda text: _say(config, text))
         try:
             record = stage.run(
@@ -100,6 +107,24 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
             config.stash[RECORD_KEY] = stage.record
         config.hook.pytest_canary_verdict(config=config, record=record)
     return (yield)
+
+
+def _take_lock(config: pytest.Config, options: StageOptions) -> None:
+    """Hold the run directory's lock (or inherit a parent rollout's) until unconfigure; refused: exit 4."""
+    lock = RolloutLock(options.stack.run_dir, version=options.canary_version,
+                       command=f"stage session {options.stage}%")
+    try:
+        lock.acquire()
+    except RolloutError as exc:
+        raise pytest.UsageError(f"canary: {exc}") from None
+    config.stash[LOCK_KEY] = lock
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Release the lock after everything, the rollback in sessionfinish included."""
+    lock = config.stash.get(LOCK_KEY, None)
+    if lock is not None:
+        lock.release()
 
 
 def _stage_failed(record: StageRecord | None) -> str | None:
@@ -139,6 +164,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if options.no_rollback:
         _say(config, f"canary: stage FAILED ({reason}); --no-rollback given: weight left as it is")
+        return
+    if options.dry_run:
+        _say(config, f"canary: dry run FAILED ({reason}): no traffic was moved, so nothing is rolled back")
         return
     _say(config, f"canary: stage {options.stage}% FAILED ({reason}): rolling back {options.canary_version}")
     try:

@@ -21,9 +21,10 @@ import httpx
 from canary_harness import journal
 from canary_harness.config import resolve_traffic_settings
 from canary_harness.deploy.protocol import ServiceHandle
-from canary_harness.errors import CanaryError, ConfigError, TrafficError
+from canary_harness.errors import CanaryError, ConfigError, CounterResetError, TrafficError
 from canary_harness.judge import make_judge
 from canary_harness.judge.planner import format_plan, plan_stage
+from canary_harness.judge.policy import restarted_canary
 from canary_harness.judge.protocol import Judge
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import StageVerdict
@@ -114,6 +115,19 @@ def _healthy_but_canary(stack: LocalStack) -> bool:
                for name in ("nginx", "production"))
 
 
+def _check_dry_run_may_start(running: ServiceHandle | None, weight: int, version: str) -> None:
+    """A dry run moves nothing: it never changes the weight, and it starts (or replaces) a canary only while
+    the canary gets no traffic (weight 0). A canary serving a share is never replaced: ConfigError."""
+    if weight == 0:
+        return
+    what = f"canary {running.version} (PID {running.pid})" if running is not None else "no healthy canary"
+    raise ConfigError(
+        f"dry run of {version}: the stack runs {what} at weight {weight} % with another version, environment "
+        "or health; a dry run never replaces a canary that serves traffic. Roll it back first (canary "
+        "rollback) or run without --dry-run"
+    )
+
+
 class StageSession:
     """One stage of a rollout as the pytest plugin runs it."""
 
@@ -182,6 +196,9 @@ class StageSession:
         stack = LocalStack(options.stack)
         state = load_state(options.stack.run_dir)
         if state is None or not _healthy_but_canary(stack):
+            if state is not None and options.dry_run:
+                raise ConfigError(f"dry run: the stack recorded in {options.stack.run_dir} is not healthy; a dry "
+                                  "run never restarts it (canary stack status shows what is wrong)")
             if state is not None:
                 self.say(f"canary: the stack recorded in {options.stack.run_dir} is not healthy: restarting it")
                 stack.down()
@@ -189,8 +206,10 @@ class StageSession:
             state = stack.up(with_canary=False)
         canary = state.canary
         if canary is None or canary.version != options.canary_version or \
-                dict(canary.env) != dict(options.canary_env) or not stack.is_healthy(canary):
+                canary.env_digest != stack.env_digest(options.canary_env) or not stack.is_healthy(canary):
             traffic = stack.traffic()
+            if options.dry_run:
+                _check_dry_run_may_start(canary, traffic.canary_weight(), options.canary_version)
             if traffic.canary_weight() != 0:
                 # Never let a replaced canary take the previous stage's share before its preflight.
                 traffic.set_canary_weight(0, reason="canary replaced")
@@ -356,7 +375,12 @@ class StageSession:
             if pause > 0:
                 time.sleep(pause)  # the loop's cadence: one metrics read per tick
             elapsed = time.monotonic() - started
-            canary = source.snapshot("canary").minus(base_canary)
+            try:
+                canary = source.snapshot("canary").minus(base_canary)
+            except CounterResetError as exc:
+                verdict = restarted_canary(judge.name, elapsed, str(exc))
+                printer.update(verdict, options.stage)
+                return verdict
             production = source.snapshot("production").minus(base_production)
             if time.monotonic() >= deadline:
                 verdict = judge.conclude(elapsed, canary, production, weight)
