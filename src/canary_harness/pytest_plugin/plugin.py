@@ -2,7 +2,8 @@
 
 Inert without ``--canary-version``. With it, the pytest session is one rollout stage: the controller
 runs the stage once before the tests (never on an xdist worker), the release checks in canary_tests/
-read the stage record, and any session exit but OK rolls the canary back.
+read the stage record, and any session exit but OK rolls the canary back (``exitguard``: the traffic is
+withdrawn the moment the stage fails, before the checks; SIGTERM/SIGHUP end the session like Ctrl-C).
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from typing import Any
 
 import pytest
 
-from canary_harness import journal
-from canary_harness.errors import CanaryError, RollbackError
 from canary_harness.pytest_plugin import fixtures, hookspecs
+from canary_harness.pytest_plugin.exitguard import EXIT_KEY, ExitState, early_withdraw, finish_session
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import add_options, resolve
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.session import StageSession
-from canary_harness.rollback import rollback
+from canary_harness.pytest_plugin.signals import SignalGuard
 
 RELEASE_CHECKS_DIR = "canary_tests"
 WORKER_RECORD_INPUT = "canary_stage_record"
@@ -86,6 +86,12 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
                      f"(production {options.production_version}, judge {options.judge}"
                      f"{', dry run' if options.dry_run else ''})")
         stage = StageSession(options, lambda text: _say(config, text))
+        # From here until the rollback decision, SIGTERM/SIGHUP end the session like Ctrl-C.
+        exit_state = ExitState(SignalGuard(lambda text: _say(config, text)))
+        config.stash[EXIT_KEY] = exit_state
+        exit_state.guard.arm()
+        if not (options.dry_run or options.no_rollback):
+            stage.on_failed = early_withdraw(options, stage.record, exit_state, lambda text: _say(config, text))
         try:
             record = stage.run(
                 config.stash[RECORD_PATH_KEY],
@@ -97,56 +103,43 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
     return (yield)
 
 
-def _stage_failed(record: StageRecord | None) -> str | None:
-    if record is None:
-        return None
-    if record.error:
-        return record.error
-    if record.verdict and record.verdict.get("state") == "FAIL":
-        return f"verdict FAIL: {record.verdict.get('reason')}"
-    return None
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
+    """Any exit but OK (or a failed stage whose checks were deselected) rolls back; record the outcome.
 
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Any exit but OK (or a failed stage whose checks were deselected) rolls back; record the outcome."""
+    The outermost wrapper, and the rollback runs before it yields: no other plugin's sessionfinish
+    (junitxml writing to an unwritable path...) runs before it, so none can prevent it.
+    """
     config = session.config
-    options = config.stash.get(OPTIONS_KEY, None)
-    if options is None or _is_worker(config):
-        return
-    record = config.stash.get(RECORD_KEY, None)
-    if record is None and (config.option.collectonly or session.exitstatus == pytest.ExitCode.USAGE_ERROR):
-        _say(config, "canary: no stage ran (collection only or usage error): nothing changed, nothing recorded")
-        return
-    stage_failure = _stage_failed(record)
-    if exitstatus == pytest.ExitCode.OK and stage_failure is not None:
-        _say(config, f"canary: the stage failed ({stage_failure}) although no selected test did")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    failed = session.exitstatus != pytest.ExitCode.OK
-    status = pytest.ExitCode(session.exitstatus)
-    reason = stage_failure or f"pytest exit status {int(status)} ({status.name})"
-    journal.append(options.stack.run_dir, "stage_verdict", version=options.canary_version, stage=options.stage,
-                   reason=reason if failed else "all release checks passed", passed=not failed,
-                   dry_run=options.dry_run, record=str(config.stash[RECORD_PATH_KEY]))
-    if not failed:
-        _say(config, f"canary: stage {options.stage}% PASSED for {options.canary_version}"
-                     f"{' (dry run)' if options.dry_run else f'; weight left at {options.stage}%'}")
-        return
-    if options.no_rollback:
-        _say(config, f"canary: stage FAILED ({reason}); --no-rollback given: weight left as it is")
-        return
-    _say(config, f"canary: stage {options.stage}% FAILED ({reason}): rolling back {options.canary_version}")
-    try:
-        result = rollback(options.stack, version=options.canary_version, stage=options.stage, reason=reason,
-                          keep_canary=options.keep_canary, actor="pytest")
-    except (RollbackError, CanaryError) as exc:
-        _say(config, f"canary: ROLLBACK FAILED: {exc}\ncanary: the canary may still receive traffic; "
-                     f"run `canary rollback` and check `canary stack status`")
-        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-        raise RollbackError(str(exc)) from exc
-    config.hook.pytest_canary_rollback(config=config, version=options.canary_version, stage=options.stage,
-                                       reason=reason, result=result)
-    _say(config, f"canary: {result.summary()}")
+    if not _is_worker(config):
+        try:
+            finish_session(session, lambda text: _say(config, text))
+        finally:
+            _disarm(config)
+    return (yield)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Fallback: if an outer sessionfinish wrapper raised before ours ran, roll back here."""
+    if EXIT_KEY in config.stash and not config.stash[EXIT_KEY].finished:
+        session = getattr(config, "_canary_session", None)
+        if session is not None:
+            try:
+                finish_session(session, lambda text: _say(config, text))
+            finally:
+                _disarm(config)
+    _disarm(config)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember the session for the unconfigure fallback."""
+    session.config._canary_session = session  # type: ignore[attr-defined]
+
+
+def _disarm(config: pytest.Config) -> None:
+    state = config.stash.get(EXIT_KEY, None)
+    if state is not None:
+        state.guard.disarm()
 
 
 @pytest.hookimpl(trylast=True)

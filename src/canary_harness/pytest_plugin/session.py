@@ -25,7 +25,7 @@ from canary_harness.judge import make_judge
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.protocol import Judge
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.judge.verdict import StageVerdict
+from canary_harness.judge.verdict import StageVerdict, State
 from canary_harness.load import LoadRun, LoadSettings, LoadStats, parse_mix
 from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus
@@ -106,6 +106,10 @@ class StageSession:
         self.options = options
         self.say = say
         self.traffic: TrafficController | None = None
+        # Called once, the moment the stage fails (verdict FAIL or a harness error), before the load
+        # stops and before any release check: the plugin takes the canary's traffic away there.
+        self.on_failed: Callable[[str], None] | None = None
+        self._failed_reported = False
         self._limit_s = options.observation_period
         self.record = StageRecord(
             canary_version=options.canary_version, production_version=options.production_version,
@@ -134,14 +138,23 @@ class StageSession:
             record.error = f"{current.name}: {exc}"
             record.end(current, False, str(exc))
             self.say(f"canary: stage {record.stage}% stopped in {current.name}: {exc}")
-        except KeyboardInterrupt:
-            record.error = f"{current.name}: interrupted"
-            record.end(current, False, "interrupted")
+            self._failed(record.error)
+        except BaseException as exc:
+            # Ctrl-C, SIGTERM/SIGHUP (StageInterrupted), pytest-timeout's Failed: recorded, then the
+            # session's exit guard rolls back.
+            what = str(exc) or type(exc).__name__
+            record.error = f"{current.name}: interrupted ({what})"
+            record.end(current, False, f"interrupted ({what})")
             raise
         finally:
             record.ended_at = time.time()
             record.save(record_path)
         return record
+
+    def _failed(self, reason: str) -> None:
+        if self.on_failed is not None and not self._failed_reported:
+            self._failed_reported = True
+            self.on_failed(reason)
 
     def _start_services(self) -> None:
         options, record = self.options, self.record
@@ -314,6 +327,8 @@ class StageSession:
                     run.start()
                 started = time.monotonic()
                 verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
+                if verdict.state == State.FAIL:
+                    self._failed(f"verdict FAIL: {verdict.reason}")
             finally:
                 stats = _stop_all(runs)
         if stats:
