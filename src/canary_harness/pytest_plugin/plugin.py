@@ -97,6 +97,12 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
                 config.stash[RECORD_PATH_KEY],
                 on_applied=lambda rec: config.hook.pytest_canary_stage_applied(config=config, record=rec),
             )
+        except pytest.fail.Exception:
+            # pytest-timeout (signal method) fires as pytest.fail in whatever runs: here, the stage. It
+            # ended with record.error; treat it as a harness error: traffic withdrawn, checks report on it.
+            record = stage.record
+            stage.failed(record.error or "stage ended by pytest.fail")
+            record.save(config.stash[RECORD_PATH_KEY])
         finally:
             config.stash[RECORD_KEY] = stage.record
         config.hook.pytest_canary_verdict(config=config, record=record)

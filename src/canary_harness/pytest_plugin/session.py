@@ -138,20 +138,25 @@ class StageSession:
             record.error = f"{current.name}: {exc}"
             record.end(current, False, str(exc))
             self.say(f"canary: stage {record.stage}% stopped in {current.name}: {exc}")
-            self._failed(record.error)
+            self.failed(record.error)
         except BaseException as exc:
             # Ctrl-C, SIGTERM/SIGHUP (StageInterrupted), pytest-timeout's Failed: recorded, then the
             # session's exit guard rolls back.
-            what = str(exc) or type(exc).__name__
-            record.error = f"{current.name}: interrupted ({what})"
-            record.end(current, False, f"interrupted ({what})")
+            if isinstance(exc, KeyboardInterrupt):
+                name = getattr(exc, "signal_name", None)
+                what = f"interrupted by {name}" if name else "interrupted"
+            else:
+                what = f"interrupted ({type(exc).__name__}: {exc})"
+            record.error = f"{current.name}: {what}"
+            record.end(current, False, what)
             raise
         finally:
             record.ended_at = time.time()
             record.save(record_path)
         return record
 
-    def _failed(self, reason: str) -> None:
+    def failed(self, reason: str) -> None:
+        """Report the stage's failure to ``on_failed`` (once, whoever notices it first)."""
         if self.on_failed is not None and not self._failed_reported:
             self._failed_reported = True
             self.on_failed(reason)
@@ -328,7 +333,7 @@ class StageSession:
                 started = time.monotonic()
                 verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
                 if verdict.state == State.FAIL:
-                    self._failed(f"verdict FAIL: {verdict.reason}")
+                    self.failed(f"verdict FAIL: {verdict.reason}")
             finally:
                 stats = _stop_all(runs)
         if stats:
