@@ -77,8 +77,12 @@ def early_withdraw(options: StageOptions, record: StageRecord, state: ExitState,
                 record.rollback = {"ok": False, "error": str(exc)}
                 say(f"canary: TRAFFIC NOT WITHDRAWN at the failure: {exc}")
                 return
-            zero_s = result.seconds_to_zero if result.seconds_to_zero is not None else 0.0
             state.early = result
+            if result.weight_after is None:
+                record.rollback = {"ok": True, "reason": reason, "notes": result.notes}
+                say(f"canary: stage failed ({reason}): no traffic to withdraw ({'; '.join(result.notes)})")
+                return
+            zero_s = result.seconds_to_zero if result.seconds_to_zero is not None else 0.0
             record.rollback = {"ok": True, "reason": reason, "verdict_to_zero_s": zero_s,
                                "weight_before": result.weight_before, "weight_after": result.weight_after,
                                "probe": result.probe}

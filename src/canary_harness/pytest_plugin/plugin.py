@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if options is None:
         return
     config.stash[OPTIONS_KEY] = options
+    if not _is_worker(config):
+        config.stash[EXIT_KEY] = ExitState(SignalGuard(lambda text: _say(config, text)))
     if _is_worker(config):
         config.stash[RECORD_PATH_KEY] = Path(config.workerinput[WORKER_RECORD_INPUT])  # type: ignore[attr-defined]
     else:
@@ -87,8 +90,7 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
                      f"{', dry run' if options.dry_run else ''})")
         stage = StageSession(options, lambda text: _say(config, text))
         # From here until the rollback decision, SIGTERM/SIGHUP end the session like Ctrl-C.
-        exit_state = ExitState(SignalGuard(lambda text: _say(config, text)))
-        config.stash[EXIT_KEY] = exit_state
+        exit_state = config.stash[EXIT_KEY]
         exit_state.guard.arm()
         if not (options.dry_run or options.no_rollback):
             stage.on_failed = early_withdraw(options, stage.record, exit_state, lambda text: _say(config, text))
@@ -120,6 +122,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
     if not _is_worker(config):
         try:
             finish_session(session, lambda text: _say(config, text))
+        except Exception:  # a bug must not also silence the other plugins' sessionfinish (reports)
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            _say(config, f"canary: ROLLBACK FAILED (unexpected error):\n{traceback.format_exc()}"
+                         "canary: run `canary rollback` and check `canary stack status`")
         finally:
             _disarm(config)
     return (yield)
