@@ -12,6 +12,7 @@ import socket
 
 import pytest
 
+from canary_harness.cli import main
 from canary_harness.errors import RollbackError, TrafficError
 from canary_harness.journal import read
 from canary_harness.rollback import rollback
@@ -65,7 +66,8 @@ def test_rollback_at_zero_rewrites_a_live_file_that_says_otherwise(canary_stack_
     assert (split.canary, split.production) == (0, 200)
 
 
-def test_rollback_with_production_down_fails_and_keeps_the_canary(stack_factory: StackFactory) -> None:
+def test_rollback_with_production_down_fails_and_keeps_the_canary(
+        stack_factory: StackFactory, capsys: pytest.CaptureFixture[str]) -> None:
     stack = stack_factory(canary_weight=25)
     state = load_state(stack.run_dir)
     assert state is not None and state.production is not None and state.canary is not None
@@ -78,3 +80,7 @@ def test_rollback_with_production_down_fails_and_keeps_the_canary(stack_factory:
     assert after is not None and after.canary is not None and stack.backend.is_healthy(after.canary)
     events = [entry.event for entry in read(stack.run_dir)]
     assert events[-1:] == ["rollback_failed"] and "rollback" not in events
+    # By hand: the same refusal, exit 3, and still no canary stopped.
+    assert main(["rollback", "--run-dir", str(stack.run_dir)]) == 3
+    assert "production does not answer" in capsys.readouterr().err
+    assert stack.backend.is_healthy(after.canary)
