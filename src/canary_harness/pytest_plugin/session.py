@@ -14,13 +14,14 @@ from collections.abc import Callable
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from canary_harness import journal
 from canary_harness.deploy.protocol import ServiceHandle
-from canary_harness.errors import CanaryError, ConfigError, TrafficError
+from canary_harness.errors import CanaryError, ConfigError, StackError, TrafficError
 from canary_harness.judge import make_judge
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.protocol import Judge
@@ -90,6 +91,15 @@ def _stop_all(runs: list[LoadRun]) -> list[LoadStats]:
     if errors:
         raise errors[0]
     return stats
+
+
+def _journal(run_dir: Path, event: str, **fields: Any) -> None:
+    """A journal entry; a journal that cannot be written ends the stage as a harness error (and so rolls
+    back), never as a crash of the session."""
+    try:
+        journal.append(run_dir, event, **fields)
+    except OSError as exc:
+        raise StackError(f"cannot write the journal {journal.journal_path(run_dir)}: {exc}") from exc
 
 
 def _healthy_but_canary(stack: LocalStack) -> bool:
@@ -192,7 +202,7 @@ class StageSession:
             if traffic.canary_weight() != 0:
                 # Never let a replaced canary take the previous stage's share before its preflight.
                 traffic.set_canary_weight(0, reason="canary replaced")
-                journal.append(options.stack.run_dir, "weight", version=options.canary_version,
+                _journal(options.stack.run_dir, "weight", version=options.canary_version,
                                stage=options.stage, reason="canary replaced: weight 0 before it starts",
                                weight=0)
             self.say(f"canary: starting canary {options.canary_version}")
@@ -224,7 +234,7 @@ class StageSession:
         self.traffic.set_canary_weight(options.stage, reason=f"stage {options.stage}%")
         in_force = self.traffic.canary_weight()
         record.weight_in_force = in_force
-        journal.append(options.stack.run_dir, "weight", version=options.canary_version, stage=options.stage,
+        _journal(options.stack.run_dir, "weight", version=options.canary_version, stage=options.stage,
                        reason="stage applied", weight=in_force)
         if in_force != options.stage:
             raise TrafficError(f"weight in force is {in_force} % after setting {options.stage} %")
