@@ -2,8 +2,9 @@
 
 Each stage runs ``python -m pytest --canary-version V --stage N ...`` in a child process: exactly
 the session a person would run by hand, so the stage's own plugin rolls back when it fails. The
-rollout forwards SIGINT/SIGTERM to the running stage as SIGINT (the stage session then rolls back
-as it does on Ctrl-C) and records its own start and end in the journal.
+child runs in its own process group, so a terminal's Ctrl-C reaches it only once: the rollout
+forwards the first SIGINT/SIGTERM/SIGHUP to the running stage as SIGINT (the stage session then rolls
+back as it does on Ctrl-C) and records its own start and end in the journal.
 """
 
 from __future__ import annotations
@@ -124,10 +125,11 @@ class _StopRequest:
     def __init__(self) -> None:
         self.signal: int | None = None
         self.child: subprocess.Popen[bytes] | None = None
+        self._forwarded_to: int | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequest:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -136,10 +138,13 @@ class _StopRequest:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.signal = signum
-        if self.child is not None and self.child.poll() is None:
-            # The stage session treats SIGINT as Ctrl-C: it rolls back and exits.
-            self.child.send_signal(signal.SIGINT)
+        self.signal = self.signal or signum
+        child = self.child
+        if child is not None and child.poll() is None and self._forwarded_to != child.pid:
+            # Once per stage: the stage session treats SIGINT as Ctrl-C (it rolls back and exits); a
+            # second one would only be deferred by it, so repeating it adds nothing.
+            self._forwarded_to = child.pid
+            child.send_signal(signal.SIGINT)
 
 
 def _rolled_back_since(run_dir: Path, version: str, since: float) -> bool:
@@ -170,7 +175,8 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None], lock: RolloutLock
             say(f"--- stage {stage}% of {plan.version} ---")
             started, wall = time.monotonic(), time.time()
             environ = plan.stage_environ({**os.environ, "CANARY_ACTOR": os.environ.get("CANARY_ACTOR", "rollout")})
-            stop.child = subprocess.Popen(plan.stage_command(stage), cwd=plan.workdir,
+            # Its own process group: the terminal's Ctrl-C goes to the rollout only, which forwards it once.
+            stop.child = subprocess.Popen(plan.stage_command(stage), cwd=plan.workdir, process_group=0,
                                           env=lock.child_environ(environ) if lock else environ)
             code = _wait(stop.child, stop)
             stop.child = None
@@ -243,7 +249,16 @@ def require_completed_rollout(run_dir: Path, version: str) -> journal.JournalEnt
     return entry
 
 
-def format_summary(plan: RolloutPlan, outcomes: Sequence[StageOutcome]) -> str:
+def rollback_failed_since(run_dir: Path, version: str, since: float) -> bool:
+    """The last rollback of ``version`` since ``since`` failed (journal ``rollback_failed``)."""
+    last = None
+    for entry in journal.read(run_dir):
+        if entry.time >= since and entry.version == version and entry.event in ("rollback", "rollback_failed"):
+            last = entry.event
+    return last == "rollback_failed"
+
+
+def format_summary(plan: RolloutPlan, outcomes: Sequence[StageOutcome], *, rollback_failed: bool = False) -> str:
     """The end-of-rollout summary with next steps."""
     lines = [f"Rollout summary for {plan.version}{' (dry run: no traffic moved)' if plan.dry_run else ''}"]
     done = {item.stage: item for item in outcomes}
@@ -259,6 +274,9 @@ def format_summary(plan: RolloutPlan, outcomes: Sequence[StageOutcome]) -> str:
             lines.append(f"Partial rollout: the canary serves {plan.stages[-1]} %. Promotion needs a rollout to 100 %.")
         else:
             lines.append(f"Next: canary promote --version {plan.version}   (production becomes {plan.version})")
+    elif rollback_failed:
+        lines.append("ROLLBACK FAILED: the canary may still receive traffic or users may get errors (see the "
+                     "stage output above). Next: canary stack status; canary rollback; canary history")
     elif plan.dry_run:
         lines.append("Dry run failed: no traffic was moved and nothing was rolled back. Next: the stage output above")
     else:

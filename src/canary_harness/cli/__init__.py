@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from canary_harness.errors import CanaryError, ConfigError
+from canary_harness.errors import CanaryError, ConfigError, RollbackError
 from canary_harness.private import restrict_umask
 
 # Each module registers its own sub-commands; adding a command is one line here.
@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"canary: error: {exc}", file=sys.stderr)
         return 2
+    except RollbackError as exc:  # the canary may keep traffic or users get errors: 3, as pytest's session
+        print(f"canary: ROLLBACK FAILED: {exc}", file=sys.stderr)
+        return 3
     except CanaryError as exc:
         print(f"canary: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import os
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from canary_harness.rollout import (
     format_summary,
     parse_stages,
     promote,
+    rollback_failed_since,
     run_rollout,
 )
 from canary_harness.stack import load_state
@@ -95,10 +97,12 @@ def _rollout(args: argparse.Namespace) -> int:
         print(f"=== canary rollout {version}: stages {' -> '.join(f'{s}%' for s in stages)}"
               f"{'  (DRY RUN: no traffic will move)' if plan.dry_run else ''} ===", flush=True)
         print(f"    each stage runs: {shlex.join(plan.stage_command(stages[0]))}{plan.env_note()}", flush=True)
+        started = time.time()
         outcomes = run_rollout(plan, lambda text: print(text, flush=True), lock)
-    print(format_summary(plan, outcomes), flush=True)
+    failed_rollback = rollback_failed_since(settings.run_dir, version, started)
+    print(format_summary(plan, outcomes, rollback_failed=failed_rollback), flush=True)
     ok = len(outcomes) == len(stages) and all(item.passed for item in outcomes)
-    return 0 if ok else 1
+    return 3 if failed_rollback else 0 if ok else 1
 
 
 def _backend_given(args: argparse.Namespace) -> bool:

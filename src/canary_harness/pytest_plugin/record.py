@@ -50,6 +50,8 @@ class StageRecord:
     phases: list[Phase] = field(default_factory=list)
     upstream_config: str = ""
     plan: str = ""
+    # The traffic withdrawal made the moment the stage failed (weight 0 verified, verdict_to_zero_s...).
+    rollback: dict[str, Any] | None = None
 
     def begin(self, name: str) -> Phase:
         """Open a phase; the caller closes it with ``end``."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,13 +22,13 @@ import httpx
 from canary_harness import journal
 from canary_harness.config import resolve_traffic_settings
 from canary_harness.deploy.protocol import ServiceHandle
-from canary_harness.errors import CanaryError, ConfigError, CounterResetError, TrafficError
+from canary_harness.errors import CanaryError, ConfigError, CounterResetError, StackError, TrafficError
 from canary_harness.judge import make_judge
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.policy import restarted_canary
 from canary_harness.judge.protocol import Judge
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.judge.verdict import StageVerdict
+from canary_harness.judge.verdict import StageVerdict, State
 from canary_harness.load import LoadRun, LoadSettings, LoadStats, parse_mix
 from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus
@@ -108,6 +109,15 @@ def external_traffic(options: StageOptions) -> ExternalNginxController | None:
     )
 
 
+def _journal(run_dir: Path, event: str, **fields: Any) -> None:
+    """A journal entry; a journal that cannot be written ends the stage as a harness error (and so rolls
+    back), never as a crash of the session."""
+    try:
+        journal.append(run_dir, event, **fields)
+    except OSError as exc:
+        raise StackError(f"cannot write the journal {journal.journal_path(run_dir)}: {exc}") from exc
+
+
 def _healthy_but_canary(stack: LocalStack) -> bool:
     """NGINX and production run and answer; the canary's health does not matter (it is replaced if down)."""
     components = {item.name: item for item in stack.status().components}
@@ -135,6 +145,10 @@ class StageSession:
         self.options = options
         self.say = say
         self.traffic: TrafficController | None = None
+        # Called once, the moment the stage fails (verdict FAIL or a harness error), before the load
+        # stops and before any release check: the plugin takes the canary's traffic away there.
+        self.on_failed: Callable[[str], None] | None = None
+        self._failed_reported = False
         self._limit_s = options.observation_period
         self.record = StageRecord(
             canary_version=options.canary_version, production_version=options.production_version,
@@ -163,14 +177,28 @@ class StageSession:
             record.error = f"{current.name}: {exc}"
             record.end(current, False, str(exc))
             self.say(f"canary: stage {record.stage}% stopped in {current.name}: {exc}")
-        except KeyboardInterrupt:
-            record.error = f"{current.name}: interrupted"
-            record.end(current, False, "interrupted")
+            self.failed(record.error)
+        except BaseException as exc:
+            # Ctrl-C, SIGTERM/SIGHUP (StageInterrupted), pytest-timeout's Failed: recorded, then the
+            # session's exit guard rolls back.
+            if isinstance(exc, KeyboardInterrupt):
+                name = getattr(exc, "signal_name", None)
+                what = f"interrupted by {name}" if name else "interrupted"
+            else:
+                what = f"interrupted ({type(exc).__name__}: {exc})"
+            record.error = f"{current.name}: {what}"
+            record.end(current, False, what)
             raise
         finally:
             record.ended_at = time.time()
             record.save(record_path)
         return record
+
+    def failed(self, reason: str) -> None:
+        """Report the stage's failure to ``on_failed`` (once, whoever notices it first)."""
+        if self.on_failed is not None and not self._failed_reported:
+            self._failed_reported = True
+            self.on_failed(reason)
 
     def _start_services(self) -> None:
         options, record = self.options, self.record
@@ -213,7 +241,7 @@ class StageSession:
             if traffic.canary_weight() != 0:
                 # Never let a replaced canary take the previous stage's share before its preflight.
                 traffic.set_canary_weight(0, reason="canary replaced")
-                journal.append(options.stack.run_dir, "weight", version=options.canary_version,
+                _journal(options.stack.run_dir, "weight", version=options.canary_version,
                                stage=options.stage, reason="canary replaced: weight 0 before it starts",
                                weight=0)
             self.say(f"canary: starting canary {options.canary_version}")
@@ -245,7 +273,7 @@ class StageSession:
         self.traffic.set_canary_weight(options.stage, reason=f"stage {options.stage}%")
         in_force = self.traffic.canary_weight()
         record.weight_in_force = in_force
-        journal.append(options.stack.run_dir, "weight", version=options.canary_version, stage=options.stage,
+        _journal(options.stack.run_dir, "weight", version=options.canary_version, stage=options.stage,
                        reason="stage applied", weight=in_force)
         if in_force != options.stage:
             raise TrafficError(f"weight in force is {in_force} % after setting {options.stage} %")
@@ -353,6 +381,8 @@ class StageSession:
                     run.start()
                 started = time.monotonic()
                 verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
+                if verdict.state == State.FAIL:
+                    self.failed(f"verdict FAIL: {verdict.reason}")
             finally:
                 stats = _stop_all(runs)
         if stats:

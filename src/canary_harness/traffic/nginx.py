@@ -85,13 +85,19 @@ def _worker_user() -> str | None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``, fsynced
+    (the file, then the directory entry), so a crash leaves the old or the new file, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 @functools.cache
@@ -302,6 +308,13 @@ class NginxTrafficController:
             log.info("reload: SIGHUP sent to nginx master PID %d", master)
             self._confirm(generation, old_workers)
         except TrafficError as exc:
+            if percent == 0:
+                # A rollback: putting the previous (non-zero) file back would hand the canary its share
+                # again at the next reload. The 0 % file stays; NGINX loads it at its next reload.
+                raise TrafficError(
+                    f"nginx did not confirm canary weight 0% ({exc}); the 0 % configuration stays in "
+                    f"{self.upstream_conf} (the previous one is not restored)"
+                ) from exc
             try:
                 self._restore(previous_text, previous_generation)
             except TrafficError as restore_exc:
@@ -363,9 +376,7 @@ class NginxTrafficController:
 
     def _restore(self, previous_text: bytes, previous_generation: str) -> None:
         """Put the previous upstream file back and make sure NGINX serves it again."""
-        tmp = self.upstream_conf.with_name(".upstream.conf.restore")
-        tmp.write_bytes(previous_text)
-        os.replace(tmp, self.upstream_conf)
+        _write_atomic(self.upstream_conf, previous_text.decode("utf-8"))
         log.warning("restored the previous upstream (generation %s)", previous_generation)
         if not self.process.is_running():
             return
