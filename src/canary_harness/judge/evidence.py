@@ -279,6 +279,9 @@ def _loss(ctx: _Context) -> CheckResult:
         "production_blocks": float(len(ctx.feed.production_blocks.means)),
         "pending_blocks": float(len(ctx.feed.pending_canary)),
         "e_fail": ctx.e(keys["fail"]),
+        "e_fail_sign": e_value(float(ctx.engine.loss_parts["sign"])),
+        "e_fail_magnitude": e_value(float(ctx.engine.loss_parts["magnitude"])),
+        "log_spread": ctx.feed.loss_spread,
         "e_pass": ctx.e(keys["pass"]),
         "fail_bound": ctx.fail_bound,
         "pass_bound": ctx.pass_bound,
@@ -312,7 +315,8 @@ def _loss(ctx: _Context) -> CheckResult:
     else:
         message = (
             f"RL loss {shown} production median over {blocks:.0f} blocks, {over:.0f} > {cut}; "
-            f"e_fail={fmt_e(ctx.e(keys['fail']))}, e_pass={fmt_e(ctx.e(keys['pass']))}"
+            f"e_fail={fmt_e(ctx.e(keys['fail']))} (sign {fmt_e(evidence['e_fail_sign'])}, "  # type: ignore[arg-type]
+            f"magnitude {fmt_e(evidence['e_fail_magnitude'])}), e_pass={fmt_e(ctx.e(keys['pass']))}"  # type: ignore[arg-type]
         )
     if state is State.INCONCLUSIVE:
         needed = _n90(ctx.engine.loss_pass, loss_exceedance(s), ctx.engine.beta_i)
