@@ -50,6 +50,8 @@ class StageRecord:
     phases: list[Phase] = field(default_factory=list)
     upstream_config: str = ""
     plan: str = ""
+    # Why the stage ran past its window (on_inconclusive = extend_if_suspect); empty if it did not.
+    extension: str = ""
 
     def begin(self, name: str) -> Phase:
         """Open a phase; the caller closes it with ``end``."""

@@ -342,7 +342,11 @@ class StageSession:
                 verdict = judge.conclude(elapsed, canary, production, weight)
                 printer.update(verdict, options.stage)
                 return verdict
+            extended = judge.extension
             verdict = judge.observe(elapsed, canary, production, weight)
+            if judge.extension and not extended:  # say once, on the console and in the record, why
+                self.record.extension = judge.extension
+                printer.line(f"[stage {options.stage}%] EXTENDED: {judge.extension}")
             printer.update(verdict, options.stage)
             if verdict.decided:
                 return verdict

@@ -224,3 +224,32 @@ def test_relative_schema_policy_compares_with_production() -> None:
     schema = verdict.check("schema_failures")
     assert verdict.state is State.FAIL and schema.state is State.FAIL
     assert "more often than production" in schema.message
+
+
+def _loss_stage(settings: JudgeSettings, loss_mean: float, seed: int = 31) -> tuple[SequentialJudge, StageVerdict]:
+    judge = SequentialJudge(settings)
+    canary, production = arms(seed=seed, weight_percent=25, loss_mean=loss_mean)
+    return judge, run_stage(judge, canary, production, 25, duration_s=settings.observation_limit_s)
+
+
+def test_extend_if_suspect_extends_a_suspect_stage_and_fails_it_at_the_full_bound() -> None:
+    """A regression too slow for the window: suspect at its end, extended, failed at e ≥ 1/α_i."""
+    settings = ONE_MODE.replace(on_inconclusive="extend_if_suspect", max_duration_s=90, extend_limit_s=600)
+    judge, verdict = _loss_stage(settings, loss_mean=3.0)
+    assert judge.extension is not None and "rl_loss e_fail=" in judge.extension
+    assert "extend_if_suspect" in judge.extension and "still fails only at e_fail ≥ 1/α_i" in judge.extension
+    assert verdict.state is State.FAIL and 90 < verdict.elapsed_s <= 690
+    loss = verdict.check("rl_loss")
+    assert loss.state is State.FAIL and float(loss.evidence["e_max_fail"]) >= loss.evidence["fail_bound"]  # type: ignore[operator,arg-type]
+    assert "in the extension" in verdict.reason
+
+
+def test_extend_if_suspect_ends_an_unsuspicious_stage_at_the_window_with_a_warning() -> None:
+    settings = ONE_MODE.replace(on_inconclusive="extend_if_suspect", max_duration_s=60, extend_limit_s=600)
+    judge = SequentialJudge(settings)
+    empty = MetricsSnapshot(taken_at=0.0)
+    for second in range(1, 60):
+        assert judge.observe(float(second), empty, empty, 5).state is State.RUNNING
+    verdict = judge.observe(60.0, empty, empty, 5)
+    assert verdict.decided and verdict.state is State.PASS and verdict.warning and judge.extension is None
+    assert "no check was suspect at the window end" in verdict.reason
