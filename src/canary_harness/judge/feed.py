@@ -98,6 +98,8 @@ class SnapshotFeed:
         self.judged_over: int = 0
         self.judged_excess: float = 0.0  # Σ of capped standardised excesses of judged blocks
         self.weight: float | None = None  # configured canary share at the last tick
+        self.observed_s = 0.0  # seconds of evidence: since the baseline (the end of the warm-up)
+        self._baseline_s = 0.0
 
     @property
     def warmed_up(self) -> bool:
@@ -129,6 +131,8 @@ class SnapshotFeed:
                 return tick
             # Without a warm-up every count since stage start is evidence.
             self.baseline = (EMPTY, EMPTY) if self.settings.warmup_s <= 0 else (canary, production)
+            self._baseline_s = 0.0 if self.settings.warmup_s <= 0 else elapsed_s
+        self.observed_s = elapsed_s - self._baseline_s
         canary_now = canary.minus(self.baseline[0])
         production_now = production.minus(self.baseline[1])
         previous_c, previous_p = self.canary, self.production

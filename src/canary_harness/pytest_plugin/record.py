@@ -52,6 +52,8 @@ class StageRecord:
     plan: str = ""
     # Why the stage ran past its window (on_inconclusive = extend_if_suspect); empty if it did not.
     extension: str = ""
+    # Stream rates measured in this stage (canary_harness.judge.rates.StreamRates.to_dict()).
+    rates: dict[str, Any] | None = None
 
     def begin(self, name: str) -> Phase:
         """Open a phase; the caller closes it with ``end``."""
