@@ -17,7 +17,7 @@ from scipy import stats
 
 from canary_harness.judge.engine import LOSS_NULL, Engine
 from canary_harness.judge.eprocess import LOSS_FAIL_GRID, BernoulliMixture, ExcessTest, crossing_bound
-from canary_harness.judge.feed import MIN_LOSS_SPREAD, log_spread, reference_margin
+from canary_harness.judge.feed import MIN_LOSS_SPREAD, SIGN_REFERENCE_MARGIN, log_spread, reference_margin
 from canary_harness.judge.settings import JudgeSettings
 
 RUNS = 2000
@@ -51,7 +51,7 @@ def _excess(
         cut = math.log(RATIO) + np.median(reference, axis=1)
         spread = np.maximum(reference.std(axis=1, ddof=1), MIN_LOSS_SPREAD)
         zeta[:, i] = test.clip((canary_logs[:, i] - cut) / spread - reference_margin(n))
-        above[:, i] = canary_logs[:, i] > cut
+        above[:, i] = canary_logs[:, i] > cut + spread * reference_margin(n, SIGN_REFERENCE_MARGIN)
     return zeta, above
 
 
@@ -97,6 +97,15 @@ def test_magnitude_test_holds_alpha_at_the_null_boundary(noise: Noise, alpha: fl
     # The same simulation notices a false null (canary 1.5× over the boundary), so it can fail.
     false_null, _ = _simulate(1.5 * RATIO, noise, seed=21)
     assert float((false_null >= crossing_bound(alpha)).any(axis=1).mean()) > 0.5
+
+
+@pytest.mark.parametrize("noise", [_normal, _t3], ids=["log-normal", "heavy-tailed-t3"])
+def test_the_loss_fail_test_holds_alpha_at_the_null_boundary(noise: Noise) -> None:
+    """The FAIL test itself — the average of the sign and magnitude parts — over 180 blocks at α = 1 %."""
+    magnitude, sign = _simulate(RATIO, noise, seed=41, blocks=180)
+    combined = np.logaddexp(magnitude, sign) - math.log(2)
+    rate = float((combined >= crossing_bound(0.01)).any(axis=1).mean())
+    assert rate <= 0.01, f"rejection rate {rate:.2%} vs α 1 %"
 
 
 def _median_blocks(log_e: np.ndarray, bound: float) -> float:
