@@ -106,6 +106,7 @@ class Blocks:
 
     canary_s: float = LOSS_BLOCK_S
     production_s: float = LOSS_BLOCK_S
+    sigma: float = LOSS_SIGMA  # log-normal spread of one block's mean loss
 
 
 class LossFeed:
@@ -131,11 +132,11 @@ class LossFeed:
         zero = np.zeros(runs)
         p_block = c_block = zero
         if int(t / self.blocks.production_s) > int((t - 1) / self.blocks.production_s):
-            p_block = np.exp(LOSS_SIGMA * rng.standard_normal(runs))
+            p_block = np.exp(self.blocks.sigma * rng.standard_normal(runs))
             self.prod[:, self.n_prod] = p_block
             self.n_prod += 1
         if int(t / self.blocks.canary_s) > int((t - 1) / self.blocks.canary_s):
-            c_block = loss_c * np.exp(LOSS_SIGMA * rng.standard_normal(runs))
+            c_block = loss_c * np.exp(self.blocks.sigma * rng.standard_normal(runs))
             self.canary[:, self.n_canary] = c_block
             self.n_canary += 1
         if self.n_prod < SETTINGS.loss_reference_blocks or self.judged == self.n_canary:

@@ -22,6 +22,7 @@ Checks and their tests (α_i = α / number of FAIL tests, β_i = β / number of 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -49,6 +50,8 @@ SCHEMA = "schema_failures"
 RL_LOSS = "rl_loss"
 SPLIT = "traffic_split"
 LOSS_NULL = 0.5
+# Weight of the magnitude part in the loss FAIL test's average (the sign part gets the rest).
+MAGNITUDE_WEIGHT = 0.5
 
 
 def latency_check(mode: str) -> str:
@@ -289,7 +292,9 @@ class Engine:
         sign = self.loss_fail.log_e(c["loss_exceed"], c["loss_blocks"])
         size = self.loss_excess.log_e(c["loss_excess"], c["loss_blocks"])
         self.loss_parts = {"sign": sign, "magnitude": size}
-        log_e[f"{RL_LOSS}:fail"] = np.logaddexp(sign, size) - np.log(2.0)
+        log_e[f"{RL_LOSS}:fail"] = np.logaddexp(
+            math.log(1 - MAGNITUDE_WEIGHT) + sign, math.log(MAGNITUDE_WEIGHT) + size
+        )
         log_e[f"{RL_LOSS}:pass"] = self.loss_pass.log_e(c["loss_exceed"], c["loss_blocks"])
         if f"{SCHEMA}:fail_relative" in log_e:
             log_e[f"{SCHEMA}:fail_relative"] = self.schema_share.log_e(

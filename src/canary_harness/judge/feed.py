@@ -38,8 +38,8 @@ EMPTY = MetricsSnapshot(taken_at=0.0)
 MIN_LOSS_SPREAD = 0.05
 # Standard errors of B's log taken off each block's standardised excess (see reference_margin):
 # the magnitude test adds the bias up, the sign test only counts it once per block.
-LOSS_REFERENCE_MARGIN = 1.5
-SIGN_REFERENCE_MARGIN = 1.0
+LOSS_REFERENCE_MARGIN = 2.0
+SIGN_REFERENCE_MARGIN = 1.5
 
 
 def log_spread(means: list[float]) -> float | None:
@@ -54,14 +54,14 @@ def log_spread(means: list[float]) -> float | None:
 def reference_margin(blocks: int, standard_errors: float = LOSS_REFERENCE_MARGIN) -> float:
     """The margin (in units of s) taken off every standardised excess while B rests on ``blocks``.
 
-    B is itself an estimate shared by every canary block judged against it: a B that is low by
-    chance pushes every block up together, and the tests would add that bias up block after block
-    (measured at the null boundary over 180 blocks at α = 1 %: the sign test 6.2 % rejections, the
-    magnitude test 6 % at 60 blocks). The median of n normal blocks has standard error
-    ≈ s·√(π/(2n)); taking ``standard_errors`` of those off z (LOSS_REFERENCE_MARGIN for the
-    magnitude test, SIGN_REFERENCE_MARGIN for the sign test's cut) keeps both within α
-    (tests/unit/judge/test_judge_loss_magnitude.py); the margin shrinks as production's blocks
-    accumulate.
+    B is itself an estimate shared by every canary block judged against it (the blocks that
+    waited for it are all judged against the first one): a B that is low by chance pushes every
+    block up together, and the tests add that bias up block after block. Measured at the null
+    boundary over 180 blocks at α = 1 % without a margin: the sign test rejects 6.2 %. The median
+    of n normal blocks has standard error ≈ s·√(π/(2n)); taking ``standard_errors`` of those off
+    z (LOSS_REFERENCE_MARGIN for the magnitude test, SIGN_REFERENCE_MARGIN for the sign test's
+    cut) keeps both below α (tests/unit/judge/test_judge_loss_magnitude.py); the margin shrinks
+    as production's blocks accumulate.
     """
     return standard_errors * math.sqrt(math.pi / (2 * blocks))
 

@@ -234,11 +234,11 @@ def _loss_stage(settings: JudgeSettings, loss_mean: float, seed: int = 31) -> tu
 
 def test_extend_if_suspect_extends_a_suspect_stage_and_fails_it_at_the_full_bound() -> None:
     """A regression too slow for the window: suspect at its end, extended, failed at e ≥ 1/α_i."""
-    settings = ONE_MODE.replace(on_inconclusive="extend_if_suspect", max_duration_s=60, extend_limit_s=600)
-    judge, verdict = _loss_stage(settings, loss_mean=3.0, seed=33)
+    settings = ONE_MODE.replace(on_inconclusive="extend_if_suspect", max_duration_s=90, extend_limit_s=600)
+    judge, verdict = _loss_stage(settings, loss_mean=4.0, seed=34)
     assert judge.extension is not None and "rl_loss e_fail=" in judge.extension
     assert "extend_if_suspect" in judge.extension and "still fails only at e_fail ≥ 1/α_i" in judge.extension
-    assert verdict.state is State.FAIL and 60 < verdict.elapsed_s <= 660
+    assert verdict.state is State.FAIL and 90 < verdict.elapsed_s <= 690
     loss = verdict.check("rl_loss")
     assert loss.state is State.FAIL and float(loss.evidence["e_max_fail"]) >= loss.evidence["fail_bound"]  # type: ignore[operator,arg-type]
     assert "in the extension" in verdict.reason
