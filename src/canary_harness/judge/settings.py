@@ -82,7 +82,7 @@ class JudgeSettings:
     warmup_s: float = 0.0
     tick_s: float = 1.0
     early_pass: bool = True
-    on_inconclusive: str = "pass_with_warning"
+    on_inconclusive: str = "extend_if_suspect"
     extend_limit_s: float = 900.0
     loss_block_updates: int = 4
     loss_reference_blocks: int = 8

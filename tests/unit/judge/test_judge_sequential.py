@@ -102,7 +102,7 @@ def test_requests_on_production_at_full_weight_are_a_mismatch() -> None:
 def _silent_stage(settings: JudgeSettings, seconds: int = 120) -> StageVerdict:
     judge = SequentialJudge(settings)
     empty = MetricsSnapshot(taken_at=0.0)
-    for second in range(1, seconds + 1):
+    for second in range(1, seconds):
         verdict = judge.observe(float(second), empty, empty, 5)
         assert verdict.state is State.RUNNING
     return judge.conclude(float(seconds), empty, empty, 5)
