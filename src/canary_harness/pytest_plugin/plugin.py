@@ -16,6 +16,7 @@ import pytest
 
 from canary_harness import journal
 from canary_harness.errors import CanaryError, RollbackError
+from canary_harness.judge.verdict import StageVerdict, outcome_summary
 from canary_harness.pytest_plugin import fixtures, hookspecs
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import add_options, resolve
@@ -107,6 +108,13 @@ def _stage_failed(record: StageRecord | None) -> str | None:
     return None
 
 
+def _passed_reason(record: StageRecord | None) -> str:
+    """A passing stage's outcome as the rollout summary shows it: proven, or passed undecided."""
+    if record is None or not record.verdict:
+        return "all release checks passed"
+    return f"all release checks passed; {outcome_summary(StageVerdict.from_dict(record.verdict))}"
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Any exit but OK (or a failed stage whose checks were deselected) rolls back; record the outcome."""
@@ -126,7 +134,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     status = pytest.ExitCode(session.exitstatus)
     reason = stage_failure or f"pytest exit status {int(status)} ({status.name})"
     journal.append(options.stack.run_dir, "stage_verdict", version=options.canary_version, stage=options.stage,
-                   reason=reason if failed else "all release checks passed", passed=not failed,
+                   reason=reason if failed else _passed_reason(record), passed=not failed,
                    dry_run=options.dry_run, record=str(config.stash[RECORD_PATH_KEY]))
     if not failed:
         _say(config, f"canary: stage {options.stage}% PASSED for {options.canary_version}"

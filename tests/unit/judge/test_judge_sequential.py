@@ -9,6 +9,7 @@ import pytest
 from judge_synthetic import EDGES, SyntheticArm, arms, run_stage
 
 from canary_harness.judge import JudgeSettings, SequentialJudge, StageVerdict, State, make_judge
+from canary_harness.judge.verdict import outcome_summary
 from canary_harness.metrics.types import MetricsSnapshot
 
 ONE_MODE = JudgeSettings(p95_thresholds={"fast": 2.5})
@@ -253,3 +254,16 @@ def test_extend_if_suspect_ends_an_unsuspicious_stage_at_the_window_with_a_warni
     verdict = judge.observe(60.0, empty, empty, 5)
     assert verdict.decided and verdict.state is State.PASS and verdict.warning and judge.extension is None
     assert "no check was suspect at the window end" in verdict.reason
+
+
+def test_outcome_summary_never_calls_an_undecided_stage_proven() -> None:
+    undecided = _silent_stage(ONE_MODE.replace(max_duration_s=120))
+    assert undecided.state is State.PASS
+    text = outcome_summary(undecided)
+    assert text.startswith("passed undecided (") and "checks without evidence: error_rate" in text
+    canary, production = arms(seed=9, weight_percent=25)
+    proven = run_stage(SequentialJudge(ONE_MODE), canary, production, 25)
+    assert proven.state is State.PASS and not proven.warning
+    assert outcome_summary(proven) == "passed: every check decided PASS"
+    canary, production = arms(seed=2, weight_percent=25, error_rate=0.05)
+    assert outcome_summary(run_stage(SequentialJudge(ONE_MODE), canary, production, 25)) == "failed"
