@@ -21,7 +21,7 @@ from canary_harness import journal
 from canary_harness.deploy.protocol import ServiceHandle
 from canary_harness.errors import CanaryError, ConfigError, TrafficError
 from canary_harness.judge import make_judge
-from canary_harness.judge.planner import format_plan, plan_stage
+from canary_harness.judge.planner import format_plan, plan_stage, rate_to_decide
 from canary_harness.judge.protocol import Judge
 from canary_harness.judge.rates import Replanner, describe, plan_from
 from canary_harness.judge.settings import JudgeSettings
@@ -220,10 +220,18 @@ class StageSession:
         return dataclasses.replace(
             base,
             users=base.users if options.load_users is None else options.load_users,
-            rate_rps=base.rate_rps if options.load_rate is None else options.load_rate,
+            rate_rps=base.rate_rps if not isinstance(options.load_rate, float) else options.load_rate,
             mix=base.mix if options.load_mix is None else parse_mix(options.load_mix, "from --load-mix"),
             workers=base.workers if options.load_workers is None else options.load_workers,
         )
+
+    def _auto_rate(self, load: LoadSettings, rps: float, settings: JudgeSettings) -> tuple[LoadSettings, float]:
+        """--load-rate auto: the rate at which the checks' n90 fits the window, users scaled to reach it."""
+        options = self.options
+        rate, why = rate_to_decide(plan_stage(options.stage, rps, settings, dict(load.mix)), options.load_max_rps)
+        users = max(load.users, math.ceil(rate / RPS_PER_USER))  # closed-loop users: ~RPS_PER_USER each
+        self.say(f"load rate auto: {rate:g} req/s with {users} users ({why})")
+        return dataclasses.replace(load, rate_rps=rate, users=users), rate
 
     def _metrics_source(self, stack: ExitStack) -> MetricsSource:
         """Each instance's /metrics by default; a Prometheus (given, or started for the stage) if asked."""
@@ -277,6 +285,8 @@ class StageSession:
         judge = make_judge(options.judge, settings)
         load_settings = self._load_settings()
         rps = load_settings.rate_rps or load_settings.users * RPS_PER_USER
+        if options.load_rate == "auto" and not options.no_load:
+            load_settings, rps = self._auto_rate(load_settings, rps, settings)
         previous, problem = load_rates(options.stack.run_dir)
         if problem:
             self.say(problem)
