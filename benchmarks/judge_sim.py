@@ -79,6 +79,14 @@ def exceed(cut: np.ndarray | float, factor: float) -> np.ndarray:
 
 
 _EDGE_TABLE: dict[float, np.ndarray] = {}
+_THRESHOLD_TABLE: dict[float, float] = {}
+
+
+def _exceed_at_threshold(factor: float) -> float:
+    """exceed(THRESHOLD_S, factor), computed once per factor (the per-tick hot path)."""
+    if factor not in _THRESHOLD_TABLE:
+        _THRESHOLD_TABLE[factor] = float(exceed(THRESHOLD_S, factor))
+    return _THRESHOLD_TABLE[factor]
 
 
 def _exceed_at_edge(cut: np.ndarray, factor: float) -> np.ndarray:
@@ -325,7 +333,7 @@ def _tau_exceedances(
     cut = np.where(frozen, tau, THRESHOLD_S)
 
     def draw(n: np.ndarray, over_t: np.ndarray, factor: float) -> np.ndarray:
-        q_t, q_tau = float(exceed(THRESHOLD_S, factor)), _exceed_at_edge(cut, factor)
+        q_t, q_tau = _exceed_at_threshold(factor), _exceed_at_edge(cut, factor)
         above = rng.binomial(over_t.astype(int), np.clip(q_tau / q_t, 0, 1))  # τ ≥ T: a subset of over-T
         extra = rng.binomial((n - over_t).astype(int), np.clip((q_tau - q_t) / (1 - q_t), 0, 1))
         return np.where(cut >= THRESHOLD_S, above, over_t + extra).astype(float)
