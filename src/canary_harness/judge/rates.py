@@ -138,9 +138,8 @@ class Replanner:
         Re-plans every REPLAN_EVERY_S of observation, or at once when a stream's rate jumped by
         more than JUMP against the rates of the current plan.
         """
-        fresh = measure(
-            self.settings, observed_s, canary, production, f"measured over {observed_s:.0f} s of this stage"
-        )
+        source = f"measured over {observed_s:.0f} s of the {self.stage} % stage"
+        fresh = measure(self.settings, observed_s, canary, production, source)
         if fresh is None:
             return None
         due = observed_s - self.last_s >= REPLAN_EVERY_S
