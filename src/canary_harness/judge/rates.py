@@ -66,6 +66,8 @@ class StreamRates:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> StreamRates:
         """The inverse of :meth:`to_dict`; ConfigError naming ``where`` on a bad value."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"measured rates in {where}: must be a table, got {data!r}")
         try:
             rates = cls(
                 mode_rps={str(k): float(v) for k, v in dict(data["mode_rps"]).items()},
