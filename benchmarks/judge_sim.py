@@ -134,8 +134,8 @@ class LossFeed:
 
     def tick(
         self, t: int, rng: np.random.Generator, loss_c: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(judged blocks, of them above the cut, Σζ, this tick's canary and production block means)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(judged blocks, above the raised cut, above the lowered cut, Σζ, canary and production block means)."""
         runs = self.prod.shape[0]
         zero = np.zeros(runs)
         p_block = c_block = zero
@@ -148,17 +148,18 @@ class LossFeed:
             self.canary[:, self.n_canary] = c_block
             self.n_canary += 1
         if self.n_prod < SETTINGS.loss_reference_blocks or self.judged == self.n_canary:
-            return zero, zero, zero, c_block, p_block
+            return zero, zero, zero, zero, c_block, p_block
         logs = np.log(self.prod[:, : self.n_prod])
         cut = math.log(SETTINGS.loss_ratio) + np.median(logs, axis=1)
         spread = np.maximum(logs.std(axis=1, ddof=1), MIN_LOSS_SPREAD)
         judged = np.log(self.canary[:, self.judged : self.n_canary])
         count = float(judged.shape[1])
         self.judged = self.n_canary
-        sign_cut = cut + spread * reference_margin(self.n_prod, SIGN_REFERENCE_MARGIN)
-        above = (judged > sign_cut[:, None]).sum(axis=1).astype(float)
+        shift = spread * reference_margin(self.n_prod, SIGN_REFERENCE_MARGIN)
+        above = (judged > (cut + shift)[:, None]).sum(axis=1).astype(float)
+        above_low = (judged > (cut - shift)[:, None]).sum(axis=1).astype(float)
         zeta = self.excess.clip((judged - cut[:, None]) / spread[:, None] - reference_margin(self.n_prod))
-        return np.full(runs, count), above, zeta.sum(axis=1), c_block, p_block
+        return np.full(runs, count), above, above_low, zeta.sum(axis=1), c_block, p_block
 
 
 def _suspect(engine: Engine) -> np.ndarray:
@@ -212,7 +213,7 @@ def simulate(
         over_c = rng.binomial(n_c.astype(int), q_c).astype(float)
         over_p = rng.binomial(n_p.astype(int), q_p).astype(float)
         tau_c, tau_p = _tau_exceedances(rng, tau, n_c, n_p, over_c, over_p, factor_c)
-        loss_blocks, loss_exceed, loss_excess, c_block, p_block = feed.tick(t, rng, loss_c)
+        loss_blocks, loss_exceed, loss_exceed_low, loss_excess, c_block, p_block = feed.tick(t, rng, loss_c)
 
         if open_runs.any():  # once every run is decided the judge has nothing left to do
             engine.update(
@@ -229,6 +230,7 @@ def simulate(
                     modes={"fast": ModeTick(n_c, n_p, over_c, tau_c, tau_p)},
                     loss_blocks=loss_blocks,
                     loss_exceed=loss_exceed,
+                    loss_exceed_low=loss_exceed_low,
                     loss_excess=loss_excess,
                 ),
                 float(t),
@@ -391,7 +393,7 @@ def null_boundary(rng: np.random.Generator, runs: int, chunk: int = 250) -> dict
         engine = Engine(SETTINGS, shape=(size,))
         loss_log_e = np.zeros((size, WINDOW_S))
         for t in range(1, WINDOW_S + 1):
-            judged, above, zeta, _, _ = feed.tick(t, rng, SETTINGS.loss_ratio)
+            judged, above, _, zeta, _, _ = feed.tick(t, rng, SETTINGS.loss_ratio)
             blocks, exceed_sum, excess_sum = blocks + judged, exceed_sum + above, excess_sum + zeta
             sign = engine.loss_fail.log_e(exceed_sum, blocks)
             magnitude = engine.loss_excess.log_e(excess_sum, blocks)

@@ -92,6 +92,9 @@ class Tick:
     # Canary RL-loss blocks judged this tick, and how many of them were above ratio × B.
     loss_blocks: ArrayLike = 0.0
     loss_exceed: ArrayLike = 0.0
+    # Of them, how many were above ratio × B lowered by the reference margin (the PASS test's count:
+    # its null is "most blocks are above", so B's noise must not help it either).
+    loss_exceed_low: ArrayLike = 0.0
     # Σ over those blocks of the capped standardised excess ζ (ExcessTest), the magnitude test's data.
     loss_excess: ArrayLike = 0.0
 
@@ -227,12 +230,13 @@ class Engine:
         inc = {
             name: np.asarray(getattr(tick, name), dtype=np.float64)
             for name in _COUNT_NAMES
-            if name not in ("loss_blocks", "loss_exceed", "loss_excess", "misrouted")
+            if name not in ("loss_blocks", "loss_exceed", "loss_exceed_low", "loss_excess", "misrouted")
         }
         for name, value in inc.items():
             c[name] = c[name] + value
         c["loss_blocks"] = c["loss_blocks"] + np.asarray(tick.loss_blocks, dtype=np.float64)
         c["loss_exceed"] = c["loss_exceed"] + np.asarray(tick.loss_exceed, dtype=np.float64)
+        c["loss_exceed_low"] = c["loss_exceed_low"] + np.asarray(tick.loss_exceed_low, dtype=np.float64)
         c["loss_excess"] = c["loss_excess"] + np.asarray(tick.loss_excess, dtype=np.float64)
         weight = np.asarray(tick.weight, dtype=np.float64)
         wrong_arm = np.where(
@@ -295,7 +299,7 @@ class Engine:
         log_e[f"{RL_LOSS}:fail"] = np.logaddexp(
             math.log(1 - MAGNITUDE_WEIGHT) + sign, math.log(MAGNITUDE_WEIGHT) + size
         )
-        log_e[f"{RL_LOSS}:pass"] = self.loss_pass.log_e(c["loss_exceed"], c["loss_blocks"])
+        log_e[f"{RL_LOSS}:pass"] = self.loss_pass.log_e(c["loss_exceed_low"], c["loss_blocks"])
         if f"{SCHEMA}:fail_relative" in log_e:
             log_e[f"{SCHEMA}:fail_relative"] = self.schema_share.log_e(
                 self.share_states[f"{SCHEMA}:fail_relative"]
@@ -355,6 +359,7 @@ _COUNT_NAMES = (
     "production_schema_failures",
     "loss_blocks",
     "loss_exceed",
+    "loss_exceed_low",
     "loss_excess",
     "misrouted",
 )

@@ -152,7 +152,7 @@ class SnapshotFeed:
         tick.canary_errors = canary_now.errors_5xx - previous_c.errors_5xx
         tick.production_errors = production_now.errors_5xx - previous_p.errors_5xx
         tick.modes = {mode: self._mode_tick(mode, previous_c, previous_p) for mode in self.settings.modes}
-        tick.loss_blocks, tick.loss_exceed, tick.loss_excess = self._loss_tick()
+        tick.loss_blocks, tick.loss_exceed, tick.loss_exceed_low, tick.loss_excess = self._loss_tick()
         return tick
 
     def _mode_tick(self, mode: str, previous_c: MetricsSnapshot, previous_p: MetricsSnapshot) -> ModeTick:
@@ -186,7 +186,7 @@ class SnapshotFeed:
             return None
         return log_spread(self.production_blocks.means)
 
-    def _loss_tick(self) -> tuple[float, float, float]:
+    def _loss_tick(self) -> tuple[float, float, float, float]:
         self.production_blocks.advance(self.production.rl_updates, self.production.rl_loss_sum)
         self.pending_canary.extend(
             self.canary_blocks.advance(self.canary.rl_updates, self.canary.rl_loss_sum)
@@ -194,11 +194,14 @@ class SnapshotFeed:
         reference = self.loss_reference
         spread = self.loss_spread
         if reference is None or reference <= 0 or spread is None or not self.pending_canary:
-            return 0.0, 0.0, 0.0
+            return 0.0, 0.0, 0.0, 0.0
         cut = self.settings.loss_ratio * reference
         blocks = len(self.production_blocks.means)
-        sign_cut = cut * math.exp(spread * reference_margin(blocks, SIGN_REFERENCE_MARGIN))
-        over = sum(mean > sign_cut for mean in self.pending_canary)
+        # The FAIL test counts blocks above a cut raised by the margin, the PASS test blocks above a cut
+        # lowered by it: either way B's noise works against the test, never for it.
+        shift = math.exp(spread * reference_margin(blocks, SIGN_REFERENCE_MARGIN))
+        over = sum(mean > cut * shift for mean in self.pending_canary)
+        over_low = sum(mean > cut / shift for mean in self.pending_canary)
         # A block with zero or negative mean loss is as far below the cut as the cap allows.
         margin = reference_margin(blocks)
         excess = sum(
@@ -212,4 +215,4 @@ class SnapshotFeed:
         self.judged_over += over
         self.judged_excess += excess
         self.pending_canary = []
-        return float(judged), float(over), float(excess)
+        return float(judged), float(over), float(over_low), float(excess)

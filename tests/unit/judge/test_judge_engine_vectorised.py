@@ -40,6 +40,7 @@ def _stack(ticks: list[Tick]) -> Tick:
         "production_schema_failures",
         "loss_blocks",
         "loss_exceed",
+        "loss_exceed_low",
         "loss_excess",
     )
     modes = {

@@ -16,7 +16,13 @@ import pytest
 from scipy import stats
 
 from canary_harness.judge.engine import LOSS_NULL, Engine
-from canary_harness.judge.eprocess import LOSS_FAIL_GRID, BernoulliMixture, ExcessTest, crossing_bound
+from canary_harness.judge.eprocess import (
+    LOSS_FAIL_GRID,
+    LOSS_PASS_GRID,
+    BernoulliMixture,
+    ExcessTest,
+    crossing_bound,
+)
 from canary_harness.judge.feed import MIN_LOSS_SPREAD, SIGN_REFERENCE_MARGIN, log_spread, reference_margin
 from canary_harness.judge.settings import JudgeSettings
 
@@ -108,6 +114,24 @@ def test_the_loss_fail_test_holds_alpha_at_the_null_boundary(noise: Noise) -> No
     combined = np.logaddexp(magnitude, sign) - math.log(2)
     rate = float((combined >= crossing_bound(0.01)).any(axis=1).mean())
     assert rate <= 0.01, f"rejection rate {rate:.2%} vs α 1 %"
+
+
+def test_the_loss_pass_test_holds_beta_at_the_null_boundary() -> None:
+    """The PASS test counts blocks above a cut lowered by the margin: B's noise cannot prove a boundary canary."""
+    rng = np.random.default_rng(51)
+    blocks = 180
+    production = SIGMA * rng.standard_normal((RUNS, blocks))
+    canary = math.log(RATIO) + SIGMA * rng.standard_normal((RUNS, blocks))
+    above_low = np.zeros((RUNS, blocks))
+    for i in range(blocks):
+        n = max(REFERENCE, i + 1)
+        reference = production[:, :n]
+        spread = np.maximum(reference.std(axis=1, ddof=1), MIN_LOSS_SPREAD)
+        cut = math.log(RATIO) + np.median(reference, axis=1) - spread * reference_margin(n, SIGN_REFERENCE_MARGIN)
+        above_low[:, i] = canary[:, i] > cut
+    log_e = BernoulliMixture(LOSS_NULL, LOSS_PASS_GRID).log_e(above_low.cumsum(axis=1), np.arange(1, blocks + 1))
+    rate = float((log_e >= crossing_bound(0.05)).any(axis=1).mean())
+    assert _upper95(rate) <= 0.05, f"wrong PASS rate {rate:.2%} at the boundary vs β 5 %"
 
 
 def _median_blocks(log_e: np.ndarray, bound: float) -> float:
