@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from canary_harness.judge.verdict import CheckResult, StageVerdict
+from canary_harness.judge.verdict import CheckResult, StageVerdict, outcome_summary
 
 _SHORT = {
     "error_rate": "5xx",
@@ -56,6 +56,7 @@ def format_table(verdict: StageVerdict) -> str:
         )
     rows.append(f"stage verdict: {verdict.state.value}{' (with warning)' if verdict.warning else ''} "
                 f"after {verdict.elapsed_s:.0f}s: {verdict.reason}")
+    rows.append(f"stage outcome: {outcome_summary(verdict)}")
     return "\n".join(rows)
 
 

@@ -193,7 +193,7 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None], lock: RolloutLock
                                    record=entry.details.get("record") if entry else None)
             outcomes.append(outcome)
             say(f"--- stage {stage}%: {'PASSED' if outcome.passed else 'FAILED'} in {outcome.seconds:.0f}s"
-                f"{'' if outcome.passed else ': ' + outcome.reason} ---")
+                f": {outcome.reason} ---")
             if not outcome.passed:
                 break
     completed = len(outcomes) == len(plan.stages) and all(item.passed for item in outcomes)

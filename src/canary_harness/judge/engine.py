@@ -10,7 +10,10 @@ Checks and their tests (α_i = α / number of FAIL tests, β_i = β / number of 
 - error_rate: FAIL by S(errors, r0) or B_FAIL(p0 = SLO); PASS by B_PASS(p0 = SLO)
 - p95_latency[m]: FAIL by B_FAIL(Z, 0.05) with Z = 1{latency > T_m} or S(exceedances of τ_m, r0);
   PASS by B_PASS(Z, 0.05)
-- rl_loss: FAIL by B_FAIL(Y, 0.5) with Y = 1{block mean > ratio·B}; PASS by B_PASS(Y, 0.5)
+- rl_loss: FAIL by ½·(B_FAIL(Y, 0.5) + X) with Y = 1{block mean > ratio·B} (the sign test) and X
+  the magnitude test on log(block mean / ratio·B) (ExcessTest); PASS by B_PASS(Y, 0.5). The
+  average of two e-processes is an e-process, so the FAIL test keeps its α_i; it crosses once
+  either part reaches 2/α_i, so the better of the two decides at the price of a factor 2
 - schema_failures: zero tolerance (or S(schema failures, r0 = 1) under the "relative" policy);
   it counts as shown once at least one brief was checked
 - traffic_split: sample-ratio mismatch S(requests vs configured weight) at srm_alpha; at weight
@@ -19,6 +22,7 @@ Checks and their tests (α_i = α / number of FAIL tests, β_i = β / number of 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -32,6 +36,7 @@ from canary_harness.judge.eprocess import (
     LOSS_PASS_GRID,
     SPLIT_MULTIPLIERS,
     BernoulliMixture,
+    ExcessTest,
     FloatArray,
     ShareTest,
     crossing_bound,
@@ -45,6 +50,8 @@ SCHEMA = "schema_failures"
 RL_LOSS = "rl_loss"
 SPLIT = "traffic_split"
 LOSS_NULL = 0.5
+# Weight of the magnitude part in the loss FAIL test's average (the sign part gets the rest).
+MAGNITUDE_WEIGHT = 0.5
 
 
 def latency_check(mode: str) -> str:
@@ -85,6 +92,11 @@ class Tick:
     # Canary RL-loss blocks judged this tick, and how many of them were above ratio × B.
     loss_blocks: ArrayLike = 0.0
     loss_exceed: ArrayLike = 0.0
+    # Of them, how many were above ratio × B lowered by the reference margin (the PASS test's count:
+    # its null is "most blocks are above", so B's noise must not help it either).
+    loss_exceed_low: ArrayLike = 0.0
+    # Σ over those blocks of the capped standardised excess ζ (ExcessTest), the magnitude test's data.
+    loss_excess: ArrayLike = 0.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,7 @@ class Engine:
         self.latency_share = ShareTest(settings.latency_relative_r0)
         self.loss_fail = BernoulliMixture(LOSS_NULL, LOSS_FAIL_GRID)
         self.loss_pass = BernoulliMixture(LOSS_NULL, LOSS_PASS_GRID)
+        self.loss_excess = ExcessTest()
         self.schema_share = ShareTest(1.0)
         self.split_share = ShareTest(1.0, SPLIT_MULTIPLIERS)
         self.specs = self._build_specs()
@@ -158,6 +171,8 @@ class Engine:
         self.peak: dict[str, FloatArray] = {spec.key: zeros.copy() for spec in self.specs}
         self.crossed: dict[str, BoolArray] = {spec.key: np.zeros(shape, dtype=bool) for spec in self.specs}
         self.crossed_at: dict[str, FloatArray] = {spec.key: np.full(shape, np.nan) for spec in self.specs}
+        # log E of the sign and magnitude parts of the loss FAIL test (their average is the test).
+        self.loss_parts: dict[str, FloatArray] = {"sign": zeros.copy(), "magnitude": zeros.copy()}
 
     def _build_specs(self) -> tuple[TestSpec, ...]:
         s = self.settings
@@ -185,7 +200,9 @@ class Engine:
                 TestSpec(f"{name}:pass_threshold", name, "pass", f"< 5 % over {threshold:g} s"),
             ]
         specs += [
-            TestSpec(f"{RL_LOSS}:fail", RL_LOSS, "fail", f"blocks > {s.loss_ratio:g}× median: > 50 %"),
+            TestSpec(
+                f"{RL_LOSS}:fail", RL_LOSS, "fail", f"blocks > {s.loss_ratio:g}× median: > 50 % or by size"
+            ),
             TestSpec(f"{RL_LOSS}:pass", RL_LOSS, "pass", f"blocks > {s.loss_ratio:g}× median: < 50 %"),
         ]
         if s.schema_policy == "relative":
@@ -213,12 +230,14 @@ class Engine:
         inc = {
             name: np.asarray(getattr(tick, name), dtype=np.float64)
             for name in _COUNT_NAMES
-            if name not in ("loss_blocks", "loss_exceed", "misrouted")
+            if name not in ("loss_blocks", "loss_exceed", "loss_exceed_low", "loss_excess", "misrouted")
         }
         for name, value in inc.items():
             c[name] = c[name] + value
         c["loss_blocks"] = c["loss_blocks"] + np.asarray(tick.loss_blocks, dtype=np.float64)
         c["loss_exceed"] = c["loss_exceed"] + np.asarray(tick.loss_exceed, dtype=np.float64)
+        c["loss_exceed_low"] = c["loss_exceed_low"] + np.asarray(tick.loss_exceed_low, dtype=np.float64)
+        c["loss_excess"] = c["loss_excess"] + np.asarray(tick.loss_excess, dtype=np.float64)
         weight = np.asarray(tick.weight, dtype=np.float64)
         wrong_arm = np.where(
             weight >= 1, inc["production_requests"], np.where(weight <= 0, inc["canary_requests"], 0.0)
@@ -273,8 +292,14 @@ class Engine:
             log_e[f"{name}:fail_relative"] = self.latency_share.log_e(
                 self.share_states[f"{name}:fail_relative"]
             )
-        log_e[f"{RL_LOSS}:fail"] = self.loss_fail.log_e(c["loss_exceed"], c["loss_blocks"])
-        log_e[f"{RL_LOSS}:pass"] = self.loss_pass.log_e(c["loss_exceed"], c["loss_blocks"])
+        # The two parts of the loss FAIL test, kept for the report; the test itself is their average.
+        sign = self.loss_fail.log_e(c["loss_exceed"], c["loss_blocks"])
+        size = self.loss_excess.log_e(c["loss_excess"], c["loss_blocks"])
+        self.loss_parts = {"sign": sign, "magnitude": size}
+        log_e[f"{RL_LOSS}:fail"] = np.logaddexp(
+            math.log(1 - MAGNITUDE_WEIGHT) + sign, math.log(MAGNITUDE_WEIGHT) + size
+        )
+        log_e[f"{RL_LOSS}:pass"] = self.loss_pass.log_e(c["loss_exceed_low"], c["loss_blocks"])
         if f"{SCHEMA}:fail_relative" in log_e:
             log_e[f"{SCHEMA}:fail_relative"] = self.schema_share.log_e(
                 self.share_states[f"{SCHEMA}:fail_relative"]
@@ -334,5 +359,7 @@ _COUNT_NAMES = (
     "production_schema_failures",
     "loss_blocks",
     "loss_exceed",
+    "loss_exceed_low",
+    "loss_excess",
     "misrouted",
 )

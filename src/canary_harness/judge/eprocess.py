@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -215,3 +216,65 @@ def _bisect(function: Callable[[float], float], low: float, high: float) -> floa
         else:
             high = middle
     return (low + high) / 2
+
+
+# Magnitude loss test (rl_loss): effect sizes in units of production's log-block spread, and the
+# cap on one block's standardised excess (one outlier block moves log E by at most θ·cap).
+LOSS_EXCESS_GRID: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0)
+LOSS_EXCESS_CAP = 3.0
+
+
+def _clipped_normal_mgf(theta: float, cap: float) -> float:
+    """E[exp(θ·clip(Z, −cap, cap))] for Z ~ N(0, 1), in closed form."""
+    normal = NormalDist()
+    inside = math.exp(theta * theta / 2) * (normal.cdf(cap - theta) - normal.cdf(-cap - theta))
+    tails = normal.cdf(-cap) * (math.exp(theta * cap) + math.exp(-theta * cap))
+    return inside + tails
+
+
+@dataclass(frozen=True)
+class ExcessTest:
+    """Magnitude e-process for the RL-loss check: how far canary blocks sit above ratio × B.
+
+    Each judged canary block gives z = log(block mean / (ratio·B)) / s, with B production's median
+    block loss and s the spread of production's log block means (the feed computes both). With
+    ζ = clip(z, −cap, cap), alternative θ_j multiplies its wealth by exp(θ_j·ζ) / M(θ_j), where
+    M(θ) = E[exp(θ·clip(Z, −cap, cap))] for Z ~ N(0, 1). Under H0 — the log block means are normal
+    around a centre at or below log(ratio·B) with spread at most s — each factor has expectation
+    ≤ 1 (exp(θ·clip(·)) is increasing, so a lower centre or a smaller spread only lowers it), so
+    the mixture over θ_j is a test supermartingale and Ville's inequality holds. The cap bounds
+    what one outlier block can add (θ·cap − log M(θ)), which is the robustness the sign test has
+    by construction; the engine averages this e-process with the sign test (see Engine).
+
+    Only the sum of ζ and the number of blocks enter: log E_j = θ_j·Σζ − n·log M(θ_j).
+    """
+
+    grid: tuple[float, ...] = LOSS_EXCESS_GRID
+    cap: float = LOSS_EXCESS_CAP
+    _theta: FloatArray = field(init=False, repr=False, compare=False)
+    _log_mgf: FloatArray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.grid or not all(t > 0 for t in self.grid) or not self.cap > 0:
+            raise ValueError(f"excess test needs positive θ and cap, got {self!r}")
+        object.__setattr__(self, "_theta", np.asarray(self.grid, dtype=np.float64))
+        object.__setattr__(
+            self,
+            "_log_mgf",
+            np.asarray([math.log(_clipped_normal_mgf(t, self.cap)) for t in self.grid], dtype=np.float64),
+        )
+
+    @property
+    def size(self) -> int:
+        """Number of alternatives J."""
+        return len(self.grid)
+
+    def clip(self, z: ArrayLike) -> FloatArray:
+        """ζ: the standardised excess of a block, capped at ±cap."""
+        return np.clip(np.asarray(z, dtype=np.float64), -self.cap, self.cap)
+
+    def log_e(self, clipped_sum: ArrayLike, blocks: ArrayLike) -> FloatArray:
+        """log E for the cumulative sum of ζ over ``blocks`` judged blocks (broadcast over any shape)."""
+        s = np.asarray(clipped_sum, dtype=np.float64)[..., None]
+        n = np.asarray(blocks, dtype=np.float64)[..., None]
+        return _logsumexp(s * self._theta - n * self._log_mgf) - math.log(self.size)

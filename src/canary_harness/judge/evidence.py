@@ -180,7 +180,7 @@ def _error_rate(ctx: _Context) -> CheckResult:
             f": no verdict; a PASS needed {_count(needed)} requests (n90 at a true "
             f"{fmt_pct(s.healthy_error_rate)}), and this stage would have caught a 5xx rate "
             f"≥ {fmt_pct(caught)} with 90 % probability"
-        )
+        ) + _would_decide(ctx, evidence, needed, requests, "req/s of the canary")
     return CheckResult(
         ERROR_RATE, state, "5xx error rate", rate, s.error_rate_slo, requests, "ratio", evidence, message
     )
@@ -261,7 +261,7 @@ def _latency(ctx: _Context, mode: str) -> CheckResult:
         message += (
             f": no verdict; a PASS needed {_count(needed)} requests (n90 for a healthy canary), and this "
             f"stage would have caught {tail} with 90 % probability"
-        )
+        ) + _would_decide(ctx, evidence, needed, requests, f"{mode} req/s of the canary")
     return CheckResult(name, state, f"p95 latency ({mode})", p95, threshold, requests, "s", evidence, message)
 
 
@@ -279,6 +279,9 @@ def _loss(ctx: _Context) -> CheckResult:
         "production_blocks": float(len(ctx.feed.production_blocks.means)),
         "pending_blocks": float(len(ctx.feed.pending_canary)),
         "e_fail": ctx.e(keys["fail"]),
+        "e_fail_sign": e_value(float(ctx.engine.loss_parts["sign"])),
+        "e_fail_magnitude": e_value(float(ctx.engine.loss_parts["magnitude"])),
+        "log_spread": ctx.feed.loss_spread,
         "e_pass": ctx.e(keys["pass"]),
         "fail_bound": ctx.fail_bound,
         "pass_bound": ctx.pass_bound,
@@ -312,7 +315,8 @@ def _loss(ctx: _Context) -> CheckResult:
     else:
         message = (
             f"RL loss {shown} production median over {blocks:.0f} blocks, {over:.0f} > {cut}; "
-            f"e_fail={fmt_e(ctx.e(keys['fail']))}, e_pass={fmt_e(ctx.e(keys['pass']))}"
+            f"e_fail={fmt_e(ctx.e(keys['fail']))} (sign {fmt_e(evidence['e_fail_sign'])}, "  # type: ignore[arg-type]
+            f"magnitude {fmt_e(evidence['e_fail_magnitude'])}), e_pass={fmt_e(ctx.e(keys['pass']))}"  # type: ignore[arg-type]
         )
     if state is State.INCONCLUSIVE:
         needed = _n90(ctx.engine.loss_pass, loss_exceedance(s), ctx.engine.beta_i)
@@ -323,7 +327,7 @@ def _loss(ctx: _Context) -> CheckResult:
         message += (
             f": no verdict; a PASS needed {_count(needed)} blocks (n90 for a healthy canary), and this "
             f"stage would have caught {tail} with 90 % probability"
-        )
+        ) + _would_decide(ctx, evidence, needed, blocks, "canary loss blocks/s")
     return CheckResult(
         RL_LOSS,
         state,
@@ -408,6 +412,27 @@ def _split(ctx: _Context) -> CheckResult:
     return CheckResult(
         SPLIT, state, "canary traffic share", share, configured, total, "ratio", evidence, message
     )
+
+
+def _would_decide(
+    ctx: _Context, evidence: dict[str, EvidenceValue], needed: int | None, got: float, unit: str
+) -> str:
+    """What would have decided an undecided check: a longer window at the measured rate, or a higher rate.
+
+    Sets ``window_needed_s`` and ``rate_needed`` in ``evidence`` and returns the sentence.
+    """
+    observed = ctx.feed.observed_s
+    if needed is None or observed <= 0:
+        return ""
+    rate_needed = needed / observed
+    evidence["rate_needed"] = rate_needed
+    text = f"; in this window it needed ~{rate_needed:.3g} {unit}"
+    if got > 0:
+        rate = got / observed
+        window = ctx.engine.settings.warmup_s + needed / rate
+        evidence["window_needed_s"] = window
+        text += f" (measured {rate:.3g}), or at the measured rate a window of ~{window:.0f} s"
+    return text
 
 
 def _seconds(value: float | None, digits: int | None = None) -> str:

@@ -13,7 +13,11 @@ module keeps what the tests need between ticks:
   Δloss_sum / Δupdates); B is the median of production's blocks so far, trusted once there are
   ``loss_reference_blocks`` of them (a median of one or two blocks is too noisy: it would make the
   loss test slower, not wrong); a canary block is judged (Y = 1{mean > ratio·B}) as soon as a
-  positive B exists, earlier blocks waiting for it.
+  positive B exists, earlier blocks waiting for it (the cut is raised by a margin for the noise of
+  B, see :func:`reference_margin`). For the magnitude test each judged block also
+  gives its standardised excess z = log(mean / (ratio·B)) / s − margin, s the spread of
+  production's log block means and the margin an allowance for the noise of B itself, summed per
+  tick after capping at ±cap.
 """
 
 from __future__ import annotations
@@ -23,11 +27,43 @@ import statistics
 from dataclasses import dataclass, field
 
 from canary_harness.judge.engine import ModeTick, Tick
+from canary_harness.judge.eprocess import LOSS_EXCESS_CAP
 from canary_harness.judge.settings import LATENCY_TAIL, JudgeSettings
 from canary_harness.metrics.histogram import bucket_edge_at_or_above, histogram_quantile
 from canary_harness.metrics.types import MetricsSnapshot
 
 EMPTY = MetricsSnapshot(taken_at=0.0)
+# Smallest spread of log block means the magnitude test uses: identical production blocks would
+# otherwise make every canary block's excess infinite.
+MIN_LOSS_SPREAD = 0.05
+# Standard errors of B's log taken off each block's standardised excess (see reference_margin):
+# the magnitude test adds the bias up, the sign test only counts it once per block.
+LOSS_REFERENCE_MARGIN = 2.0
+SIGN_REFERENCE_MARGIN = 1.5
+
+
+def log_spread(means: list[float]) -> float | None:
+    """s: the standard deviation of the log block means (n − 1 in the denominator), at least
+    MIN_LOSS_SPREAD; None without two positive blocks."""
+    logs = [math.log(m) for m in means if m > 0]
+    if len(logs) < 2:
+        return None
+    return max(statistics.stdev(logs), MIN_LOSS_SPREAD)
+
+
+def reference_margin(blocks: int, standard_errors: float = LOSS_REFERENCE_MARGIN) -> float:
+    """The margin (in units of s) taken off every standardised excess while B rests on ``blocks``.
+
+    B is itself an estimate shared by every canary block judged against it (the blocks that
+    waited for it are all judged against the first one): a B that is low by chance pushes every
+    block up together, and the tests add that bias up block after block. Measured at the null
+    boundary over 180 blocks at α = 1 % without a margin: the sign test rejects 6.2 %. The median
+    of n normal blocks has standard error ≈ s·√(π/(2n)); taking ``standard_errors`` of those off
+    z (LOSS_REFERENCE_MARGIN for the magnitude test, SIGN_REFERENCE_MARGIN for the sign test's
+    cut) keeps both below α (tests/unit/judge/test_judge_loss_magnitude.py); the margin shrinks
+    as production's blocks accumulate.
+    """
+    return standard_errors * math.sqrt(math.pi / (2 * blocks))
 
 
 @dataclass
@@ -70,9 +106,12 @@ class SnapshotFeed:
         self.pending_canary: list[float] = []
         self.judged_canary: list[float] = []
         self.judged_over: int = 0
+        self.judged_excess: float = 0.0  # Σ of capped standardised excesses of judged blocks
         self.weight: float | None = None  # configured canary share at the last tick
         # The canary's loss sum since stage start once it is NaN/±Inf (its own defect: the judges FAIL it).
         self.canary_nonfinite_loss: float | None = None
+        self.observed_s = 0.0  # seconds of evidence: since the baseline (the end of the warm-up)
+        self._baseline_s = 0.0
 
     @property
     def warmed_up(self) -> bool:
@@ -106,6 +145,8 @@ class SnapshotFeed:
                 return tick
             # Without a warm-up every count since stage start is evidence.
             self.baseline = (EMPTY, EMPTY) if self.settings.warmup_s <= 0 else (canary, production)
+            self._baseline_s = 0.0 if self.settings.warmup_s <= 0 else elapsed_s
+        self.observed_s = elapsed_s - self._baseline_s
         canary_now = canary.minus(self.baseline[0])
         production_now = production.minus(self.baseline[1])
         previous_c, previous_p = self.canary, self.production
@@ -120,7 +161,7 @@ class SnapshotFeed:
         tick.canary_errors = canary_now.errors_5xx - previous_c.errors_5xx
         tick.production_errors = production_now.errors_5xx - previous_p.errors_5xx
         tick.modes = {mode: self._mode_tick(mode, previous_c, previous_p) for mode in self.settings.modes}
-        tick.loss_blocks, tick.loss_exceed = self._loss_tick()
+        tick.loss_blocks, tick.loss_exceed, tick.loss_exceed_low, tick.loss_excess = self._loss_tick()
         return tick
 
     def _mode_tick(self, mode: str, previous_c: MetricsSnapshot, previous_p: MetricsSnapshot) -> ModeTick:
@@ -147,18 +188,40 @@ class SnapshotFeed:
                 self._tau_prev[mode] = (now_c.latency_over(mode, tau), now_p.latency_over(mode, tau))
         return result
 
-    def _loss_tick(self) -> tuple[float, float]:
+    @property
+    def loss_spread(self) -> float | None:
+        """s of the magnitude test, once B is trusted (see :func:`log_spread`)."""
+        if self.loss_reference is None:
+            return None
+        return log_spread(self.production_blocks.means)
+
+    def _loss_tick(self) -> tuple[float, float, float, float]:
         self.production_blocks.advance(self.production.rl_updates, self.production.rl_loss_sum)
         self.pending_canary.extend(
             self.canary_blocks.advance(self.canary.rl_updates, self.canary.rl_loss_sum)
         )
         reference = self.loss_reference
-        if reference is None or reference <= 0 or not self.pending_canary:
-            return 0.0, 0.0
+        spread = self.loss_spread
+        if reference is None or reference <= 0 or spread is None or not self.pending_canary:
+            return 0.0, 0.0, 0.0, 0.0
         cut = self.settings.loss_ratio * reference
-        over = sum(mean > cut for mean in self.pending_canary)
+        blocks = len(self.production_blocks.means)
+        # The FAIL test counts blocks above a cut raised by the margin, the PASS test blocks above a cut
+        # lowered by it: either way B's noise works against the test, never for it.
+        shift = math.exp(spread * reference_margin(blocks, SIGN_REFERENCE_MARGIN))
+        over = sum(mean > cut * shift for mean in self.pending_canary)
+        over_low = sum(mean > cut / shift for mean in self.pending_canary)
+        # A block with zero or negative mean loss is as far below the cut as the cap allows.
+        margin = reference_margin(blocks)
+        excess = sum(
+            max(-LOSS_EXCESS_CAP, min(LOSS_EXCESS_CAP, math.log(mean / cut) / spread - margin))
+            if mean > 0
+            else -LOSS_EXCESS_CAP
+            for mean in self.pending_canary
+        )
         judged = len(self.pending_canary)
         self.judged_canary.extend(self.pending_canary)
         self.judged_over += over
+        self.judged_excess += excess
         self.pending_canary = []
-        return float(judged), float(over)
+        return float(judged), float(over), float(over_low), float(excess)

@@ -30,6 +30,7 @@ class FixedJudge:
         self.settings = settings or JudgeSettings()
         self.feed = SnapshotFeed(self.settings)
         self._decided: StageVerdict | None = None
+        self.extension: str | None = None  # the fixed judge has no e-values: never extended
 
     def observe(
         self, elapsed_s: float, canary: MetricsSnapshot, production: MetricsSnapshot, weight_percent: int
@@ -37,6 +38,9 @@ class FixedJudge:
         """Running figures only; a schema failure fails at once."""
         if self._decided is not None:
             return self._decided
+        if self.settings.on_inconclusive == "extend_if_suspect" and elapsed_s >= self.settings.max_duration_s:
+            # Without e-values nothing is ever suspect: the window end is the end.
+            return self.conclude(elapsed_s, canary, production, weight_percent)
         self.feed.push(elapsed_s, canary, production, weight_percent)
         checks = self._checks(weight_percent, final=False)
         if any(c.state is State.FAIL for c in checks):

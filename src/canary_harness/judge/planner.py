@@ -12,6 +12,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from canary_harness.errors import ConfigError
 from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, Engine, latency_check
@@ -83,12 +84,29 @@ class StagePlan:
         return slowest([t.seconds50 for t in passes]), slowest([t.seconds90 for t in passes])
 
 
+class MeasuredStreams(Protocol):
+    """Weight-free measured rates (canary_harness.judge.rates.StreamRates)."""
+
+    @property
+    def canary_blocks_per_request(self) -> float: ...
+
+    @property
+    def production_blocks_per_request(self) -> float: ...
+
+
 def plan_stage(
-    stage_percent: int, total_rps: float, settings: JudgeSettings, mode_mix: Mapping[str, float] | None = None
+    stage_percent: int,
+    total_rps: float,
+    settings: JudgeSettings,
+    mode_mix: Mapping[str, float] | None = None,
+    rates: MeasuredStreams | None = None,
 ) -> StagePlan:
     """Plan a stage at ``stage_percent`` % of ``total_rps`` requests per second.
 
     ``mode_mix`` is the share of requests per LLM mode (default: equal over the judged modes).
+    ``rates`` (measured loss blocks per request on each arm) replaces the assumption of one loss
+    block every ``loss_block_s``: canary blocks then arrive at canary req/s × blocks per request,
+    and none is judged before production delivered ``loss_reference_blocks`` of its own.
     """
     if isinstance(stage_percent, bool) or not isinstance(stage_percent, int) or not 0 <= stage_percent <= 100:
         raise ConfigError(f"stage {stage_percent!r}: must be an integer percentage in 0..100")
@@ -96,7 +114,7 @@ def plan_stage(
         raise ConfigError(f"request rate {total_rps!r}: must be a positive number of requests per second")
     mix = _mode_mix(settings, mode_mix)
     engine = Engine(settings)
-    ctx = _Planner(settings, engine, stage_percent / 100.0, float(total_rps))
+    ctx = _Planner(settings, engine, stage_percent / 100.0, float(total_rps), rates)
     tests = [*ctx.error_tests()]
     for mode in settings.modes:
         tests += ctx.latency_tests(mode, mix[mode])
@@ -133,7 +151,15 @@ def _mode_mix(settings: JudgeSettings, mode_mix: Mapping[str, float] | None) -> 
 class _Planner:
     """Builds TestPlans for one stage."""
 
-    def __init__(self, settings: JudgeSettings, engine: Engine, weight: float, total_rps: float) -> None:
+    def __init__(
+        self,
+        settings: JudgeSettings,
+        engine: Engine,
+        weight: float,
+        total_rps: float,
+        rates: MeasuredStreams | None = None,
+    ) -> None:
+        self.rates = rates
         self.s = settings
         self.engine = engine
         self.weight = weight
@@ -150,11 +176,15 @@ class _Planner:
         effect: str,
         unit: str = "requests",
         per_sample: float = 1.0,
+        wait_s: float = 0.0,
+        budget: float | None = None,
     ) -> TestPlan:
         """Size ``test``; samples arrive at ``rate``/s and each counts ``per_sample`` ``unit``."""
         spec = self.engine.spec(key)
-        budget = self.engine.alpha_i if spec.role == "fail" else self.engine.beta_i
-        available = rate * self.window
+        if budget is None:
+            budget = self.engine.alpha_i if spec.role == "fail" else self.engine.beta_i
+        # Nothing is judged before ``wait_s``: a wait past the window leaves no samples at all.
+        available = rate * self.window if wait_s < self.window else 0.0
         if rate <= 0:
             return self._empty(key, spec.description, effect, unit, NEVER)
         limit = int(min(200_000, max(20_000, 3 * available)))
@@ -162,7 +192,8 @@ class _Planner:
         reach = _reach(size, available)
 
         def seconds(n: int | None) -> float | None:
-            return None if n is None else self.s.warmup_s + n / rate
+            # Samples that arrive before ``wait_s`` are judged together when it ends.
+            return None if n is None else self.s.warmup_s + max(n / rate, wait_s)
 
         def scaled(n: int | None) -> int | None:
             return None if n is None else int(math.ceil(n * per_sample))
@@ -286,13 +317,28 @@ class _Planner:
     def loss_tests(self) -> list[TestPlan]:
         s, e = self.s, self.engine
         rate = 1.0 / s.loss_block_s if self.canary_rps > 0 else 0.0
+        wait = 0.0
+        if self.rates is not None:
+            rate = self.canary_rps * self.rates.canary_blocks_per_request
+            production_rate = (self.total_rps - self.canary_rps) * self.rates.production_blocks_per_request
+            wait = s.loss_reference_blocks / production_rate if production_rate > 0 else math.inf
         bad = loss_exceedance(s, s.mde_loss_factor)
         healthy = loss_exceedance(s)
+        # The FAIL test averages the sign and magnitude parts, so it crosses once either reaches
+        # 2/α_i: planning with the sign part at α_i/2 is conservative (large regressions go faster).
+        fail = self._plan(
+            f"{RL_LOSS}:fail",
+            e.loss_fail,
+            bad,
+            rate,
+            f"loss ×{s.mde_loss_factor:g}",
+            unit="blocks",
+            wait_s=wait,
+            budget=self.engine.alpha_i / 2,
+        )
         return [
-            self._plan(
-                f"{RL_LOSS}:fail", e.loss_fail, bad, rate, f"loss ×{s.mde_loss_factor:g}", unit="blocks"
-            ),
-            self._plan(f"{RL_LOSS}:pass", e.loss_pass, healthy, rate, "healthy loss", unit="blocks"),
+            fail,
+            self._plan(f"{RL_LOSS}:pass", e.loss_pass, healthy, rate, "healthy loss", unit="blocks", wait_s=wait),
         ]
 
 
@@ -398,3 +444,33 @@ def format_plan(plan: StagePlan) -> str:
 
 def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f} s"
+
+
+def rate_to_decide(plan: StagePlan, max_rps: float) -> tuple[float, str]:
+    """The total request rate at which every request-counted test's n90 fits the window, and why.
+
+    n90 does not depend on the rate, so one plan (at any rate) gives each test's need: the rate
+    scaled by n90 / (samples the window delivers). The slowest test sets the rate; above
+    ``max_rps`` it is capped there and the reason says which test will stay undecided. Loss
+    blocks are left out: their rate is the service's, not the load's, under the default plan.
+    """
+    if not math.isfinite(max_rps) or max_rps <= 0:
+        raise ConfigError(f"load max rate {max_rps!r}: must be a positive number of requests per second")
+    needs: list[tuple[float, TestPlan]] = []
+    for test in plan.tests:
+        if test.unit != "requests" or test.reach == NOT_APPLICABLE or test.available <= 0:
+            continue
+        need = math.inf if test.n90 is None else plan.total_rps * test.n90 / test.available
+        needs.append((need, test))
+    if not needs:
+        return min(plan.total_rps, max_rps), "no request-counted test to size the load for"
+    need, slowest = max(needs, key=lambda item: item[0])
+    what = f"{slowest.check} ({slowest.role.upper()}: {slowest.description})"
+    if need > max_rps:
+        shown = "more than the planner's limit" if math.isinf(need) else f"{need:.0f} req/s"
+        return max_rps, (
+            f"capped at the load's maximum {max_rps:g} req/s: {what} needs {shown} for its n90 within "
+            f"{plan.max_duration_s:g} s at {plan.stage_percent} %, so it will likely end undecided"
+        )
+    rate = math.ceil(need * 10) / 10
+    return rate, f"the slowest test, {what}, needs {rate:g} req/s for its n90 within {plan.max_duration_s:g} s"

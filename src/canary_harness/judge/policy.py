@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from canary_harness.judge.settings import JudgeSettings
@@ -23,14 +24,54 @@ def running_reason(checks: Sequence[CheckResult], elapsed_s: float) -> str:
     )
 
 
+def suspect_checks(checks: Sequence[CheckResult], fail_bound: float) -> list[tuple[str, float]]:
+    """Undecided checks whose failure evidence is strong but not decisive: e_fail ≥ √(1/α_i).
+
+    The evidence is the largest e so far of the check's FAIL tests (``e_max_fail*``); judges
+    without e-values (the fixed judge) never have suspects.
+    """
+    cut = math.sqrt(fail_bound)
+    found = []
+    for check in checks:
+        if check.state in (State.PASS, State.FAIL):
+            continue
+        peaks = [
+            float(value)
+            for key, value in check.evidence.items()
+            if key.startswith("e_max_fail") and isinstance(value, int | float)
+        ]
+        if peaks and max(peaks) >= cut:
+            found.append((check.name, max(peaks)))
+    return found
+
+
+def extension_reason(suspects: Sequence[tuple[str, float]], fail_bound: float, settings: JudgeSettings) -> str:
+    """Why a stage is extended past its window, in one line."""
+    details = "; ".join(f"{name} e_fail={value:.3g}" for name, value in suspects)
+    return (
+        f"window of {settings.max_duration_s:g} s ended with failure evidence strong but not decisive "
+        f"({details}; √(1/α_i) = {math.sqrt(fail_bound):.3g} ≤ e_fail < 1/α_i = {fail_bound:.3g}): "
+        f"extended by up to {settings.extend_limit_s:g} s (on_inconclusive = extend_if_suspect); "
+        "it still fails only at e_fail ≥ 1/α_i"
+    )
+
+
 def conclude(
-    settings: JudgeSettings, judge: str, elapsed_s: float, checks: Sequence[CheckResult], soak_done: bool
+    settings: JudgeSettings,
+    judge: str,
+    elapsed_s: float,
+    checks: Sequence[CheckResult],
+    soak_done: bool,
+    extended: str = "",
 ) -> StageVerdict:
     """The final verdict: FAIL, PASS, or INCONCLUSIVE resolved by ``settings.on_inconclusive``.
 
     "pass_with_warning" gives PASS with warning=True; "fail" gives FAIL; "extend" gives FAIL too,
     because conclude() is called after the extension (settings.observation_limit_s) ran out.
-    The reason lists every check without a verdict, with its own explanation.
+    "extend_if_suspect" gives PASS with a warning, like "pass_with_warning": the stage was
+    extended only while a check was suspect (``extended`` says why; empty if it was not), and a
+    suspect that never reached 1/α_i is no proof of a regression, so the false-rollback
+    guarantee stays α. The reason lists every check without a verdict, with its own explanation.
     """
     checks = tuple(checks)
 
@@ -55,6 +96,19 @@ def conclude(
         details = f"min soak of {settings.min_soak_s:g} s not reached"
     head = f"INCONCLUSIVE after {elapsed_s:.0f} s"
     policy = settings.on_inconclusive
+    if policy == "extend_if_suspect":
+        why = (
+            f"after an extension ({extended}) still no verdict"
+            if extended
+            else "no check was suspect at the window end"
+        )
+        return verdict(
+            State.PASS,
+            f"{head}, passed with a warning (on_inconclusive = extend_if_suspect: {why}): "
+            f"no regression detected at α = {settings.alpha:g}, but compliance was not shown. "
+            f"{details}",
+            warning=True,
+        )
     if policy == "pass_with_warning":
         return verdict(
             State.PASS,

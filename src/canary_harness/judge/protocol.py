@@ -17,6 +17,8 @@ class Judge(Protocol):
     """
 
     name: str
+    # Why the stage runs past its window (on_inconclusive = extend_if_suspect); None otherwise.
+    extension: str | None
 
     def observe(
         self, elapsed_s: float, canary: MetricsSnapshot, production: MetricsSnapshot, weight_percent: int

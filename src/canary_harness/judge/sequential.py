@@ -5,7 +5,13 @@ from __future__ import annotations
 from canary_harness.judge.engine import RL_LOSS, Decision, Engine
 from canary_harness.judge.evidence import build_checks
 from canary_harness.judge.feed import SnapshotFeed
-from canary_harness.judge.policy import conclude, failed_reason, running_reason
+from canary_harness.judge.policy import (
+    conclude,
+    extension_reason,
+    failed_reason,
+    running_reason,
+    suspect_checks,
+)
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import CheckResult, StageVerdict, State
 from canary_harness.metrics.types import MetricsSnapshot
@@ -26,6 +32,8 @@ class SequentialJudge:
         self.engine = Engine(self.settings)
         self.feed = SnapshotFeed(self.settings)
         self._decided: StageVerdict | None = None
+        # Why the stage runs past its window (on_inconclusive = extend_if_suspect); None until then.
+        self.extension: str | None = None
 
     def _update(
         self, elapsed_s: float, canary: MetricsSnapshot, production: MetricsSnapshot, weight_percent: int
@@ -45,23 +53,41 @@ class SequentialJudge:
         # During an "extend" extension a complete PASS ends the stage even without early_pass.
         may_pass = self.settings.early_pass or elapsed_s >= self.settings.max_duration_s
         if bool(decision.stage_fail) or self.feed.canary_nonfinite_loss is not None:
-            self._decided = StageVerdict(
-                State.FAIL, True, False, failed_reason(checks, elapsed_s), elapsed_s, checks, self.name
-            )
+            reason = failed_reason(checks, elapsed_s)
+            if self.extension:
+                reason = f"{reason} (in the extension: {self.extension})"
+            self._decided = StageVerdict(State.FAIL, True, False, reason, elapsed_s, checks, self.name)
             return self._decided
+        if self._window_over(elapsed_s):
+            final = build_checks(self.engine, self.feed, decision, final=True)
+            suspects = suspect_checks(final, 1 / self.engine.alpha_i)
+            if not suspects:
+                self._decided = conclude(self.settings, self.name, elapsed_s, final, soak_done=True)
+                return self._decided
+            self.extension = extension_reason(suspects, 1 / self.engine.alpha_i, self.settings)
         if bool(decision.stage_pass) and may_pass:
             self._decided = StageVerdict(
                 State.PASS,
                 True,
                 False,
-                f"PASS after {elapsed_s:.0f} s: every check shown",
+                f"PASS after {elapsed_s:.0f} s: every check shown"
+                + (f" (in the extension: {self.extension})" if self.extension else ""),
                 elapsed_s,
                 checks,
                 self.name,
             )
             return self._decided
-        return StageVerdict(
-            State.RUNNING, False, False, running_reason(checks, elapsed_s), elapsed_s, checks, self.name
+        reason = running_reason(checks, elapsed_s)
+        if self.extension:
+            reason = f"{reason}; EXTENDED: {self.extension}"
+        return StageVerdict(State.RUNNING, False, False, reason, elapsed_s, checks, self.name)
+
+    def _window_over(self, elapsed_s: float) -> bool:
+        """Whether this tick is the window end of an extend_if_suspect stage not yet extended."""
+        return (
+            self.settings.on_inconclusive == "extend_if_suspect"
+            and self.extension is None
+            and elapsed_s >= self.settings.max_duration_s
         )
 
     def conclude(
@@ -78,7 +104,12 @@ class SequentialJudge:
             )
             return self._decided
         self._decided = conclude(
-            self.settings, self.name, elapsed_s, checks, soak_done=elapsed_s >= self.settings.min_soak_s
+            self.settings,
+            self.name,
+            elapsed_s,
+            checks,
+            soak_done=elapsed_s >= self.settings.min_soak_s,
+            extended=self.extension or "",
         )
         return self._decided
 

@@ -16,7 +16,7 @@ from typing import Any
 from canary_harness.config import MODES
 from canary_harness.errors import ConfigError
 
-ON_INCONCLUSIVE = ("pass_with_warning", "fail", "extend")
+ON_INCONCLUSIVE = ("pass_with_warning", "fail", "extend", "extend_if_suspect")
 SCHEMA_POLICIES = ("zero_tolerance", "relative")
 # p95 means at most 5 % of requests may be slower than the threshold.
 LATENCY_TAIL = 0.05
@@ -47,8 +47,10 @@ class JudgeSettings:
 
     Timing: ``min_soak_s`` before a PASS may end the stage, ``max_duration_s`` (the observation
     period), ``warmup_s`` excluded at the start, ``tick_s`` (scrape interval), ``early_pass``,
-    ``on_inconclusive`` ("pass_with_warning" | "fail" | "extend") and ``extend_limit_s`` (extra
-    seconds an "extend" stage may run; still undecided after it, the stage FAILs).
+    ``on_inconclusive`` ("pass_with_warning" | "fail" | "extend" | "extend_if_suspect") and
+    ``extend_limit_s`` (extra seconds an "extend" stage may run, still undecided after it the stage
+    FAILs; under "extend_if_suspect" only a stage with a suspect check — e_fail ≥ √(1/α_i) at the
+    window end — runs on, failing only at e_fail ≥ 1/α_i and passing with a warning otherwise).
 
     Mechanics: ``loss_block_updates`` (k RL updates per loss block), ``loss_reference_blocks``
     (production blocks before their median B is trusted; canary blocks wait until then),
@@ -80,7 +82,7 @@ class JudgeSettings:
     warmup_s: float = 0.0
     tick_s: float = 1.0
     early_pass: bool = True
-    on_inconclusive: str = "pass_with_warning"
+    on_inconclusive: str = "extend_if_suspect"
     extend_limit_s: float = 900.0
     loss_block_updates: int = 4
     loss_reference_blocks: int = 8
@@ -126,8 +128,8 @@ class JudgeSettings:
     # ------------------------------------------------------------------ derived
     @property
     def observation_limit_s(self) -> float:
-        """How long the observation loop may run: max_duration_s, plus extend_limit_s under "extend"."""
-        extra = self.extend_limit_s if self.on_inconclusive == "extend" else 0.0
+        """How long the observation loop may run: max_duration_s, plus extend_limit_s under the extend policies."""
+        extra = self.extend_limit_s if self.on_inconclusive in ("extend", "extend_if_suspect") else 0.0
         return self.max_duration_s + extra
 
     @property

@@ -151,3 +151,22 @@ class StageVerdict:
             checks=tuple(CheckResult.from_dict(c) for c in data.get("checks", [])),
             judge=str(data.get("judge", "")),
         )
+
+
+def outcome_summary(verdict: StageVerdict) -> str:
+    """The stage's outcome in the words of a release manager, never overstating it.
+
+    "passed: every check decided PASS", "passed undecided (N checks without evidence; see
+    warnings)" for a PASS that some check could not prove (on_inconclusive let it through), or
+    "failed".
+    """
+    if verdict.state is State.FAIL:
+        return "failed"
+    if verdict.state is not State.PASS:
+        return f"not decided ({verdict.state.value})"
+    undecided = [check.name for check in verdict.checks if check.state is not State.PASS]
+    if not undecided and not verdict.warning:
+        return "passed: every check decided PASS"
+    count = len(undecided)
+    names = f": {', '.join(undecided)}" if undecided else ""
+    return f"passed undecided ({count} check{'' if count == 1 else 's'} without evidence{names}; see warnings)"

@@ -20,6 +20,7 @@ import pytest
 
 from canary_harness import journal
 from canary_harness.errors import CanaryError, RollbackError
+from canary_harness.judge.verdict import StageVerdict, outcome_summary
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
@@ -62,6 +63,13 @@ def stage_failure(record: StageRecord | None) -> str | None:
     if record.verdict and record.verdict.get("state") == "FAIL":
         return f"verdict FAIL: {record.verdict.get('reason')}"
     return None
+
+
+def passed_reason(record: StageRecord | None) -> str:
+    """A passing stage's outcome as the rollout summary shows it: proven, or passed undecided."""
+    if record is None or not record.verdict:
+        return "all release checks passed"
+    return f"all release checks passed; {outcome_summary(StageVerdict.from_dict(record.verdict))}"
 
 
 def early_withdraw(options: StageOptions, record: StageRecord, state: ExitState,
@@ -127,7 +135,7 @@ def finish_session(session: pytest.Session, say: Callable[[str], None]) -> None:
 
     def verdict_entry() -> None:
         journal.append(options.stack.run_dir, "stage_verdict", version=options.canary_version, stage=options.stage,
-                       reason=reason if failed else "all release checks passed", passed=not failed,
+                       reason=reason if failed else passed_reason(record), passed=not failed,
                        dry_run=options.dry_run, record=str(config.stash[RECORD_PATH_KEY]))
 
     if not failed:

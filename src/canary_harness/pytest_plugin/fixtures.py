@@ -72,7 +72,7 @@ def canary_check(canary_verdict: StageVerdict) -> Callable[[str], CheckResult]:
     FAIL fails the test with the check's message (metric, measured value, threshold, sample size).
     RUNNING means the observation ended early on another check's FAIL: the test is skipped with that
     reason (the session fails anyway). INCONCLUSIVE only reaches a test under on_inconclusive =
-    pass_with_warning, as a warning that says what the stage could not prove.
+    pass_with_warning or extend_if_suspect, as a warning that says what the stage could not prove.
     """
 
     def check(name: str) -> CheckResult:

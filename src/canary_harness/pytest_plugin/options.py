@@ -100,6 +100,16 @@ def _choice(choices: tuple[str, ...]) -> Callable[[object, str], str]:
     return parse
 
 
+def parse_load_rate(raw: object, source: str) -> float | str:
+    """``auto`` or a positive number of requests per second."""
+    if str(raw).strip().lower() == "auto":
+        return "auto"
+    try:
+        return parse_positive_float(raw, source)
+    except ConfigError:
+        raise ConfigError(f"load rate {raw!r} ({source}): must be a positive number of requests/s or auto") from None
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One option: its flag, ini twin, environment variable, canary.toml key and parser."""
@@ -147,7 +157,10 @@ SPECS: tuple[OptionSpec, ...] = (
                toml_key="prometheus"),
     OptionSpec("no_load", "--no-load", parse_bool, False, "Send no load (real traffic is present).", kind="flag"),
     OptionSpec("load_users", "--load-users", parse_positive_int, None, "Simulated users of the load driver."),
-    OptionSpec("load_rate", "--load-rate", parse_positive_float, None, "Total load rate target in requests/s."),
+    OptionSpec("load_rate", "--load-rate", parse_load_rate, None,
+               "Total load rate target in requests/s, or auto: the rate at which the checks can decide."),
+    OptionSpec("load_max_rps", "--load-max-rps", parse_positive_float, 100.0,
+               "Upper bound of --load-rate auto in requests/s."),
     OptionSpec("load_mix", "--load-mix", parse_text, None, "LLM mode mix, e.g. fast=50,balanced=35,creative=15."),
     OptionSpec("load_workers", "--load-workers", parse_non_negative_int, None,
                "Local locust workers (0 = one process)."),
@@ -213,7 +226,8 @@ class StageOptions:
     prometheus: str
     no_load: bool
     load_users: int | None
-    load_rate: float | None
+    load_rate: float | str | None
+    load_max_rps: float
     load_mix: str | None
     load_workers: int | None
     keep_canary: bool

@@ -52,6 +52,10 @@ class StageRecord:
     plan: str = ""
     # The traffic withdrawal made the moment the stage failed (weight 0 verified, verdict_to_zero_s...).
     rollback: dict[str, Any] | None = None
+    # Why the stage ran past its window (on_inconclusive = extend_if_suspect); empty if it did not.
+    extension: str = ""
+    # Stream rates measured in this stage (canary_harness.judge.rates.StreamRates.to_dict()).
+    rates: dict[str, Any] | None = None
 
     def begin(self, name: str) -> Phase:
         """Open a phase; the caller closes it with ``end``."""

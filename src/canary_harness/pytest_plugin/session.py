@@ -12,7 +12,6 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,9 +23,10 @@ from canary_harness.config import resolve_traffic_settings
 from canary_harness.deploy.protocol import ServiceHandle
 from canary_harness.errors import CanaryError, ConfigError, CounterResetError, StackError, TrafficError
 from canary_harness.judge import make_judge
-from canary_harness.judge.planner import format_plan, plan_stage
+from canary_harness.judge.planner import format_plan, plan_stage, rate_to_decide
 from canary_harness.judge.policy import restarted_canary
 from canary_harness.judge.protocol import Judge
+from canary_harness.judge.rates import Replanner, describe, plan_from
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import StageVerdict, State
 from canary_harness.load import LoadRun, LoadSettings, LoadStats, parse_mix
@@ -36,6 +36,7 @@ from canary_harness.metrics.protocol import MetricsSource
 from canary_harness.metrics.scrape import ScrapeSource
 from canary_harness.metrics.types import MetricsSnapshot
 from canary_harness.pytest_plugin.options import StageOptions
+from canary_harness.pytest_plugin.rates_store import load_rates, save_rates
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.report import ProgressPrinter, format_table
 from canary_harness.smoke import require_smoke
@@ -51,36 +52,12 @@ LOAD_MARGIN_S = 5.0
 RPS_PER_USER = 1.0
 # Prometheus 2.42 picks up new targets on a fixed 5 s cycle: allow a few of them.
 PROMETHEUS_READY_S = 20.0
-# When the measured request rate is known well enough to re-plan the stage.
-REPLAN_AFTER_S = 10.0
 
 
 def binomial_interval(n: int, p: float, z: float = 3.29) -> tuple[int, int]:
     """Normal-approximation interval (z=3.29: 99.9 %) for a binomial count, widened by 1 at each end."""
     mean, sd = n * p, math.sqrt(n * p * (1 - p))
     return max(0, math.floor(mean - z * sd) - 1), min(n, math.ceil(mean + z * sd) + 1)
-
-
-@dataclass
-class _Replan:
-    """Re-plans the stage once from the measured request rate when it is far from the estimate."""
-
-    stage: int
-    estimated_rps: float
-    settings: JudgeSettings
-    mix: dict[str, float]
-    done: bool = False
-
-    def measured(self, elapsed_s: float, requests: float) -> str | None:
-        """The plan at the measured rate, once, after REPLAN_AFTER_S, if it differs by more than 25 %."""
-        if self.done or elapsed_s < REPLAN_AFTER_S or requests <= 0:
-            return None
-        self.done = True
-        rps = round(requests / elapsed_s, 1)
-        if abs(rps - self.estimated_rps) <= 0.25 * self.estimated_rps:
-            return None
-        return (f"measured {rps:.1f} req/s (the plan above assumed {self.estimated_rps:.1f}); re-planned:\n"
-                + format_plan(plan_stage(self.stage, rps, self.settings, self.mix)))
 
 
 def _stop_all(runs: list[LoadRun]) -> list[LoadStats]:
@@ -310,10 +287,18 @@ class StageSession:
         return dataclasses.replace(
             base,
             users=base.users if options.load_users is None else options.load_users,
-            rate_rps=base.rate_rps if options.load_rate is None else options.load_rate,
+            rate_rps=base.rate_rps if not isinstance(options.load_rate, float) else options.load_rate,
             mix=base.mix if options.load_mix is None else parse_mix(options.load_mix, "from --load-mix"),
             workers=base.workers if options.load_workers is None else options.load_workers,
         )
+
+    def _auto_rate(self, load: LoadSettings, rps: float, settings: JudgeSettings) -> tuple[LoadSettings, float]:
+        """--load-rate auto: the rate at which the checks' n90 fits the window, users scaled to reach it."""
+        options = self.options
+        rate, why = rate_to_decide(plan_stage(options.stage, rps, settings, dict(load.mix)), options.load_max_rps)
+        users = max(load.users, math.ceil(rate / RPS_PER_USER))  # closed-loop users: ~RPS_PER_USER each
+        self.say(f"load rate auto: {rate:g} req/s with {users} users ({why})")
+        return dataclasses.replace(load, rate_rps=rate, users=users), rate
 
     def _metrics_source(self, stack: ExitStack) -> MetricsSource:
         """Each instance's /metrics by default; a Prometheus (given, or started for the stage) if asked."""
@@ -367,8 +352,16 @@ class StageSession:
         judge = make_judge(options.judge, settings)
         load_settings = self._load_settings()
         rps = load_settings.rate_rps or load_settings.users * RPS_PER_USER
-        self._replan = _Replan(options.stage, rps, settings, dict(load_settings.mix))
-        record.plan = format_plan(plan_stage(options.stage, rps, settings, dict(load_settings.mix)))
+        if options.load_rate == "auto" and not options.no_load:
+            load_settings, rps = self._auto_rate(load_settings, rps, settings)
+        previous, problem = load_rates(options.stack.run_dir)
+        if problem:
+            self.say(problem)
+        plan = (plan_stage(options.stage, rps, settings, dict(load_settings.mix)) if previous is None
+                else plan_from(options.stage, settings, previous))
+        self._replan = Replanner(options.stage, settings, plan, previous)
+        record.plan = format_plan(plan) if previous is None else (
+            f"planned from the rates {previous.source} ({describe(previous)}):\n{format_plan(plan)}")
         self.say(record.plan)
         weight = record.weight_in_force if record.weight_in_force is not None else options.stage
         printer = ProgressPrinter(self.say, interval=max(5.0, options.tick))
@@ -389,6 +382,9 @@ class StageSession:
             record.load = {"runs": [item.to_dict() for item in stats]}
             for item in stats:
                 self.say(item.format_table())
+        if self._replan.rates is not None and self._replan.rates is not previous:
+            record.rates = self._replan.rates.to_dict()
+            save_rates(options.stack.run_dir, self._replan.rates)
         record.verdict = verdict.to_dict()
         self.say(format_table(verdict))
         return verdict
@@ -416,11 +412,15 @@ class StageSession:
                 verdict = judge.conclude(elapsed, canary, production, weight)
                 printer.update(verdict, options.stage)
                 return verdict
+            extended = judge.extension
             verdict = judge.observe(elapsed, canary, production, weight)
+            if judge.extension and not extended:  # say once, on the console and in the record, why
+                self.record.extension = judge.extension
+                printer.line(f"[stage {options.stage}%] EXTENDED: {judge.extension}")
             printer.update(verdict, options.stage)
             if verdict.decided:
                 return verdict
-            plan = self._replan.measured(elapsed, canary.requests + production.requests)
+            plan = self._replan.update(elapsed, canary, production)
             if plan is not None:
                 self.record.plan = plan
                 printer.line(plan)

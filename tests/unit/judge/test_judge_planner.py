@@ -138,3 +138,22 @@ def test_cli_bad_config_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert main(["plan", "--stage", "5", "--rps", "50", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "judge setting 'alpha' = 2.0" in err and str(config) in err
+
+
+def test_rate_to_decide_sizes_the_load_for_the_slowest_test() -> None:
+    from canary_harness.judge.planner import rate_to_decide
+
+    settings = JudgeSettings(p95_thresholds={"fast": 2.5}, max_duration_s=900)
+    plan = plan_stage(25, 20, settings)
+    rate, why = rate_to_decide(plan, max_rps=500)
+    assert 20 < rate < 500 and "error_rate (PASS" in why
+    # At that rate every request-counted test's n90 fits the window (the planner's own figures agree).
+    again = plan_stage(25, rate, settings)
+    fits = [t for t in again.tests if t.unit == "requests" and t.n90 is not None and t.reach != "n/a"]
+    assert fits and all(t.seconds90 is not None and t.seconds90 <= 900 + 1e-6 for t in fits)
+    # The same need from a plan made at another rate: n90 does not depend on the rate.
+    assert rate_to_decide(plan_stage(25, 80, settings), max_rps=500)[0] == pytest.approx(rate, abs=0.2)
+    capped, why = rate_to_decide(plan_stage(1, 20, settings), max_rps=60)
+    assert capped == 60 and "capped at the load's maximum 60 req/s" in why and "undecided" in why
+    with pytest.raises(ConfigError, match="load max rate 0"):
+        rate_to_decide(plan, max_rps=0)

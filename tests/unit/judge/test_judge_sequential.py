@@ -9,6 +9,7 @@ import pytest
 from judge_synthetic import EDGES, SyntheticArm, arms, run_stage
 
 from canary_harness.judge import JudgeSettings, SequentialJudge, StageVerdict, State, make_judge
+from canary_harness.judge.verdict import outcome_summary
 from canary_harness.metrics.types import MetricsSnapshot
 
 ONE_MODE = JudgeSettings(p95_thresholds={"fast": 2.5})
@@ -102,7 +103,7 @@ def test_requests_on_production_at_full_weight_are_a_mismatch() -> None:
 def _silent_stage(settings: JudgeSettings, seconds: int = 120) -> StageVerdict:
     judge = SequentialJudge(settings)
     empty = MetricsSnapshot(taken_at=0.0)
-    for second in range(1, seconds + 1):
+    for second in range(1, seconds):
         verdict = judge.observe(float(second), empty, empty, 5)
         assert verdict.state is State.RUNNING
     return judge.conclude(float(seconds), empty, empty, 5)
@@ -224,3 +225,45 @@ def test_relative_schema_policy_compares_with_production() -> None:
     schema = verdict.check("schema_failures")
     assert verdict.state is State.FAIL and schema.state is State.FAIL
     assert "more often than production" in schema.message
+
+
+def _loss_stage(settings: JudgeSettings, loss_mean: float, seed: int = 31) -> tuple[SequentialJudge, StageVerdict]:
+    judge = SequentialJudge(settings)
+    canary, production = arms(seed=seed, weight_percent=25, loss_mean=loss_mean)
+    return judge, run_stage(judge, canary, production, 25, duration_s=settings.observation_limit_s)
+
+
+def test_extend_if_suspect_extends_a_suspect_stage_and_fails_it_at_the_full_bound() -> None:
+    """A regression too slow for the window: suspect at its end, extended, failed at e ≥ 1/α_i."""
+    settings = ONE_MODE.replace(on_inconclusive="extend_if_suspect", max_duration_s=90, extend_limit_s=600)
+    judge, verdict = _loss_stage(settings, loss_mean=4.0, seed=34)
+    assert judge.extension is not None and "rl_loss e_fail=" in judge.extension
+    assert "extend_if_suspect" in judge.extension and "still fails only at e_fail ≥ 1/α_i" in judge.extension
+    assert verdict.state is State.FAIL and 90 < verdict.elapsed_s <= 690
+    loss = verdict.check("rl_loss")
+    assert loss.state is State.FAIL and float(loss.evidence["e_max_fail"]) >= loss.evidence["fail_bound"]  # type: ignore[operator,arg-type]
+    assert "in the extension" in verdict.reason
+
+
+def test_extend_if_suspect_ends_an_unsuspicious_stage_at_the_window_with_a_warning() -> None:
+    settings = ONE_MODE.replace(on_inconclusive="extend_if_suspect", max_duration_s=60, extend_limit_s=600)
+    judge = SequentialJudge(settings)
+    empty = MetricsSnapshot(taken_at=0.0)
+    for second in range(1, 60):
+        assert judge.observe(float(second), empty, empty, 5).state is State.RUNNING
+    verdict = judge.observe(60.0, empty, empty, 5)
+    assert verdict.decided and verdict.state is State.PASS and verdict.warning and judge.extension is None
+    assert "no check was suspect at the window end" in verdict.reason
+
+
+def test_outcome_summary_never_calls_an_undecided_stage_proven() -> None:
+    undecided = _silent_stage(ONE_MODE.replace(max_duration_s=120))
+    assert undecided.state is State.PASS
+    text = outcome_summary(undecided)
+    assert text.startswith("passed undecided (") and "checks without evidence: error_rate" in text
+    canary, production = arms(seed=9, weight_percent=25)
+    proven = run_stage(SequentialJudge(ONE_MODE), canary, production, 25)
+    assert proven.state is State.PASS and not proven.warning
+    assert outcome_summary(proven) == "passed: every check decided PASS"
+    canary, production = arms(seed=2, weight_percent=25, error_rate=0.05)
+    assert outcome_summary(run_stage(SequentialJudge(ONE_MODE), canary, production, 25)) == "failed"
