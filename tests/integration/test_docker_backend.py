@@ -163,6 +163,6 @@ def test_bad_backend_is_a_usage_error_naming_value_and_source(workdir: Path, run
 def test_without_an_engine_a_process_stack_skips_the_search_and_a_docker_stack_says_why(
         run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
-    assert LocalStack(StackSettings(run_dir=run_dir)).down() == []
+    assert not LocalStack(StackSettings(run_dir=run_dir)).down()
     with pytest.raises(BackendError, match="Docker engine not reachable"):
         LocalStack(StackSettings(run_dir=run_dir, backend="docker")).down()

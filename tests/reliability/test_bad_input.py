@@ -165,7 +165,9 @@ def test_a_health_answering_a_json_list_fails_the_preflight_naming_the_url(tmp_p
                                                                           list_health_url: str) -> None:
     run_dir = tmp_path / "run"
     result = subprocess.run([sys.executable, "-m", "pytest", "--canary-version", "v0.2.0", "--stage", "5",
-                             "--dry-run", f"--canary-url={list_health_url}", f"--production-url={list_health_url}",
+                             "--dry-run", f"--canary-url={list_health_url}",
+                             # the same server under another name: the two URLs must differ
+                             f"--production-url={list_health_url.replace('127.0.0.1', 'localhost')}",
                              "--no-load", "--observation-period", "2", f"--canary-run-dir={run_dir}",
                              "-p", "no:cacheprovider", "-q"],
                             cwd=REPO, capture_output=True, text=True, timeout=120, check=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from canary_harness.deploy.pids import process_start_time
+from canary_harness.deploy.pids import children_of
 from canary_harness.envstore import VALUES_FILE
 from canary_harness.waiting import wait_until
 from tests.integration.rolloutfixtures import (
@@ -78,7 +79,8 @@ def test_planted_secrets_appear_nowhere_and_the_run_dir_is_private(
     monkeypatch.delenv("OPENAI_API_KEY")  # later commands (promote) do not have it: it must come from the store
     # While a stage session runs: its argv (and every other process's) holds neither value.
     def stage_child() -> int | None:
-        for pid in process_group_members(run.pid):
+        # The stage session runs in its own process group, as a child of the rollout.
+        for pid in [*process_group_members(run.pid), *children_of(run.pid)]:
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
