@@ -50,6 +50,8 @@ class StageRecord:
     phases: list[Phase] = field(default_factory=list)
     upstream_config: str = ""
     plan: str = ""
+    # The decision trace (reporting.trace.DecisionTrace.to_dict): every tick's counts and e-values.
+    trace: dict[str, Any] | None = None
 
     def begin(self, name: str) -> Phase:
         """Open a phase; the caller closes it with ``end``."""

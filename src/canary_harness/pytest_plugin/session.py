@@ -35,6 +35,7 @@ from canary_harness.metrics.types import MetricsSnapshot
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.report import ProgressPrinter, format_table
+from canary_harness.reporting.trace import DecisionTrace
 from canary_harness.smoke import require_smoke
 from canary_harness.stack import LocalStack, load_state
 from canary_harness.traffic.nginx import NginxTrafficController, probe_split
@@ -304,6 +305,7 @@ class StageSession:
         record.plan = format_plan(plan_stage(options.stage, rps, settings, dict(load_settings.mix)))
         self.say(record.plan)
         weight = record.weight_in_force if record.weight_in_force is not None else options.stage
+        self._trace = DecisionTrace.start(judge, settings, options.stage, weight)
         printer = ProgressPrinter(self.say, interval=max(5.0, options.tick))
         runs = [] if options.no_load else self._load_runs(load_settings, options.stack.run_dir / "load")
         with ExitStack() as resources:
@@ -316,6 +318,7 @@ class StageSession:
                 verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
             finally:
                 stats = _stop_all(runs)
+                record.trace = self._trace.to_dict()
         if stats:
             record.load = {"runs": [item.to_dict() for item in stats]}
             for item in stats:
@@ -340,9 +343,11 @@ class StageSession:
             production = source.snapshot("production").minus(base_production)
             if time.monotonic() >= deadline:
                 verdict = judge.conclude(elapsed, canary, production, weight)
+                self._trace.add(verdict, canary, production, judge)
                 printer.update(verdict, options.stage)
                 return verdict
             verdict = judge.observe(elapsed, canary, production, weight)
+            self._trace.add(verdict, canary, production, judge)
             printer.update(verdict, options.stage)
             if verdict.decided:
                 return verdict
