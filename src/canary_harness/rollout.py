@@ -22,6 +22,7 @@ from typing import Any
 from canary_harness import journal
 from canary_harness.config import StackSettings
 from canary_harness.errors import ConfigError, RolloutError
+from canary_harness.reporting.allure_cli import rollout_allure_args
 from canary_harness.rollback import rollback
 from canary_harness.stack import LocalStack, load_state
 from canary_harness.traffic.nginx import probe_split
@@ -95,6 +96,7 @@ class RolloutPlan:
             command += ["--canary-env", f"{key}={value}"]
         for key, value in self.production_env.items():
             command += ["--production-env", f"{key}={value}"]
+        command += rollout_allure_args(self.stack.run_dir, self.pytest_args, first_stage=stage == self.stages[0])
         return command + ["-p", "no:cacheprovider", *self.pytest_args]
 
 

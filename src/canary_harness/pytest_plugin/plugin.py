@@ -68,6 +68,10 @@ def pytest_configure(config: pytest.Config) -> None:
         base = config.inipath.parent if config.inipath else config.invocation_params.dir
         config.args = [str(base / RELEASE_CHECKS_DIR)]
     config.pluginmanager.register(fixtures, "canary-fixtures")
+    if config.getoption("allure_report_dir", None):
+        from canary_harness.reporting import allure_plugin  # allure-pytest is an optional extra
+
+        config.pluginmanager.register(allure_plugin, "canary-allure")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -144,9 +144,10 @@ def evalue_figure(trace: DecisionTrace) -> Figure:
             bound = _bound_of(trace, column)
             if bound is not None and bound not in bounds_drawn:
                 bounds_drawn.add(bound)
-                ax.axhline(bound, color="tab:red" if not label.startswith("pass") else "tab:green",
-                           linestyle="--", linewidth=0.8, label=f"1/α bound {bound:.3g}"
-                           if not label.startswith("pass") else f"1/β bound {bound:.3g}")
+                passing = label.startswith("pass")
+                name = "1/β" if passing else "1/α_srm" if label.startswith("mismatch") else "1/α"
+                ax.axhline(bound, color="tab:green" if passing else "tab:red", linestyle="--", linewidth=0.8,
+                           label=f"{name} bound {bound:.3g}")
         crossed = trace.decision.get("crossed", {}).get(check)
         if crossed is not None:
             ax.axvline(crossed, color="black", linestyle=":", label=f"crossed at {crossed:.0f} s")
