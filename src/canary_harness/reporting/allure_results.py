@@ -30,7 +30,8 @@ from canary_harness.reporting.trace import DecisionTrace
 # [\s\S] rather than (?s): the patterns must work in Java (Allure 2) and JavaScript (Allure 3) alike.
 _ANY = "[\\s\\S]*"
 CATEGORIES: list[dict[str, Any]] = [
-    {"name": "rollback failed", "matchedStatuses": ["failed", "broken"], "messageRegex": f"{_ANY}rollback failed{_ANY}"},
+    {"name": "rollback failed", "matchedStatuses": ["failed", "broken"],
+     "messageRegex": f"{_ANY}rollback failed{_ANY}"},
     {"name": "harness error", "matchedStatuses": ["broken"], "messageRegex": _ANY},
     {"name": "inconclusive (underpowered)", "matchedStatuses": ["failed", "skipped", "passed"],
      "messageRegex": f"{_ANY}inconclusive \\(underpowered\\){_ANY}"},
