@@ -14,7 +14,7 @@ import webbrowser
 from importlib.util import find_spec
 from pathlib import Path
 
-from canary_harness.errors import ReportError
+from canary_harness.errors import ConfigError, ReportError
 from canary_harness.reporting.allure_results import CATEGORIES
 
 RESULTS_DIR = "allure-results"
@@ -51,7 +51,7 @@ def allure_command() -> str:
 def build_report(results: Path, output: Path, *, name: str = "canary rollout") -> Path:
     """Generate the HTML report of ``results`` into ``output`` (replaced); returns its index.html."""
     if not results.is_dir() or not any(results.glob("*-result.json")):
-        raise ReportError(f"no Allure results in {results}: run a stage with --alluredir={results} "
+        raise ConfigError(f"no Allure results in {results}: run a stage with --alluredir={results} "
                           "(canary rollout does it for you)")
     command = allure_command()
     if output.exists():
