@@ -22,6 +22,7 @@ from canary_harness.pytest_plugin.options import add_options, resolve
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.session import StageSession
 from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
+from canary_harness.reporting.live import progress_factory
 from canary_harness.rollback import rollback
 
 RELEASE_CHECKS_DIR = "canary_tests"
@@ -95,6 +96,7 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
                      f"(production {options.production_version}, judge {options.judge}"
                      f"{', dry run' if options.dry_run else ''})")
         stage = StageSession(options, lambda text: _say(config, text))
+        stage.progress = progress_factory(config)
         try:
             record = stage.run(
                 config.stash[RECORD_PATH_KEY],

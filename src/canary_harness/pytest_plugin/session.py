@@ -11,7 +11,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,6 +35,7 @@ from canary_harness.metrics.types import MetricsSnapshot
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.report import ProgressPrinter, format_table
+from canary_harness.reporting.live import Printer, ProgressFactory
 from canary_harness.reporting.trace import DecisionTrace
 from canary_harness.smoke import require_smoke
 from canary_harness.stack import LocalStack, load_state
@@ -108,6 +109,8 @@ class StageSession:
         self.say = say
         self.traffic: TrafficController | None = None
         self._limit_s = options.observation_period
+        # The live view on a terminal (set by the plugin); plain progress lines when None.
+        self.progress: ProgressFactory | None = None
         self.record = StageRecord(
             canary_version=options.canary_version, production_version=options.production_version,
             stage=options.stage, dry_run=options.dry_run, judge=options.judge,
@@ -302,11 +305,14 @@ class StageSession:
         load_settings = self._load_settings()
         rps = load_settings.rate_rps or load_settings.users * RPS_PER_USER
         self._replan = _Replan(options.stage, rps, settings, dict(load_settings.mix))
-        record.plan = format_plan(plan_stage(options.stage, rps, settings, dict(load_settings.mix)))
+        plan = plan_stage(options.stage, rps, settings, dict(load_settings.mix))
+        record.plan = format_plan(plan)
         self.say(record.plan)
         weight = record.weight_in_force if record.weight_in_force is not None else options.stage
         self._trace = DecisionTrace.start(judge, settings, options.stage, weight)
-        printer = ProgressPrinter(self.say, interval=max(5.0, options.tick))
+        interval = max(5.0, options.tick)
+        view = self.progress(self.say, interval, self._limit_s, plan.pass_seconds[0]) if self.progress \
+            else nullcontext(ProgressPrinter(self.say, interval=interval))
         runs = [] if options.no_load else self._load_runs(load_settings, options.stack.run_dir / "load")
         with ExitStack() as resources:
             source = self._metrics_source(resources)
@@ -315,7 +321,9 @@ class StageSession:
                 for run in runs:
                     run.start()
                 started = time.monotonic()
-                verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
+                with view as printer:
+                    verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started,
+                                              printer)
             finally:
                 stats = _stop_all(runs)
                 record.trace = self._trace.to_dict()
@@ -329,7 +337,7 @@ class StageSession:
 
     def _tick_loop(self, judge: Judge, source: MetricsSource, base_canary: MetricsSnapshot,
                    base_production: MetricsSnapshot,
-                   weight: int, started: float, printer: ProgressPrinter) -> StageVerdict:
+                   weight: int, started: float, printer: Printer) -> StageVerdict:
         options = self.options
         deadline = started + self._limit_s
         next_tick = started
