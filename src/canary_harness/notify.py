@@ -50,7 +50,7 @@ class NotifySettings:
             raise ConfigError(f"{source}: retries must be an integer ≥ 0, got {retries!r}")
         all_urls = [*urls, *extra_urls]
         for url in all_urls:
-            check_url(url, source if url in urls else "--canary-notify")
+            check_url(url, source if url in urls else "flag --canary-notify / --notify")
         return cls(urls=tuple(dict.fromkeys(all_urls)), timeout_s=float(timeout), retries=retries)
 
 

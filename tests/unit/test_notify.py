@@ -7,11 +7,13 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from canary_harness import notify
+from canary_harness.cli import main
 from canary_harness.errors import ConfigError
 from canary_harness.pytest_plugin.record import StageRecord
 from tests.integration.stackfixtures import free_port
@@ -76,7 +78,7 @@ def test_settings_from_toml_and_flags() -> None:
     ({"timeout_s": 0}, [], "timeout_s must be a positive number"),
     ({"retries": -1}, [], "retries must be an integer ≥ 0"),
     ({"url": ["http://a"]}, [], "unknown key(s) ['url']"),
-    ({}, ["ftp://a/b"], "notify URL 'ftp://a/b' (--canary-notify)"),
+    ({}, ["ftp://a/b"], "notify URL 'ftp://a/b' (flag --canary-notify / --notify)"),
 ])
 def test_bad_settings_name_the_value_and_source(data: dict[str, Any], extra: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -132,3 +134,10 @@ def test_a_dead_receiver_costs_a_warning_not_an_exception() -> None:
     notifier.close()
     assert len(warnings) == 1 and dead in warnings[0] and "verdict not delivered" in warnings[0]
     assert notifier.sent == []
+
+
+def test_promote_with_a_bad_notify_url_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["promote", "--version", "v0.2.0", "--notify", "ftp://chat/hook", "--run-dir", str(tmp_path)])
+    assert code == 2
+    assert "notify URL 'ftp://chat/hook' (flag --canary-notify / --notify)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing locked, nothing journaled
