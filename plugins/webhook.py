@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from canary_harness import notify
-from canary_harness.errors import ConfigError, RollbackError
+from canary_harness.errors import ConfigError
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY
 from canary_harness.pytest_plugin.record import StageRecord
+from canary_harness.reporting.allure_plugin import rollback_outcome
 
 NOTIFIER_KEY = pytest.StashKey[notify.Notifier]()
 
@@ -74,18 +75,21 @@ def pytest_canary_rollback(config: pytest.Config, version: str, stage: int, reas
 
 @pytest.hookimpl(wrapper=True)
 def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
-    """Post ``rollback_failed`` if the canary plugin's rollback raised; close the client at the end."""
+    """Post ``rollback_failed`` if the stage's rollback could not restore weight 0; close the client.
+
+    The canary plugin's own sessionfinish wraps this one and rolls back first, so the journal already
+    says how the rollback went.
+    """
     config = session.config
     try:
         return (yield)
-    except RollbackError as exc:
+    finally:
         options = config.stash.get(OPTIONS_KEY, None)
         record = config.stash.get(RECORD_KEY, None)
-        if options is not None:
-            _send(config, notify.rollback(options.canary_version, record.stage if record else options.stage,
-                                          str(exc), None, ok=False))
-        raise
-    finally:
+        if options is not None and record is not None and NOTIFIER_KEY in config.stash:
+            _, failed = rollback_outcome(options.stack.run_dir, record)
+            if failed is not None:
+                _send(config, notify.rollback(options.canary_version, record.stage, failed, None, ok=False))
         notifier = config.stash.get(NOTIFIER_KEY, None)
         if notifier is not None:
             notifier.close()

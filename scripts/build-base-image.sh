@@ -17,7 +17,7 @@ packages=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib python3.
           python3-setuptools-whl libc6 libssl3 libffi8 libgcc-s1 zlib1g libexpat1 dash coreutils libstdc++6
           libbz2-1.0 liblzma5 libsqlite3-0 libuuid1 libcrypt1 libtirpc3 libncursesw6 libtinfo6 libreadline8
           libdb5.3 libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1
-          libnsl2 libzstd1 libgpm2 ca-certificates "$@")
+          libnsl2 libzstd1 libgpm2 libselinux1 libpcre2-8-0 ca-certificates "$@")
 
 missing=()
 for pkg in "${packages[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
@@ -50,14 +50,21 @@ for pkg in "${packages[@]}"; do dpkg -L "$pkg"; done | sort -u | while read -r p
 done > "$work/files"
 tar -C / --no-recursion -cf - -T "$work/files" 2>/dev/null | tar -C "$rootfs" --keep-directory-symlink -xf -
 
-# Anything `ldd` still finds missing is copied from the host (loop until nothing is).
-for _ in 1 2 3; do
+# Every shared library a binary of the rootfs needs (its ELF NEEDED entries) but the rootfs lacks is
+# copied from the host, until nothing is missing. (Host `ldd` would resolve them against the host's own
+# /usr/lib and never report them missing.)
+for _ in 1 2 3 4; do
   missing_libs=$(find "$rootfs/usr" -type f \( -name '*.so*' -o -perm -u+x \) -print0 2>/dev/null \
-    | xargs -0 -r ldd 2>/dev/null | awk '/not found/ {print $1}' | sort -u || true)
+    | xargs -0 -r readelf -d 2>/dev/null | awk '/\(NEEDED\)/ {gsub(/[][]/, "", $5); print $5}' | sort -u \
+    | comm -23 - <(find "$rootfs" \( -type f -o -type l \) -printf '%f\n' | sort -u) || true)
   [ -z "$missing_libs" ] && break
   for lib in $missing_libs; do
-    src=$(ldconfig -p | awk -v name="$lib" '$1 == name {print $NF; exit}')
-    [ -n "$src" ] && cp -aL --parents "$src" "$rootfs" 2>/dev/null || true
+    src=$(ldconfig -p | awk -v name="$lib" '$1 == name {print $NF}' | head -n 1 || true)
+    [ -n "$src" ] || continue                     # not a system library (e.g. gconv's own modules)
+    src=$(readlink -f "$src")                     # /lib/... is /usr/lib/... on a usr-merged host
+    mkdir -p "$rootfs$(dirname "$src")"
+    cp -a "$src" "$rootfs$src"
+    ln -sf "$(basename "$src")" "$rootfs$(dirname "$src")/$lib" 2>/dev/null || true
   done
 done
 

@@ -76,3 +76,11 @@ def test_injector_draws_at_the_configured_rate_and_never_without_a_fault() -> No
     assert 5000 - 370 < hits < 5000 + 370
     healthy = FaultInjector(Faults(), seed=7)
     assert not any(healthy.fail_request() or healthy.break_schema() for _ in range(draws))
+
+
+def test_loss_nan_fault_is_a_flag() -> None:
+    """``loss_nan=1`` makes every reported loss NaN (a diverged model); other values are refused."""
+    assert parse_faults("loss_nan=1").loss_nan is True
+    assert parse_faults("loss_nan=0").loss_nan is False and parse_faults("").loss_nan is False
+    with pytest.raises(SettingsError, match="loss_nan='2' is not 0 or 1"):
+        parse_faults("loss_nan=2")

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from canary_harness.deploy.factory import parse_backend
 from canary_harness.errors import ConfigError
+from canary_harness.redact import register
 
 T = TypeVar("T")
 
@@ -63,14 +64,24 @@ def parse_positive_float(raw: object, source: str) -> float:
     return value
 
 
-def parse_env_pairs(items: list[str] | tuple[str, ...], source: str) -> dict[str, str]:
-    """``K=V`` strings into a dict; a key must be a valid environment variable name."""
+def parse_env_pairs(items: list[str] | tuple[str, ...], source: str,
+                    environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``K=V`` strings into a dict; a key must be a valid environment variable name. ``K`` alone takes
+    the value of ``K`` from ``environ`` (default: ours), so that a secret need not be on a command line."""
+    environ = os.environ if environ is None else environ
     result: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ConfigError(f"environment entry {item!r} ({source}): must be KEY=VALUE")
+        valid = bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key))
+        if valid and not sep and key in environ:
+            value = environ[key]
+        elif not sep or not valid:
+            # Name only the part before '=': what follows may be a credential.
+            raise ConfigError(f"environment entry {key[:40]!r}{'=***' if sep else ''} ({source}): must be "
+                              "KEY=VALUE, or KEY alone for a variable set in the environment")
         result[key] = value
+    # From here on these values are masked in every error message and output (canary_harness.redact).
+    register(result)
     return result
 
 
@@ -83,11 +94,17 @@ def load_toml(path: Path | None) -> dict[str, Any]:
             return {}
     if not path.exists():
         raise ConfigError(f"config file {str(path)!r}: not found")
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r}: not a regular file")
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r}: not UTF-8 (byte {exc.start}: {exc.reason})") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r}: unreadable: {exc.strerror or exc}") from exc
 
 
 def pick(
@@ -180,4 +197,90 @@ def resolve_stack_settings(
         canary_env=parse_env_pairs(canary_env or [], "from --canary-env"),
         backend=pick("backend", parse_backend, base.backend, cli=backend, env="CANARY_BACKEND",
                      toml_key="backend", **common),
+    )
+
+
+# --------------------------------------------------------------------------- [traffic]
+NGINX_MODES = ("managed", "external")
+
+
+@dataclass(frozen=True)
+class TrafficSettings:
+    """Which NGINX moves the traffic: the harness's own (managed) or the user's (external).
+
+    External: the harness writes only ``<nginx_dir>/conf.d/upstream.conf``, checks and reloads the NGINX
+    in ``nginx_container`` (``docker exec``/``docker kill -s HUP``) or on the host (``nginx_bin``, master PID
+    in ``nginx_pid_file``), and reads the split in force from ``nginx_url``. ``production``/``canary`` are
+    the upstream addresses.
+    """
+
+    nginx: str = "managed"
+    nginx_dir: Path | None = None
+    nginx_url: str | None = None
+    nginx_container: str | None = None
+    nginx_bin: str = "nginx"
+    nginx_pid_file: Path = Path("/run/nginx.pid")
+    production: str = "127.0.0.1:8000"
+    canary: str = "127.0.0.1:8001"
+    reload_timeout: float = 10.0
+    lock_dir: Path = Path(".canary")
+
+
+def _parse_choice(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def parse(raw: Any, source: str) -> str:
+        if str(raw) not in choices:
+            raise ConfigError(f"value {raw!r} ({source}): must be one of {', '.join(choices)}")
+        return str(raw)
+
+    return parse
+
+
+def _parse_url(raw: Any, source: str) -> str:
+    text = str(raw).strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+", text):
+        raise ConfigError(f"URL {raw!r} ({source}): must be http(s)://host:port")
+    return text
+
+
+def _parse_text(raw: Any, source: str) -> str:
+    text = str(raw).strip()
+    if not text:
+        raise ConfigError(f"value {raw!r} ({source}): must not be empty")
+    return text
+
+
+def resolve_traffic_settings(
+    *, toml: Mapping[str, Any] | None = None, stack: StackSettings | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> TrafficSettings:
+    """Build TrafficSettings from the environment and canary.toml [traffic]; addresses from ``stack``.
+
+    External mode without ``nginx_dir`` or ``nginx_url`` is a ConfigError naming the missing key.
+    """
+    section: Mapping[str, Any] = (toml or {}).get("traffic", {})
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"canary.toml [traffic] must be a table, got {section!r}")
+    common: dict[str, Any] = {"toml": section, "environ": environ}
+    stack = stack or StackSettings()
+    mode = pick("nginx", _parse_choice(NGINX_MODES), "managed", env="CANARY_NGINX", toml_key="nginx", **common)
+    nginx_dir = pick("nginx-dir", lambda raw, _src: Path(str(raw)), None, env="CANARY_NGINX_DIR",
+                     toml_key="nginx_dir", **common)
+    nginx_url = pick("nginx-url", _parse_url, None, env="CANARY_NGINX_URL", toml_key="nginx_url", **common)
+    if mode == "external":
+        for key, value in (("nginx_dir", nginx_dir), ("nginx_url", nginx_url)):
+            if value is None:
+                raise ConfigError(f"canary.toml [traffic] nginx = 'external' needs {key} (or CANARY_{key.upper()})")
+    return TrafficSettings(
+        nginx=mode,
+        nginx_dir=nginx_dir,
+        nginx_url=nginx_url,
+        nginx_container=pick("nginx-container", _parse_text, None, env="CANARY_NGINX_CONTAINER",
+                             toml_key="nginx_container", **common),
+        nginx_bin=pick("nginx-bin", _parse_text, "nginx", toml_key="nginx_bin", **common),
+        nginx_pid_file=pick("nginx-pid-file", lambda raw, _src: Path(str(raw)), Path("/run/nginx.pid"),
+                            toml_key="nginx_pid_file", **common),
+        production=f"{stack.host}:{stack.production_port}",
+        canary=f"{stack.host}:{stack.canary_port}",
+        reload_timeout=pick("reload-timeout", parse_positive_float, 10.0, toml_key="reload_timeout", **common),
+        lock_dir=stack.run_dir,
     )

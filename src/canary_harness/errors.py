@@ -7,6 +7,7 @@ CanaryError                 root: everything the harness raises on purpose
 │   └── ImageError          a service image could not be built or checked (pip, docker build, health)
 │       └── EngineUnavailableError  Docker not installed or its engine not answering
 ├── MetricsError            a metrics source could not be read or gave unusable data
+│   ├── CounterResetError   a counter went backwards: the instance restarted during the stage
 │   └── NoDataError         the source answered but holds no sample for the query ("no data")
 ├── LoadError               the load generator failed to run or to report its stats
 ├── StackError              the local stack's recorded state is missing or inconsistent
@@ -20,9 +21,15 @@ Errors from subprocesses, HTTP clients and the like are translated at the bounda
 
 from __future__ import annotations
 
+from canary_harness.redact import redact
+
 
 class CanaryError(Exception):
     """Root of every error the harness raises on purpose."""
+
+    def __str__(self) -> str:
+        """The message with every registered environment value masked (see canary_harness.redact)."""
+        return redact(super().__str__())
 
 
 class ConfigError(CanaryError):
@@ -47,6 +54,10 @@ class EngineUnavailableError(ImageError):
 
 class MetricsError(CanaryError):
     """A metrics source could not be read or returned data that cannot be used."""
+
+
+class CounterResetError(MetricsError):
+    """A cumulative counter went down between two reads: the instance restarted (a restarted canary fails)."""
 
 
 class NoDataError(MetricsError):

@@ -2,18 +2,20 @@
 
 Each stage runs ``python -m pytest --canary-version V --stage N ...`` in a child process: exactly
 the session a person would run by hand, so the stage's own plugin rolls back when it fails. The
-rollout forwards SIGINT/SIGTERM to the running stage as SIGINT (the stage session then rolls back
-as it does on Ctrl-C) and records its own start and end in the journal.
+child runs in its own process group, so a terminal's Ctrl-C reaches it only once: the rollout
+forwards the first SIGINT/SIGTERM/SIGHUP to the running stage as SIGINT (the stage session then rolls
+back as it does on Ctrl-C) and records its own start and end in the journal.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -22,6 +24,8 @@ from typing import Any
 from canary_harness import journal
 from canary_harness.config import StackSettings
 from canary_harness.errors import ConfigError, RolloutError
+from canary_harness.lock import RolloutLock
+from canary_harness.redact import show_env
 from canary_harness.reporting.allure_cli import rollout_allure_args
 from canary_harness.rollback import rollback
 from canary_harness.stack import LocalStack, load_state
@@ -30,6 +34,9 @@ from canary_harness.traffic.nginx import probe_split
 DEFAULT_STAGES: tuple[int, ...] = (1, 5, 25, 100)
 # How long a stage may take to roll back after it was asked to stop.
 STOP_GRACE_S = 120.0
+# The environment twins of the stage session's --canary-env / --production-env (JSON objects).
+CANARY_ENV_VAR = "CANARY_ENV"
+PRODUCTION_ENV_VAR = "CANARY_PRODUCTION_ENV"
 
 
 def parse_stages(raw: str, source: str, *, require_full: bool = True) -> tuple[int, ...]:
@@ -92,12 +99,26 @@ class RolloutPlan:
             command += ["--judge", self.judge]
         if self.config_file:
             command.append(f"--canary-config={self.config_file}")  # '=': pytest must not take it as a root
-        for key, value in self.canary_env.items():
-            command += ["--canary-env", f"{key}={value}"]
-        for key, value in self.production_env.items():
-            command += ["--production-env", f"{key}={value}"]
+        # --canary-env/--production-env travel in the environment (stage_environ), never in argv.
         command += rollout_allure_args(self.stack.run_dir, self.pytest_args, first_stage=stage == self.stages[0])
         return command + ["-p", "no:cacheprovider", *self.pytest_args]
+
+    def stage_environ(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The stage child's environment: ``base`` plus the services' environment as JSON in the twins of
+        --canary-env/--production-env (``/proc/PID/environ`` is private to the user, argv is not)."""
+        environ = {key: value for key, value in base.items() if key not in (CANARY_ENV_VAR, PRODUCTION_ENV_VAR)}
+        if self.canary_env:
+            environ[CANARY_ENV_VAR] = json.dumps(dict(self.canary_env))
+        if self.production_env:
+            environ[PRODUCTION_ENV_VAR] = json.dumps(dict(self.production_env))
+        return environ
+
+    def env_note(self) -> str:
+        """How the banner shows the services' environment: names only (``KEY=***``)."""
+        parts = [f"--{flag} {show_env({key: value})}" for flag, env in
+                 (("canary-env", self.canary_env), ("production-env", self.production_env))
+                 for key, value in env.items()]
+        return f" (plus {' '.join(parts)}, passed by environment)" if parts else ""
 
 
 class _StopRequest:
@@ -106,10 +127,11 @@ class _StopRequest:
     def __init__(self) -> None:
         self.signal: int | None = None
         self.child: subprocess.Popen[bytes] | None = None
+        self._forwarded_to: int | None = None
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequest:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -118,10 +140,13 @@ class _StopRequest:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.signal = signum
-        if self.child is not None and self.child.poll() is None:
-            # The stage session treats SIGINT as Ctrl-C: it rolls back and exits.
-            self.child.send_signal(signal.SIGINT)
+        self.signal = self.signal or signum
+        child = self.child
+        if child is not None and child.poll() is None and self._forwarded_to != child.pid:
+            # Once per stage: the stage session treats SIGINT as Ctrl-C (it rolls back and exits); a
+            # second one would only be deferred by it, so repeating it adds nothing.
+            self._forwarded_to = child.pid
+            child.send_signal(signal.SIGINT)
 
 
 def _rolled_back_since(run_dir: Path, version: str, since: float) -> bool:
@@ -138,8 +163,9 @@ def _last_stage_verdict(run_dir: Path, version: str, stage: int, since: float) -
     return found
 
 
-def run_rollout(plan: RolloutPlan, say: Callable[[str], None]) -> list[StageOutcome]:
-    """Run every stage in order; stop at the first that fails. Returns the outcomes so far."""
+def run_rollout(plan: RolloutPlan, say: Callable[[str], None], lock: RolloutLock | None = None) -> list[StageOutcome]:
+    """Run every stage in order; stop at the first that fails. Returns the outcomes so far. The stage
+    sessions inherit ``lock`` (held by the caller) instead of being refused by it."""
     outcomes: list[StageOutcome] = []
     run_dir = plan.stack.run_dir
     journal.append(run_dir, "rollout_start", version=plan.version, reason="canary rollout",
@@ -150,11 +176,13 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None]) -> list[StageOutc
                 break
             say(f"--- stage {stage}% of {plan.version} ---")
             started, wall = time.monotonic(), time.time()
-            stop.child = subprocess.Popen(plan.stage_command(stage), cwd=plan.workdir,
-                                          env={**os.environ, "CANARY_ACTOR": os.environ.get("CANARY_ACTOR", "rollout")})
+            environ = plan.stage_environ({**os.environ, "CANARY_ACTOR": os.environ.get("CANARY_ACTOR", "rollout")})
+            # Its own process group: the terminal's Ctrl-C goes to the rollout only, which forwards it once.
+            stop.child = subprocess.Popen(plan.stage_command(stage), cwd=plan.workdir, process_group=0,
+                                          env=lock.child_environ(environ) if lock else environ)
             code = _wait(stop.child, stop)
             stop.child = None
-            if code != 0 and "--no-rollback" not in plan.pytest_args \
+            if code != 0 and "--no-rollback" not in plan.pytest_args and not plan.dry_run \
                     and not _rolled_back_since(run_dir, plan.version, wall):
                 # The stage session died before its own rollback (killed, out of memory): do it here.
                 rollback(plan.stack, version=plan.version, stage=stage, actor="rollout",
@@ -176,7 +204,7 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None]) -> list[StageOutc
                    reason="completed" if completed else ("interrupted" if signal_name else "stage failed"),
                    passed=completed, stages=list(plan.stages), dry_run=plan.dry_run,
                    outcomes=[vars(item) for item in outcomes], signal=signal_name)
-    if signal_name and not (outcomes and not outcomes[-1].passed):
+    if signal_name and not plan.dry_run and not (outcomes and not outcomes[-1].passed):
         # The signal came between stages (or the stage ended first): nothing rolled back yet.
         rollback(plan.stack, version=plan.version, stage=outcomes[-1].stage if outcomes else None,
                  reason=f"rollout interrupted by {signal_name}", actor="rollout")
@@ -199,7 +227,7 @@ def _wait(child: subprocess.Popen[bytes], stop: _StopRequest) -> int:
 def completed_rollout(run_dir: Path, version: str) -> journal.JournalEntry | None:
     """The last successful, non-dry-run rollout of ``version`` reaching 100 %, unless rolled back since."""
     found: journal.JournalEntry | None = None
-    for entry in journal.read(run_dir):
+    for entry in journal.read(run_dir, strict=True):  # promotion is not decided on a damaged journal
         if entry.version != version:
             continue
         if entry.event == "rollout_end":
@@ -223,7 +251,16 @@ def require_completed_rollout(run_dir: Path, version: str) -> journal.JournalEnt
     return entry
 
 
-def format_summary(plan: RolloutPlan, outcomes: Sequence[StageOutcome]) -> str:
+def rollback_failed_since(run_dir: Path, version: str, since: float) -> bool:
+    """The last rollback of ``version`` since ``since`` failed (journal ``rollback_failed``)."""
+    last = None
+    for entry in journal.read(run_dir):
+        if entry.time >= since and entry.version == version and entry.event in ("rollback", "rollback_failed"):
+            last = entry.event
+    return last == "rollback_failed"
+
+
+def format_summary(plan: RolloutPlan, outcomes: Sequence[StageOutcome], *, rollback_failed: bool = False) -> str:
     """The end-of-rollout summary with next steps."""
     lines = [f"Rollout summary for {plan.version}{' (dry run: no traffic moved)' if plan.dry_run else ''}"]
     done = {item.stage: item for item in outcomes}
@@ -239,6 +276,11 @@ def format_summary(plan: RolloutPlan, outcomes: Sequence[StageOutcome]) -> str:
             lines.append(f"Partial rollout: the canary serves {plan.stages[-1]} %. Promotion needs a rollout to 100 %.")
         else:
             lines.append(f"Next: canary promote --version {plan.version}   (production becomes {plan.version})")
+    elif rollback_failed:
+        lines.append("ROLLBACK FAILED: the canary may still receive traffic or users may get errors (see the "
+                     "stage output above). Next: canary stack status; canary rollback; canary history")
+    elif plan.dry_run:
+        lines.append("Dry run failed: no traffic was moved and nothing was rolled back. Next: the stage output above")
     else:
         lines.append("The canary was rolled back to 0 %. Next: canary history; the stage output above; "
                      f"canary logs in {plan.stack.run_dir}/logs")
@@ -261,7 +303,7 @@ def promote(settings: StackSettings, version: str, say: Callable[[str], None]) -
         traffic.set_canary_weight(100, reason=f"promote {version}")
         journal.append(run_dir, "weight", version=version, reason="promote: canary takes all traffic", weight=100)
     say(f"canary: restarting production at {version}")
-    stack.restart_production(version, env=state.canary.env)
+    stack.restart_production(version, env=stack.service_env("canary"))
     traffic.set_canary_weight(0, reason=f"promote {version}: production runs it")
     journal.append(run_dir, "weight", version=version, reason="promote: production runs the release", weight=0)
     split = probe_split(traffic.base_url, 100)

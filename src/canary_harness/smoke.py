@@ -30,6 +30,14 @@ class SmokeStep:
         return asdict(self)
 
 
+def _object(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object a step expects; ValueError naming the URL for anything else (a list, a string)."""
+    data = response.json()
+    if not isinstance(data, dict):
+        raise ValueError(f"{response.request.url} answered a JSON {type(data).__name__}, not an object")
+    return data
+
+
 def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
     return client.post(path, json=body)
 
@@ -44,7 +52,7 @@ def run_smoke(client: httpx.Client, *, expected_version: str | None, mode: str =
 
     try:
         health = client.get("/health")
-        body = health.json() if health.status_code == 200 else {}
+        body = _object(health) if health.status_code == 200 else {}
         version = body.get("version")
         ok = health.status_code == 200 and body.get("status") == "healthy" and (
             expected_version is None or version == expected_version)
@@ -52,12 +60,12 @@ def run_smoke(client: httpx.Client, *, expected_version: str | None, mode: str =
                       f"(expected {expected_version})"):
             return steps
         created = _post(client, "/dna/create", {"brief": SMOKE_BRIEF, "mode": "fast"})
-        dna_id = created.json().get("dna_id", "") if created.status_code == 200 else ""
+        dna_id = str(_object(created).get("dna_id", "")) if created.status_code == 200 else ""
         if not record("POST /dna/create", created, dna_id.startswith("dna_"), f"dna_id={dna_id!r}"):
             return steps
         options = _post(client, "/evolve/options", {"dna_id": dna_id, "brief": SMOKE_BRIEF, "mode": mode,
                                                      "algorithm": "PPO", "num_options": 3})
-        payload = options.json() if options.status_code == 200 else {}
+        payload = _object(options) if options.status_code == 200 else {}
         choices = payload.get("options", [])
         experiment = payload.get("experiment_id", "")
         ok = options.status_code == 200 and len(choices) == 3 and str(experiment).startswith("exp_")
@@ -66,9 +74,10 @@ def run_smoke(client: httpx.Client, *, expected_version: str | None, mode: str =
             return steps
         feedback = _post(client, "/evolve/feedback", {"experiment_id": experiment,
                                                        "chosen_id": choices[0]["id"], "rating": 4})
-        status = feedback.json().get("status") if feedback.status_code == 200 else None
+        status = _object(feedback).get("status") if feedback.status_code == 200 else None
         record("POST /evolve/feedback", feedback, status == "accepted", f"status={status!r}")
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, ValueError, TypeError, KeyError, IndexError) as exc:
+        # A service answering garbage (a list, a string, missing fields) fails the step, never the harness.
         steps.append(SmokeStep("request", False, None, f"{exc.__class__.__name__}: {exc}"))
     return steps
 

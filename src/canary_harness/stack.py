@@ -4,7 +4,8 @@ Everything runs in the background and is recorded in ``<run_dir>/state.json`` (P
 times, ports, versions, log paths, the NGINX directory), so that a later command or process can report
 on it, change its weights and stop it by PID. Layout of the run directory::
 
-    state.json
+    state.json               mode 0600 like every file here; the directory is 0700
+    env.key, service-env.json  the services' environment: HMAC key and values (see canary_harness.envstore)
     nginx/                   NGINX prefix (see canary_harness.traffic.nginx)
     logs/production.log      stdout/stderr of production; production.jsonl its structured log
     logs/canary.log          the same for the canary
@@ -13,7 +14,6 @@ on it, change its weights and stop it by PID. Layout of the run directory::
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.config import StackSettings
+from canary_harness.deploy.external import adopt, is_external
 from canary_harness.deploy.factory import backend_for
-from canary_harness.deploy.pids import is_alive
-from canary_harness.deploy.process import health
+from canary_harness.deploy.pids import is_alive, stop_marked
+from canary_harness.deploy.process import ProcessBackend, health
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
+from canary_harness.envstore import EnvStore
 from canary_harness.errors import BackendError, CanaryError, ConfigError, StackError, TrafficError
+from canary_harness.private import private_dir, write_private
 from canary_harness.traffic.nginx import NginxTrafficController
 
 STATE_FILE = "state.json"
@@ -78,8 +81,8 @@ class NginxRecord:
                 pid=_opt_int(data.get("pid")),
                 pid_start_time=_opt_int(data.get("pid_start_time")),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StackError(f"{source}: invalid nginx entry {dict(data)!r}: {exc!r}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StackError(f"{source}: invalid nginx entry: {exc!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -129,11 +132,9 @@ class StackState:
             raise StackError(f"{source}: missing key {exc}") from exc
 
     def save(self) -> None:
-        """Write the state atomically (temporary file + rename)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        os.replace(tmp, self.state_file)
+        """Write the state atomically (temporary file + rename), 0600, fsynced with its directory."""
+        private_dir(self.run_dir)
+        write_private(self.state_file, json.dumps(self.to_json(), indent=2) + "\n")
 
 
 def load_state(run_dir: Path) -> StackState | None:
@@ -177,6 +178,17 @@ class StackStatus:
         return bool(self.components) and all(c.running and c.healthy for c in self.components)
 
 
+@dataclass(frozen=True)
+class Unrecorded:
+    """What ``LocalStack.down`` stopped although the state file did not record it."""
+
+    containers: list[ServiceHandle]
+    pids: list[int]
+
+    def __bool__(self) -> bool:
+        return bool(self.containers or self.pids)
+
+
 class LocalStack:
     """Brings the local stack up and down and gives access to its traffic controller."""
 
@@ -189,6 +201,10 @@ class LocalStack:
         self.settings = settings
         self.run_dir = Path(settings.run_dir).resolve()
         self.backend: Backend = backend or backend_for(settings.backend)
+        if isinstance(self.backend, ProcessBackend) and self.backend.on_spawn is None:
+            # Record each process the moment it exists: an interrupted health wait leaves no unknown PID.
+            self.backend.on_spawn = self._record_spawn
+        self.env_store = EnvStore(self.run_dir)
 
     def backend_of(self, handle: ServiceHandle) -> Backend:
         """The backend that started ``handle`` (the stack's own when the names match)."""
@@ -249,18 +265,50 @@ class LocalStack:
             log_path=self._log_path(role), run_dir=self.run_dir,
         )  # fmt: skip
 
+    def is_healthy(self, handle: ServiceHandle) -> bool:
+        """True if ``handle`` answers healthy: through its backend, or by URL alone for a service given by URL."""
+        if is_external(handle):
+            return health(handle.url) is not None
+        return self.backend_of(handle).is_healthy(handle)
+
+    def _stop(self, handle: ServiceHandle) -> None:
+        """Stop a service the harness started; one given by URL is left running."""
+        if not is_external(handle):
+            self.backend_of(handle).stop(handle)
+
+    def env_digest(self, env: Mapping[str, str]) -> str:
+        """The keyed hash recorded for a service started with ``env`` (compare it, never the values)."""
+        return self.env_store.digest(env)
+
+    def service_env(self, role: str) -> dict[str, str]:
+        """The extra environment ``role`` was started with, from the private store ({} if unknown)."""
+        return self.env_store.load(role)
+
+    def _record_spawn(self, handle: ServiceHandle) -> None:
+        state = load_state(self.run_dir) or StackState(run_dir=self.run_dir)
+        if handle.role == "canary":
+            replace(state, canary=handle).save()
+        else:
+            replace(state, production=handle).save()
+
     def _start(self, spec: ServiceSpec) -> ServiceHandle:
-        """Start through the backend and remember the extra environment in the handle."""
-        return replace(self.backend.start(spec), env=dict(spec.env))
+        """Start through the backend; the environment goes to the private store, its keyed hash to the handle."""
+        self.env_store.save(spec.role, spec.env)
+        return replace(self.backend.start(spec), env=dict(spec.env), env_digest=self.env_digest(spec.env))
 
     # ------------------------------------------------------------------ lifecycle
-    def up(self, *, with_canary: bool, canary_weight: int = 0) -> StackState:
+    def up(
+        self, *, with_canary: bool, canary_weight: int = 0, production_url: str | None = None,
+        canary_url: str | None = None,
+    ) -> StackState:
         """Start production, the canary if asked, then NGINX at ``canary_weight``; record everything.
 
-        If any step fails, whatever this call started is stopped again and nothing stays recorded.
+        A service given by URL (``production_url``, ``canary_url``: already running, healthy) is recorded,
+        not started, and never stopped. If any step fails, whatever this call started is stopped again
+        and nothing stays recorded.
         """
         s = self.settings
-        if with_canary and not s.canary_version:
+        if with_canary and not s.canary_version and not canary_url:
             raise ConfigError(
                 "canary version: required to start a canary (--canary-version or CANARY_VERSION)"
             )
@@ -280,15 +328,28 @@ class LocalStack:
                     f"a stack is already up in {self.run_dir} ({', '.join(alive)}); "
                     "run `canary stack down` first"
                 )
+        private_dir(self.run_dir)
         state = StackState(run_dir=self.run_dir)
+        state.save()  # a fresh record: each process is added to it the moment it exists (_record_spawn)
         controller: NginxTrafficController | None = None
         try:
-            production = self._start(
-                self._spec("production", s.production_version, s.production_port, s.production_env)
-            )
+            if production_url:
+                production = adopt("production", production_url, expected_version=None,
+                                   log_path=self._log_path("production"))  # fmt: skip
+            else:
+                production = self._start(
+                    self._spec("production", s.production_version, s.production_port, s.production_env)
+                )
             state = replace(state, production=production)
             state.save()
-            if with_canary:
+            canary_address = f"{s.host}:{s.canary_port}"
+            if canary_url:
+                canary = adopt("canary", canary_url, expected_version=s.canary_version,
+                               log_path=self._log_path("canary"))  # fmt: skip
+                canary_address = canary.address
+                state = replace(state, canary=canary)
+                state.save()
+            elif with_canary:
                 canary = self._start(
                     self._spec("canary", str(s.canary_version), s.canary_port, s.canary_env)
                 )
@@ -298,8 +359,8 @@ class LocalStack:
                 dir=self.nginx_dir,
                 host=s.host,
                 port=s.nginx_port,
-                production=f"{s.host}:{s.production_port}",
-                canary=f"{s.host}:{s.canary_port}",
+                production=production.address,
+                canary=canary_address,
             )
             controller = self._controller_for(record)
             pid = controller.start(canary_weight)
@@ -320,6 +381,8 @@ class LocalStack:
         """
         state = self.state()
         record = self._nginx_record(state)
+        if state.canary is not None and is_external(state.canary):
+            raise StackError(f"the canary at {state.canary.url} was given by URL: the harness does not replace it")
         if state.canary is not None:
             self.backend_of(state.canary).stop(state.canary)
             state = replace(state, canary=None)
@@ -334,7 +397,7 @@ class LocalStack:
         """Stop the recorded canary (the weight is not changed: set it to 0 first). Idempotent."""
         state = self.state()
         if state.canary is not None:
-            self.backend_of(state.canary).stop(state.canary)
+            self._stop(state.canary)
             replace(state, canary=None).save()
 
     def restart_production(self, version: str, env: Mapping[str, str] | None = None) -> ServiceHandle:
@@ -345,6 +408,8 @@ class LocalStack:
         """
         state = self.state()
         record = self._nginx_record(state)
+        if state.production is not None and is_external(state.production):
+            raise StackError(f"production at {state.production.url} was given by URL: the harness does not replace it")
         if state.production is not None:
             self.backend_of(state.production).stop(state.production)
             state = replace(state, production=None)
@@ -355,15 +420,23 @@ class LocalStack:
         replace(state, production=handle).save()
         return handle
 
-    def down(self) -> list[ServiceHandle]:
-        """Stop everything recorded (by PID or container id) and forget it, then every container still
-        labelled with this run directory. Idempotent. Returns the unrecorded containers it removed."""
+    def down(self) -> Unrecorded:
+        """Stop everything recorded (by PID or container id) and forget it; then anything else the harness
+        started for this run directory: containers labelled with it, processes carrying its environment marker
+        (see ``deploy.pids``), e.g. when the state file was lost. Idempotent. Returns what it found unrecorded
+        and stopped."""
         state = load_state(self.run_dir)
         if state is not None:
             controller = self._controller_for(state.nginx) if state.nginx else None
             self._stop_all(state, controller, raise_errors=True)
             state.state_file.unlink(missing_ok=True)
-        return self.remove_unrecorded_containers(state)
+        self.env_store.forget()
+        removed = self.remove_unrecorded_containers(state)
+        try:
+            pids = stop_marked(self.run_dir)
+        except OSError as exc:
+            raise StackError(f"could not stop a process started for {self.run_dir}: {exc}") from exc
+        return Unrecorded(containers=removed, pids=pids)
 
     def unrecorded_containers(self, state: StackState | None = None) -> list[ServiceHandle]:
         """Containers labelled with this run directory that the state does not record (lost state file,
@@ -400,7 +473,7 @@ class LocalStack:
         for handle in (state.canary, state.production):
             if handle is not None:
                 try:
-                    self.backend_of(handle).stop(handle)
+                    self._stop(handle)
                 except CanaryError as exc:
                     errors.append(f"{handle.role}: {exc}")
         if errors and raise_errors:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from canary_harness.deploy.pids import is_alive, port_is_free
+from canary_harness.deploy.pids import children_of, cmdline, is_alive, port_is_free
 from canary_harness.journal import JournalEntry
 from canary_harness.lock import RolloutLock
 from canary_harness.traffic.probe import SplitCount
@@ -311,8 +311,10 @@ def test_a_stage_session_that_dies_is_still_rolled_back(rollout_cli: RolloutCli)
     run = cli.start(*rollout_args(stages="5,100", period=LONG_PERIOD_S))
     cli.wait_for_entry("the weight entry of stage 5", is_weight(5), run=run)
     cli.wait_for_output(run, PROGRESS_LINE)
-    stage_tree = [pid for pid in process_group_members(run.pid) if pid != run.pid]
-    assert stage_tree, "no stage session found in the rollout's process group"
+    [stage_pid] = [pid for pid in children_of(run.pid) if "--canary-version" in cmdline(pid)]
+    # Its own process group (a terminal's Ctrl-C reaches the rollout only, which forwards it once).
+    assert os.getpgid(stage_pid) == stage_pid and stage_pid not in process_group_members(run.pid)
+    stage_tree = process_group_members(stage_pid)
     for pid in stage_tree:  # the stage session and its load processes, not the rollout
         os.kill(pid, signal.SIGKILL)
 

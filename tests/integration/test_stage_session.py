@@ -168,7 +168,7 @@ def test_ctrl_c_during_observation_rolls_back(stage_runner: StageRunner) -> None
     running.interrupt()
     run = stage_runner.wait(running, 60.0)
     assert run.returncode == pytest.ExitCode.INTERRUPTED, run.describe()
-    assert run.record().error == "observation: interrupted"
+    assert run.record().error == "observation: interrupted by SIGINT"
     assert_rolled_back(stage_runner, run, "interrupted")
     assert not processes_naming(stage_runner.run_dir / "load"), "load processes outlived the session"
 

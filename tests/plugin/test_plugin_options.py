@@ -59,7 +59,7 @@ BAD_INPUTS = [
                  "from environment CANARY_OBSERVATION_PERIOD", id="env-period"),
     pytest.param(["--stage", "5"], {}, "", '[stage]\nobservation_period = "soon"\n', "'soon'",
                  "from canary.toml [stage] observation_period", id="toml-period"),
-    pytest.param(["--stage", "5", "--canary-env", "1BAD=x"], {}, "", "", "'1BAD=x'", "from --canary-env",
+    pytest.param(["--stage", "5", "--canary-env", "1BAD=x"], {}, "", "", "'1BAD'=***", "from --canary-env",
                  id="canary-env"),
     pytest.param(["--stage", "5"], {}, "canary_judge = bayes", "", "'bayes'", "from ini option canary_judge",
                  id="ini-judge"),

@@ -155,9 +155,25 @@ def test_several_app_versions_for_one_target_is_an_error() -> None:
 @pytest.mark.parametrize("value", ["NaN", "+Inf"])
 def test_nan_or_infinite_counter_is_an_error(value: str) -> None:
     answers = healthy_answers()
-    answers[q("rl_loss_sum")] = vector(({}, value))
-    with pytest.raises(MetricsError, match=r"rl_update_loss_sum.*returned"):
+    answers[q("rl_updates")] = vector(({}, value))
+    with pytest.raises(MetricsError, match=r"rl_update_loss_count.*returned"):
         source_with(answers).snapshot("canary")
+
+
+def test_negative_counter_is_an_error_naming_the_query() -> None:
+    answers = healthy_answers()
+    answers[q("errors_5xx")] = vector(({}, "-3"))
+    with pytest.raises(MetricsError, match=r"counter errors_5xx is negative \(-3\)"):
+        source_with(answers).snapshot("canary")
+
+
+@pytest.mark.parametrize("value", ["NaN", "+Inf"])
+def test_a_non_finite_loss_sum_reaches_the_judge(value: str) -> None:
+    """The loss is the service's own figure: a NaN there is a finding the judges FAIL, not a read error."""
+    answers = healthy_answers()
+    answers[q("rl_loss_sum")] = vector(({}, value))
+    snap = source_with(answers).snapshot("canary")
+    assert not math.isfinite(snap.rl_loss_sum) and snap.rl_updates == 3
 
 
 def test_buckets_without_mode_label_or_inf_edge_are_errors() -> None:

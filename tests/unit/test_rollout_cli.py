@@ -76,7 +76,7 @@ def test_bad_version_is_refused_before_anything_starts(
     ("--observation-period", "soon", "value 'soon' (from --observation-period)"),
     ("--observation-period", "inf", "value 'inf' (from --observation-period)"),
     ("--canary-env", "FRAGRANCE_FAULTS", "environment entry 'FRAGRANCE_FAULTS' (from --canary-env)"),
-    ("--production-env", "=1", "environment entry '=1' (from --production-env)"),
+    ("--production-env", "=1", "environment entry ''=*** (from --production-env)"),
 ])
 def test_other_bad_rollout_values_are_refused(
     flag: str, value: str, named: str, started: list[list[str]], tmp_path: Path,

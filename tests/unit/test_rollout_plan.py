@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,12 @@ def test_stage_command_is_the_pytest_session_a_person_would_run(tmp_path: Path) 
     assert command[1:3] == ["-m", "pytest"]
     joined = " ".join(command)
     for part in ("--canary-version v0.2.0", "--stage 5", "--observation-period 30", "--dry-run",
-                 "--canary-env FRAGRANCE_FAULTS=error_rate=0.1", f"--canary-run-dir={tmp_path}"):
+                 f"--canary-run-dir={tmp_path}"):
         assert part in joined
     assert command[-1] == "-x"
+    # The services' environment travels in the child's environment, never on its command line.
+    assert "error_rate=0.1" not in joined and "--canary-env" not in joined
+    environ = plan.stage_environ({"PATH": "/bin", "CANARY_PRODUCTION_ENV": "stale"})
+    assert json.loads(environ["CANARY_ENV"]) == {"FRAGRANCE_FAULTS": "error_rate=0.1"}
+    assert "CANARY_PRODUCTION_ENV" not in environ and environ["PATH"] == "/bin"
+    assert plan.env_note() == " (plus --canary-env FRAGRANCE_FAULTS=***, passed by environment)"

@@ -14,6 +14,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from fragrance_ai.bodylimit import BodyLimitMiddleware
 from fragrance_ai.ensemble import AllProvidersFailed
 from fragrance_ai.errors import NotFoundError
 from fragrance_ai.jsonlog import JsonLogger
@@ -39,6 +40,13 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+def _without_input(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Validation errors without the offending input: a 422 must never echo a request back (it may be
+    megabytes long, or hold what the client should not see repeated)."""
+    return [{key: value for key, value in dict(error).items() if key not in ("input", "ctx", "url")}
+            for error in errors]
+
+
 def startup_fields(settings: Settings) -> dict[str, Any]:
     """What the startup log line announces (never secrets)."""
     return {
@@ -51,6 +59,7 @@ def startup_fields(settings: Settings) -> dict[str, Any]:
         "latency_scale": settings.latency_scale,
         "ppo_batch_size": settings.ppo_batch_size,
         "store_size": settings.store_size,
+        "max_body_bytes": settings.max_body_bytes,
         "faults": dict(settings.faults.given),
     }
 
@@ -95,12 +104,15 @@ def create_app(
     # FastAPI's generic encoder roughly halves the per-request cost of the nested DNA documents.
     app.state.service = service
     app.add_middleware(TelemetryMiddleware, version=settings.version, metrics=metrics, logger=logger)
+    # Added last, so it runs first: an oversized body is refused before anything reads it (counted as 413).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
             status_code=422,
-            content={"detail": jsonable_encoder(exc.errors()), "message": _validation_message(exc)},
+            content={"detail": jsonable_encoder(_without_input(exc.errors())),
+                     "message": _validation_message(exc)},
         )
 
     @app.exception_handler(NotFoundError)

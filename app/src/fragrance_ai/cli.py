@@ -26,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Reference service for canary-harness: LLM-ensemble fragrance DNA with PPO variations.",
         epilog="Environment: APP_VERSION, LLM_ENSEMBLE_MODELS, LLM_ENSEMBLE_WEIGHTS, USE_LLM_ENSEMBLE, "
         "FRAGRANCE_FAULTS, FRAGRANCE_LATENCY_SCALE, FRAGRANCE_PPO_BATCH_SIZE, FRAGRANCE_SEED, "
-        "FRAGRANCE_STORE_SIZE, OPENAI_BASE_URL, OPENAI_API_KEY, FRAGRANCE_LLM_TIMEOUT_S, "
-        "FRAGRANCE_LLM_RETRIES.",
+        "FRAGRANCE_STORE_SIZE, FRAGRANCE_MAX_BODY_BYTES, OPENAI_BASE_URL, OPENAI_API_KEY, "
+        "FRAGRANCE_LLM_TIMEOUT_S, FRAGRANCE_LLM_RETRIES.",
     )
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", default=None, help="TCP port (default 8001)")

@@ -2,8 +2,9 @@
 
 Keys: ``error_rate`` and ``schema_rate`` (fractions in [0, 1]), ``latency_factor`` (>= 1, multiplies the
 simulated latency), ``latency_add_ms`` (>= 0, absolute milliseconds, not scaled), both also per mode as
-``latency_factor.creative=2``, ``loss_factor`` (> 0, multiplies the reported RL loss) and
-``crash_after_s`` (> 0, the process exits that many seconds after start).
+``latency_factor.creative=2``, ``loss_factor`` (> 0, multiplies the reported RL loss), ``loss_nan``
+(1: every reported RL loss is NaN, a diverged model) and ``crash_after_s`` (> 0, the process exits that
+many seconds after start).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fragrance_ai.errors import SettingsError
 
 SOURCE = "FRAGRANCE_FAULTS"
 PER_MODE_KEYS = ("latency_factor", "latency_add_ms")
-GLOBAL_KEYS = ("error_rate", "schema_rate", "loss_factor", "crash_after_s")
+GLOBAL_KEYS = ("error_rate", "schema_rate", "loss_factor", "loss_nan", "crash_after_s")
 
 
 def _frozen(values: Mapping[str, float]) -> Mapping[str, float]:
@@ -33,6 +34,7 @@ class Faults:
     error_rate: float = 0.0
     schema_rate: float = 0.0
     loss_factor: float = 1.0
+    loss_nan: bool = False
     crash_after_s: float | None = None
     latency_factor: Mapping[str, float] = field(default_factory=lambda: _frozen({m: 1.0 for m in MODES}))
     latency_add_ms: Mapping[str, float] = field(default_factory=lambda: _frozen({m: 0.0 for m in MODES}))
@@ -62,6 +64,7 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "error_rate": (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
     "schema_rate": (lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
     "loss_factor": (lambda v: v > 0.0, "a number > 0"),
+    "loss_nan": (lambda v: v in (0.0, 1.0), "0 or 1"),
     "crash_after_s": (lambda v: v > 0.0, "a number of seconds > 0"),
     "latency_factor": (lambda v: v >= 1.0, "a number >= 1"),
     "latency_add_ms": (lambda v: v >= 0.0, "a number of milliseconds >= 0"),
@@ -108,6 +111,7 @@ def _build(given: Mapping[str, float]) -> Faults:
         error_rate=given.get("error_rate", 0.0),
         schema_rate=given.get("schema_rate", 0.0),
         loss_factor=given.get("loss_factor", 1.0),
+        loss_nan=given.get("loss_nan", 0.0) == 1.0,
         crash_after_s=crash,
         latency_factor=_frozen(per_mode["latency_factor"]),
         latency_add_ms=_frozen(per_mode["latency_add_ms"]),

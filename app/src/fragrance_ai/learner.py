@@ -28,6 +28,7 @@ class Learner:
         batch_size: int,
         seed: int,
         loss_factor: float = 1.0,
+        loss_nan: bool = False,
         config: PPOConfig | None = None,
         value_window: int | None = None,
     ) -> None:
@@ -35,6 +36,7 @@ class Learner:
         # The value baseline sees the last few batches (at least 32 transitions): see ppo.py.
         self.recent: deque[Transition] = deque(maxlen=value_window or max(4 * batch_size, 32))
         self.loss_factor = loss_factor
+        self.loss_nan = loss_nan
         self.config = config or PPOConfig()
         self.rng = np.random.default_rng(seed)
         self.policy = LinearPolicy(len(ACTIONS), FEATURE_DIM, self.rng)
@@ -58,4 +60,7 @@ class Learner:
         if self.loss_factor != 1.0:
             # The loss_factor fault: a release whose training diverges reports a larger loss.
             stats = replace(stats, loss=stats.loss * self.loss_factor)
+        if self.loss_nan:
+            # The loss_nan fault: a diverged model reports NaN (to be FAILed, not averaged away).
+            stats = replace(stats, loss=float("nan"))
         return stats

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fragrance_ai.bodylimit import DEFAULT_MAX_BODY_BYTES
 from fragrance_ai.errors import SettingsError
 from fragrance_ai.faults import Faults, parse_faults
 
@@ -60,6 +61,7 @@ class Settings:
     openai_api_key: Secret = field(default_factory=lambda: Secret(""))
     llm_timeout_s: float = 10.0
     llm_retries: int = 2
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def active_models(self) -> tuple[str, ...]:
@@ -199,6 +201,7 @@ def resolve_settings(
     use = env_value("USE_LLM_ENSEMBLE")
     timeout = env_value("FRAGRANCE_LLM_TIMEOUT_S")
     retries = env_value("FRAGRANCE_LLM_RETRIES")
+    body_limit = env_value("FRAGRANCE_MAX_BODY_BYTES")
     base_url = env_value("OPENAI_BASE_URL")
     return Settings(
         host=resolved_host,
@@ -221,4 +224,7 @@ def resolve_settings(
         if timeout
         else 10.0,
         llm_retries=parse_int(retries, "FRAGRANCE_LLM_RETRIES", minimum=0, maximum=10) if retries else 2,
+        max_body_bytes=parse_int(body_limit, "FRAGRANCE_MAX_BODY_BYTES", minimum=1024, maximum=2**30)
+        if body_limit
+        else DEFAULT_MAX_BODY_BYTES,
     )

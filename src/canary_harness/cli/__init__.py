@@ -11,7 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from canary_harness.errors import CanaryError, ConfigError
+from canary_harness.errors import CanaryError, ConfigError, RollbackError
+from canary_harness.private import restrict_umask
 
 # Each module registers its own sub-commands; adding a command is one line here.
 _COMMAND_MODULES = (
@@ -22,6 +23,7 @@ _COMMAND_MODULES = (
     "canary_harness.cli.precheck_cmd",
     "canary_harness.cli.history_cmd",
     "canary_harness.cli.images_cmd",
+    "canary_harness.cli.smoke_cmd",
     "canary_harness.cli.report_cmd",
 )
 
@@ -43,11 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    # Everything written under a run directory (by us or the processes we start) is private to the user.
+    restrict_umask()
     try:
         return int(handler(args))
     except ConfigError as exc:
         print(f"canary: error: {exc}", file=sys.stderr)
         return 2
+    except RollbackError as exc:  # the canary may keep traffic or users get errors: 3, as pytest's session
+        print(f"canary: ROLLBACK FAILED: {exc}", file=sys.stderr)
+        return 3
     except CanaryError as exc:
         print(f"canary: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -78,7 +78,7 @@ def _history(args: argparse.Namespace) -> int:
     limit = None if args.limit is None else parse_limit(args.limit, "from --limit")
     toml = load_toml(Path(args.config) if args.config else None)
     run_dir = resolve_stack_settings(toml=toml, run_dir=args.run_dir).run_dir
-    entries = select(list(journal.read(run_dir)), version=version, limit=limit)
+    entries = select(list(journal.read(run_dir, strict=True)), version=version, limit=limit)
     if args.json:
         for entry in entries:
             print(json.dumps(entry.to_dict(), default=str, sort_keys=True))

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import os
 import shlex
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from canary_harness.rollout import (
     format_summary,
     parse_stages,
     promote,
+    rollback_failed_since,
     run_rollout,
 )
 from canary_harness.stack import load_state
@@ -94,14 +96,16 @@ def _rollout(args: argparse.Namespace) -> int:
         production_env=parse_env_pairs(args.production_env, "from --production-env"),
         config_file=args.config_file, pytest_args=tuple(extra),
     )
-    with RolloutLock(settings.run_dir, version=version):
+    with RolloutLock(settings.run_dir, version=version) as lock:
         print(f"=== canary rollout {version}: stages {' -> '.join(f'{s}%' for s in stages)}"
               f"{'  (DRY RUN: no traffic will move)' if plan.dry_run else ''} ===", flush=True)
-        print(f"    each stage runs: {shlex.join(plan.stage_command(stages[0]))}", flush=True)
-        outcomes = run_rollout(plan, lambda text: print(text, flush=True))
-    print(format_summary(plan, outcomes), flush=True)
+        print(f"    each stage runs: {shlex.join(plan.stage_command(stages[0]))}{plan.env_note()}", flush=True)
+        started = time.time()
+        outcomes = run_rollout(plan, lambda text: print(text, flush=True), lock)
+    failed_rollback = rollback_failed_since(settings.run_dir, version, started)
+    print(format_summary(plan, outcomes, rollback_failed=failed_rollback), flush=True)
     ok = len(outcomes) == len(stages) and all(item.passed for item in outcomes)
-    return 0 if ok else 1
+    return 3 if failed_rollback else 0 if ok else 1
 
 
 def _backend_given(args: argparse.Namespace) -> bool:
@@ -118,7 +122,7 @@ def _promote(args: argparse.Namespace) -> int:
         # Unless told otherwise, production stays the kind of service it is (a container stays a container).
         settings = dataclasses.replace(settings, backend=state.production.backend)
     notifier = promotion_notifier(load_toml(Path(args.config_file) if args.config_file else None), args.notify)
-    with RolloutLock(settings.run_dir, version=version):
+    with RolloutLock(settings.run_dir, version=version, command="promotion"):
         promote(settings, version, lambda text: print(text, flush=True))
     notifier(version)
     return 0
@@ -132,7 +136,8 @@ def _rollback(args: argparse.Namespace) -> int:
         raise RolloutError(f"nothing to roll back: no stack recorded in {settings.run_dir}")
     if version is None and state is not None and state.canary is not None:
         version = state.canary.version
-    result = rollback(settings, version=version, stage=None, reason=args.reason, keep_canary=args.keep_canary,
-                      actor=None)
+    with RolloutLock(settings.run_dir, version=version or "", command="canary rollback"):
+        result = rollback(settings, version=version, stage=None, reason=args.reason,
+                          keep_canary=args.keep_canary, actor=None)
     print(f"canary: {result.summary()}")
     return 0

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.config import StackSettings, load_toml, parse_percent, resolve_stack_settings
+from canary_harness.deploy.external import is_external, parse_service_url
 from canary_harness.deploy.protocol import ServiceHandle
 from canary_harness.errors import ConfigError
+from canary_harness.lock import RolloutLock
+from canary_harness.redact import show_env
 from canary_harness.stack import LocalStack, StackState, StackStatus, load_state
 
 
@@ -62,7 +65,8 @@ def _print_state(state: StackState) -> None:
     for handle in (state.production, state.canary):
         if handle is not None:
             ident = f"container {handle.container_id[:12]}" if handle.container_id else f"PID {handle.pid}"
-            print(f"{handle.role:<11} {ident}  {handle.url}  {handle.version}  log {handle.log_path}")
+            where = "given by URL, never stopped by the harness" if is_external(handle) else f"log {handle.log_path}"
+            print(f"{handle.role:<11} {ident}  {handle.url}  {handle.version}  {where}")
     print(f"state       {state.state_file}")
 
 
@@ -81,14 +85,37 @@ def _print_status(status: StackStatus) -> None:
         )
 
 
+def _service_urls(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """--production-url/--canary-url, refused with the flags that only make sense for a started service."""
+    urls = {role: parse_service_url(raw, f"from --{role}-url") if raw else None
+            for role, raw in (("production", args.production_url), ("canary", args.canary_url))}  # fmt: skip
+    if urls["production"] and urls["production"] == urls["canary"]:
+        raise ConfigError(f"--production-url and --canary-url are both {urls['canary']!r}: they must differ")
+    conflicts = {"production": (("--production-port", args.production_port),
+                                ("--production-version", args.production_version)),
+                 "canary": (("--canary-port", args.canary_port), ("--canary-env", args.canary_env))}  # fmt: skip
+    for role, url in urls.items():
+        for flag, value in conflicts[role] if url else ():
+            if value:
+                raise ConfigError(f"{flag} {value!r}: the {role} at {url} (--{role}-url) is not started by the "
+                                  "harness; drop one of the two")  # fmt: skip
+    return urls["production"], urls["canary"]
+
+
 def _up(args: argparse.Namespace) -> int:
+    # Every flag is checked before anything starts.
+    production_url, canary_url = _service_urls(args)
     settings = settings_from_args(args)
     if settings.canary_env and settings.canary_version is None:
-        raise ConfigError(f"--canary-env {args.canary_env!r}: given without a canary (--canary-version)")
+        raise ConfigError(f"--canary-env {show_env(settings.canary_env)}: given without a canary (--canary-version)")
     weight = 0
     if args.canary_weight is not None:
         weight = parse_percent(args.canary_weight, "from --canary-weight")
-    state = LocalStack(settings).up(with_canary=settings.canary_version is not None, canary_weight=weight)
+    with RolloutLock(settings.run_dir, version=settings.canary_version or "", command="canary stack up"):
+        state = LocalStack(settings).up(
+            with_canary=settings.canary_version is not None or canary_url is not None, canary_weight=weight,
+            production_url=production_url, canary_url=canary_url,
+        )  # fmt: skip
     print(f"canary stack up: running in {state.run_dir}")
     _print_state(state)
     return 0
@@ -115,12 +142,16 @@ def _down(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     stack = LocalStack(settings)
     recorded = load_state(stack.run_dir) is not None
-    removed = stack.down()
-    _print_unrecorded(removed, "removed")
+    with RolloutLock(stack.run_dir, version="stack down", command="canary stack down"):
+        removed = stack.down()
+    _print_unrecorded(removed.containers, "removed")
     if recorded:
         print(f"canary stack down: stopped everything recorded in {stack.run_dir}")
     elif not removed:
         print(f"canary stack down: nothing recorded in {stack.run_dir}")
+    if removed.pids:
+        print(f"canary stack down: also stopped {len(removed.pids)} unrecorded process(es) the harness started "
+              f"for {stack.run_dir}: PIDs {', '.join(map(str, removed.pids))}")
     return 0
 
 
@@ -145,6 +176,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     up.add_argument("--production-port", help="production port (default 8000)")
     up.add_argument("--canary-port", help="canary port (default 8001)")
     add_backend_option(up)
+    up.add_argument("--production-url", help="use the production already running there (never stopped)")
+    up.add_argument("--canary-url", help="use the canary already running there (never stopped)")
     add_location_options(up)
     up.set_defaults(handler=_up)
 

@@ -3,6 +3,8 @@
 Validates N (an integer 0..100) before touching anything, renders the upstream, checks the complete
 configuration with ``nginx -t``, replaces it atomically, reloads, confirms the new workers serve it,
 logs each step on stderr and prints the split NGINX reports as in force. Without N, prints that split.
+With ``[traffic] nginx = "external"`` the same is done to the user's NGINX (traffic/external.py): only
+``conf.d/upstream.conf`` is written, and no recorded stack is needed.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from typing import Any
 
 from canary_harness import journal
 from canary_harness.cli.stack_cmd import add_location_options, run_dir_source, settings_from_args
-from canary_harness.config import parse_percent
+from canary_harness.config import load_toml, parse_percent, resolve_traffic_settings
+from canary_harness.deploy.process import health
 from canary_harness.errors import ConfigError, StackError
+from canary_harness.lock import RolloutLock
 from canary_harness.stack import LocalStack, load_state
+from canary_harness.traffic.external import ExternalNginxController
+from canary_harness.traffic.nginx import InForce
 
 
 def _step_logging() -> logging.Handler:
@@ -32,6 +38,9 @@ def _weights(args: argparse.Namespace) -> int:
     # Validate the value first: a bad N must change nothing, whatever the state of the stack.
     percent = parse_percent(args.percent, "command-line argument N") if args.percent is not None else None
     settings = settings_from_args(args)
+    traffic_settings = resolve_traffic_settings(toml=load_toml(getattr(args, "config", None)), stack=settings)
+    if traffic_settings.nginx == "external":
+        return _external_weights(ExternalNginxController(traffic_settings), percent, args)
     stack = LocalStack(settings)
     state = load_state(stack.run_dir)
     if state is None:
@@ -51,17 +60,39 @@ def _weights(args: argparse.Namespace) -> int:
                 )
         handler = _step_logging()
         try:
-            traffic.set_canary_weight(percent, reason=args.reason or "canary weights command")
+            with RolloutLock(stack.run_dir, version="", command=f"canary weights {percent}"):
+                traffic.set_canary_weight(percent, reason=args.reason or "canary weights command")
         finally:
             logging.getLogger("canary_harness.traffic").removeHandler(handler)
         journal.append(stack.run_dir, "weight", version=state.canary.version if state.canary else None,
                        reason=args.reason or "canary weights command", weight=percent)
-    in_force = traffic.weights_in_force()
+    _print_in_force(traffic.weights_in_force())
+    return 0
+
+
+def _external_weights(traffic: ExternalNginxController, percent: int | None, args: argparse.Namespace) -> int:
+    """``[traffic] nginx = "external"``: the user's NGINX, whatever started the services."""
+    if percent is not None:
+        if percent > 0 and health(f"http://{traffic.canary}") is None:
+            raise StackError(
+                f"canary weight {percent}: the canary at {traffic.canary} is not healthy; the weights were not changed"
+            )
+        handler = _step_logging()
+        try:
+            traffic.set_canary_weight(percent, reason=args.reason or "canary weights command")
+        finally:
+            logging.getLogger("canary_harness.traffic").removeHandler(handler)
+        journal.append(traffic.settings.lock_dir, "weight", version=None,
+                       reason=args.reason or "canary weights command (external nginx)", weight=percent)  # fmt: skip
+    _print_in_force(traffic.weights_in_force())
+    return 0
+
+
+def _print_in_force(in_force: InForce) -> None:
     print(
         f"in force: production {in_force.production_weight}% ({in_force.production}) / "
         f"canary {in_force.canary_weight}% ({in_force.canary}), generation {in_force.generation}"
     )
-    return 0
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:

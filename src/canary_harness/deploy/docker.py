@@ -177,8 +177,11 @@ class DockerBackend:
         try:
             with engine_errors(what):
                 wait_until(ready, timeout, 0.05, f"{spec.url}/health")
-        except (TimeoutError, BackendError) as exc:
+        except BaseException as exc:
+            # Ctrl-C or SIGTERM during the wait too: a container that never became healthy is never left.
             self.stop(handle, timeout=5.0)
+            if not isinstance(exc, TimeoutError | BackendError):
+                raise
             raise BackendError(
                 f"{what} (container {name} {container.short_id}, image {image}) did not become healthy: "
                 f"{exc}\n--- last lines of {spec.log_path} ---\n{tail(spec.log_path)}"

@@ -8,8 +8,8 @@ from canary_harness.errors import ConfigError
 
 # ``testcontainers`` only runs the smoke checks against a throwaway container (pytest -m smoke): it
 # never backs a stack, so ``backend_for`` refuses it.
-BACKENDS: tuple[str, ...] = ("process", "docker", "testcontainers")
-STACK_BACKENDS: tuple[str, ...] = ("process", "docker")
+BACKENDS: tuple[str, ...] = ("process", "docker", "compose", "testcontainers")
+STACK_BACKENDS: tuple[str, ...] = ("process", "docker", "compose")
 
 
 def parse_backend(raw: object, source: str) -> str:
@@ -30,7 +30,15 @@ def backend_for(name: str) -> Backend:
         from canary_harness.deploy.docker import DockerBackend
 
         return DockerBackend()
+    if name == "compose":
+        from canary_harness.deploy.compose import ComposeBackend
+
+        return ComposeBackend()
+    if name == "external":  # recorded in handles of services given by URL; never chosen by a flag
+        from canary_harness.deploy.external import ExternalBackend
+
+        return ExternalBackend()
     if name == "testcontainers":
         raise ConfigError("backend 'testcontainers': only for smoke runs (pytest canary_tests -m smoke), "
-                          "not for a stack; use process or docker")
+                          "not for a stack; use process, docker or compose")
     raise ConfigError(f"backend {name!r}: must be one of {', '.join(STACK_BACKENDS)}")

@@ -4,6 +4,12 @@ the two helpers every local starter needs (is a port free, the tail of a log).
 A PID recorded in a state file may outlive its process and be reused by an unrelated one, so every
 recorded PID travels with the process start time read from ``/proc/PID/stat``; a signal is only sent
 when both still match.
+
+Every process the harness starts also carries a marker in its environment, ``CANARY_HARNESS_RUN_DIR=<abs
+dir>`` (the run directory or a directory inside it), so that ``canary stack down`` can find and stop it
+even when the state file that recorded it is lost: ``marked_processes`` reads ``/proc/PID/environ`` (only
+readable for our own processes; for an NGINX master, which overwrites that block with its title, the
+``-p`` prefix directory in the title) and pairs each PID with its start time, never matching by name.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import time
 from pathlib import Path
 
 from canary_harness.waiting import wait_until
+
+HARNESS_MARKER = "CANARY_HARNESS_RUN_DIR"
 
 # Popen objects of the processes this interpreter started, so that they can be reaped (no zombies).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -110,9 +118,10 @@ def terminate(
     start_time: int | None = None,
     timeout: float = 10.0,
     term_signal: int = signal.SIGTERM,
-    also_kill: tuple[int, ...] = (),
+    also_kill: tuple[tuple[int, int | None], ...] = (),
 ) -> None:
-    """Stop ``pid``: ``term_signal``, wait up to ``timeout``, then SIGKILL (and ``also_kill``) and wait.
+    """Stop ``pid``: ``term_signal``, wait up to ``timeout``, then SIGKILL (and ``also_kill``: (PID, start
+    time) pairs, each signalled only while its start time matches) and wait.
 
     Idempotent: a process that is gone (or whose PID now belongs to another process) is left alone.
     Raises OSError if the process survives SIGKILL.
@@ -124,8 +133,8 @@ def terminate(
     if wait_dead(pid, timeout, start_time):
         return
     send_signal(pid, signal.SIGKILL, start_time)
-    for extra in also_kill:
-        send_signal(extra, signal.SIGKILL)
+    for extra, extra_start in also_kill:
+        send_signal(extra, signal.SIGKILL, extra_start)
     if not wait_dead(pid, 5.0, start_time):
         raise OSError(f"process {pid} still alive {time.monotonic() - started:.1f}s after SIGKILL")
 
@@ -152,3 +161,67 @@ def port_is_free(host: str, port: int) -> bool:
                 return False
             raise
     return True
+
+
+def marker_env(owner: Path) -> dict[str, str]:
+    """The environment entry that marks a process as started by the harness for ``owner`` (a directory)."""
+    return {HARNESS_MARKER: str(Path(owner).resolve())}
+
+
+def _marker_of(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    prefix = HARNESS_MARKER.encode() + b"="
+    for entry in raw.split(b"\0"):
+        if entry.startswith(prefix):
+            return entry[len(prefix):].decode(errors="replace")
+    return None
+
+
+def _nginx_prefix(pid: int) -> str | None:
+    """The ``-p`` prefix an NGINX master shows in its title. NGINX writes its process title over its
+    environment block, so the marker cannot be read back there; the prefix directory it was started with
+    (inside the run directory) identifies it instead. Workers exit with their master."""
+    words = cmdline(pid).split()
+    if words[:3] != ["nginx:", "master", "process"] or "-p" not in words[:-1]:
+        return None
+    return words[words.index("-p") + 1].rstrip("/")
+
+
+def marked_processes(run_dir: Path) -> list[tuple[int, int]]:
+    """(PID, start time) of every live process whose marker is ``run_dir`` or a directory inside it.
+
+    This process and its ancestors are never listed (a command run from inside a marked process must not
+    stop itself).
+    """
+    root = str(Path(run_dir).resolve())
+    spared, parent = {os.getpid()}, os.getppid()
+    while parent > 1 and parent not in spared:
+        spared.add(parent)
+        fields = _stat_fields(parent)
+        parent = int(fields[1]) if fields else 0
+    found: list[tuple[int, int]] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in spared:
+            continue
+        marker = _marker_of(int(entry.name)) or _nginx_prefix(int(entry.name))
+        if marker is not None and (marker == root or marker.startswith(root + "/")):
+            fields = _stat_fields(int(entry.name))
+            if fields and fields[0] not in ("Z", "X"):
+                found.append((int(entry.name), int(fields[19])))
+    return sorted(found)
+
+
+def stop_marked(run_dir: Path, timeout: float = 10.0) -> list[int]:
+    """Stop (TERM, then KILL) every process marked for ``run_dir``; the PIDs that were stopped.
+
+    Each PID is signalled only while its start time is still the one read when it was found.
+    """
+    stopped = []
+    for pid, start_time in marked_processes(run_dir):
+        if is_alive(pid, start_time):
+            terminate(pid, start_time=start_time, timeout=timeout)
+            stopped.append(pid)
+    return stopped

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -21,9 +22,11 @@ from canary_harness.deploy import pids
 from canary_harness.deploy.pids import port_is_free, tail
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError
+from canary_harness.private import open_private_append
 from canary_harness.waiting import wait_until
 
 EXECUTABLE = "fragrance-ai"
+_HARNESS_ONLY_ENV = ("CANARY_ENV", "CANARY_PRODUCTION_ENV")
 
 
 def find_executable(name: str = EXECUTABLE) -> str:
@@ -69,10 +72,14 @@ class ProcessBackend:
 
     name = "process"
 
-    def __init__(self, executable: str | None = None, *, extra_env: dict[str, str] | None = None) -> None:
-        """``executable`` overrides the console script lookup; ``extra_env`` goes under each spec's env."""
+    def __init__(self, executable: str | None = None, *, extra_env: dict[str, str] | None = None,
+                 on_spawn: Callable[[ServiceHandle], None] | None = None) -> None:
+        """``executable`` overrides the console script lookup; ``extra_env`` goes under each spec's env;
+        ``on_spawn`` is called with the handle as soon as the process exists, before the health wait
+        (``LocalStack`` records it in the state file then)."""
         self._executable = executable
         self._extra_env = dict(extra_env or {})
+        self.on_spawn = on_spawn
 
     def command(self, spec: ServiceSpec) -> list[str]:
         """The argv that starts ``spec``."""
@@ -89,9 +96,11 @@ class ProcessBackend:
         argv = self.command(spec)
         if not port_is_free(spec.host, spec.port):
             raise BackendError(f"{spec.role} {spec.version}: port {spec.host}:{spec.port} is already in use")
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self._extra_env, **dict(spec.env)}
-        with spec.log_path.open("ab") as out:
+        # The stage session's copy of the services' environment (JSON twins) is not the service's business.
+        inherited = {key: value for key, value in os.environ.items() if key not in _HARNESS_ONLY_ENV}
+        env = {**inherited, "PYTHONUNBUFFERED": "1", **self._extra_env, **dict(spec.env),
+               **pids.marker_env(spec.log_path.parent)}
+        with os.fdopen(open_private_append(spec.log_path), "ab") as out:
             try:
                 proc = subprocess.Popen(
                     argv,
@@ -127,6 +136,8 @@ class ProcessBackend:
             return data is not None
 
         try:
+            if self.on_spawn is not None:
+                self.on_spawn(handle)
             wait_until(ready, timeout, 0.05, f"{spec.url}/health")
         except (TimeoutError, BackendError) as exc:
             self.stop(handle, timeout=5.0)
@@ -134,6 +145,11 @@ class ProcessBackend:
                 f"{spec.role} {spec.version} (PID {proc.pid}, {' '.join(argv)}) did not become healthy: "
                 f"{exc}\n--- last lines of {spec.log_path} ---\n{tail(spec.log_path)}"
             ) from exc
+        except BaseException:
+            # Ctrl-C or any other error during the wait: the child leads its own session, so no signal
+            # from the terminal reaches it and nothing else would ever stop it.
+            self.stop(handle, timeout=5.0)
+            raise
         return handle
 
     def stop(self, handle: ServiceHandle, *, timeout: float = 10.0) -> None:

@@ -57,9 +57,10 @@ class ServiceHandle:
     app_log_path: Path | None = None
     pid_start_time: int | None = None
     backend: str = "process"
-    # The extra environment it was started with (--canary-env): decides whether a running canary can be
-    # reused by the next stage, and what production restarts with on promotion.
-    env: Mapping[str, str] = field(default_factory=dict)
+    # The extra environment it was started with (--canary-env), in memory only: never written to the
+    # state file, which keeps ``env_digest`` (keyed hash, see canary_harness.envstore) for the reuse decision.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    env_digest: str | None = None
     # The container's id for container backends (absent from state files written before containers).
     container_id: str | None = None
 
@@ -79,7 +80,7 @@ class ServiceHandle:
             "app_log_path": str(self.app_log_path) if self.app_log_path else None,
             "pid_start_time": self.pid_start_time,
             "backend": self.backend,
-            "env": dict(self.env),
+            "env_digest": self.env_digest,
             "container_id": self.container_id,
         }
 
@@ -99,11 +100,16 @@ class ServiceHandle:
                 app_log_path=Path(str(app_log)) if app_log else None,
                 pid_start_time=int(start) if start is not None else None,
                 backend=str(data.get("backend", "process")),
-                env={str(key): str(value) for key, value in dict(data.get("env") or {}).items()},
+                env_digest=str(data["env_digest"]) if data.get("env_digest") else None,
                 container_id=str(data["container_id"]) if data.get("container_id") else None,
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StackError(f"{source}: invalid service entry {dict(data)!r}: {exc!r}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # Name the fields, not their values: an older state file may hold an environment in clear.
+            raise StackError(f"{source}: invalid service entry (fields {_fields(data)}): {exc!r}") from exc
+
+
+def _fields(data: object) -> str:
+    return str(sorted(map(str, data))) if isinstance(data, Mapping) else f"a {type(data).__name__}"
 
 
 @runtime_checkable

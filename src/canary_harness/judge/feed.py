@@ -18,6 +18,7 @@ module keeps what the tests need between ticks:
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -41,7 +42,12 @@ class _Blocks:
     def advance(self, updates: float, loss_sum: float) -> list[float]:
         fresh: list[float] = []
         if updates - self.start_updates >= self.size:
-            fresh.append((loss_sum - self.start_sum) / (updates - self.start_updates))
+            mean = (loss_sum - self.start_sum) / (updates - self.start_updates)
+            # A non-finite mean compares False with every cut: it would count as a healthy block. It is
+            # left out here (the canary's is FAILed through canary_nonfinite_loss; production's leaves
+            # the reference undecided).
+            if math.isfinite(mean):
+                fresh.append(mean)
             self.start_updates, self.start_sum = updates, loss_sum
         self.means.extend(fresh)
         return fresh
@@ -65,6 +71,8 @@ class SnapshotFeed:
         self.judged_canary: list[float] = []
         self.judged_over: int = 0
         self.weight: float | None = None  # configured canary share at the last tick
+        # The canary's loss sum since stage start once it is NaN/±Inf (its own defect: the judges FAIL it).
+        self.canary_nonfinite_loss: float | None = None
 
     @property
     def warmed_up(self) -> bool:
@@ -91,6 +99,8 @@ class SnapshotFeed:
             production_schema_failures=production.schema_failures - self.production_raw.schema_failures,
         )
         self.canary_raw, self.production_raw = canary, production
+        if canary.rl_updates > 0 and not math.isfinite(canary.rl_loss_sum):
+            self.canary_nonfinite_loss = canary.rl_loss_sum
         if self.baseline is None:
             if elapsed_s < self.settings.warmup_s:
                 return tick

@@ -9,6 +9,8 @@ without samples is INCONCLUSIVE, never a silent pass.
 
 from __future__ import annotations
 
+import math
+
 from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.evidence import fmt_pct
 from canary_harness.judge.feed import SnapshotFeed
@@ -165,6 +167,13 @@ class FixedJudge:
         canary_mean = canary.rl_loss_sum / canary.rl_updates
         production_mean = production.rl_loss_sum / production.rl_updates
         evidence.update(canary_mean=canary_mean, production_mean=production_mean)
+        if not math.isfinite(canary_mean):
+            return CheckResult(RL_LOSS, State.FAIL, "RL loss vs production mean", None, s.loss_ratio,
+                               canary.rl_updates, "× production mean", evidence,
+                               f"RL loss: the canary's mean loss is {canary_mean} over {canary.rl_updates:.0f} "
+                               "updates (non-finite: the model diverged)")
+        if not math.isfinite(production_mean):
+            return undecided(f"RL loss: production's mean loss is {production_mean}, no reference")
         if production_mean <= 0:
             return undecided(f"RL loss: production mean loss {production_mean:g} ≤ 0, ratio undefined")
         ratio = canary_mean / production_mean

@@ -70,3 +70,15 @@ def conclude(
         f"{head}: still no verdict at the end of the extension (observation limit "
         f"{settings.observation_limit_s:g} s, on_inconclusive = extend). {details}",
     )
+
+
+CANARY_RESTART = "canary_restart"
+
+
+def restarted_canary(judge: str, elapsed_s: float, detail: str) -> StageVerdict:
+    """FAIL: the canary's counters went backwards, so it restarted (crashed) during the stage. Its
+    figures since the restart cannot be compared with the window's, and a release that restarts under
+    load is not one to promote."""
+    check = CheckResult(CANARY_RESTART, State.FAIL, "canary process restarts", 1.0, 0.0, 1.0, "restarts", {},
+                        f"the canary restarted during the stage: {detail}")
+    return StageVerdict(State.FAIL, True, False, failed_reason((check,), elapsed_s), elapsed_s, (check,), judge)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from canary_harness.judge.engine import Decision, Engine
+from canary_harness.judge.engine import RL_LOSS, Decision, Engine
 from canary_harness.judge.evidence import build_checks
 from canary_harness.judge.feed import SnapshotFeed
 from canary_harness.judge.policy import conclude, failed_reason, running_reason
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.judge.verdict import StageVerdict, State
+from canary_harness.judge.verdict import CheckResult, StageVerdict, State
 from canary_harness.metrics.types import MetricsSnapshot
 
 
@@ -41,10 +41,10 @@ class SequentialJudge:
         if self._decided is not None:
             return self._decided
         decision = self._update(elapsed_s, canary, production, weight_percent)
-        checks = build_checks(self.engine, self.feed, decision, final=False)
+        checks = self._with_nonfinite_loss(build_checks(self.engine, self.feed, decision, final=False))
         # During an "extend" extension a complete PASS ends the stage even without early_pass.
         may_pass = self.settings.early_pass or elapsed_s >= self.settings.max_duration_s
-        if bool(decision.stage_fail):
+        if bool(decision.stage_fail) or self.feed.canary_nonfinite_loss is not None:
             self._decided = StageVerdict(
                 State.FAIL, True, False, failed_reason(checks, elapsed_s), elapsed_s, checks, self.name
             )
@@ -71,8 +71,26 @@ class SequentialJudge:
         if self._decided is not None:
             return self._decided
         decision = self._update(elapsed_s, canary, production, weight_percent)
-        checks = build_checks(self.engine, self.feed, decision, final=True)
+        checks = self._with_nonfinite_loss(build_checks(self.engine, self.feed, decision, final=True))
+        if self.feed.canary_nonfinite_loss is not None:
+            self._decided = StageVerdict(
+                State.FAIL, True, False, failed_reason(checks, elapsed_s), elapsed_s, checks, self.name
+            )
+            return self._decided
         self._decided = conclude(
             self.settings, self.name, elapsed_s, checks, soak_done=elapsed_s >= self.settings.min_soak_s
         )
         return self._decided
+
+    def _with_nonfinite_loss(self, checks: tuple[CheckResult, ...]) -> tuple[CheckResult, ...]:
+        """The RL-loss check turned FAIL when the canary's own loss is NaN/±Inf: zero tolerance, like a
+        schema failure (a NaN block mean would otherwise compare as healthy and could even PASS)."""
+        value = self.feed.canary_nonfinite_loss
+        if value is None:
+            return checks
+        updates = self.feed.canary_raw.rl_updates
+        failed = CheckResult(RL_LOSS, State.FAIL, "RL loss vs production median", None, self.settings.loss_ratio,
+                             updates, "× production median", {"canary_loss_sum": None},
+                             f"RL loss: the canary's loss sum is {value} after {updates:.0f} updates "
+                             "(non-finite: the model diverged)")
+        return tuple(failed if check.name == RL_LOSS else check for check in checks)

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
+from canary_harness.deploy.pids import marker_env
 from canary_harness.errors import LoadError
 from canary_harness.load.settings import LoadSettings, format_mix
 from canary_harness.load.stats import LoadStats, build_stats
@@ -146,7 +147,8 @@ class LocustEngine:
         output = (self.stats_dir / output_name).open("wb")
         self._outputs.append(output)
         env = {key: value for key, value in os.environ.items() if not key.startswith("LOCUST_")}
-        env.update({"CANARY_LOAD_CLIENT": self.settings.client, "PYTHONUNBUFFERED": "1"})
+        env.update({"CANARY_LOAD_CLIENT": self.settings.client, "PYTHONUNBUFFERED": "1",
+                    **marker_env(self.stats_dir)})
         # cwd = stats dir: locust also reads ./locust.conf and ./pyproject.toml, which must not leak in.
         return subprocess.Popen(argv, cwd=self.stats_dir, env=env, stdin=subprocess.DEVNULL,
                                 stdout=output, stderr=subprocess.STDOUT)

@@ -254,8 +254,9 @@ def _describe(samples: Sequence[Sample]) -> str:
                      for s in samples[:5]) + (" ..." if len(samples) > 5 else "")
 
 
-def single_value(samples: Sequence[Sample], query: str) -> float | None:
-    """The one finite value of a result, None if empty; MetricsError for several series, NaN or ±Inf."""
+def single_value(samples: Sequence[Sample], query: str, *, finite: bool = True) -> float | None:
+    """The one finite value of a result, None if empty; MetricsError for several series, NaN or ±Inf
+    (unless ``finite`` is False: a service's own figure, such as its RL loss, which the judge rates)."""
     if not samples:
         return None
     if len(samples) > 1:
@@ -264,6 +265,8 @@ def single_value(samples: Sequence[Sample], query: str) -> float | None:
             "(aggregate it with sum() or narrow its label matchers)"
         )
     value = samples[0].value
+    if not finite:
+        return value
     if math.isnan(value):
         raise MetricsError(f"query {query!r} returned NaN")
     if math.isinf(value):
@@ -285,7 +288,7 @@ def buckets_from_samples(samples: Sequence[Sample], query: str) -> dict[str, Buc
             edge = float(le)
         except ValueError:
             raise MetricsError(f"query {query!r}: bucket edge le={le!r} is not a number") from None
-        if not math.isfinite(sample.value):
+        if not math.isfinite(sample.value) or sample.value < 0:
             raise MetricsError(f"query {query!r}: bucket {_describe([sample])} has value {sample.value}")
         edges = per_mode.setdefault(mode, {})
         if edge in edges:
@@ -486,9 +489,12 @@ class PrometheusSource:
         for name in SNAPSHOT_COUNTERS:
             promql = self.render(name, role)
             try:
-                value = single_value(self.query(promql, at), promql)
+                # A NaN loss sum is the service's own finding (the judge FAILs it); a count never is.
+                value = single_value(self.query(promql, at), promql, finite=name != "rl_loss_sum")
             except MetricsError as exc:
                 raise MetricsError(f"{self._where(role)}: {exc}") from exc
+            if name != "rl_loss_sum" and value is not None and value < 0:
+                raise MetricsError(f"{self._where(role)}: counter {name} is negative ({value:g}) in {promql!r}")
             counters[name] = 0.0 if value is None else value  # present target: no series = not counted yet
         buckets_query = self.render("latency_buckets", role)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import socket
@@ -217,6 +218,7 @@ class LocalPrometheus:
                 try:
                     self._proc = subprocess.Popen(
                         argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                        env={**os.environ, **pids.marker_env(self.dir)},
                         start_new_session=True, close_fds=True,
                     )  # fmt: skip
                 except OSError as exc:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from canary_harness.errors import MetricsError
+from canary_harness.errors import CounterResetError, MetricsError
 
 # Cumulative histogram buckets, ascending by upper edge ``le``; the last edge is +Inf.
 Buckets = tuple[tuple[float, float], ...]
@@ -44,7 +44,7 @@ class MetricsSnapshot:
         """Counter deltas since ``base``; a counter that went down means the instance restarted."""
         for name in ("requests", "errors_5xx", "journeys", "briefs", "schema_failures", "rl_updates"):
             if getattr(self, name) < getattr(base, name):
-                raise MetricsError(
+                raise CounterResetError(
                     f"counter {name} went down ({getattr(base, name)} -> {getattr(self, name)}): "
                     f"the instance (version {self.version}) restarted during the stage"
                 )

@@ -21,6 +21,9 @@ from canary_harness.report import format_table
 __all__ = ["canary_container"]  # re-exported: registering this module registers the fixture
 
 CLIENT_TIMEOUT_S = 60.0
+# Straight to the canary: a canary that hangs must not hold each check for a minute.
+CANARY_TIMEOUT = httpx.Timeout(15.0, connect=2.0)
+CANARY_REACH_TIMEOUT_S = 2.0
 
 
 @pytest.fixture(scope="session")
@@ -91,18 +94,36 @@ def canary_thresholds(canary_options: StageOptions) -> JudgeSettings:
     return JudgeSettings.from_mapping(canary_options.toml.get("judge", {}), "canary.toml [judge]")
 
 
-def _client(record: StageRecord, url: str | None, what: str,
-            headers: dict[str, str] | None = None) -> Iterator[httpx.Client]:
+def _client(record: StageRecord, url: str | None, what: str, headers: dict[str, str] | None = None,
+            timeout: float | httpx.Timeout = CLIENT_TIMEOUT_S) -> Iterator[httpx.Client]:
     if url is None:
         pytest.fail(f"no {what} URL: the stage ended in {record.error or 'an unknown state'}", pytrace=False)
-    with httpx.Client(base_url=url, timeout=CLIENT_TIMEOUT_S, headers=headers) as client:
+    with httpx.Client(base_url=url, timeout=timeout, headers=headers) as client:
         yield client
+
+
+def canary_unreachable(url: str, timeout: float = CANARY_REACH_TIMEOUT_S) -> str | None:
+    """Why the canary at ``url`` does not answer ``/health`` within ``timeout`` s; None when it does."""
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__} on GET {url}/health within {timeout:g} s: {exc}"
+    return None
 
 
 @pytest.fixture(scope="session")
 def canary_client(canary_stage: StageRecord) -> Iterator[httpx.Client]:
-    """HTTP client bound to the canary itself (bypassing NGINX)."""
-    yield from _client(canary_stage, canary_stage.canary_url, "canary")
+    """HTTP client bound to the canary itself (bypassing NGINX), with short timeouts.
+
+    The canary is asked for /health once: when it does not answer (crashed or hung), every check using
+    this client fails at once with that reason (a session fixture's error is reused) instead of each
+    waiting out its own timeout.
+    """
+    if canary_stage.canary_url is not None:
+        reason = canary_unreachable(canary_stage.canary_url)
+        if reason is not None:
+            pytest.fail(f"canary unreachable: {reason}", pytrace=False)
+    yield from _client(canary_stage, canary_stage.canary_url, "canary", timeout=CANARY_TIMEOUT)
 
 
 @pytest.fixture(scope="session")

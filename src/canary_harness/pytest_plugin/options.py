@@ -7,6 +7,7 @@ A bad value raises pytest.UsageError naming the value and where it came from, be
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from canary_harness.config import (
     parse_positive_float,
     parse_version,
     resolve_stack_settings,
+    resolve_traffic_settings,
 )
 from canary_harness.deploy.factory import parse_backend
 from canary_harness.errors import ConfigError
@@ -232,7 +234,7 @@ def _resolve_one(spec: OptionSpec, config: pytest.Config, toml_stage: Mapping[st
         return spec.parse(cli, f"from {spec.flag}")
     raw_env = environ.get(spec.env, "")
     if raw_env != "":
-        value = raw_env.split() if spec.kind == "append" else raw_env
+        value = _env_list(raw_env, spec.env) if spec.kind == "append" else raw_env
         return spec.parse(value, f"from environment {spec.env}")
     ini = config.getini(spec.ini)
     if ini not in (None, []):
@@ -240,6 +242,20 @@ def _resolve_one(spec: OptionSpec, config: pytest.Config, toml_stage: Mapping[st
     if spec.toml_key and spec.toml_key in toml_stage:
         return spec.parse(toml_stage[spec.toml_key], f"from canary.toml [stage] {spec.toml_key}")
     return spec.default
+
+
+def _env_list(raw: str, name: str) -> list[str]:
+    """An append option's environment twin: ``K=V K2=V2``, or a JSON object (values with spaces; what
+    ``canary rollout`` passes so that the services' environment never appears in the stage's argv)."""
+    if not raw.lstrip().startswith("{"):
+        return raw.split()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ConfigError(f"environment {name}: not a valid JSON object") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"environment {name}: not a valid JSON object")
+    return [f"{key}={value}" for key, value in data.items()]
 
 
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> StageOptions | None:
@@ -267,7 +283,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         if values["stage"] is None:
             values["stage"] = 0  # a smoke run (testcontainers) has no stage
         _check_ports(stack)
+        _check_service_urls(values)
         _check_sections(toml, config_file or "canary.toml")
+        resolve_traffic_settings(toml=toml, stack=stack, environ=environ)
         return StageOptions(**values, stack=stack, toml=toml)
     except ConfigError as exc:
         raise pytest.UsageError(f"canary: {exc}") from None
@@ -278,6 +296,19 @@ def _check_sections(toml: Mapping[str, Any], name: str) -> None:
     JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
     LoadSettings.from_mapping(toml.get("load", {}), f"{name} [load]")
     PrometheusSettings.from_mapping(toml.get("prometheus", {}), f"{name} [prometheus]")
+
+
+def _check_service_urls(values: Mapping[str, Any]) -> None:
+    """Services running elsewhere come as a pair, at two addresses, and are not started with an environment."""
+    canary, production = values["canary_url"], values["production_url"]
+    if bool(canary) != bool(production):
+        given, missing = ("--canary-url", "--production-url") if canary else ("--production-url", "--canary-url")
+        raise ConfigError(f"{given} {canary or production!r} needs {missing} too (services running elsewhere)")
+    if canary and canary == production:
+        raise ConfigError(f"--canary-url and --production-url are both {canary!r}: they must differ")
+    if canary and values["canary_env"]:
+        raise ConfigError(f"--canary-env {dict(values['canary_env'])!r}: the canary at {canary} (--canary-url) is "
+                          "not started by the harness; drop one of the two")  # fmt: skip
 
 
 def _check_ports(stack: StackSettings) -> None:

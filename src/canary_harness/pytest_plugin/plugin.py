@@ -2,31 +2,36 @@
 
 Inert without ``--canary-version``. With it, the pytest session is one rollout stage: the controller
 runs the stage once before the tests (never on an xdist worker), the release checks in canary_tests/
-read the stage record, and any session exit but OK rolls the canary back.
+read the stage record, and any session exit but OK rolls the canary back (``exitguard``: the traffic is
+withdrawn the moment the stage fails, before the checks; SIGTERM/SIGHUP end the session like Ctrl-C).
 """
 
 from __future__ import annotations
 
 import os
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from canary_harness import journal
-from canary_harness.errors import CanaryError, RollbackError
+from canary_harness.errors import RolloutError
+from canary_harness.lock import RolloutLock
+from canary_harness.private import restrict_umask
 from canary_harness.pytest_plugin import fixtures, hookspecs
+from canary_harness.pytest_plugin.exitguard import EXIT_KEY, ExitState, early_withdraw, finish_session
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
-from canary_harness.pytest_plugin.options import add_options, resolve
+from canary_harness.pytest_plugin.options import StageOptions, add_options, resolve
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.session import StageSession
+from canary_harness.pytest_plugin.signals import SignalGuard
 from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
 from canary_harness.reporting.live import progress_factory
-from canary_harness.rollback import rollback
 
 RELEASE_CHECKS_DIR = "canary_tests"
 WORKER_RECORD_INPUT = "canary_stage_record"
+LOCK_KEY = pytest.StashKey[RolloutLock]()
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -59,6 +64,11 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     config.stash[OPTIONS_KEY] = options
     config.addinivalue_line("markers", "smoke: a smoke check that runs against a throwaway canary container too")
+    # The run directory (created later, only if a stage runs) holds the services' environment and logs:
+    # everything in it is private to the user (docs/security.md).
+    restrict_umask()
+    if not _is_worker(config):
+        config.stash[EXIT_KEY] = ExitState(SignalGuard(lambda text: _say(config, text)))
     if _is_worker(config):
         config.stash[RECORD_PATH_KEY] = Path(config.workerinput[WORKER_RECORD_INPUT])  # type: ignore[attr-defined]
     else:
@@ -95,69 +105,89 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
         _say(config, f"canary: stage {options.stage}% for {options.canary_version} "
                      f"(production {options.production_version}, judge {options.judge}"
                      f"{', dry run' if options.dry_run else ''})")
+        _take_lock(config, options)
         stage = StageSession(options, lambda text: _say(config, text))
+        # From here until the rollback decision, SIGTERM/SIGHUP end the session like Ctrl-C.
+        exit_state = config.stash[EXIT_KEY]
+        exit_state.guard.arm()
+        if not (options.dry_run or options.no_rollback):
+            stage.on_failed = early_withdraw(options, stage.record, exit_state, lambda text: _say(config, text))
         stage.progress = progress_factory(config)
         try:
             record = stage.run(
                 config.stash[RECORD_PATH_KEY],
                 on_applied=lambda rec: config.hook.pytest_canary_stage_applied(config=config, record=rec),
             )
+        except pytest.fail.Exception:
+            # pytest-timeout (signal method) fires as pytest.fail in whatever runs: here, the stage. It
+            # ended with record.error; treat it as a harness error: traffic withdrawn, checks report on it.
+            record = stage.record
+            stage.failed(record.error or "stage ended by pytest.fail")
+            record.save(config.stash[RECORD_PATH_KEY])
         finally:
             config.stash[RECORD_KEY] = stage.record
         config.hook.pytest_canary_verdict(config=config, record=record)
     return (yield)
 
 
-def _stage_failed(record: StageRecord | None) -> str | None:
-    if record is None:
-        return None
-    if record.error:
-        return record.error
-    if record.verdict and record.verdict.get("state") == "FAIL":
-        return f"verdict FAIL: {record.verdict.get('reason')}"
-    return None
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
+    """Any exit but OK (or a failed stage whose checks were deselected) rolls back; record the outcome.
 
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Any exit but OK (or a failed stage whose checks were deselected) rolls back; record the outcome."""
+    The outermost wrapper, and the rollback runs before it yields: no other plugin's sessionfinish
+    (junitxml writing to an unwritable path...) runs before it, so none can prevent it.
+    """
     config = session.config
-    options = config.stash.get(OPTIONS_KEY, None)
-    if options is None or _is_worker(config) or options.backend == SMOKE_BACKEND:
-        return  # a smoke run moved no traffic and records nothing: nothing to roll back
-    record = config.stash.get(RECORD_KEY, None)
-    if record is None and (config.option.collectonly or session.exitstatus == pytest.ExitCode.USAGE_ERROR):
-        _say(config, "canary: no stage ran (collection only or usage error): nothing changed, nothing recorded")
-        return
-    stage_failure = _stage_failed(record)
-    if exitstatus == pytest.ExitCode.OK and stage_failure is not None:
-        _say(config, f"canary: the stage failed ({stage_failure}) although no selected test did")
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    failed = session.exitstatus != pytest.ExitCode.OK
-    status = pytest.ExitCode(session.exitstatus)
-    reason = stage_failure or f"pytest exit status {int(status)} ({status.name})"
-    journal.append(options.stack.run_dir, "stage_verdict", version=options.canary_version, stage=options.stage,
-                   reason=reason if failed else "all release checks passed", passed=not failed,
-                   dry_run=options.dry_run, record=str(config.stash[RECORD_PATH_KEY]))
-    if not failed:
-        _say(config, f"canary: stage {options.stage}% PASSED for {options.canary_version}"
-                     f"{' (dry run)' if options.dry_run else f'; weight left at {options.stage}%'}")
-        return
-    if options.no_rollback:
-        _say(config, f"canary: stage FAILED ({reason}); --no-rollback given: weight left as it is")
-        return
-    _say(config, f"canary: stage {options.stage}% FAILED ({reason}): rolling back {options.canary_version}")
+    if not _is_worker(config):
+        try:
+            finish_session(session, lambda text: _say(config, text))
+        except Exception:  # a bug must not also silence the other plugins' sessionfinish (reports)
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            _say(config, f"canary: ROLLBACK FAILED (unexpected error):\n{traceback.format_exc()}"
+                         "canary: run `canary rollback` and check `canary stack status`")
+        finally:
+            _disarm(config)
+    return (yield)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Fallback: if an outer sessionfinish wrapper raised before ours ran, roll back here; then release the
+    lock (held until after the rollback)."""
     try:
-        result = rollback(options.stack, version=options.canary_version, stage=options.stage, reason=reason,
-                          keep_canary=options.keep_canary, actor="pytest")
-    except (RollbackError, CanaryError) as exc:
-        _say(config, f"canary: ROLLBACK FAILED: {exc}\ncanary: the canary may still receive traffic; "
-                     f"run `canary rollback` and check `canary stack status`")
-        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-        raise RollbackError(str(exc)) from exc
-    config.hook.pytest_canary_rollback(config=config, version=options.canary_version, stage=options.stage,
-                                       reason=reason, result=result)
-    _say(config, f"canary: {result.summary()}")
+        if EXIT_KEY in config.stash and not config.stash[EXIT_KEY].finished:
+            session = getattr(config, "_canary_session", None)
+            if session is not None:
+                try:
+                    finish_session(session, lambda text: _say(config, text))
+                finally:
+                    _disarm(config)
+        _disarm(config)
+    finally:
+        lock = config.stash.get(LOCK_KEY, None)
+        if lock is not None:
+            lock.release()
+
+
+def _take_lock(config: pytest.Config, options: StageOptions) -> None:
+    """Hold the run directory's lock (or inherit a parent rollout's) until unconfigure; refused: exit 4."""
+    lock = RolloutLock(options.stack.run_dir, version=options.canary_version,
+                       command=f"stage session {options.stage}%")
+    try:
+        lock.acquire()
+    except RolloutError as exc:
+        raise pytest.UsageError(f"canary: {exc}") from None
+    config.stash[LOCK_KEY] = lock
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember the session for the unconfigure fallback."""
+    session.config._canary_session = session  # type: ignore[attr-defined]
+
+
+def _disarm(config: pytest.Config) -> None:
+    state = config.stash.get(EXIT_KEY, None)
+    if state is not None:
+        state.guard.disarm()
 
 
 @pytest.hookimpl(trylast=True)

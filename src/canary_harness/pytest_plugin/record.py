@@ -7,12 +7,12 @@ stage is observed once whatever the number of workers.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from canary_harness.private import write_private
 
 
 @dataclass
@@ -52,6 +52,8 @@ class StageRecord:
     plan: str = ""
     # The decision trace (reporting.trace.DecisionTrace.to_dict): every tick's counts and e-values.
     trace: dict[str, Any] | None = None
+    # The traffic withdrawal made the moment the stage failed (weight 0 verified, verdict_to_zero_s...).
+    rollback: dict[str, Any] | None = None
 
     def begin(self, name: str) -> Phase:
         """Open a phase; the caller closes it with ``end``."""
@@ -76,12 +78,8 @@ class StageRecord:
         return cls(**values)
 
     def save(self, path: Path) -> None:
-        """Write atomically (temporary file + rename) so a reader never sees half a record."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".record-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=2, default=str)
-        os.replace(tmp, path)
+        """Write atomically (temporary file + rename, 0600, fsynced) so a reader never sees half a record."""
+        write_private(path, json.dumps(self.to_dict(), indent=2, default=str))
 
     @classmethod
     def read(cls, path: Path) -> StageRecord:

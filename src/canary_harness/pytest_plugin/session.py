@@ -14,18 +14,21 @@ from collections.abc import Callable
 from contextlib import ExitStack, closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from canary_harness import journal
+from canary_harness.config import resolve_traffic_settings
 from canary_harness.deploy.protocol import ServiceHandle
-from canary_harness.errors import CanaryError, ConfigError, TrafficError
+from canary_harness.errors import CanaryError, ConfigError, CounterResetError, StackError, TrafficError
 from canary_harness.judge import make_judge
 from canary_harness.judge.planner import format_plan, plan_stage
+from canary_harness.judge.policy import restarted_canary
 from canary_harness.judge.protocol import Judge
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.judge.verdict import StageVerdict
+from canary_harness.judge.verdict import StageVerdict, State
 from canary_harness.load import LoadRun, LoadSettings, LoadStats, parse_mix
 from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus
@@ -39,6 +42,7 @@ from canary_harness.reporting.live import Printer, ProgressFactory
 from canary_harness.reporting.trace import DecisionTrace
 from canary_harness.smoke import require_smoke
 from canary_harness.stack import LocalStack, load_state
+from canary_harness.traffic.external import ExternalNginxController
 from canary_harness.traffic.nginx import NginxTrafficController, probe_split
 from canary_harness.traffic.protocol import TrafficController
 
@@ -94,11 +98,46 @@ def _stop_all(runs: list[LoadRun]) -> list[LoadStats]:
     return stats
 
 
+def external_traffic(options: StageOptions) -> ExternalNginxController | None:
+    """The user's NGINX (``[traffic] nginx = "external"``) routing to services given by URL, if that is the
+    stage's setting (and it moves traffic: not a dry run); None otherwise."""
+    if options.dry_run or not (options.canary_url and options.production_url):
+        return None
+    settings = resolve_traffic_settings(toml=options.toml, stack=options.stack)
+    if settings.nginx != "external":
+        return None
+    return ExternalNginxController.for_services(
+        settings, production_url=options.production_url, canary_url=options.canary_url
+    )
+
+
+def _journal(run_dir: Path, event: str, **fields: Any) -> None:
+    """A journal entry; a journal that cannot be written ends the stage as a harness error (and so rolls
+    back), never as a crash of the session."""
+    try:
+        journal.append(run_dir, event, **fields)
+    except OSError as exc:
+        raise StackError(f"cannot write the journal {journal.journal_path(run_dir)}: {exc}") from exc
+
+
 def _healthy_but_canary(stack: LocalStack) -> bool:
     """NGINX and production run and answer; the canary's health does not matter (it is replaced if down)."""
     components = {item.name: item for item in stack.status().components}
     return all(name in components and components[name].running and components[name].healthy
                for name in ("nginx", "production"))
+
+
+def _check_dry_run_may_start(running: ServiceHandle | None, weight: int, version: str) -> None:
+    """A dry run moves nothing: it never changes the weight, and it starts (or replaces) a canary only while
+    the canary gets no traffic (weight 0). A canary serving a share is never replaced: ConfigError."""
+    if weight == 0:
+        return
+    what = f"canary {running.version} (PID {running.pid})" if running is not None else "no healthy canary"
+    raise ConfigError(
+        f"dry run of {version}: the stack runs {what} at weight {weight} % with another version, environment "
+        "or health; a dry run never replaces a canary that serves traffic. Roll it back first (canary "
+        "rollback) or run without --dry-run"
+    )
 
 
 class StageSession:
@@ -108,6 +147,10 @@ class StageSession:
         self.options = options
         self.say = say
         self.traffic: TrafficController | None = None
+        # Called once, the moment the stage fails (verdict FAIL or a harness error), before the load
+        # stops and before any release check: the plugin takes the canary's traffic away there.
+        self.on_failed: Callable[[str], None] | None = None
+        self._failed_reported = False
         self._limit_s = options.observation_period
         # The live view on a terminal (set by the plugin); plain progress lines when None.
         self.progress: ProgressFactory | None = None
@@ -138,14 +181,28 @@ class StageSession:
             record.error = f"{current.name}: {exc}"
             record.end(current, False, str(exc))
             self.say(f"canary: stage {record.stage}% stopped in {current.name}: {exc}")
-        except KeyboardInterrupt:
-            record.error = f"{current.name}: interrupted"
-            record.end(current, False, "interrupted")
+            self.failed(record.error)
+        except BaseException as exc:
+            # Ctrl-C, SIGTERM/SIGHUP (StageInterrupted), pytest-timeout's Failed: recorded, then the
+            # session's exit guard rolls back.
+            if isinstance(exc, KeyboardInterrupt):
+                name = getattr(exc, "signal_name", None)
+                what = f"interrupted by {name}" if name else "interrupted"
+            else:
+                what = f"interrupted ({type(exc).__name__}: {exc})"
+            record.error = f"{current.name}: {what}"
+            record.end(current, False, what)
             raise
         finally:
             record.ended_at = time.time()
             record.save(record_path)
         return record
+
+    def failed(self, reason: str) -> None:
+        """Report the stage's failure to ``on_failed`` (once, whoever notices it first)."""
+        if self.on_failed is not None and not self._failed_reported:
+            self._failed_reported = True
+            self.on_failed(reason)
 
     def _start_services(self) -> None:
         options, record = self.options, self.record
@@ -153,6 +210,11 @@ class StageSession:
             if not (options.canary_url and options.production_url):
                 raise ConfigError("--canary-url and --production-url go together (services running elsewhere)")
             record.canary_url, record.production_url = options.canary_url, options.production_url
+            external = external_traffic(options)
+            if external is not None:
+                self.traffic = external
+                record.nginx_url = external.base_url
+                return
             state = load_state(options.stack.run_dir)
             if state is not None and state.nginx is not None and not options.dry_run:
                 self.traffic = LocalStack(options.stack).traffic()
@@ -166,6 +228,9 @@ class StageSession:
         stack = LocalStack(options.stack)
         state = load_state(options.stack.run_dir)
         if state is None or not _healthy_but_canary(stack):
+            if state is not None and options.dry_run:
+                raise ConfigError(f"dry run: the stack recorded in {options.stack.run_dir} is not healthy; a dry "
+                                  "run never restarts it (canary stack status shows what is wrong)")
             if state is not None:
                 self.say(f"canary: the stack recorded in {options.stack.run_dir} is not healthy: restarting it")
                 stack.down()
@@ -173,12 +238,14 @@ class StageSession:
             state = stack.up(with_canary=False)
         canary = state.canary
         if canary is None or canary.version != options.canary_version or \
-                dict(canary.env) != dict(options.canary_env) or not stack.backend.is_healthy(canary):
+                canary.env_digest != stack.env_digest(options.canary_env) or not stack.is_healthy(canary):
             traffic = stack.traffic()
+            if options.dry_run:
+                _check_dry_run_may_start(canary, traffic.canary_weight(), options.canary_version)
             if traffic.canary_weight() != 0:
                 # Never let a replaced canary take the previous stage's share before its preflight.
                 traffic.set_canary_weight(0, reason="canary replaced")
-                journal.append(options.stack.run_dir, "weight", version=options.canary_version,
+                _journal(options.stack.run_dir, "weight", version=options.canary_version,
                                stage=options.stage, reason="canary replaced: weight 0 before it starts",
                                weight=0)
             self.say(f"canary: starting canary {options.canary_version}")
@@ -210,7 +277,7 @@ class StageSession:
         self.traffic.set_canary_weight(options.stage, reason=f"stage {options.stage}%")
         in_force = self.traffic.canary_weight()
         record.weight_in_force = in_force
-        journal.append(options.stack.run_dir, "weight", version=options.canary_version, stage=options.stage,
+        _journal(options.stack.run_dir, "weight", version=options.canary_version, stage=options.stage,
                        reason="stage applied", weight=in_force)
         if in_force != options.stage:
             raise TrafficError(f"weight in force is {in_force} % after setting {options.stage} %")
@@ -324,6 +391,8 @@ class StageSession:
                 with view as printer:
                     verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started,
                                               printer)
+                if verdict.state == State.FAIL:
+                    self.failed(f"verdict FAIL: {verdict.reason}")
             finally:
                 stats = _stop_all(runs)
                 record.trace = self._trace.to_dict()
@@ -347,7 +416,12 @@ class StageSession:
             if pause > 0:
                 time.sleep(pause)  # the loop's cadence: one metrics read per tick
             elapsed = time.monotonic() - started
-            canary = source.snapshot("canary").minus(base_canary)
+            try:
+                canary = source.snapshot("canary").minus(base_canary)
+            except CounterResetError as exc:
+                verdict = restarted_canary(judge.name, elapsed, str(exc))
+                printer.update(verdict, options.stage)
+                return verdict
             production = source.snapshot("production").minus(base_production)
             if time.monotonic() >= deadline:
                 verdict = judge.conclude(elapsed, canary, production, weight)

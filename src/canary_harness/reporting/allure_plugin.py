@@ -44,17 +44,19 @@ def _canary_allure_suite(request: pytest.FixtureRequest) -> None:
     allure.dynamic.parameter("stage", labels["suite"].removeprefix("stage "))
 
 
-def _rollback_outcome(run_dir: Path, record: StageRecord) -> tuple[str | None, str | None]:
-    """(rollback summary, rollback failure) journaled for this stage since it started."""
-    done = failed = None
+def rollback_outcome(run_dir: Path, record: StageRecord) -> tuple[str | None, str | None]:
+    """(rollback summary, rollback failure) of this stage, from the last rollback entry journaled since it
+    started (a failed early withdrawal followed by a successful rollback counts as rolled back)."""
+    last = None
     for entry in journal.read(run_dir):
-        if entry.time < record.started_at or entry.version != record.canary_version or entry.stage != record.stage:
-            continue
-        if entry.event == "rollback":
-            done = f"rolled back by {entry.actor}: weight {entry.details.get('weight_after', '?')} % in force after"
-        elif entry.event == "rollback_failed":
-            failed = entry.reason
-    return done, failed
+        if entry.time >= record.started_at and entry.version == record.canary_version \
+                and entry.stage == record.stage and entry.event in ("rollback", "rollback_failed"):
+            last = entry
+    if last is None:
+        return None, None
+    if last.event == "rollback_failed":
+        return None, last.reason
+    return f"rolled back by {last.actor}: weight {last.details.get('weight_after', '?')} % in force after", None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -69,7 +71,7 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
         target = results_dir(config)
         if record is not None and options is not None and target is not None \
                 and not hasattr(config, "workerinput"):
-            rollback, rollback_failed = _rollback_outcome(options.stack.run_dir, record)
+            rollback, rollback_failed = rollback_outcome(options.stack.run_dir, record)
             allure_results.write_stage_result(target, record, rollback=rollback, rollback_failed=rollback_failed)
             settings = JudgeSettings.from_mapping(options.toml.get("judge", {}), "canary.toml [judge]")
             allure_results.write_environment(target, allure_results.environment(

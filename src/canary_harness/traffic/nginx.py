@@ -85,13 +85,19 @@ def _worker_user() -> str | None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``, fsynced
+    (the file, then the directory entry), so a crash leaves the old or the new file, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 @functools.cache
@@ -100,7 +106,8 @@ def _http() -> httpx.Client:
     return httpx.Client(verify=False)
 
 
-def _new_generation() -> str:
+def new_generation() -> str:
+    """A unique label for a rendered upstream: time plus random, so that NGINX's answer proves the reload."""
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
 
 
@@ -113,6 +120,26 @@ class InForce:
     canary_weight: int
     production: str
     canary: str
+
+
+def read_in_force(base_url: str, timeout: float = 2.0) -> InForce:
+    """Ask the NGINX at ``base_url`` which split it has loaded (``/__canary/state``); TrafficError if it
+    does not answer."""
+    url = base_url.rstrip("/") + STATE_PATH
+    try:
+        # A fresh connection each time, so the answer comes from a worker accepting new clients.
+        response = _http().get(url, timeout=timeout, headers={"Connection": "close"})
+        response.raise_for_status()
+        data = response.json()
+        return InForce(
+            generation=str(data["generation"]),
+            production_weight=int(data["production_weight"]),
+            canary_weight=int(data["canary_weight"]),
+            production=str(data["production"]),
+            canary=str(data["canary"]),
+        )
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise TrafficError(f"cannot read the split in force from {url}: {exc}") from exc
 
 
 class NginxTrafficController:
@@ -192,7 +219,7 @@ class NginxTrafficController:
             source=str(self.dir / MAIN_TEMPLATE),
         )
         _write_atomic(self.dir / "nginx.conf", main)
-        _write_atomic(self.upstream_conf, self._render(canary_weight, _new_generation()))
+        _write_atomic(self.upstream_conf, self._render(canary_weight, new_generation()))
         self.process.test()
 
     def start(self, canary_weight: int = 0, *, timeout: float = 10.0) -> int:
@@ -223,21 +250,7 @@ class NginxTrafficController:
     # ------------------------------------------------------------------ reading what is in force
     def weights_in_force(self) -> InForce:
         """Ask the running NGINX which split it has loaded. TrafficError if it does not answer."""
-        url = self.base_url + STATE_PATH
-        try:
-            # A fresh connection each time, so the answer comes from a worker accepting new clients.
-            response = _http().get(url, timeout=self.http_timeout, headers={"Connection": "close"})
-            response.raise_for_status()
-            data = response.json()
-            return InForce(
-                generation=str(data["generation"]),
-                production_weight=int(data["production_weight"]),
-                canary_weight=int(data["canary_weight"]),
-                production=str(data["production"]),
-                canary=str(data["canary"]),
-            )
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            raise TrafficError(f"cannot read the split in force from {url}: {exc}") from exc
+        return read_in_force(self.base_url, self.http_timeout)
 
     def canary_weight(self) -> int:
         """The canary percentage NGINX has loaded (asked from NGINX, not remembered)."""
@@ -274,7 +287,7 @@ class NginxTrafficController:
             raise TrafficError(f"nginx is not running for {self.dir}: the weight was not changed")
         previous_text = self.upstream_conf.read_bytes()
         previous_generation = self.configured_generation()
-        generation = _new_generation()
+        generation = new_generation()
         why = f" ({reason})" if reason else ""
         log.info("set canary weight %d%% (production %d%%)%s", percent, 100 - percent, why)
 
@@ -295,6 +308,13 @@ class NginxTrafficController:
             log.info("reload: SIGHUP sent to nginx master PID %d", master)
             self._confirm(generation, old_workers)
         except TrafficError as exc:
+            if percent == 0:
+                # A rollback: putting the previous (non-zero) file back would hand the canary its share
+                # again at the next reload. The 0 % file stays; NGINX loads it at its next reload.
+                raise TrafficError(
+                    f"nginx did not confirm canary weight 0% ({exc}); the 0 % configuration stays in "
+                    f"{self.upstream_conf} (the previous one is not restored)"
+                ) from exc
             try:
                 self._restore(previous_text, previous_generation)
             except TrafficError as restore_exc:
@@ -356,9 +376,7 @@ class NginxTrafficController:
 
     def _restore(self, previous_text: bytes, previous_generation: str) -> None:
         """Put the previous upstream file back and make sure NGINX serves it again."""
-        tmp = self.upstream_conf.with_name(".upstream.conf.restore")
-        tmp.write_bytes(previous_text)
-        os.replace(tmp, self.upstream_conf)
+        _write_atomic(self.upstream_conf, previous_text.decode("utf-8"))
         log.warning("restored the previous upstream (generation %s)", previous_generation)
         if not self.process.is_running():
             return

@@ -6,6 +6,7 @@ session, so it outlives a short-lived ``canary stack up`` and is found again thr
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -75,18 +76,25 @@ class NginxProcess:
         title = pids.cmdline(pid)
         return title.startswith("nginx: master process") and str(self.dir) in title
 
+    def _master(self) -> tuple[int, int | None] | None:
+        """(PID, start time) of this directory's running master: the tracked one while its recorded start
+        time still matches, else the one in nginx.pid if its title names this directory. Every signal goes
+        with that start time, so a PID reused by another process is never signalled."""
+        if self._pid is not None and pids.is_alive(self._pid, self._start_time):
+            return self._pid, self._start_time
+        try:
+            text = self.pid_file.read_text().strip()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        if text.isascii() and text.isdigit() and pids.is_alive(int(text)) and self._is_our_master(int(text)):
+            return int(text), pids.process_start_time(int(text))
+        return None
+
     @property
     def pid(self) -> int | None:
         """PID of this directory's running master (tracked, else from nginx.pid), None if not running."""
-        if self._pid is not None and pids.is_alive(self._pid, self._start_time):
-            return self._pid
-        try:
-            text = self.pid_file.read_text().strip()
-        except FileNotFoundError:
-            return None
-        if text.isascii() and text.isdigit() and pids.is_alive(int(text)) and self._is_our_master(int(text)):
-            return int(text)
-        return None
+        master = self._master()
+        return master[0] if master else None
 
     @property
     def start_time(self) -> int | None:
@@ -121,6 +129,7 @@ class NginxProcess:
             try:
                 proc = subprocess.Popen(
                     self.command(),
+                    env={**os.environ, **pids.marker_env(self.dir)},  # found by `canary stack down`
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -139,26 +148,29 @@ class NginxProcess:
 
     def reload(self) -> int:
         """Send SIGHUP to the master (NGINX re-reads its config, starts new workers); returns its PID."""
-        master = self.pid
-        if master is None:
+        found = self._master()
+        if found is None:
             raise TrafficError(f"nginx is not running for {self.dir}: nothing to reload")
-        if not pids.send_signal(master, signal.SIGHUP):
+        master, started = found
+        if not pids.send_signal(master, signal.SIGHUP, started):
             raise TrafficError(f"nginx master PID {master} vanished before the reload")
         return master
 
     def stop(self, timeout: float = 10.0) -> None:
         """Graceful stop (SIGQUIT: in-flight requests finish), then SIGKILL master and workers. Idempotent."""
-        master = self.pid
-        if master is None:
+        found = self._master()
+        if found is None:
             return
+        master, started = found
+        # Workers with their start times, read while the master (their parent) is known to be ours.
         workers = [(w, pids.process_start_time(w)) for w in pids.children_of(master)]
         try:
             pids.terminate(
                 master,
-                start_time=pids.process_start_time(master),
+                start_time=started,
                 timeout=timeout,
                 term_signal=signal.SIGQUIT,
-                also_kill=tuple(w for w, _ in workers),
+                also_kill=tuple(workers),
             )
         except OSError as exc:
             raise TrafficError(f"nginx master PID {master} did not stop: {exc}") from exc
