@@ -10,7 +10,7 @@ ifneq ($(BACKEND),process)
 export CANARY_DOCKER = 1
 endif
 
-.PHONY: install demo test lint bench docker-up images
+.PHONY: install demo test lint bench docker-up images report
 
 install:
 	bash scripts/install.sh
@@ -33,3 +33,7 @@ docker-up:
 
 images: docker-up
 	canary images build
+
+# The HTML report (Allure) of the last rollout in the run directory: .canary/allure-report/index.html.
+report:
+	canary report

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the harness, its tests and the demo need on a fresh Debian machine (root):
-# the real nginx and prometheus binaries, the reference service and the harness with its extras.
+# the real nginx and prometheus binaries, the reference service and the harness with its extras, the Allure
+# CLI (npm) and Debian's chromium for the report.
 # With CANARY_DOCKER=1 also Docker (scripts/docker-up.sh: installs and starts the engine if needed), the
 # docker SDK extra and the release images (canary images build).
 # Idempotent: a second run installs nothing new.
@@ -10,6 +11,10 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+# The report: Debian's chromium for the browser test (Playwright's own browser download is not used),
+# npm for the Allure 3 CLI (no Java needed).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install: apt packages ${need_apt[*]}"
   # Keep Debian's postinst from starting system-wide services: the harness runs its own instances.
@@ -24,9 +29,14 @@ fi
 extras=load,report,dev
 if [ "${CANARY_DOCKER:-0}" = 1 ]; then extras=$extras,docker; fi
 python3 -m pip install -q --disable-pip-version-check -e ./app -e ".[$extras]"
+# canary report builds the HTML with the Allure 3 CLI.
+if ! allure --version 2>/dev/null | grep -q '^3\.'; then
+  echo "install: npm package allure@3"
+  npm install -g --silent allure@3 >/dev/null
+fi
 
 if [ "${CANARY_DOCKER:-0}" = 1 ]; then
   bash scripts/docker-up.sh
   canary images build
 fi
-echo "install: done ($(nginx -v 2>&1), $(prometheus --version 2>&1 | head -1))"
+echo "install: done ($(nginx -v 2>&1), $(prometheus --version 2>&1 | head -1), allure $(allure --version))"

@@ -12,7 +12,8 @@ CanaryError                 root: everything the harness raises on purpose
 ├── LoadError               the load generator failed to run or to report its stats
 ├── StackError              the local stack's recorded state is missing or inconsistent
 ├── RolloutError            a rollout cannot start or go on (lock held, journal refuses promotion, ...)
-└── RollbackError           a rollback did not leave the canary at weight 0: never swallowed
+├── RollbackError           a rollback did not leave the canary at weight 0: never swallowed
+└── ReportError             the HTML report could not be built (no Allure CLI, no results)
 
 Errors from subprocesses, HTTP clients and the like are translated at the boundary with
 ``raise ... from exc`` and carry diagnostics (URL, status, last log lines).
@@ -77,3 +78,7 @@ class RolloutError(CanaryError):
 
 class RollbackError(CanaryError):
     """A rollback did not reach a verified weight of 0. Never swallowed."""
+
+
+class ReportError(CanaryError):
+    """The HTML report could not be built (no Allure CLI, no results, the CLI failed)."""

@@ -26,6 +26,7 @@ from canary_harness.config import StackSettings
 from canary_harness.errors import ConfigError, RolloutError
 from canary_harness.lock import RolloutLock
 from canary_harness.redact import show_env
+from canary_harness.reporting.allure_cli import rollout_allure_args
 from canary_harness.rollback import rollback
 from canary_harness.stack import LocalStack, load_state
 from canary_harness.traffic.nginx import probe_split
@@ -99,6 +100,7 @@ class RolloutPlan:
         if self.config_file:
             command.append(f"--canary-config={self.config_file}")  # '=': pytest must not take it as a root
         # --canary-env/--production-env travel in the environment (stage_environ), never in argv.
+        command += rollout_allure_args(self.stack.run_dir, self.pytest_args, first_stage=stage == self.stages[0])
         return command + ["-p", "no:cacheprovider", *self.pytest_args]
 
     def stage_environ(self, base: Mapping[str, str]) -> dict[str, str]:

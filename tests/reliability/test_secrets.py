@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from canary_harness.deploy.pids import process_start_time
-from canary_harness.deploy.pids import children_of
+from canary_harness.deploy.pids import children_of, process_start_time
 from canary_harness.envstore import VALUES_FILE
 from canary_harness.waiting import wait_until
 from tests.integration.rolloutfixtures import (

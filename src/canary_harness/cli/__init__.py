@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "canary_harness.cli.history_cmd",
     "canary_harness.cli.images_cmd",
     "canary_harness.cli.smoke_cmd",
+    "canary_harness.cli.report_cmd",
 )
 
 

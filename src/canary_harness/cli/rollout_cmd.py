@@ -21,6 +21,7 @@ from canary_harness.config import (
 )
 from canary_harness.errors import RolloutError
 from canary_harness.lock import RolloutLock
+from canary_harness.notify import promotion_notifier
 from canary_harness.rollback import rollback
 from canary_harness.rollout import (
     DEFAULT_STAGES,
@@ -66,6 +67,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     prom = subparsers.add_parser("promote", help="after a full rollout, production becomes the new version")
     prom.add_argument("--version", required=True)
+    prom.add_argument("--notify", action="append", default=[], metavar="URL",
+                      help="post the promotion as JSON to URL (repeatable; also canary.toml [notify] urls)")
     add_backend_option(prom)
     _add_stack_flags(prom)
     prom.set_defaults(handler=_promote)
@@ -118,8 +121,10 @@ def _promote(args: argparse.Namespace) -> int:
     if not _backend_given(args) and state is not None and state.production is not None:
         # Unless told otherwise, production stays the kind of service it is (a container stays a container).
         settings = dataclasses.replace(settings, backend=state.production.backend)
+    notifier = promotion_notifier(load_toml(Path(args.config_file) if args.config_file else None), args.notify)
     with RolloutLock(settings.run_dir, version=version, command="promotion"):
         promote(settings, version, lambda text: print(text, flush=True))
+    notifier(version)
     return 0
 
 

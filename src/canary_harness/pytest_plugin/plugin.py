@@ -27,6 +27,7 @@ from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.session import StageSession
 from canary_harness.pytest_plugin.signals import SignalGuard
 from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
+from canary_harness.reporting.live import progress_factory
 
 RELEASE_CHECKS_DIR = "canary_tests"
 WORKER_RECORD_INPUT = "canary_stage_record"
@@ -78,6 +79,10 @@ def pytest_configure(config: pytest.Config) -> None:
         base = config.inipath.parent if config.inipath else config.invocation_params.dir
         config.args = [str(base / RELEASE_CHECKS_DIR)]
     config.pluginmanager.register(fixtures, "canary-fixtures")
+    if config.getoption("allure_report_dir", None):
+        from canary_harness.reporting import allure_plugin  # allure-pytest is an optional extra
+
+        config.pluginmanager.register(allure_plugin, "canary-allure")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -107,6 +112,7 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
         exit_state.guard.arm()
         if not (options.dry_run or options.no_rollback):
             stage.on_failed = early_withdraw(options, stage.record, exit_state, lambda text: _say(config, text))
+        stage.progress = progress_factory(config)
         try:
             record = stage.run(
                 config.stash[RECORD_PATH_KEY],

@@ -50,6 +50,8 @@ class StageRecord:
     phases: list[Phase] = field(default_factory=list)
     upstream_config: str = ""
     plan: str = ""
+    # The decision trace (reporting.trace.DecisionTrace.to_dict): every tick's counts and e-values.
+    trace: dict[str, Any] | None = None
     # The traffic withdrawal made the moment the stage failed (weight 0 verified, verdict_to_zero_s...).
     rollback: dict[str, Any] | None = None
     # Why the stage ran past its window (on_inconclusive = extend_if_suspect); empty if it did not.

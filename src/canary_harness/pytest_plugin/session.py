@@ -11,7 +11,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +39,8 @@ from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.rates_store import load_rates, save_rates
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.report import ProgressPrinter, format_table
+from canary_harness.reporting.live import Printer, ProgressFactory
+from canary_harness.reporting.trace import DecisionTrace
 from canary_harness.smoke import require_smoke
 from canary_harness.stack import LocalStack, load_state
 from canary_harness.traffic.external import ExternalNginxController
@@ -127,6 +129,8 @@ class StageSession:
         self.on_failed: Callable[[str], None] | None = None
         self._failed_reported = False
         self._limit_s = options.observation_period
+        # The live view on a terminal (set by the plugin); plain progress lines when None.
+        self.progress: ProgressFactory | None = None
         self.record = StageRecord(
             canary_version=options.canary_version, production_version=options.production_version,
             stage=options.stage, dry_run=options.dry_run, judge=options.judge,
@@ -364,7 +368,10 @@ class StageSession:
             f"planned from the rates {previous.source} ({describe(previous)}):\n{format_plan(plan)}")
         self.say(record.plan)
         weight = record.weight_in_force if record.weight_in_force is not None else options.stage
-        printer = ProgressPrinter(self.say, interval=max(5.0, options.tick))
+        self._trace = DecisionTrace.start(judge, settings, options.stage, weight)
+        interval = max(5.0, options.tick)
+        view = self.progress(self.say, interval, self._limit_s, plan.pass_seconds[0]) if self.progress \
+            else nullcontext(ProgressPrinter(self.say, interval=interval))
         runs = [] if options.no_load else self._load_runs(load_settings, options.stack.run_dir / "load")
         with ExitStack() as resources:
             source = self._metrics_source(resources)
@@ -373,11 +380,14 @@ class StageSession:
                 for run in runs:
                     run.start()
                 started = time.monotonic()
-                verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
+                with view as printer:
+                    verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started,
+                                              printer)
                 if verdict.state == State.FAIL:
                     self.failed(f"verdict FAIL: {verdict.reason}")
             finally:
                 stats = _stop_all(runs)
+                record.trace = self._trace.to_dict()
         if stats:
             record.load = {"runs": [item.to_dict() for item in stats]}
             for item in stats:
@@ -391,7 +401,7 @@ class StageSession:
 
     def _tick_loop(self, judge: Judge, source: MetricsSource, base_canary: MetricsSnapshot,
                    base_production: MetricsSnapshot,
-                   weight: int, started: float, printer: ProgressPrinter) -> StageVerdict:
+                   weight: int, started: float, printer: Printer) -> StageVerdict:
         options = self.options
         deadline = started + self._limit_s
         next_tick = started
@@ -410,6 +420,7 @@ class StageSession:
             production = source.snapshot("production").minus(base_production)
             if time.monotonic() >= deadline:
                 verdict = judge.conclude(elapsed, canary, production, weight)
+                self._trace.add(verdict, canary, production, judge)
                 printer.update(verdict, options.stage)
                 return verdict
             extended = judge.extension
@@ -417,6 +428,7 @@ class StageSession:
             if judge.extension and not extended:  # say once, on the console and in the record, why
                 self.record.extension = judge.extension
                 printer.line(f"[stage {options.stage}%] EXTENDED: {judge.extension}")
+            self._trace.add(verdict, canary, production, judge)
             printer.update(verdict, options.stage)
             if verdict.decided:
                 return verdict

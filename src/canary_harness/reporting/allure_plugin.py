@@ -1,0 +1,81 @@
+"""pytest side of the Allure report (registered by the canary plugin only with ``--alluredir``).
+
+Each release check goes to its stage's suite; after the session (and after any rollback) the
+controller writes the stage verdict result with its plots and trace, the environment and the
+categories into the results directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from canary_harness import journal
+from canary_harness.judge.settings import JudgeSettings
+from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY
+from canary_harness.pytest_plugin.record import StageRecord
+from canary_harness.reporting import allure_results
+
+
+def results_dir(config: pytest.Config) -> Path | None:
+    """The ``--alluredir`` of this session, if any (the option exists only with allure-pytest)."""
+    value = config.getoption("allure_report_dir", None)
+    return Path(value) if value else None
+
+
+@pytest.fixture(autouse=True)
+def _canary_allure_suite(request: pytest.FixtureRequest) -> None:
+    """Files each release check under "rollout V" / "stage N%" / its module, next to the stage verdict."""
+    record = request.config.stash.get(RECORD_KEY, None)
+    options = request.config.stash.get(OPTIONS_KEY, None)
+    if options is None:
+        return
+    import allure
+
+    labels = allure_results.suite_labels(record) if record is not None else {
+        "parentSuite": f"rollout {options.canary_version}", "suite": f"stage {options.stage}%"}
+    allure.dynamic.parent_suite(labels["parentSuite"])
+    allure.dynamic.suite(labels["suite"])
+    allure.dynamic.sub_suite(request.node.module.__name__ if request.node.module else "release checks")
+    # Allure keys a test's history by its parameters: without the stage, the same check at 1 % and at
+    # 100 % would look like retries of one test and only the last stage would show.
+    allure.dynamic.parameter("stage", labels["suite"].removeprefix("stage "))
+
+
+def rollback_outcome(run_dir: Path, record: StageRecord) -> tuple[str | None, str | None]:
+    """(rollback summary, rollback failure) of this stage, from the last rollback entry journaled since it
+    started (a failed early withdrawal followed by a successful rollback counts as rolled back)."""
+    last = None
+    for entry in journal.read(run_dir):
+        if entry.time >= record.started_at and entry.version == record.canary_version \
+                and entry.stage == record.stage and entry.event in ("rollback", "rollback_failed"):
+            last = entry
+    if last is None:
+        return None, None
+    if last.event == "rollback_failed":
+        return None, last.reason
+    return f"rolled back by {last.actor}: weight {last.details.get('weight_after', '?')} % in force after", None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    """After the canary plugin's own finish (rollback included): write the stage's Allure results."""
+    config = session.config
+    try:
+        return (yield)
+    finally:
+        record = config.stash.get(RECORD_KEY, None)
+        options = config.stash.get(OPTIONS_KEY, None)
+        target = results_dir(config)
+        if record is not None and options is not None and target is not None \
+                and not hasattr(config, "workerinput"):
+            rollback, rollback_failed = rollback_outcome(options.stack.run_dir, record)
+            allure_results.write_stage_result(target, record, rollback=rollback, rollback_failed=rollback_failed)
+            settings = JudgeSettings.from_mapping(options.toml.get("judge", {}), "canary.toml [judge]")
+            allure_results.write_environment(target, allure_results.environment(
+                record, settings, period=options.observation_period, tick=options.tick, backend=options.backend,
+                env_names={"canary": list(options.canary_env), "production": list(options.production_env)},
+                cwd=config.rootpath))
+            allure_results.write_categories(target)

@@ -1,0 +1,188 @@
+"""The stage's plots, drawn with matplotlib's Agg backend (no display) from a decision trace.
+
+One figure each: latency distributions per LLM mode (canary vs production, threshold line), the 5xx
+rate over time, the RL-loss blocks, the observed split vs the configured weight, and every check's
+e-values over time against its bound (log scale) with the decision point marked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: render to files only, never to a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from canary_harness.reporting.trace import DecisionTrace, rates, running_rate  # noqa: E402
+
+COLORS = {"canary": "tab:orange", "production": "tab:blue"}
+# e-value tests whose crossing means FAIL, PASS or a split mismatch (names as in the evidence).
+_PASS_PREFIX = "e_pass"
+_SPLIT_KEY = "e_mismatch"
+
+
+def _per_bucket(cumulative: list[list[float | None]]) -> tuple[list[float], list[float]]:
+    """Upper edges and the share of requests in each bucket (the +Inf bucket dropped from the x axis)."""
+    edges, shares, previous = [], [], 0.0
+    total = float(cumulative[-1][1] or 0.0) if cumulative else 0.0
+    for edge, count in cumulative:
+        if edge is None or count is None:
+            continue
+        edges.append(edge)
+        shares.append((count - previous) / total if total else 0.0)
+        previous = count
+    return edges, shares
+
+
+def latency_figure(trace: DecisionTrace) -> Figure:
+    """Per mode: canary and production latency distributions from histogram buckets, threshold line."""
+    modes = [mode for mode in trace.thresholds if mode in trace.buckets] or list(trace.thresholds)
+    fig, axes = plt.subplots(1, max(1, len(modes)), figsize=(4.2 * max(1, len(modes)), 3.4), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=False):
+        for arm in ("production", "canary"):
+            edges, shares = _per_bucket(trace.buckets.get(mode, {}).get(arm, []))
+            if edges:
+                ax.step(edges, shares, where="pre", color=COLORS[arm], label=arm)
+        ax.axvline(trace.thresholds[mode], color="tab:red", linestyle="--",
+                   label=f"threshold {trace.thresholds[mode]:g} s")
+        ax.set_xscale("log")
+        ax.set_title(f"{mode} mode")
+        ax.set_xlabel("latency bucket upper edge (s)")
+        ax.set_ylabel("share of requests")
+        ax.legend(fontsize="small")
+    fig.suptitle(f"stage {trace.stage}%: latency per LLM mode")
+    fig.tight_layout()
+    return fig
+
+
+def error_rate_figure(trace: DecisionTrace) -> Figure:
+    """Both arms' 5xx rate since stage start at each tick (per-tick rates are too noisy to read), SLO line."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    times = trace.column("t_s")
+    for arm in ("production", "canary"):
+        xs, ys = running_rate(trace.column(f"{arm}_errors"), trace.column(f"{arm}_requests"), times)
+        ax.plot(xs, [y * 100 for y in ys], marker=".", color=COLORS[arm], label=arm)
+    ax.axhline(trace.error_rate_slo * 100, color="tab:red", linestyle="--", label=f"SLO {trace.error_rate_slo:.2%}")
+    ax.set_xlabel("time since stage start (s)")
+    ax.set_ylabel("5xx rate since stage start (%)")
+    ax.set_title(f"stage {trace.stage}%: 5xx rate")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def loss_figure(trace: DecisionTrace) -> Figure:
+    """Each arm's RL-loss block means in order, with production's median B and ratio × B."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for arm in ("production", "canary"):
+        means = trace.loss_blocks.get(arm) or []
+        ax.plot(range(1, len(means) + 1), means, marker="o", linestyle="", color=COLORS[arm],
+                label=f"{arm} ({len(means)} blocks)")
+    reference = trace.loss_blocks.get("reference")
+    if reference is not None:
+        ax.axhline(reference, color=COLORS["production"], linestyle=":", label=f"B (production median) {reference:.3g}")
+        ax.axhline(reference * trace.loss_ratio, color="tab:red", linestyle="--",
+                   label=f"{trace.loss_ratio:g} × B")
+    ax.set_xlabel("loss block (in order)")
+    ax.set_ylabel("mean PPO loss of the block")
+    ax.set_title(f"stage {trace.stage}%: RL loss blocks")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def split_figure(trace: DecisionTrace) -> Figure:
+    """The canary's share of journeys (requests when no journeys) per tick vs the configured weight."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    times = trace.column("t_s")
+    unit = "journeys" if any(trace.column("canary_journeys")) or any(trace.column("production_journeys")) \
+        else "requests"
+    canary, production = trace.column(f"canary_{unit}"), trace.column(f"production_{unit}")
+    totals = [None if c is None or p is None else c + p for c, p in zip(canary, production, strict=True)]
+    xs, ys = rates(canary, totals, times)
+    ax.plot(xs, [y * 100 for y in ys], marker=".", color=COLORS["canary"], label=f"observed canary share of {unit}")
+    ax.axhline(trace.weight, color="tab:gray", linestyle="--", label=f"configured weight {trace.weight} %")
+    ax.set_ylim(-5, 105)
+    ax.set_xlabel("time since stage start (s)")
+    ax.set_ylabel("canary share per tick (%)")
+    ax.set_title(f"stage {trace.stage}%: traffic split")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _bound_of(trace: DecisionTrace, column: str) -> float | None:
+    test = column.split(":", 1)[1] if ":" in column else column
+    if test.startswith(_SPLIT_KEY):
+        return trace.bounds.get("split")
+    return trace.bounds.get("pass" if test.startswith(_PASS_PREFIX) else "fail")
+
+
+def evalue_figure(trace: DecisionTrace) -> Figure:
+    """Each check's e-values over time (log scale) against its bound; the decision point marked."""
+    checks = trace.e_columns()
+    names = list(checks) or ["(no e-values: fixed judge)"]
+    cols = 2
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.9 * rows), squeeze=False)
+    times = trace.column("t_s")
+    decided_at = trace.decision.get("t_s")
+    for index, ax in enumerate(axes.flat):
+        if index >= len(names):
+            ax.set_visible(False)
+            continue
+        check = names[index]
+        bounds_drawn: set[float] = set()
+        for column in checks.get(check, []):
+            values = trace.column(column)
+            points = [(t, v) for t, v in zip(times, values, strict=True) if t is not None and v is not None]
+            label = column.split(":e_", 1)[1]
+            line, = ax.plot([t for t, _ in points], [max(v, 1e-6) for _, v in points], label=label)
+            bound = _bound_of(trace, column)
+            if bound is not None and bound not in bounds_drawn:
+                bounds_drawn.add(bound)
+                passing = label.startswith("pass")
+                name = "1/β" if passing else "1/α_srm" if label.startswith("mismatch") else "1/α"
+                ax.axhline(bound, color="tab:green" if passing else "tab:red", linestyle="--", linewidth=0.8,
+                           label=f"{name} bound {bound:.3g}")
+        crossed = trace.decision.get("crossed", {}).get(check)
+        if crossed is not None:
+            ax.axvline(crossed, color="black", linestyle=":", label=f"crossed at {crossed:.0f} s")
+        if decided_at is not None:
+            ax.axvline(decided_at, color="tab:purple", linewidth=1.2,
+                       label=f"stage {trace.decision.get('state')} at {decided_at:.0f} s")
+        ax.set_yscale("log")
+        ax.set_title(check, fontsize="medium")
+        ax.set_xlabel("time since stage start (s)")
+        ax.set_ylabel("e-value (log)")
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"stage {trace.stage}%: e-values vs 1/α")
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {
+    "latency": latency_figure,
+    "error-rate": error_rate_figure,
+    "rl-loss": loss_figure,
+    "traffic-split": split_figure,
+    "e-values": evalue_figure,
+}
+
+
+def save_plots(trace: DecisionTrace, directory: Path) -> dict[str, Path]:
+    """Draw every figure of the trace as a PNG in ``directory``; returns name -> file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    saved = {}
+    for name, draw in FIGURES.items():
+        fig = draw(trace)
+        try:
+            path = directory / f"stage-{trace.stage}-{name}.png"
+            fig.savefig(path, dpi=90)
+            saved[name] = path
+        finally:
+            plt.close(fig)  # pyplot keeps figures alive until closed
+    return saved
