@@ -112,6 +112,15 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def readable_by_all(tree: Path) -> None:
+    """Make a build context world-readable: ``COPY`` keeps file modes, and the image's unprivileged user must
+    read what it runs. (``canary`` runs with a private umask, so the files it writes start as 0600.)"""
+    for path in [tree, *tree.rglob("*")]:
+        if path.is_symlink():
+            continue
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 @dataclass(frozen=True)
 class BuildResult:
     """What ``build`` did for one release.
@@ -235,6 +244,7 @@ class ImageBuilder:
         wheels = self.wheels(release)
         if wheels_out is not None:
             copy_wheels(wheels, wheels_out)
+            readable_by_all(wheels_out)
         recipe = self.recipe()
         digest = content_hash(version=release.version, artifact_sha256=release.actual_sha256, recipe=recipe,
                               base_image_id=base_id, wheels=wheels.fingerprint())  # fmt: skip
@@ -267,6 +277,7 @@ class ImageBuilder:
             for name, data in recipe.items():
                 (context / name).write_bytes(data)
             copy_wheels(wheels, context / "wheels")
+            readable_by_all(context)
             try:
                 image, _logs = self.client.images.build(
                     path=str(context), pull=False, rm=True, forcerm=True,
