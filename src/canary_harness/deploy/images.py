@@ -300,11 +300,13 @@ class ImageBuilder:
         port = free_loopback_port()
         url = f"http://127.0.0.1:{port}/health"
         started = time.monotonic()
-        container = self.client.containers.run(
-            image, ["--port", str(port)], detach=True, network_mode="host",
+        # Created, then started inside the try: a container the engine cannot start is removed too.
+        container = self.client.containers.create(
+            image, ["--port", str(port)], network_mode="host",
             labels={LABEL_ROLE: "image-check", LABEL_RELEASE: version},
         )  # fmt: skip
         try:
+            container.start()
             body = self._wait_healthy(container, url, timeout)
             healthy_after = time.monotonic() - started
             if body.get("version") != version:
