@@ -144,7 +144,7 @@ class StackSettings:
     canary_version: str | None = None
     canary_env: Mapping[str, str] = field(default_factory=dict)
     production_env: Mapping[str, str] = field(default_factory=dict)
-    # How services are started: process | docker (testcontainers only for smoke runs).
+    # How services are started: process | docker | compose (testcontainers only for smoke runs).
     backend: str = "process"
 
 

@@ -29,7 +29,7 @@ def add_location_options(parser: argparse.ArgumentParser) -> None:
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
     """``--backend``: how the command starts services (recorded ones are stopped the way they started)."""
-    parser.add_argument("--backend", help="process or docker: how services are started "
+    parser.add_argument("--backend", help="process, docker or compose: how services are started "
                         "(default process; env CANARY_BACKEND, canary.toml [stack] backend)")
 
 

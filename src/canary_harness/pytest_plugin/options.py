@@ -138,7 +138,7 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("production_version", "--production-version", parse_version, "v0.1.0",
                "Version production runs (started if no stack is up).", toml_key="production_version"),
     OptionSpec("backend", "--backend", parse_backend, None,
-               "process | docker | testcontainers (smoke only): how service versions are started "
+               "process | docker | compose | testcontainers (smoke only): how service versions are started "
                "(default: canary.toml [stack] backend, else process)."),
     OptionSpec("observation_period", "--observation-period", parse_positive_float, 900.0,
                "Maximum observation window of the stage in seconds (default 900).",
