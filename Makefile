@@ -18,6 +18,8 @@ install:
 demo: install
 	bash scripts/demo.sh $(VERSION) $(PERIOD) $(BACKEND)
 
+# The whole suite includes the container tests: Docker and the release images are installed first.
+test: export CANARY_DOCKER = 1
 test: install
 	$(PYTHON) -m pytest
 
