@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,26 @@ def test_no_environment_value_reaches_any_report_file(built_report: BuiltReport)
     assert "REPORT_TEST_TOKEN" in (built_report.results / "environment.properties").read_text()
 
 
+def _open_until_visible(page: Any, url: str, text: str, tmp_path: Path) -> None:
+    """Open ``url`` until ``text`` shows; one reload if the first load never renders (a cold headless start
+    has been seen to leave the report blank once); the failure names what the page showed instead."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(2):
+        page.goto(url)
+        try:
+            page.get_by_text(text, exact=True).first.wait_for(state="visible", timeout=45_000)
+            return
+        except PlaywrightError as exc:
+            if attempt == 1:
+                shot = tmp_path / "not-rendered.png"
+                page.screenshot(path=str(shot))
+                body = page.inner_text("body")[:1500]
+                raise AssertionError(
+                    f"{text!r} never showed in {url} (screenshot {shot}); the page showed:\n{body}"
+                ) from exc
+
+
 @pytest.mark.parametrize(("stage", "state", "category"), [
     (25, "PASS", None),
     (100, "FAIL", "regression caught"),
@@ -110,9 +131,7 @@ def test_chromium_shows_the_stage_its_verdict_and_a_plot(built_report: BuiltRepo
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 1900})
-            page.goto(built_report.index.resolve().as_uri())
-            tree_stage = page.get_by_text(f"stage {stage}%", exact=True).first
-            tree_stage.wait_for(state="visible", timeout=60_000)
+            _open_until_visible(page, built_report.index.resolve().as_uri(), f"stage {stage}%", tmp_path)
             # Passed groups start collapsed in the tree: open the verdict by its id, as a shared link would.
             name = f"stage {stage}% verdict: {state}"
             by_id = json.loads((built_report.index.parent / "test-results.json").read_text())["byId"]
