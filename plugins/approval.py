@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from canary_harness.pytest_plugin.console import say
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY
 from canary_harness.waiting import wait_until
 
@@ -32,14 +33,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help='wait until URL answers {"approved": true} before the stage')
     group.addoption("--canary-approval-timeout", dest="canary_approval_timeout", metavar="S", default="600",
                     help="seconds to wait for the approval (default 600)")
-
-
-def _say(config: pytest.Config, text: str) -> None:
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(text)
-    else:
-        print(text, flush=True)
 
 
 def _file_answer(path: Path) -> str | None:
@@ -80,7 +73,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     timeout = _timeout(config.getoption("canary_approval_timeout"))
     where = f"file {path}" if path else f"URL {url}"
-    _say(config, f"canary: stage {options.stage}% of {options.canary_version} waits for approval "
+    say(config, f"canary: stage {options.stage}% of {options.canary_version} waits for approval "
                  f"({where}, {timeout:g} s)")
     with httpx.Client(timeout=5.0) as client:
         def answer() -> str | None:
@@ -95,4 +88,4 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if verdict == DENIED:
         pytest.exit(f"canary: stage {options.stage}% refused by {where}; the stage did not start",
                     returncode=pytest.ExitCode.USAGE_ERROR)
-    _say(config, f"canary: stage {options.stage}% approved ({where})")
+    say(config, f"canary: stage {options.stage}% approved ({where})")

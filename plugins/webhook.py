@@ -15,6 +15,7 @@ import pytest
 
 from canary_harness import notify
 from canary_harness.errors import ConfigError
+from canary_harness.pytest_plugin.console import say
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.reporting.allure_plugin import rollback_outcome
@@ -29,14 +30,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="post stage events (applied, verdict, rollback) as JSON to URL; repeatable; or [notify] urls")
 
 
-def _say(config: pytest.Config, text: str) -> None:
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(text)
-    else:
-        print(text, flush=True)
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     """A notifier for the stage's controller when any receiver is configured (after the canary plugin)."""
@@ -49,7 +42,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from exc
     if settings.urls:
-        config.stash[NOTIFIER_KEY] = notify.Notifier(settings, lambda text: _say(config, text))
+        config.stash[NOTIFIER_KEY] = notify.Notifier(settings, lambda text: say(config, text))
 
 
 def _send(config: pytest.Config, event: dict[str, Any]) -> None:

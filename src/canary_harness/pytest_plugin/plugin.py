@@ -20,6 +20,7 @@ from canary_harness.errors import RolloutError
 from canary_harness.lock import RolloutLock
 from canary_harness.private import restrict_umask
 from canary_harness.pytest_plugin import fixtures, hookspecs
+from canary_harness.pytest_plugin.console import say
 from canary_harness.pytest_plugin.exitguard import EXIT_KEY, ExitState, early_withdraw, finish_session
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import StageOptions, add_options, resolve
@@ -36,14 +37,6 @@ LOCK_KEY = pytest.StashKey[RolloutLock]()
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
-
-
-def _say(config: pytest.Config, text: str) -> None:
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(text)
-    else:
-        print(text, flush=True)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -68,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # everything in it is private to the user (docs/security.md).
     restrict_umask()
     if not _is_worker(config):
-        config.stash[EXIT_KEY] = ExitState(SignalGuard(lambda text: _say(config, text)))
+        config.stash[EXIT_KEY] = ExitState(SignalGuard(lambda text: say(config, text)))
     if _is_worker(config):
         config.stash[RECORD_PATH_KEY] = Path(config.workerinput[WORKER_RECORD_INPUT])  # type: ignore[attr-defined]
     else:
@@ -99,19 +92,19 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
     options = config.stash.get(OPTIONS_KEY, None)
     collection_failed = session.testsfailed and not config.option.continue_on_collection_errors
     if options is not None and options.backend == SMOKE_BACKEND:
-        _say(config, f"canary: smoke run of {options.canary_version} in a throwaway container (no stage, no NGINX)")
+        say(config, f"canary: smoke run of {options.canary_version} in a throwaway container (no stage, no NGINX)")
     elif options is not None and not _is_worker(config) and not config.option.collectonly \
             and not collection_failed:
-        _say(config, f"canary: stage {options.stage}% for {options.canary_version} "
+        say(config, f"canary: stage {options.stage}% for {options.canary_version} "
                      f"(production {options.production_version}, judge {options.judge}"
                      f"{', dry run' if options.dry_run else ''})")
         _take_lock(config, options)
-        stage = StageSession(options, lambda text: _say(config, text))
+        stage = StageSession(options, lambda text: say(config, text))
         # From here until the rollback decision, SIGTERM/SIGHUP end the session like Ctrl-C.
         exit_state = config.stash[EXIT_KEY]
         exit_state.guard.arm()
         if not (options.dry_run or options.no_rollback):
-            stage.on_failed = early_withdraw(options, stage.record, exit_state, lambda text: _say(config, text))
+            stage.on_failed = early_withdraw(options, stage.record, exit_state, lambda text: say(config, text))
         stage.progress = progress_factory(config)
         try:
             record = stage.run(
@@ -140,10 +133,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
     config = session.config
     if not _is_worker(config):
         try:
-            finish_session(session, lambda text: _say(config, text))
+            finish_session(session, lambda text: say(config, text))
         except Exception:  # a bug must not also silence the other plugins' sessionfinish (reports)
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-            _say(config, f"canary: ROLLBACK FAILED (unexpected error):\n{traceback.format_exc()}"
+            say(config, f"canary: ROLLBACK FAILED (unexpected error):\n{traceback.format_exc()}"
                          "canary: run `canary rollback` and check `canary stack status`")
         finally:
             _disarm(config)
@@ -158,7 +151,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             session = getattr(config, "_canary_session", None)
             if session is not None:
                 try:
-                    finish_session(session, lambda text: _say(config, text))
+                    finish_session(session, lambda text: say(config, text))
                 finally:
                     _disarm(config)
         _disarm(config)
@@ -194,5 +187,5 @@ def _disarm(config: pytest.Config) -> None:
 def pytest_canary_verdict(config: pytest.Config, record: StageRecord) -> None:
     """Default: one summary line (site hooks in plugins/ run first)."""
     state = (record.verdict or {}).get("state", "ERROR")
-    _say(config, f"canary: verdict {state} for stage {record.stage}%"
+    say(config, f"canary: verdict {state} for stage {record.stage}%"
                  f"{': ' + record.error if record.error else ''}")
