@@ -20,12 +20,13 @@ if [ "$backend" != process ]; then
   canary images build
 fi
 
-cleanup() { canary stack down --run-dir "$run_dir" "${backend_args[@]}" >/dev/null 2>&1 || true; }
+# stack down and status need no backend: each service is stopped the way it was started (recorded).
+cleanup() { canary stack down --run-dir "$run_dir" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
-canary stack down --run-dir "$run_dir" "${backend_args[@]}" >/dev/null 2>&1 || true
+canary stack down --run-dir "$run_dir" >/dev/null 2>&1 || true
 canary precheck --version "$version"
 canary rollout --version "$version" --observation-period "$period" --run-dir "$run_dir" "${backend_args[@]}"
 canary promote --version "$version" --run-dir "$run_dir" "${backend_args[@]}"
-canary stack status --run-dir "$run_dir" "${backend_args[@]}"
+canary stack status --run-dir "$run_dir"
 canary history --run-dir "$run_dir" --limit 20

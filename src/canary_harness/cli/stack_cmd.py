@@ -75,7 +75,9 @@ def _print_status(status: StackStatus) -> None:
         health = "healthy" if c.healthy else ("running, unhealthy" if c.running else "NOT RUNNING")
         version = f"  {c.version}" if c.version else ""
         detail = f"  ({c.detail})" if c.detail else ""
-        print(f"{c.name:<11} PID {c.pid}  {c.url}  {health}{version}{detail}")
+        # A container (or a service given by URL) has no local PID: its detail names the container.
+        ident = f"PID {c.pid}" if c.pid is not None else "no PID"
+        print(f"{c.name:<11} {ident}  {c.url}  {health}{version}{detail}")
     if status.canary_weight is None:
         print("weights     unknown (nginx does not answer)")
     else:
