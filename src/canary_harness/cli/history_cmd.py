@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness import journal
+from canary_harness.cli.stack_cmd import add_location_options
 from canary_harness.config import load_toml, parse_version, resolve_stack_settings
 from canary_harness.errors import ConfigError
 
@@ -24,8 +25,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Every weight change, stage verdict, rollback and promotion recorded in the journal "
                     "of the run directory, oldest first.",
     )  # fmt: skip
-    parser.add_argument("--run-dir", help="run directory (default: CANARY_RUN_DIR, canary.toml, .canary)")
-    parser.add_argument("--config", help="canary.toml (default ./canary.toml if present)")
+    add_location_options(parser)
     parser.add_argument("--version", help="only entries of this version")
     parser.add_argument("--limit", help="only the last N entries (after --version)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line, as in the journal")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from canary_harness.cli.stack_cmd import add_location_options
 from canary_harness.config import load_toml, resolve_stack_settings
 from canary_harness.reporting.allure_cli import REPORT_DIR, RESULTS_DIR, build_report, open_report
 
@@ -17,8 +18,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Turns the stages' Allure results (by default <run dir>/allure-results, written by "
                     "canary rollout) into an HTML report in <run dir>/allure-report.",
     )  # fmt: skip
-    parser.add_argument("--run-dir", help="run directory (default: CANARY_RUN_DIR, canary.toml, .canary)")
-    parser.add_argument("--config", help="canary.toml (default ./canary.toml if present)")
+    add_location_options(parser)
     parser.add_argument("--results", help="Allure results directory (default <run dir>/allure-results)")
     parser.add_argument("--output", help="report directory (default <run dir>/allure-report)")
     parser.add_argument("--open", action="store_true", help="serve the report and open it in a browser")

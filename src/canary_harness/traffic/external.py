@@ -38,9 +38,10 @@ from canary_harness.traffic.nginx import (
     InForce,
     default_template_dir,
     new_generation,
+    read_configured_weights,
     read_in_force,
 )
-from canary_harness.traffic.render import UpstreamWeights, parse_upstream_weights, render_upstream
+from canary_harness.traffic.render import UpstreamWeights, render_upstream
 from canary_harness.waiting import wait_until
 
 log = logging.getLogger("canary_harness.traffic")
@@ -93,12 +94,7 @@ class ExternalNginxController:
 
     def configured_weights(self) -> UpstreamWeights:
         """The weights written in the upstream file."""
-        try:
-            text = self.upstream_conf.read_text()
-        except OSError as exc:
-            raise TrafficError(f"cannot read {self.upstream_conf}: {exc}") from exc
-        return parse_upstream_weights(text, production=self.production, canary=self.canary,
-                                      source=str(self.upstream_conf))  # fmt: skip
+        return read_configured_weights(self.upstream_conf, production=self.production, canary=self.canary)
 
     # ------------------------------------------------------------------ NGINX commands
     def _command(self, argv: list[str], what: str) -> str:

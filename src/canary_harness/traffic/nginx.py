@@ -142,6 +142,20 @@ def read_in_force(base_url: str, timeout: float = 2.0) -> InForce:
         raise TrafficError(f"cannot read the split in force from {url}: {exc}") from exc
 
 
+def read_configured_weights(upstream_conf: Path, *, production: str, canary: str) -> UpstreamWeights:
+    """The weights written in an upstream file (what the next reload would load); TrafficError if unreadable.
+
+    Shared by the managed and the external controller: both keep their split in ``conf.d/upstream.conf``.
+    """
+    try:
+        text = upstream_conf.read_text()
+    except FileNotFoundError as exc:
+        raise TrafficError(f"no upstream configuration at {upstream_conf}") from exc
+    except OSError as exc:
+        raise TrafficError(f"cannot read {upstream_conf}: {exc}") from exc
+    return parse_upstream_weights(text, production=production, canary=canary, source=str(upstream_conf))
+
+
 class NginxTrafficController:
     """TrafficController over a real NGINX master running from ``nginx_dir``."""
 
@@ -258,13 +272,7 @@ class NginxTrafficController:
 
     def configured_weights(self) -> UpstreamWeights:
         """The weights written in the live upstream file (what the next reload would load)."""
-        try:
-            text = self.upstream_conf.read_text()
-        except FileNotFoundError as exc:
-            raise TrafficError(f"no upstream configuration at {self.upstream_conf}") from exc
-        return parse_upstream_weights(
-            text, production=self.production, canary=self.canary, source=str(self.upstream_conf)
-        )
+        return read_configured_weights(self.upstream_conf, production=self.production, canary=self.canary)
 
     def configured_generation(self) -> str:
         """The generation written in the live upstream file."""
