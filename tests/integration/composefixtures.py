@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from canary_harness.traffic.render import render_upstream
+from canary_harness.waiting import wait_until
 from tests.integration.stackfixtures import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,6 +162,10 @@ class ComposeProject:
         state = container_state(ref) if ref else None
         health = state.get("Health") if state else None
         return str(health["Status"]) if isinstance(health, dict) else None
+
+    def wait_healthy(self, service: str, timeout: float = 60.0) -> None:
+        """Until Docker reports ``service``'s healthcheck healthy (``up -d`` returns before that)."""
+        wait_until(lambda: self.health(service) == "healthy", timeout, 0.2, f"{service} healthy in docker")
 
     def write_upstream(self, canary_weight: int, generation: str) -> None:
         """Render conf.d/upstream.conf for this project's ports (what external-NGINX mode writes)."""

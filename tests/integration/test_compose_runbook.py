@@ -45,11 +45,6 @@ def container_health_is(ref: str, status: str) -> bool:
     return container_health(ref) == status
 
 
-def wait_healthy(project: ComposeProject, service: str, timeout: float = 60.0) -> None:
-    """Until Docker reports ``service``'s healthcheck healthy."""
-    wait_until(lambda: project.health(service) == "healthy", timeout, 0.2, f"{service} healthy in docker")
-
-
 def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
     """build, up -d, health, logs, canary.log, stop, workers, promotion and down, as the runbook says."""
     project = compose_project
@@ -63,7 +58,7 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
     project.tag_production_image()
 
     project.compose("up", "-d", "app-canary")
-    wait_healthy(project, "app-canary")
+    project.wait_healthy("app-canary")
     health = get_json(canary_url + "/health")
     assert health["status"] == "healthy" and health["version"] == version, health
     # Only the canary: no production app, no NGINX.
@@ -84,7 +79,7 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
     # Production and NGINX (up -d nginx brings app first: depends_on service_healthy), then half the
     # traffic to the canary through the mounted conf.d and a SIGHUP to the container.
     project.compose("up", "-d", "nginx")
-    wait_healthy(project, "nginx")
+    project.wait_healthy("nginx")
     nginx_url = f"http://127.0.0.1:{project.ports['nginx']}"
     assert get_json(nginx_url + "/health")["version"] == production_version
     project.write_upstream(50, "half")
@@ -118,7 +113,7 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
     assert [len(replicas[worker]) for worker in workers] == [2, 1], replicas
     ports: set[str] = set()
     for worker, role in zip(workers, ("worker-llm", "worker-rl"), strict=True):
-        wait_healthy(project, worker)
+        project.wait_healthy(worker)
         for replica in replicas[worker]:
             wait_until(partial(container_health_is, replica, "healthy"), 60, 0.2, f"replica {replica[:12]} healthy")
             port = run(["docker", "exec", replica, "cat", "/tmp/worker.port"]).stdout.strip()
@@ -135,7 +130,7 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
 
     # Prometheus, made offline, under its profile.
     project.compose("--profile", "monitoring", "up", "-d", "prometheus")
-    wait_healthy(project, "prometheus")
+    project.wait_healthy("prometheus")
     ready = httpx.get(f"http://127.0.0.1:{project.ports['prometheus']}/-/ready", timeout=2.0)
     assert ready.status_code == 200, ready.text
 
@@ -151,7 +146,7 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
         f"production reporting {version}",
         ignore=(httpx.HTTPError,),
     )
-    wait_healthy(project, "app")
+    project.wait_healthy("app")
 
     project.compose("--profile", "canary-workers", "--profile", "monitoring", "down", "--timeout", "5")
     assert project.containers() == []

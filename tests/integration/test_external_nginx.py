@@ -22,7 +22,6 @@ import pytest
 from canary_harness.config import TrafficSettings
 from canary_harness.errors import TrafficError
 from canary_harness.traffic.external import ExternalNginxController
-from canary_harness.waiting import wait_until
 from tests.integration.composefixtures import NGINX_CONTAINER, REPO, ComposeProject
 from tests.integration.stackfixtures import free_port
 
@@ -43,6 +42,9 @@ def compose_stack(compose_project: ComposeProject, compose_test_image: str) -> I
     project.env["CANARY_IMAGE"] = f"fragrance-ai-app:{compose_test_image}"
     (project.conf_dir / USER_FILE).write_text(USER_TEXT)
     project.compose("up", "-d", "app-canary", "nginx")
+    # `up -d` returns once the containers started, not once NGINX listens: wait on their healthchecks.
+    project.wait_healthy("app-canary")
+    project.wait_healthy("nginx")
     yield project
 
 
@@ -155,7 +157,7 @@ def test_stage_over_compose_services_and_external_nginx(
     # The same canary, now failing one request in five: recreated by compose with the fault.
     project.env["CANARY_FAULTS"] = "error_rate=0.2"
     project.compose("up", "-d", "app-canary")
-    wait_until(lambda: project.health("app-canary") == "healthy", 60, 0.2, "faulty app-canary healthy")
+    project.wait_healthy("app-canary")
     failed = run_stage(project, compose_test_image, config, tmp_path / "run2")
     assert failed.returncode != 0, failed.stdout[-4000:]
     assert "rolling back" in failed.stdout and "ROLLBACK FAILED" not in failed.stdout, failed.stdout[-4000:]
