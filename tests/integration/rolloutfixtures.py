@@ -120,6 +120,8 @@ class RolloutCli:
             "CANARY_NGINX_PORT": str(self.nginx_port),
             "CANARY_PRODUCTION_PORT": str(self.production_port),
             "CANARY_CANARY_PORT": str(self.canary_port),
+            # The load these tests were written for: 20 closed-loop users, not --load-rate auto's.
+            "CANARY_LOAD_RATE": "0",
             # Services started by `canary stack up` inherit this; stage sessions also get it as flags.
             "FRAGRANCE_LATENCY_SCALE": "0.05",
             # Stage output reaches the log file as it is printed, so tests can wait for it.

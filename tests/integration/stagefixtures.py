@@ -46,6 +46,8 @@ REPO = Path(__file__).resolve().parents[2]
 CANARY_VERSION = "v0.2.0"
 # Simulated LLM latency at 5 %: short stages, yet every LLM mode keeps a measurable latency.
 LATENCY_ENV = "FRAGRANCE_LATENCY_SCALE=0.05"
+# The load these tests were written for: 20 closed-loop users (before --load-rate auto became the default).
+OLD_FIXED_LOAD = "0"
 # A session gets its observation period plus this long (start, preflight, checks, rollback).
 SESSION_MARGIN_S = 120.0
 # After SIGINT a session rolls back; it gets this long before its process group is killed.
@@ -194,7 +196,7 @@ class StageRunner:
         env = {name: value for name, value in os.environ.items()
                if not name.startswith(("CANARY_", "PYTEST_", "FRAGRANCE_"))}
         env.update(CANARY_NGINX_PORT=str(self.nginx_port), CANARY_PRODUCTION_PORT=str(self.production_port),
-                   CANARY_CANARY_PORT=str(self.canary_port))
+                   CANARY_CANARY_PORT=str(self.canary_port), CANARY_LOAD_RATE=OLD_FIXED_LOAD)
         return env
 
     def command(self, stage: int, period: float, extra: Sequence[str], faults: str, junit: Path) -> list[str]:

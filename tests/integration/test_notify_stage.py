@@ -32,7 +32,8 @@ def stage_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     run_dir = tmp_path_factory.mktemp("notify") / "run"
     nginx, production, canary = free_ports(3)
     env = {**os.environ, "CANARY_NGINX_PORT": str(nginx), "CANARY_PRODUCTION_PORT": str(production),
-           "CANARY_CANARY_PORT": str(canary), "CANARY_RUN_DIR": str(run_dir)}
+           "CANARY_CANARY_PORT": str(canary), "CANARY_RUN_DIR": str(run_dir),
+           "CANARY_LOAD_RATE": "0"}  # the closed loop these tests were written for, not --load-rate auto
     yield run_dir, env
     subprocess.run([sys.executable, "-c", "from canary_harness.cli import main; raise SystemExit(main())",
                     "stack", "down", "--run-dir", str(run_dir)], cwd=REPO, env=env, capture_output=True, timeout=120)

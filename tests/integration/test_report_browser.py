@@ -58,7 +58,8 @@ def built_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltRepo
     run_dir, results = base / "run", base / "allure-results"
     nginx, production, canary = free_ports(3)
     env = {**os.environ, "CANARY_NGINX_PORT": str(nginx), "CANARY_PRODUCTION_PORT": str(production),
-           "CANARY_CANARY_PORT": str(canary), "CANARY_RUN_DIR": str(run_dir)}
+           "CANARY_CANARY_PORT": str(canary), "CANARY_RUN_DIR": str(run_dir),
+           "CANARY_LOAD_RATE": "0"}  # the closed loop these tests were written for, not --load-rate auto
     env.pop("CI", None)
 
     def stage(number: int, period: int, *canary_env: str) -> subprocess.CompletedProcess[str]:

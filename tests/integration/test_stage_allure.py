@@ -29,7 +29,8 @@ def test_stage_phases_and_attachments_reach_allure(tmp_path: Path) -> None:
     nginx, production, canary = free_ports(3)
     run_dir, results = tmp_path / "run", tmp_path / "allure"
     env = {**os.environ, "CANARY_NGINX_PORT": str(nginx), "CANARY_PRODUCTION_PORT": str(production),
-           "CANARY_CANARY_PORT": str(canary)}
+           "CANARY_CANARY_PORT": str(canary),
+           "CANARY_LOAD_RATE": "0"}  # the closed loop these tests were written for, not --load-rate auto
     command = [sys.executable, "-m", "pytest", "--canary-version", "v0.2.0", "--stage", "25",
                "--observation-period", "4", f"--canary-run-dir={run_dir}", "--alluredir", str(results),
                "--canary-env", "FRAGRANCE_LATENCY_SCALE=0.05", "--production-env", "FRAGRANCE_LATENCY_SCALE=0.05",

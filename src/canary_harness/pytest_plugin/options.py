@@ -101,13 +101,16 @@ def _choice(choices: tuple[str, ...]) -> Callable[[object, str], str]:
 
 
 def parse_load_rate(raw: object, source: str) -> float | str:
-    """``auto`` or a positive number of requests per second."""
-    if str(raw).strip().lower() == "auto":
+    """``auto``, a positive number of requests per second, or 0: the closed loop (each user waits for its answer)."""
+    text = str(raw).strip().lower()
+    if text == "auto":
         return "auto"
     try:
-        return parse_positive_float(raw, source)
-    except ConfigError:
-        raise ConfigError(f"load rate {raw!r} ({source}): must be a positive number of requests/s or auto") from None
+        return 0.0 if text and float(text) == 0 else parse_positive_float(raw, source)
+    except (ConfigError, ValueError):
+        raise ConfigError(
+            f"load rate {raw!r} ({source}): must be a positive number of requests/s, auto, or 0 (closed loop)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -158,9 +161,10 @@ SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("no_load", "--no-load", parse_bool, False, "Send no load (real traffic is present).", kind="flag"),
     OptionSpec("load_users", "--load-users", parse_positive_int, None, "Simulated users of the load driver."),
     OptionSpec("load_rate", "--load-rate", parse_load_rate, None,
-               "Total load rate target in requests/s, or auto: the rate at which the checks can decide."),
-    OptionSpec("load_max_rps", "--load-max-rps", parse_positive_float, 100.0,
-               "Upper bound of --load-rate auto in requests/s."),
+               "Total load rate in requests/s; auto (the default unless canary.toml [load] sets rate_rps): the "
+               "rate at which the checks can decide; 0: closed loop with --load-users users."),
+    OptionSpec("load_max_rps", "--load-max-rps", parse_positive_float, 200.0,
+               "Upper bound of --load-rate auto in requests/s (also bounded by what this machine sustains)."),
     OptionSpec("load_mix", "--load-mix", parse_text, None, "LLM mode mix, e.g. fast=50,balanced=35,creative=15."),
     OptionSpec("load_workers", "--load-workers", parse_non_negative_int, None,
                "Local locust workers (0 = one process)."),

@@ -30,6 +30,16 @@ from canary_harness.judge.rates import Replanner, describe, plan_from
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import StageVerdict, State
 from canary_harness.load import LoadRun, LoadSettings, LoadStats, parse_mix
+from canary_harness.load.sizing import (
+    AutoLoad,
+    load_bound,
+    machine_max_rps,
+    missing_rate,
+    name_bound,
+    real_rate,
+    spawn_rate_for,
+    users_for_rate,
+)
 from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus
 from canary_harness.metrics.protocol import MetricsSource
@@ -52,6 +62,8 @@ SPLIT_PROBE_REQUESTS = 400
 LOAD_MARGIN_S = 5.0
 # Rough request rate of one simulated user, used only to print the plan before load is measured.
 RPS_PER_USER = 1.0
+# Services given by URL may have real users: their traffic is measured over this long before load starts.
+REAL_TRAFFIC_S = 5.0
 # Prometheus 2.42 picks up new targets on a fixed 5 s cycle: allow a few of them.
 PROMETHEUS_READY_S = 20.0
 
@@ -291,18 +303,51 @@ class StageSession:
         return dataclasses.replace(
             base,
             users=base.users if options.load_users is None else options.load_users,
-            rate_rps=base.rate_rps if not isinstance(options.load_rate, float) else options.load_rate,
+            # --load-rate 0 is the closed loop (the fixed load of old); a number, that constant rate.
+            rate_rps=base.rate_rps if not isinstance(options.load_rate, float) else options.load_rate or None,
             mix=base.mix if options.load_mix is None else parse_mix(options.load_mix, "from --load-mix"),
             workers=base.workers if options.load_workers is None else options.load_workers,
         )
 
-    def _auto_rate(self, load: LoadSettings, rps: float, settings: JudgeSettings) -> tuple[LoadSettings, float]:
-        """--load-rate auto: the rate at which the checks' n90 fits the window, users scaled to reach it."""
+    def _load_is_auto(self) -> bool:
+        """--load-rate auto, also by default: unless a rate was given (flag, env, ini or canary.toml [load])."""
         options = self.options
-        rate, why = rate_to_decide(plan_stage(options.stage, rps, settings, dict(load.mix)), options.load_max_rps)
-        users = max(load.users, math.ceil(rate / RPS_PER_USER))  # closed-loop users: ~RPS_PER_USER each
-        self.say(f"load rate auto: {rate:g} req/s with {users} users ({why})")
-        return dataclasses.replace(load, rate_rps=rate, users=users), rate
+        if options.no_load:
+            return False
+        if options.load_rate is not None:
+            return options.load_rate == "auto"
+        return "rate_rps" not in options.toml.get("load", {})
+
+    def _auto_rate(self, load: LoadSettings, rps: float, settings: JudgeSettings) -> tuple[LoadSettings, float]:
+        """--load-rate auto: the rate at which the checks' n90 fits the window, users scaled to reach it.
+
+        Sized on the load's own mix in requests the load sends (n90 does not depend on the rate, so a plan
+        at any rate gives the need); measured rates count only LLM requests, another unit, so not here."""
+        options = self.options
+        machine = machine_max_rps()
+        plan = plan_stage(options.stage, rps, settings, dict(load.mix))
+        rate, why = rate_to_decide(plan, load_bound(options.load_max_rps, machine))
+        self._auto = name_bound(rate, why, options.load_max_rps, machine)
+        return self._sized(load, self._auto), rate
+
+    def _sized(self, load: LoadSettings, auto: AutoLoad) -> LoadSettings:
+        """The load settings that send ``auto.load_rps``; ``_auto_line`` says what and why (the plan shows it)."""
+        if auto.load_rps <= 0:
+            self._auto_line = f"load rate auto: no load ({auto.why})"
+            return load
+        users = users_for_rate(auto.load_rps, load.users)
+        self._auto_line = f"load rate auto: {auto.load_rps:g} req/s with {users} users ({auto.why})"
+        return dataclasses.replace(load, rate_rps=auto.load_rps, users=users,
+                                   spawn_rate=spawn_rate_for(users, load.spawn_rate))
+
+    def _real_traffic(self, source: MetricsSource) -> float:
+        """Requests/s real users send through both arms (services given by URL), before any load of ours."""
+        before = [source.snapshot(role) for role in ("canary", "production")]
+        started = time.monotonic()
+        time.sleep(REAL_TRAFFIC_S)  # a measurement interval: the counters' rate over it is the result
+        after = [source.snapshot(role) for role in ("canary", "production")]
+        return real_rate(sum(item.requests for item in before), sum(item.requests for item in after),
+                         time.monotonic() - started)
 
     def _metrics_source(self, stack: ExitStack) -> MetricsSource:
         """Each instance's /metrics by default; a Prometheus (given, or started for the stage) if asked."""
@@ -356,25 +401,35 @@ class StageSession:
         judge = make_judge(options.judge, settings)
         load_settings = self._load_settings()
         rps = load_settings.rate_rps or load_settings.users * RPS_PER_USER
-        if options.load_rate == "auto" and not options.no_load:
-            load_settings, rps = self._auto_rate(load_settings, rps, settings)
         previous, problem = load_rates(options.stack.run_dir)
         if problem:
             self.say(problem)
+        auto = self._load_is_auto()
+        self._auto_line = ""
+        if auto:
+            load_settings, rps = self._auto_rate(load_settings, rps, settings)
         plan = (plan_stage(options.stage, rps, settings, dict(load_settings.mix)) if previous is None
                 else plan_from(options.stage, settings, previous))
         self._replan = Replanner(options.stage, settings, plan, previous)
         record.plan = format_plan(plan) if previous is None else (
             f"planned from the rates {previous.source} ({describe(previous)}):\n{format_plan(plan)}")
+        if self._auto_line:  # the plan states the rate the load was sized to, and why
+            record.plan = f"{self._auto_line}\n{record.plan}"
         self.say(record.plan)
         weight = record.weight_in_force if record.weight_in_force is not None else options.stage
         self._trace = DecisionTrace.start(judge, settings, options.stage, weight)
         interval = max(5.0, options.tick)
         view = self.progress(self.say, interval, self._limit_s, plan.pass_seconds[0]) if self.progress \
             else nullcontext(ProgressPrinter(self.say, interval=interval))
-        runs = [] if options.no_load else self._load_runs(load_settings, options.stack.run_dir / "load")
         with ExitStack() as resources:
             source = self._metrics_source(resources)
+            if auto and options.canary_url and options.production_url:  # not our services: users may be there
+                self._auto = missing_rate(self._auto, self._real_traffic(source))
+                load_settings = self._sized(load_settings, self._auto)
+                self.say(self._auto_line)
+                record.plan = f"{self._auto_line}\n{record.plan}"
+            sends = not options.no_load and not (auto and self._auto.load_rps <= 0)
+            runs = self._load_runs(load_settings, options.stack.run_dir / "load") if sends else []
             try:
                 base_canary, base_production = source.snapshot("canary"), source.snapshot("production")
                 for run in runs:
