@@ -1,8 +1,9 @@
-# The two set-up commands of the README: `make demo` (a full local rollout) and `make test`.
+# The two set-up commands of the README: `make demo` (the judge deciding: a release promoted, a bad one caught)
+# and `make test`. `make demo PERIOD=90` gives the 25 % stage a longer window.
 # `make demo BACKEND=docker` runs the same rollout on containers; `make docker-up`, `make images` prepare them.
 PYTHON ?= python3
 VERSION ?= v0.2.0
-PERIOD ?= 20
+PERIOD ?= 55
 BACKEND ?= process
 
 # Any backend but processes needs Docker, the docker SDK and the release images: install.sh adds them.
