@@ -12,6 +12,7 @@ from canary_harness.deploy.images import DEFAULT_BASE_IMAGE, ImageBuilder, conne
 from canary_harness.deploy.releases import known_versions, load_release
 from canary_harness.deploy.wheels import default_cache_dir
 from canary_harness.errors import ConfigError, EngineUnavailableError
+from canary_harness.reporting.longwait import LongWait
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -90,17 +91,21 @@ def _build(args: argparse.Namespace) -> int:
     except EngineUnavailableError as exc:
         print(f"canary: error: {exc}", file=sys.stderr)
         return 2
+    waits: list[LongWait] = []  # the wait in progress, if any: the builder's lines go above its spinner
     builder = ImageBuilder(
         client, root=Path(args.root), releases_dir=releases_dir,
         cache_dir=Path(args.wheel_cache) if args.wheel_cache else default_cache_dir(),
-        base_image=args.base_image, say=lambda line: print(line, flush=True),
+        base_image=args.base_image, say=lambda line: waits[-1].line(line) if waits else print(line, flush=True),
     )  # fmt: skip
     wheels_dir = Path(args.wheels_dir) if args.wheels_dir else Path(args.root) / "app" / "wheels"
     started = time.monotonic()
     built = 0
     for version in versions:
         newest = version == versions[-1]
-        result = builder.build(version, force=args.force, wheels_out=wheels_dir if newest else None)
+        with LongWait(f"canary images build: {version}") as wait:
+            waits.append(wait)
+            result = builder.build(version, force=args.force, wheels_out=wheels_dir if newest else None)
+        waits.clear()
         if result.built:
             built += 1
             print(

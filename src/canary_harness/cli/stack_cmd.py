@@ -16,6 +16,7 @@ from canary_harness.deploy.protocol import ServiceHandle
 from canary_harness.errors import ConfigError
 from canary_harness.lock import RolloutLock
 from canary_harness.redact import show_env
+from canary_harness.reporting.longwait import LongWait
 from canary_harness.stack import LocalStack, StackState, StackStatus, load_state
 
 
@@ -114,10 +115,11 @@ def _up(args: argparse.Namespace) -> int:
     if args.canary_weight is not None:
         weight = parse_percent(args.canary_weight, "from --canary-weight")
     with RolloutLock(settings.run_dir, version=settings.canary_version or "", command="canary stack up"):
-        state = LocalStack(settings).up(
-            with_canary=settings.canary_version is not None or canary_url is not None, canary_weight=weight,
-            production_url=production_url, canary_url=canary_url,
-        )  # fmt: skip
+        with LongWait("canary stack up: starting the services"):
+            state = LocalStack(settings).up(
+                with_canary=settings.canary_version is not None or canary_url is not None, canary_weight=weight,
+                production_url=production_url, canary_url=canary_url,
+            )  # fmt: skip
     print(f"canary stack up: running in {state.run_dir}")
     _print_state(state)
     return 0

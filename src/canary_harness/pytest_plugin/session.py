@@ -50,6 +50,7 @@ from canary_harness.pytest_plugin.rates_store import load_rates, save_rates
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.report import ProgressPrinter, format_table
 from canary_harness.reporting.live import Printer, ProgressFactory
+from canary_harness.reporting.longwait import LongWait
 from canary_harness.reporting.trace import DecisionTrace
 from canary_harness.smoke import require_smoke
 from canary_harness.stack import LocalStack, load_state
@@ -223,8 +224,8 @@ class StageSession:
             if state is not None:
                 self.say(f"canary: the stack recorded in {options.stack.run_dir} is not healthy: restarting it")
                 stack.down()
-            self.say(f"canary: starting the local stack (production {options.production_version})")
-            state = stack.up(with_canary=False)
+            with LongWait(f"canary: starting the local stack (production {options.production_version})", say=self.say):
+                state = stack.up(with_canary=False)
         canary = state.canary
         if canary is None or canary.version != options.canary_version or \
                 canary.env_digest != stack.env_digest(options.canary_env) or not stack.is_healthy(canary):
@@ -237,8 +238,8 @@ class StageSession:
                 _journal(options.stack.run_dir, "weight", version=options.canary_version,
                                stage=options.stage, reason="canary replaced: weight 0 before it starts",
                                weight=0)
-            self.say(f"canary: starting canary {options.canary_version}")
-            canary = stack.start_canary(options.canary_version, options.canary_env)
+            with LongWait(f"canary: starting canary {options.canary_version}", say=self.say):
+                canary = stack.start_canary(options.canary_version, options.canary_env)
             state = stack.state()
         assert state.nginx is not None and state.production is not None
         self._use_services(state.nginx.base_url, state.production, canary)
@@ -363,7 +364,9 @@ class StageSession:
             server = stack.enter_context(LocalPrometheus(
                 targets, run_dir=options.stack.run_dir / "prometheus", job=settings.job,
                 scrape_interval_s=min(1.0, options.tick)))
-            server.wait_for_targets_up(PROMETHEUS_READY_S)
+            with LongWait(f"canary: waiting for the local Prometheus (pid {server.pid}) to scrape both arms",
+                          say=self.say):
+                server.wait_for_targets_up(PROMETHEUS_READY_S)
             url = server.url
             self.say(f"canary: local Prometheus {url} (pid {server.pid}) scraping both arms")
         self.say(f"canary: reading metrics through PromQL from {url}")
