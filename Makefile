@@ -3,7 +3,7 @@
 # `make demo BACKEND=docker` runs the same rollout on containers; `make docker-up`, `make images` prepare them.
 PYTHON ?= python3
 VERSION ?= v0.2.0
-PERIOD ?= 55
+PERIOD ?= 65
 BACKEND ?= process
 
 # Any backend but processes needs Docker, the docker SDK and the release images: install.sh adds them.

@@ -10,10 +10,12 @@
 #
 #   scripts/demo.sh [VERSION [PERIOD [BACKEND]]]     BACKEND: process (default), docker, compose
 #
-# PERIOD is the 25 % stage's window (default 55 s: at the ~200 req/s --load-rate auto sends, every check
-# has its PASS evidence after 35-50 s on 2 cores; the window is also the soak, so the PASS comes at its
-# end). DEMO_FULL_PERIOD (default 20 s) is the 100 % stage's window: the canary gets all the load there and
-# its checks decide in ~15 s, except the RL-loss check, which has no production reference at 100 %.
+# PERIOD is the 25 % stage's window (default 65 s). At the ~200 req/s --load-rate auto sends on 2 cores,
+# the latency checks need 40-70 s for their PASS (~800 canary requests per LLM mode, healthy p95s at
+# 0.85-0.9 of their thresholds); a stage ends at its first decided PASS after the 60 s soak, at the latest
+# at the window's end. DEMO_FULL_PERIOD (default 20 s) is the 100 % stage's window: the canary gets all
+# the load there and its checks decide in ~15 s, except the RL-loss check, which has no production
+# reference at 100 %.
 # DEMO_BAD_PERIOD (default 30 s) bounds the bad release's stage; it is caught in a few seconds.
 # CANARY_RUN_DIR (default .canary) and CANARY_NGINX_PORT / CANARY_PRODUCTION_PORT / CANARY_CANARY_PORT
 # place the stack. DEMO_KEEP_STACK=1 leaves the stack running at the end (stop it with
@@ -22,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=${1:-v0.2.0}
-period=${2:-55}
+period=${2:-65}
 backend=${3:-${BACKEND:-process}}
 full_period=${DEMO_FULL_PERIOD:-20}
 bad_period=${DEMO_BAD_PERIOD:-30}
@@ -37,9 +39,9 @@ if [ "$backend" != process ]; then
   bash scripts/docker-up.sh
   canary images build
 fi
-# Every LLM mode's latency check needs its own canary samples: an even mix lets the slowest mode (creative,
-# 15 % of journeys by default) decide as soon as the others. The load rate is left to --load-rate auto.
-load_args=(-- --load-mix fast=40,balanced=30,creative=30)
+# Every LLM mode's latency check needs its own ~800 canary samples: an even mix lets the slowest mode
+# (creative, 15 % of journeys by default) decide as soon as the others. The load rate is left to --load-rate auto.
+load_args=(-- --load-mix fast=34,balanced=33,creative=33)
 
 say() { printf '\n=== [demo %3ds] %s\n' "$((SECONDS - started))" "$*"; }
 
