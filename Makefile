@@ -1,9 +1,9 @@
 # The two set-up commands of the README: `make demo` (the judge deciding: a release promoted, a bad one caught)
-# and `make test`. `make demo PERIOD=90` gives the 25 % stage a longer window.
+# and `make test`. `make demo PERIOD=300` bounds the 25 % stage at 300 s instead of 120 s.
 # `make demo BACKEND=docker` runs the same rollout on containers; `make docker-up`, `make images` prepare them.
 PYTHON ?= python3
 VERSION ?= v0.2.0
-PERIOD ?= 65
+PERIOD ?= 120
 BACKEND ?= process
 
 # Any backend but processes needs Docker, the docker SDK and the release images: install.sh adds them.

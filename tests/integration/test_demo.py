@@ -14,6 +14,7 @@ index.html exists.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -38,13 +39,13 @@ from tests.integration.stagefixtures import processes_naming
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-# The demo's own windows (its defaults, given explicitly), the shortest at which the decisions happen: at
-# 25 % the latency checks need 40-70 s of load at ~200 req/s on 2 cores for their PASS; 100 % decides in
-# ~15 s; the bad release is caught in seconds (its window only bounds the stage).
-WINDOW_25_S, WINDOW_100_S, WINDOW_BAD_S = 65, 20, 20
+# The demo's windows, given explicitly. At 25 % the stage ends at its first decided PASS after the 60 s soak
+# (35-70 s of load at ~200 req/s on 2 cores, later when other tests share the cores): the window is only
+# the bound. 100 % decides in ~10 s; the bad release is caught in seconds.
+WINDOW_25_S, WINDOW_100_S, WINDOW_BAD_S = 120, 20, 20
 # Three rollouts (each stage session ~25 s of start, preflight and checks besides its window), the
 # promotion, the report.
-DEMO_TIMEOUT_S = 420.0
+DEMO_TIMEOUT_S = 480.0
 REPORT_RE = re.compile(r"canary: HTML report of \S+: (\S+index\.html)")
 
 
@@ -102,7 +103,7 @@ def test_demo_decides_promotes_catches_the_bad_release_and_builds_the_report(dem
     assert demo.process.returncode == 0, tail
 
     verdicts = [entry for entry in journal.read(demo.run_dir) if entry.event == "stage_verdict"]
-    assert [(entry.stage, entry.details["passed"]) for entry in verdicts] == [(25, True), (100, True), (25, False)], \
+    assert [(entry.stage, entry.details["passed"]) for entry in verdicts] == [(25, True), (100, True), (5, False)], \
         tail
     # 1. The healthy release at 25 %: a decided PASS, every check shown (not "passed undecided").
     healthy = StageRecord.read(Path(verdicts[0].details["record"])).verdict
@@ -127,10 +128,14 @@ def test_demo_decides_promotes_catches_the_bad_release_and_builds_the_report(dem
     assert split.canary == 0 and split.production == split.total == 200, split
     assert set(split.by_version) == {"v0.2.0"}, split  # production runs the promoted release
 
-    # 4. The report's path printed, its index.html there.
+    # 4. The report's path printed, its index.html there, built from the three rollouts' stages.
     match = REPORT_RE.search(output)
     assert match is not None, tail
     assert Path(match.group(1)).is_file() and Path(match.group(1)).stat().st_size > 0
+    verdict_results = [json.loads(path.read_text())["name"]
+                       for path in (demo.run_dir / "allure-results").glob("*-result.json")]
+    assert sorted(name for name in verdict_results if " verdict: " in name) == [
+        "stage 100% verdict: PASS", "stage 25% verdict: PASS", "stage 5% verdict: FAIL"], verdict_results
 
     # 5. Nothing left once the stack is stopped: every service, NGINX, locust and the demo's own group.
     state = load_state(demo.run_dir)
