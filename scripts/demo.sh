@@ -14,7 +14,7 @@
 # the 60 s soak: at the ~200 req/s --load-rate auto sends on 2 cores every check has its evidence after
 # 35-70 s (the latency checks need ~800 canary requests per LLM mode, healthy p95s being 0.85-0.9 of their
 # thresholds), later when other work shares the cores; the window leaves room for that.
-# DEMO_FULL_PERIOD (default 20 s) is the 100 % stage's window: the canary gets all the load there and its
+# DEMO_FULL_PERIOD (default 15 s) is the 100 % stage's window: the canary gets all the load there and its
 # checks decide in ~10 s, except the RL-loss check, which has no production reference at 100 %.
 # DEMO_BAD_PERIOD (default 30 s) bounds the bad release's stage; it is caught in a few seconds. Its stage is
 # 5 %, as a rollout starts small (and the report keeps it apart from the healthy 25 % stage).
@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 version=${1:-v0.2.0}
 period=${2:-120}
 backend=${3:-${BACKEND:-process}}
-full_period=${DEMO_FULL_PERIOD:-20}
+full_period=${DEMO_FULL_PERIOD:-15}
 bad_period=${DEMO_BAD_PERIOD:-30}
 bad_faults=${DEMO_BAD_FAULTS:-error_rate=0.05}
 run_dir=${CANARY_RUN_DIR:-.canary}
