@@ -44,7 +44,7 @@ from canary_harness.judge.eprocess import (
     ShareTest,
     crossing_bound,
 )
-from canary_harness.judge.feed import MIN_LOSS_SPREAD, SIGN_REFERENCE_MARGIN, reference_margin
+from canary_harness.judge.feed import pair_scale
 from canary_harness.judge.model import SERVICE_LATENCY_EDGES
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.metrics.histogram import bucket_edge_at_or_above, histogram_quantile
@@ -63,6 +63,8 @@ LATENCY_FACTOR = 1.4
 LOSS_BLOCK_S = 5
 LOSS_SIGMA = 0.3
 LOSS_FACTOR = 3.0
+# The protocol's loss block: 4 updates, one every LOSS_BLOCK_S on each arm, spread LOSS_SIGMA.
+PROTOCOL_BLOCK_UPDATES = 4
 SETTINGS = JudgeSettings(p95_thresholds={"fast": THRESHOLD_S}, on_inconclusive="extend_if_suspect")
 # The reference service as measured (issue 15): a canary loss block every ~20 s at the 25 % stage.
 LIVE_STAGE = 25
@@ -110,56 +112,78 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Blocks:
-    """RL-loss block timing: seconds between blocks on each arm."""
+    """RL-loss timing: seconds between blocks of PROTOCOL_BLOCK_UPDATES updates on each arm, their spread.
+
+    The judge cuts blocks of ``loss_block_updates`` updates from the same update stream: blocks of
+    u updates arrive every ``canary_s``·u/4 s with spread ``sigma``·√(4/u) (log block means
+    average u updates' worth of noise).
+    """
 
     canary_s: float = LOSS_BLOCK_S
     production_s: float = LOSS_BLOCK_S
-    sigma: float = LOSS_SIGMA  # log-normal spread of one block's mean loss
+    sigma: float = LOSS_SIGMA  # log-normal spread of one protocol block's mean loss
+    updates: int = SETTINGS.loss_block_updates
+    heavy: bool = False  # Student t₃ log block means (scaled to the same spread) instead of normal
+
+    def period(self, arm_s: float) -> float:
+        """Seconds between the judge's blocks on an arm with one protocol block every ``arm_s``."""
+        return arm_s * self.updates / PROTOCOL_BLOCK_UPDATES
+
+    @property
+    def spread(self) -> float:
+        """Spread of one judge block's log mean."""
+        return self.sigma * math.sqrt(PROTOCOL_BLOCK_UPDATES / self.updates)
 
 
 class LossFeed:
     """Vectorised twin of the judge's feed for RL-loss blocks (canary_harness.judge.feed).
 
-    Production blocks make B (their median, trusted from loss_reference_blocks on) and s (the
-    spread of their logs); canary blocks wait until B exists, then each is judged: Y = 1{block >
-    ratio·B} for the sign test and ζ = clip(log(block/(ratio·B))/s − margin) for the magnitude test.
+    Canary blocks are paired with the production blocks that arrived since the last pair: at a
+    tick where both arms have unpaired blocks they form one pair, D = mean log canary − mean log
+    production − log ratio; Y = 1{D > 0} for the sign tests and ζ = clip(D / scale) for the
+    magnitude test, the scale from the blocks of earlier pairs (feed.pair_scale).
     """
 
-    def __init__(self, runs: int, horizon: int, blocks: Blocks) -> None:
+    def __init__(self, runs: int, blocks: Blocks) -> None:
         self.blocks = blocks
-        self.prod = np.zeros((runs, int(horizon / blocks.production_s) + 2))
-        self.canary = np.zeros((runs, int(horizon / blocks.canary_s) + 2))
-        self.n_prod = self.n_canary = self.judged = 0
+        self.runs = runs
         self.excess = ExcessTest()
+        self.pending = {arm: (0, np.zeros(runs), np.zeros(runs)) for arm in ("canary", "production")}
+        self.moments = {arm: [0.0, np.zeros(runs), np.zeros(runs)] for arm in ("canary", "production")}
+
+    def _arrive(self, arm: str, t: int, period: float, centre: float, rng: np.random.Generator) -> np.ndarray:
+        if int(t / period) <= int((t - 1) / period):
+            return np.zeros(self.runs)
+        noise = rng.standard_t(3, self.runs) / math.sqrt(3) if self.blocks.heavy else rng.standard_normal(self.runs)
+        logs = centre + self.blocks.spread * noise
+        count, total, squares = self.pending[arm]
+        self.pending[arm] = (count + 1, total + logs, squares + logs * logs)
+        return np.exp(logs)
 
     def tick(
         self, t: int, rng: np.random.Generator, loss_c: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(judged blocks, above the raised cut, above the lowered cut, Σζ, canary and production block means)."""
-        runs = self.prod.shape[0]
-        zero = np.zeros(runs)
-        p_block = c_block = zero
-        if int(t / self.blocks.production_s) > int((t - 1) / self.blocks.production_s):
-            p_block = np.exp(self.blocks.sigma * rng.standard_normal(runs))
-            self.prod[:, self.n_prod] = p_block
-            self.n_prod += 1
-        if int(t / self.blocks.canary_s) > int((t - 1) / self.blocks.canary_s):
-            c_block = loss_c * np.exp(self.blocks.sigma * rng.standard_normal(runs))
-            self.canary[:, self.n_canary] = c_block
-            self.n_canary += 1
-        if self.n_prod < SETTINGS.loss_reference_blocks or self.judged == self.n_canary:
-            return zero, zero, zero, zero, c_block, p_block
-        logs = np.log(self.prod[:, : self.n_prod])
-        cut = math.log(SETTINGS.loss_ratio) + np.median(logs, axis=1)
-        spread = np.maximum(logs.std(axis=1, ddof=1), MIN_LOSS_SPREAD)
-        judged = np.log(self.canary[:, self.judged : self.n_canary])
-        count = float(judged.shape[1])
-        self.judged = self.n_canary
-        shift = spread * reference_margin(self.n_prod, SIGN_REFERENCE_MARGIN)
-        above = (judged > (cut + shift)[:, None]).sum(axis=1).astype(float)
-        above_low = (judged > (cut - shift)[:, None]).sum(axis=1).astype(float)
-        zeta = self.excess.clip((judged - cut[:, None]) / spread[:, None] - reference_margin(self.n_prod))
-        return np.full(runs, count), above, above_low, zeta.sum(axis=1), c_block, p_block
+    ) -> tuple[float, np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+        """(pairs judged, D > 0, Σζ, pairs standardised, canary and production block means this tick)."""
+        zero = np.zeros(self.runs)
+        p_block = self._arrive("production", t, self.blocks.period(self.blocks.production_s), 0.0, rng)
+        c_block = self._arrive("canary", t, self.blocks.period(self.blocks.canary_s), math.log(loss_c), rng)
+        (k, c_sum, c_sq), (m, p_sum, p_sq) = self.pending["canary"], self.pending["production"]
+        if k == 0 or m == 0:
+            return 0.0, zero, zero, 0.0, c_block, p_block
+        difference = c_sum / k - p_sum / m - math.log(SETTINGS.loss_ratio)
+        (n_c, t_c, q_c), (n_p, t_p, q_p) = self.moments["canary"], self.moments["production"]
+        ss_c = np.maximum(q_c - t_c**2 / n_c, 0.0) if n_c else zero
+        ss_p = np.maximum(q_p - t_p**2 / n_p, 0.0) if n_p else zero
+        scale = pair_scale(n_c, ss_c, n_p, ss_p, k, m)
+        standardised = bool(np.isfinite(scale).all())
+        zeta = self.excess.clip(difference / scale) if standardised else zero
+        for arm, (count, total, squares) in self.pending.items():
+            moments = self.moments[arm]
+            moments[0] += count
+            moments[1] = moments[1] + total
+            moments[2] = moments[2] + squares
+        self.pending = {arm: (0, zero.copy(), zero.copy()) for arm in self.pending}
+        return 1.0, (difference > 0).astype(float), zeta, float(standardised), c_block, p_block
 
 
 def _suspect(engine: Engine) -> np.ndarray:
@@ -193,9 +217,9 @@ def simulate(
     horizon = window + int(SETTINGS.extend_limit_s)
     engine = Engine(SETTINGS, shape=(runs,))
     tau = np.full(runs, np.nan)
-    cum = {k: np.zeros(runs) for k in ("n_c", "n_p", "e_c", "over_c", "closs_sum", "ploss_sum", "blocks")}
-    feed = LossFeed(runs, horizon, blocks)
-    flagger_window = {k: np.zeros(runs) for k in ("n_c", "e_c", "over_c", "closs", "ploss", "blocks")}
+    cum = {k: np.zeros(runs) for k in ("n_c", "n_p", "e_c", "over_c", "closs", "ploss", "c_blocks", "p_blocks")}
+    feed = LossFeed(runs, blocks)
+    flagger_window = {k: np.zeros(runs) for k in ("n_c", "e_c", "over_c", "closs", "ploss", "c_blocks", "p_blocks")}
     flagger_failed = np.zeros(runs)
     fail = {rule: np.full(runs, NEVER) for rule in RULES}
     passed = np.full(runs, NEVER)
@@ -213,7 +237,7 @@ def simulate(
         over_c = rng.binomial(n_c.astype(int), q_c).astype(float)
         over_p = rng.binomial(n_p.astype(int), q_p).astype(float)
         tau_c, tau_p = _tau_exceedances(rng, tau, n_c, n_p, over_c, over_p, factor_c)
-        loss_blocks, loss_exceed, loss_exceed_low, loss_excess, c_block, p_block = feed.tick(t, rng, loss_c)
+        loss_blocks, loss_exceed, loss_excess, loss_pairs, c_block, p_block = feed.tick(t, rng, loss_c)
 
         if open_runs.any():  # once every run is decided the judge has nothing left to do
             engine.update(
@@ -230,8 +254,8 @@ def simulate(
                     modes={"fast": ModeTick(n_c, n_p, over_c, tau_c, tau_p)},
                     loss_blocks=loss_blocks,
                     loss_exceed=loss_exceed,
-                    loss_exceed_low=loss_exceed_low,
                     loss_excess=loss_excess,
+                    loss_excess_pairs=loss_pairs,
                 ),
                 float(t),
             )
@@ -246,43 +270,29 @@ def simulate(
         _freeze_tau(rng, tau, cum["n_p"] + n_p, bucket_p)
         if not in_window:
             continue
-        for key, value in (
-            ("n_c", n_c),
-            ("n_p", n_p),
-            ("e_c", e_c),
-            ("over_c", over_c),
-            ("closs_sum", c_block),
-            ("ploss_sum", p_block),
-            ("blocks", loss_blocks),
-        ):
+        increments = {
+            "n_c": n_c,
+            "n_p": n_p,
+            "e_c": e_c,
+            "over_c": over_c,
+            "closs": c_block,
+            "ploss": p_block,
+            "c_blocks": (c_block > 0).astype(float),
+            "p_blocks": (p_block > 0).astype(float),
+        }
+        for key, value in increments.items():
             cum[key] += value
-        for key, value in (
-            ("n_c", n_c),
-            ("e_c", e_c),
-            ("over_c", over_c),
-            ("closs", c_block),
-            ("ploss", p_block),
-            ("blocks", loss_blocks),
-        ):
-            flagger_window[key] += value
+            if key in flagger_window:
+                flagger_window[key] += value
 
-        naive = _breach(
-            cum["e_c"], cum["n_c"], cum["over_c"], cum["closs_sum"], cum["ploss_sum"], cum["blocks"]
-        )
+        naive = _breach(cum)
         fail["NAIVE"] = np.where(np.isinf(fail["NAIVE"]) & naive, t, fail["NAIVE"])
         if t % 60 == 0:
-            flagger_failed += _breach(
-                flagger_window["e_c"],
-                flagger_window["n_c"],
-                flagger_window["over_c"],
-                flagger_window["closs"],
-                flagger_window["ploss"],
-                flagger_window["blocks"],
-            )
+            flagger_failed += _breach(flagger_window)
             fail["FLAGGER"] = np.where(np.isinf(fail["FLAGGER"]) & (flagger_failed >= 5), t, fail["FLAGGER"])
             flagger_window = {k: np.zeros(runs) for k in flagger_window}
 
-    fixed = _breach(cum["e_c"], cum["n_c"], cum["over_c"], cum["closs_sum"], cum["ploss_sum"], cum["blocks"])
+    fixed = _breach(cum)
     share = cum["n_c"] / np.maximum(cum["n_c"] + cum["n_p"], 1)
     fixed |= np.abs(share / w - 1) > SETTINGS.split_tolerance
     fail["FIXED"] = np.where(fixed, float(window), NEVER)
@@ -291,20 +301,18 @@ def simulate(
     )
 
 
-def _breach(
-    errors: np.ndarray,
-    requests: np.ndarray,
-    over: np.ndarray,
-    closs: np.ndarray,
-    ploss: np.ndarray,
-    blocks: np.ndarray,
-) -> np.ndarray:
-    """The classic thresholds on given counts: 5xx ≥ SLO, p95 > T, mean loss ≥ ratio × production's."""
+def _breach(counts: dict[str, np.ndarray]) -> np.ndarray:
+    """The classic thresholds on given counts: 5xx ≥ SLO, p95 > T, mean block loss ≥ ratio × production's."""
+    requests, errors, over = counts["n_c"], counts["e_c"], counts["over_c"]
     with np.errstate(invalid="ignore", divide="ignore"):
         error_bad = (requests > 0) & (errors / np.maximum(requests, 1) >= SETTINGS.error_rate_slo)
         # p95 > T exactly when more than 5 % of requests are over T (T is a bucket edge).
         latency_bad = (requests > 0) & (over > 0.05 * requests)
-        loss_bad = (blocks > 0) & (closs >= SETTINGS.loss_ratio * ploss)
+        canary_mean = counts["closs"] / np.maximum(counts["c_blocks"], 1)
+        production_mean = counts["ploss"] / np.maximum(counts["p_blocks"], 1)
+        loss_bad = (counts["c_blocks"] > 0) & (counts["p_blocks"] > 0) & (
+            canary_mean >= SETTINGS.loss_ratio * production_mean
+        )
     return np.asarray(error_bad | latency_bad | loss_bad)
 
 
@@ -384,21 +392,22 @@ def null_boundary(rng: np.random.Generator, runs: int, chunk: int = 250) -> dict
             share = np.where(total > 0, n_c / np.maximum(total, 1), np.nan)
             steps = share_test.update(share_test.initial((size, WINDOW_S)), x_c, x_p, share)
             count(label, share_test.log_e(np.cumsum(steps, axis=1)))
-        # The loss FAIL test (sign and magnitude averaged) with canary loss exactly ratio × production's,
-        # B and s estimated from production's blocks as the feed does.
-        feed = LossFeed(size, WINDOW_S, Blocks())
-        blocks = np.zeros(size)
-        exceed_sum = np.zeros(size)
-        excess_sum = np.zeros(size)
-        engine = Engine(SETTINGS, shape=(size,))
-        loss_log_e = np.zeros((size, WINDOW_S))
-        for t in range(1, WINDOW_S + 1):
-            judged, above, _, zeta, _, _ = feed.tick(t, rng, SETTINGS.loss_ratio)
-            blocks, exceed_sum, excess_sum = blocks + judged, exceed_sum + above, excess_sum + zeta
-            sign = engine.loss_fail.log_e(exceed_sum, blocks)
-            magnitude = engine.loss_excess.log_e(excess_sum, blocks)
-            loss_log_e[:, t - 1] = np.logaddexp(sign, magnitude) - math.log(2)
-        count("loss sign+magnitude (loss = 2× production, B estimated)", loss_log_e)
+        # The loss FAIL test (sign and magnitude parts weighted as the engine does) with canary loss
+        # exactly ratio × production's, blocks paired and the scale estimated as the feed does.
+        for label, blocks_case in (
+            ("loss FAIL (loss = 2× production, blocks 1:1)", Blocks()),
+            ("loss FAIL (loss = 2× production, t₃ blocks)", Blocks(heavy=True)),
+            ("loss FAIL (loss = 2× production, 1:3 as at 25 %)", Blocks(LIVE_CANARY_BLOCK_S, LIVE_CANARY_BLOCK_S / 3)),
+        ):
+            feed = LossFeed(size, blocks_case)
+            engine = Engine(SETTINGS, shape=(size,))
+            loss_log_e = np.zeros((size, WINDOW_S))
+            for t in range(1, WINDOW_S + 1):
+                judged, above, zeta, pairs, _, _ = feed.tick(t, rng, SETTINGS.loss_ratio)
+                tick = Tick(weight=0.05, loss_blocks=judged, loss_exceed=above, loss_excess=zeta, loss_excess_pairs=pairs)
+                engine.update(tick, float(t))
+                loss_log_e[:, t - 1] = engine.log_e["rl_loss:fail"]
+            count(label, loss_log_e)
         split = ShareTest(1.0, SPLIT_MULTIPLIERS)
         n = rng.poisson(RPS, (size, WINDOW_S))
         n_c = rng.binomial(n, 0.05)

@@ -25,7 +25,9 @@ def test_stage_five_percent_at_fifty_rps() -> None:
     assert (slo.n50, slo.n90) == (243, 500)  # JUDGE.md's reference figures
     assert slo.seconds50 == pytest.approx(243 / 2.5) and slo.reach == LIKELY
     loss = by_key["rl_loss:fail"]
-    assert loss.unit == "blocks" and loss.seconds50 == pytest.approx(loss.n50 * 5.0)  # type: ignore[operator]
+    # One single-update block every 1.25 s on each arm: a pair every 1.25 s, loss ×3 decided well inside.
+    assert loss.unit == "pairs" and loss.seconds50 == pytest.approx(loss.n50 * 1.25)  # type: ignore[operator]
+    assert loss.seconds50 is not None and loss.seconds50 < 120 and loss.reach == LIKELY
     relative = by_key["error_rate:fail_relative"]
     assert relative.seconds50 is not None and relative.seconds50 < slo.seconds50  # type: ignore[operator]
     passing = by_key["error_rate:pass_slo"]
