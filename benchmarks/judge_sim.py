@@ -1,24 +1,37 @@
-"""Seeded simulation of stage judging (JUDGE.md's benchmark protocol); prints its figures.
+"""Seeded simulation of stage judging under the benchmark protocol; prints its figures and a SUMMARY.
 
-    python benchmarks/judge_sim.py [--healthy-runs 2000] [--bad-runs 500] [--seed 7] [--json FILE]
+    python benchmarks/judge_sim.py [--healthy-runs 2000] [--bad-runs 500] [--null-runs 2000] [--seed 7] [--json FILE]
 
-Model (JUDGE.md): 50 rps, Poisson arrivals, every request routed at random (canary with the stage
-weight), 1 s ticks, 900 s window, stages 1 %, 5 %, 25 %. Production: 0.2 % 5xx, log-normal latency
-(median 1 s, σ 0.45: p95 2.10 s vs threshold 2.5 s), one RL-loss block every 5 s, log-normal
-(σ 0.3) around B. Bad canaries from t = 0: 3 % 5xx; latency × 1.4; loss × 3.
+The protocol (also in docs/judge.md):
+- Traffic: 50 rps, Poisson arrivals, every request routed at random (canary with the stage weight),
+  1 s ticks, a 900 s window, stages 1 %, 5 %, 25 %, one LLM mode (threshold 2.5 s).
+- Production: 0.2 % 5xx; log-normal latency, median 1 s, σ 0.45 (p95 2.10 s against 2.5 s); RL
+  loss as one block of 4 updates every 5 s on each arm, its log mean normal with σ 0.3 around
+  production's level. The judge cuts the same update stream into its own blocks
+  (``loss_block_updates``, default 1: a block every 1.25 s with σ 0.6).
+- Bad canaries, from t = 0: 3 % 5xx; latency × 1.4; loss × 3. Healthy canaries equal production.
+- The measured block rate of the reference service: loss × 4 at the 25 % stage with a 4-update
+  canary block every 20 s (production's every 6.7 s) and a 180 s window.
+- Targets (the SUMMARY line): false rollbacks ≤ 1 % (one-sided 95 % Clopper-Pearson bound, healthy
+  canaries, extension included); stage 5 % median detection of 5xx / latency ≤ 75 s (p90 ≤ 150 s)
+  and of loss × 3 ≤ 60 s; the live case caught within its window in ≥ 90 % of runs; ≥ 10× faster
+  than the fixed window; stage 1 % detection ≥ 95 % and its latency median ≤ 300 s; healthy 25 %
+  canaries PASSed early in ≥ 95 % of runs (median ≤ 330 s); every e-process alone at its null
+  boundary crossing 1/α (α = 1 %) in at most α of 2 000 runs.
 
 Rules compared on the same simulated traffic:
 - SEQUENTIAL: the real judge engine (canary_harness.judge.engine.Engine, vectorised over runs;
-  tests/unit/judge check it equals the per-snapshot judge), with the default settings and one LLM
-  mode (threshold 2.5 s) as in the protocol; τ is frozen by the judge's own histogram code.
-- FIXED: the seed rule, judged once at 900 s (5xx ≥ 0.5 %, p95 > 2.5 s, mean loss ≥ 2× production,
-  split off by more than 25 %).
+  tests/unit/judge check it equals the per-snapshot judge), default settings with
+  on_inconclusive = extend_if_suspect; τ is frozen by the judge's own histogram code and loss
+  blocks are paired and standardised with the feed's own functions.
+- FIXED: the seed rule, judged once at 900 s (5xx ≥ 0.5 %, p95 > 2.5 s, mean block loss ≥ 2×
+  production's, split off by more than 25 %).
 - NAIVE: fail the moment a running (since stage start) value breaches its threshold.
 - FLAGGER: a check of the last 60 s every 60 s; roll back after 5 failed checks.
 
-Also the type-I error of each e-process at its null boundary (target 5): one-sample tests with the
-true rate at p0, share tests with R = r0 under load swings and an incident hitting both arms.
-Ends with one SUMMARY line of the key figures against the targets.
+Also the type-I error of each e-process at its null boundary: one-sample tests with the true rate
+at p0, share tests with R = r0 under load swings and an incident hitting both arms, the loss FAIL
+test with canary loss exactly 2× production's (normal and t₃ blocks, pairs 1:1 and 1:3).
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from canary_harness.judge.engine import Engine, ModeTick, Tick
+from canary_harness.judge.engine import MAGNITUDE_WEIGHT, Engine, ModeTick, Tick
 from canary_harness.judge.eprocess import (
     LATENCY_FAIL_GRID,
     LOSS_FAIL_GRID,
@@ -167,7 +180,7 @@ class LossFeed:
         zero = np.zeros(self.runs)
         p_block = self._arrive("production", t, self.blocks.period(self.blocks.production_s), 0.0, rng)
         c_block = self._arrive("canary", t, self.blocks.period(self.blocks.canary_s), math.log(loss_c), rng)
-        (k, c_sum, c_sq), (m, p_sum, p_sq) = self.pending["canary"], self.pending["production"]
+        (k, c_sum, _), (m, p_sum, _) = self.pending["canary"], self.pending["production"]
         if k == 0 or m == 0:
             return 0.0, zero, zero, 0.0, c_block, p_block
         difference = c_sum / k - p_sum / m - math.log(SETTINGS.loss_ratio)
@@ -401,12 +414,17 @@ def null_boundary(rng: np.random.Generator, runs: int, chunk: int = 250) -> dict
         ):
             feed = LossFeed(size, blocks_case)
             engine = Engine(SETTINGS, shape=(size,))
+            sums = np.zeros((4, size))  # pairs, D > 0, Σζ, pairs standardised
             loss_log_e = np.zeros((size, WINDOW_S))
             for t in range(1, WINDOW_S + 1):
                 judged, above, zeta, pairs, _, _ = feed.tick(t, rng, SETTINGS.loss_ratio)
-                tick = Tick(weight=0.05, loss_blocks=judged, loss_exceed=above, loss_excess=zeta, loss_excess_pairs=pairs)
-                engine.update(tick, float(t))
-                loss_log_e[:, t - 1] = engine.log_e["rl_loss:fail"]
+                sums += np.stack(np.broadcast_arrays(judged, above, zeta, pairs))
+                # The engine's FAIL test of the check (Engine._refresh), on this check's counts only.
+                sign = engine.loss_fail.log_e(sums[1], sums[0])
+                magnitude = engine.loss_excess.log_e(sums[2], sums[3])
+                loss_log_e[:, t - 1] = np.logaddexp(
+                    math.log(1 - MAGNITUDE_WEIGHT) + sign, math.log(MAGNITUDE_WEIGHT) + magnitude
+                )
             count(label, loss_log_e)
         split = ShareTest(1.0, SPLIT_MULTIPLIERS)
         n = rng.poisson(RPS, (size, WINDOW_S))
@@ -414,6 +432,25 @@ def null_boundary(rng: np.random.Generator, runs: int, chunk: int = 250) -> dict
         steps = split.update(split.initial((size, WINDOW_S)), n_c, n - n_c, 0.05)
         count("split (5 % weight, exact)", split.log_e(np.cumsum(steps, axis=1)))
     return {label: (hits / runs, a) for label, hits in crossed.items()}
+
+
+def oracle_loss_median(rng: np.random.Generator, alpha_i: float, runs: int = 20_000) -> float:
+    """Median seconds to a FAIL of loss × LOSS_FACTOR at the 5 % stage for an oracle e-process.
+
+    The oracle knows the blocks' spread and the exact regression: its e-process is the likelihood
+    ratio of the paired differences at that effect (the log-optimal test for it). No valid test
+    that, like the judge, learns production's level from the stage's own blocks does better, so
+    this is the floor of the "loss × 3 median" figure at level α_i.
+    """
+    blocks = Blocks()
+    period = blocks.period(blocks.canary_s)
+    effect = math.log(LOSS_FACTOR / SETTINGS.loss_ratio) / (blocks.spread * math.sqrt(2))
+    pairs = int(4 * WINDOW_S / period)
+    log_lr = effect * np.cumsum(effect + rng.standard_normal((runs, pairs)), axis=1)
+    log_lr -= np.arange(1, pairs + 1) * effect * effect / 2
+    crossed = log_lr >= crossing_bound(alpha_i)
+    first = np.where(crossed.any(axis=1), crossed.argmax(axis=1) + 1, np.inf) * period
+    return quantile(first, 0.5)
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -530,6 +567,12 @@ def main(argv: list[str] | None = None) -> int:
         upper = clopper_pearson_upper(round(rate * args.null_runs), args.null_runs)
         figures[f"null/{label}"] = {"rate": rate, "upper95": upper, "budget": budget}
         print(f"  {label:<58} {rate:>7.2%} (95% UB {upper:.2%}) vs α {budget:.0%}")
+    oracle = oracle_loss_median(rng, engine.alpha_i)
+    figures["oracle_loss_median_s"] = oracle
+    print(
+        f"\nloss ×{LOSS_FACTOR:g} at 5 %: an oracle knowing the spread and the effect (paired likelihood ratio at "
+        f"α_i) needs {oracle:.0f} s (median): the floor for any test that estimates production's level"
+    )
     elapsed = time.perf_counter() - started
     figures["elapsed_s"] = elapsed
     summary, ok = summarise(figures, args)
@@ -542,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarise(figures: dict[str, Any], args: argparse.Namespace) -> tuple[str, bool]:
-    """One line: every target (JUDGE.md's and issue 15's) with its measured figure and OK / MISS."""
+    """One line: every target of the protocol with its measured figure and OK / MISS."""
     seq = {key.split("/", 1)[1]: row for key, row in figures.items() if key.startswith("SEQUENTIAL/")}
     checks: list[tuple[str, bool]] = []
     worst_upper = max(seq[f"{s}/healthy"]["rollback_upper95"] for s in STAGES)
@@ -558,7 +601,13 @@ def summarise(figures: dict[str, Any], args: argparse.Namespace) -> tuple[str, b
             ok5,
         )
     )
-    checks.append((f"stage 5% loss ×{LOSS_FACTOR:g} median {medians['loss']:.0f} s ≤ 60 s", medians["loss"] <= 60))
+    checks.append(
+        (
+            f"stage 5% loss ×{LOSS_FACTOR:g} median {medians['loss']:.0f} s ≤ 60 s "
+            f"(oracle floor {figures['oracle_loss_median_s']:.0f} s)",
+            medians["loss"] <= 60,
+        )
+    )
     live = seq[f"{LIVE_STAGE}/loss{LIVE_LOSS_FACTOR:g}-live"]
     checks.append(
         (
@@ -568,7 +617,7 @@ def summarise(figures: dict[str, Any], args: argparse.Namespace) -> tuple[str, b
         )
     )
     speedup = min(WINDOW_S / medians[sc] for sc in medians)
-    checks.append((f"{speedup:.0f}× faster than FIXED", speedup >= 10))
+    checks.append((f"{speedup:.1f}× faster than FIXED", speedup >= 10))
     detect1 = min(seq[f"1/{sc}"]["rollback_rate"] for sc in ("5xx", "latency", "loss"))
     median1 = max(seq[f"1/{sc}"]["median_s"] for sc in ("5xx", "latency", "loss"))
     latency1 = seq["1/latency"]["median_s"]

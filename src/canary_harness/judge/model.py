@@ -2,8 +2,8 @@
 
 Latency is taken as log-normal with spread ``latency_sigma`` and a healthy p95 of
 ``healthy_p95_ratio`` × threshold; RL-loss block means as log-normal with spread ``loss_sigma``
-(a block of ``loss_block_updates`` updates), canary blocks paired with production blocks. These only size stages and explain INCONCLUSIVE verdicts; the tests
-themselves assume nothing about the distributions.
+(a block of ``loss_block_updates`` updates), canary blocks paired with production blocks. These only
+size stages and explain INCONCLUSIVE verdicts; the tests' own assumptions are in docs/judge.md.
 """
 
 from __future__ import annotations
