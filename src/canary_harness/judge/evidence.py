@@ -285,6 +285,7 @@ def _loss(ctx: _Context) -> CheckResult:
         "e_fail_sign": e_value(float(ctx.engine.loss_parts["sign"])),
         "e_fail_magnitude": e_value(float(ctx.engine.loss_parts["magnitude"])),
         "log_spread": ctx.feed.loss_spread,
+        "block_spread_bound": ctx.feed.last_scale,
         "e_pass": ctx.e(keys["pass"]),
         "fail_bound": ctx.fail_bound,
         "pass_bound": ctx.pass_bound,

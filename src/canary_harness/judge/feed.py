@@ -164,7 +164,8 @@ class SnapshotFeed:
         self.pairs: int = 0
         self.judged_over: int = 0
         self.judged_excess: float = 0.0  # Σ of capped standardised excesses of judged pairs
-        self.last_scale: float | None = None  # the scale of the last standardised pair
+        # The per-block spread bound behind the last standardised pair (the pair's scale / √(1/k + 1/m)).
+        self.last_scale: float | None = None
         self._moments = {"canary": _LogMoments(), "production": _LogMoments()}
         self.weight: float | None = None  # configured canary share at the last tick
         # The canary's loss sum since stage start once it is NaN/±Inf (its own defect: the judges FAIL it).
