@@ -1,24 +1,37 @@
-"""Seeded simulation of stage judging (JUDGE.md's benchmark protocol); prints its figures.
+"""Seeded simulation of stage judging under the benchmark protocol; prints its figures and a SUMMARY.
 
-    python benchmarks/judge_sim.py [--healthy-runs 2000] [--bad-runs 500] [--seed 7] [--json FILE]
+    python benchmarks/judge_sim.py [--healthy-runs 2000] [--bad-runs 500] [--null-runs 2000] [--seed 7] [--json FILE]
 
-Model (JUDGE.md): 50 rps, Poisson arrivals, every request routed at random (canary with the stage
-weight), 1 s ticks, 900 s window, stages 1 %, 5 %, 25 %. Production: 0.2 % 5xx, log-normal latency
-(median 1 s, σ 0.45: p95 2.10 s vs threshold 2.5 s), one RL-loss block every 5 s, log-normal
-(σ 0.3) around B. Bad canaries from t = 0: 3 % 5xx; latency × 1.4; loss × 3.
+The protocol (also in docs/judge.md):
+- Traffic: 50 rps, Poisson arrivals, every request routed at random (canary with the stage weight),
+  1 s ticks, a 900 s window, stages 1 %, 5 %, 25 %, one LLM mode (threshold 2.5 s).
+- Production: 0.2 % 5xx; log-normal latency, median 1 s, σ 0.45 (p95 2.10 s against 2.5 s); RL
+  loss as one block of 4 updates every 5 s on each arm, its log mean normal with σ 0.3 around
+  production's level. The judge cuts the same update stream into its own blocks
+  (``loss_block_updates``, default 1: a block every 1.25 s with σ 0.6).
+- Bad canaries, from t = 0: 3 % 5xx; latency × 1.4; loss × 3. Healthy canaries equal production.
+- The measured block rate of the reference service: loss × 4 at the 25 % stage with a 4-update
+  canary block every 20 s (production's every 6.7 s) and a 180 s window.
+- Targets (the SUMMARY line): false rollbacks ≤ 1 % (one-sided 95 % Clopper-Pearson bound, healthy
+  canaries, extension included); stage 5 % median detection of 5xx / latency ≤ 75 s (p90 ≤ 150 s)
+  and of loss × 3 ≤ 60 s; the live case caught within its window in ≥ 90 % of runs; ≥ 10× faster
+  than the fixed window; stage 1 % detection ≥ 95 % and its latency median ≤ 300 s; healthy 25 %
+  canaries PASSed early in ≥ 95 % of runs (median ≤ 330 s); every e-process alone at its null
+  boundary crossing 1/α (α = 1 %) in at most α of 2 000 runs.
 
 Rules compared on the same simulated traffic:
 - SEQUENTIAL: the real judge engine (canary_harness.judge.engine.Engine, vectorised over runs;
-  tests/unit/judge check it equals the per-snapshot judge), with the default settings and one LLM
-  mode (threshold 2.5 s) as in the protocol; τ is frozen by the judge's own histogram code.
-- FIXED: the seed rule, judged once at 900 s (5xx ≥ 0.5 %, p95 > 2.5 s, mean loss ≥ 2× production,
-  split off by more than 25 %).
+  tests/unit/judge check it equals the per-snapshot judge), default settings with
+  on_inconclusive = extend_if_suspect; τ is frozen by the judge's own histogram code and loss
+  blocks are paired and standardised with the feed's own functions.
+- FIXED: the seed rule, judged once at 900 s (5xx ≥ 0.5 %, p95 > 2.5 s, mean block loss ≥ 2×
+  production's, split off by more than 25 %).
 - NAIVE: fail the moment a running (since stage start) value breaches its threshold.
 - FLAGGER: a check of the last 60 s every 60 s; roll back after 5 failed checks.
 
-Also the type-I error of each e-process at its null boundary (target 5): one-sample tests with the
-true rate at p0, share tests with R = r0 under load swings and an incident hitting both arms.
-Ends with one SUMMARY line of the key figures against the targets.
+Also the type-I error of each e-process at its null boundary: one-sample tests with the true rate
+at p0, share tests with R = r0 under load swings and an incident hitting both arms, the loss FAIL
+test with canary loss exactly 2× production's (normal and t₃ blocks, pairs 1:1 and 1:3).
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from canary_harness.judge.engine import Engine, ModeTick, Tick
+from canary_harness.judge.engine import MAGNITUDE_WEIGHT, Engine, ModeTick, Tick
 from canary_harness.judge.eprocess import (
     LATENCY_FAIL_GRID,
     LOSS_FAIL_GRID,
@@ -44,7 +57,7 @@ from canary_harness.judge.eprocess import (
     ShareTest,
     crossing_bound,
 )
-from canary_harness.judge.feed import MIN_LOSS_SPREAD, SIGN_REFERENCE_MARGIN, reference_margin
+from canary_harness.judge.feed import pair_scale
 from canary_harness.judge.model import SERVICE_LATENCY_EDGES
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.metrics.histogram import bucket_edge_at_or_above, histogram_quantile
@@ -63,6 +76,8 @@ LATENCY_FACTOR = 1.4
 LOSS_BLOCK_S = 5
 LOSS_SIGMA = 0.3
 LOSS_FACTOR = 3.0
+# The protocol's loss block: 4 updates, one every LOSS_BLOCK_S on each arm, spread LOSS_SIGMA.
+PROTOCOL_BLOCK_UPDATES = 4
 SETTINGS = JudgeSettings(p95_thresholds={"fast": THRESHOLD_S}, on_inconclusive="extend_if_suspect")
 # The reference service as measured (issue 15): a canary loss block every ~20 s at the 25 % stage.
 LIVE_STAGE = 25
@@ -110,56 +125,78 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Blocks:
-    """RL-loss block timing: seconds between blocks on each arm."""
+    """RL-loss timing: seconds between blocks of PROTOCOL_BLOCK_UPDATES updates on each arm, their spread.
+
+    The judge cuts blocks of ``loss_block_updates`` updates from the same update stream: blocks of
+    u updates arrive every ``canary_s``·u/4 s with spread ``sigma``·√(4/u) (log block means
+    average u updates' worth of noise).
+    """
 
     canary_s: float = LOSS_BLOCK_S
     production_s: float = LOSS_BLOCK_S
-    sigma: float = LOSS_SIGMA  # log-normal spread of one block's mean loss
+    sigma: float = LOSS_SIGMA  # log-normal spread of one protocol block's mean loss
+    updates: int = SETTINGS.loss_block_updates
+    heavy: bool = False  # Student t₃ log block means (scaled to the same spread) instead of normal
+
+    def period(self, arm_s: float) -> float:
+        """Seconds between the judge's blocks on an arm with one protocol block every ``arm_s``."""
+        return arm_s * self.updates / PROTOCOL_BLOCK_UPDATES
+
+    @property
+    def spread(self) -> float:
+        """Spread of one judge block's log mean."""
+        return self.sigma * math.sqrt(PROTOCOL_BLOCK_UPDATES / self.updates)
 
 
 class LossFeed:
     """Vectorised twin of the judge's feed for RL-loss blocks (canary_harness.judge.feed).
 
-    Production blocks make B (their median, trusted from loss_reference_blocks on) and s (the
-    spread of their logs); canary blocks wait until B exists, then each is judged: Y = 1{block >
-    ratio·B} for the sign test and ζ = clip(log(block/(ratio·B))/s − margin) for the magnitude test.
+    Canary blocks are paired with the production blocks that arrived since the last pair: at a
+    tick where both arms have unpaired blocks they form one pair, D = mean log canary − mean log
+    production − log ratio; Y = 1{D > 0} for the sign tests and ζ = clip(D / scale) for the
+    magnitude test, the scale from the blocks of earlier pairs (feed.pair_scale).
     """
 
-    def __init__(self, runs: int, horizon: int, blocks: Blocks) -> None:
+    def __init__(self, runs: int, blocks: Blocks) -> None:
         self.blocks = blocks
-        self.prod = np.zeros((runs, int(horizon / blocks.production_s) + 2))
-        self.canary = np.zeros((runs, int(horizon / blocks.canary_s) + 2))
-        self.n_prod = self.n_canary = self.judged = 0
+        self.runs = runs
         self.excess = ExcessTest()
+        self.pending = {arm: (0, np.zeros(runs), np.zeros(runs)) for arm in ("canary", "production")}
+        self.moments = {arm: [0.0, np.zeros(runs), np.zeros(runs)] for arm in ("canary", "production")}
+
+    def _arrive(self, arm: str, t: int, period: float, centre: float, rng: np.random.Generator) -> np.ndarray:
+        if int(t / period) <= int((t - 1) / period):
+            return np.zeros(self.runs)
+        noise = rng.standard_t(3, self.runs) / math.sqrt(3) if self.blocks.heavy else rng.standard_normal(self.runs)
+        logs = centre + self.blocks.spread * noise
+        count, total, squares = self.pending[arm]
+        self.pending[arm] = (count + 1, total + logs, squares + logs * logs)
+        return np.exp(logs)
 
     def tick(
         self, t: int, rng: np.random.Generator, loss_c: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(judged blocks, above the raised cut, above the lowered cut, Σζ, canary and production block means)."""
-        runs = self.prod.shape[0]
-        zero = np.zeros(runs)
-        p_block = c_block = zero
-        if int(t / self.blocks.production_s) > int((t - 1) / self.blocks.production_s):
-            p_block = np.exp(self.blocks.sigma * rng.standard_normal(runs))
-            self.prod[:, self.n_prod] = p_block
-            self.n_prod += 1
-        if int(t / self.blocks.canary_s) > int((t - 1) / self.blocks.canary_s):
-            c_block = loss_c * np.exp(self.blocks.sigma * rng.standard_normal(runs))
-            self.canary[:, self.n_canary] = c_block
-            self.n_canary += 1
-        if self.n_prod < SETTINGS.loss_reference_blocks or self.judged == self.n_canary:
-            return zero, zero, zero, zero, c_block, p_block
-        logs = np.log(self.prod[:, : self.n_prod])
-        cut = math.log(SETTINGS.loss_ratio) + np.median(logs, axis=1)
-        spread = np.maximum(logs.std(axis=1, ddof=1), MIN_LOSS_SPREAD)
-        judged = np.log(self.canary[:, self.judged : self.n_canary])
-        count = float(judged.shape[1])
-        self.judged = self.n_canary
-        shift = spread * reference_margin(self.n_prod, SIGN_REFERENCE_MARGIN)
-        above = (judged > (cut + shift)[:, None]).sum(axis=1).astype(float)
-        above_low = (judged > (cut - shift)[:, None]).sum(axis=1).astype(float)
-        zeta = self.excess.clip((judged - cut[:, None]) / spread[:, None] - reference_margin(self.n_prod))
-        return np.full(runs, count), above, above_low, zeta.sum(axis=1), c_block, p_block
+    ) -> tuple[float, np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+        """(pairs judged, D > 0, Σζ, pairs standardised, canary and production block means this tick)."""
+        zero = np.zeros(self.runs)
+        p_block = self._arrive("production", t, self.blocks.period(self.blocks.production_s), 0.0, rng)
+        c_block = self._arrive("canary", t, self.blocks.period(self.blocks.canary_s), math.log(loss_c), rng)
+        (k, c_sum, _), (m, p_sum, _) = self.pending["canary"], self.pending["production"]
+        if k == 0 or m == 0:
+            return 0.0, zero, zero, 0.0, c_block, p_block
+        difference = c_sum / k - p_sum / m - math.log(SETTINGS.loss_ratio)
+        (n_c, t_c, q_c), (n_p, t_p, q_p) = self.moments["canary"], self.moments["production"]
+        ss_c = np.maximum(q_c - t_c**2 / n_c, 0.0) if n_c else zero
+        ss_p = np.maximum(q_p - t_p**2 / n_p, 0.0) if n_p else zero
+        scale = pair_scale(n_c, ss_c, n_p, ss_p, k, m)
+        standardised = bool(np.isfinite(scale).all())
+        zeta = self.excess.clip(difference / scale) if standardised else zero
+        for arm, (count, total, squares) in self.pending.items():
+            moments = self.moments[arm]
+            moments[0] += count
+            moments[1] = moments[1] + total
+            moments[2] = moments[2] + squares
+        self.pending = {arm: (0, zero.copy(), zero.copy()) for arm in self.pending}
+        return 1.0, (difference > 0).astype(float), zeta, float(standardised), c_block, p_block
 
 
 def _suspect(engine: Engine) -> np.ndarray:
@@ -193,9 +230,9 @@ def simulate(
     horizon = window + int(SETTINGS.extend_limit_s)
     engine = Engine(SETTINGS, shape=(runs,))
     tau = np.full(runs, np.nan)
-    cum = {k: np.zeros(runs) for k in ("n_c", "n_p", "e_c", "over_c", "closs_sum", "ploss_sum", "blocks")}
-    feed = LossFeed(runs, horizon, blocks)
-    flagger_window = {k: np.zeros(runs) for k in ("n_c", "e_c", "over_c", "closs", "ploss", "blocks")}
+    cum = {k: np.zeros(runs) for k in ("n_c", "n_p", "e_c", "over_c", "closs", "ploss", "c_blocks", "p_blocks")}
+    feed = LossFeed(runs, blocks)
+    flagger_window = {k: np.zeros(runs) for k in ("n_c", "e_c", "over_c", "closs", "ploss", "c_blocks", "p_blocks")}
     flagger_failed = np.zeros(runs)
     fail = {rule: np.full(runs, NEVER) for rule in RULES}
     passed = np.full(runs, NEVER)
@@ -213,7 +250,7 @@ def simulate(
         over_c = rng.binomial(n_c.astype(int), q_c).astype(float)
         over_p = rng.binomial(n_p.astype(int), q_p).astype(float)
         tau_c, tau_p = _tau_exceedances(rng, tau, n_c, n_p, over_c, over_p, factor_c)
-        loss_blocks, loss_exceed, loss_exceed_low, loss_excess, c_block, p_block = feed.tick(t, rng, loss_c)
+        loss_blocks, loss_exceed, loss_excess, loss_pairs, c_block, p_block = feed.tick(t, rng, loss_c)
 
         if open_runs.any():  # once every run is decided the judge has nothing left to do
             engine.update(
@@ -230,8 +267,8 @@ def simulate(
                     modes={"fast": ModeTick(n_c, n_p, over_c, tau_c, tau_p)},
                     loss_blocks=loss_blocks,
                     loss_exceed=loss_exceed,
-                    loss_exceed_low=loss_exceed_low,
                     loss_excess=loss_excess,
+                    loss_excess_pairs=loss_pairs,
                 ),
                 float(t),
             )
@@ -246,43 +283,29 @@ def simulate(
         _freeze_tau(rng, tau, cum["n_p"] + n_p, bucket_p)
         if not in_window:
             continue
-        for key, value in (
-            ("n_c", n_c),
-            ("n_p", n_p),
-            ("e_c", e_c),
-            ("over_c", over_c),
-            ("closs_sum", c_block),
-            ("ploss_sum", p_block),
-            ("blocks", loss_blocks),
-        ):
+        increments = {
+            "n_c": n_c,
+            "n_p": n_p,
+            "e_c": e_c,
+            "over_c": over_c,
+            "closs": c_block,
+            "ploss": p_block,
+            "c_blocks": (c_block > 0).astype(float),
+            "p_blocks": (p_block > 0).astype(float),
+        }
+        for key, value in increments.items():
             cum[key] += value
-        for key, value in (
-            ("n_c", n_c),
-            ("e_c", e_c),
-            ("over_c", over_c),
-            ("closs", c_block),
-            ("ploss", p_block),
-            ("blocks", loss_blocks),
-        ):
-            flagger_window[key] += value
+            if key in flagger_window:
+                flagger_window[key] += value
 
-        naive = _breach(
-            cum["e_c"], cum["n_c"], cum["over_c"], cum["closs_sum"], cum["ploss_sum"], cum["blocks"]
-        )
+        naive = _breach(cum)
         fail["NAIVE"] = np.where(np.isinf(fail["NAIVE"]) & naive, t, fail["NAIVE"])
         if t % 60 == 0:
-            flagger_failed += _breach(
-                flagger_window["e_c"],
-                flagger_window["n_c"],
-                flagger_window["over_c"],
-                flagger_window["closs"],
-                flagger_window["ploss"],
-                flagger_window["blocks"],
-            )
+            flagger_failed += _breach(flagger_window)
             fail["FLAGGER"] = np.where(np.isinf(fail["FLAGGER"]) & (flagger_failed >= 5), t, fail["FLAGGER"])
             flagger_window = {k: np.zeros(runs) for k in flagger_window}
 
-    fixed = _breach(cum["e_c"], cum["n_c"], cum["over_c"], cum["closs_sum"], cum["ploss_sum"], cum["blocks"])
+    fixed = _breach(cum)
     share = cum["n_c"] / np.maximum(cum["n_c"] + cum["n_p"], 1)
     fixed |= np.abs(share / w - 1) > SETTINGS.split_tolerance
     fail["FIXED"] = np.where(fixed, float(window), NEVER)
@@ -291,20 +314,18 @@ def simulate(
     )
 
 
-def _breach(
-    errors: np.ndarray,
-    requests: np.ndarray,
-    over: np.ndarray,
-    closs: np.ndarray,
-    ploss: np.ndarray,
-    blocks: np.ndarray,
-) -> np.ndarray:
-    """The classic thresholds on given counts: 5xx ≥ SLO, p95 > T, mean loss ≥ ratio × production's."""
+def _breach(counts: dict[str, np.ndarray]) -> np.ndarray:
+    """The classic thresholds on given counts: 5xx ≥ SLO, p95 > T, mean block loss ≥ ratio × production's."""
+    requests, errors, over = counts["n_c"], counts["e_c"], counts["over_c"]
     with np.errstate(invalid="ignore", divide="ignore"):
         error_bad = (requests > 0) & (errors / np.maximum(requests, 1) >= SETTINGS.error_rate_slo)
         # p95 > T exactly when more than 5 % of requests are over T (T is a bucket edge).
         latency_bad = (requests > 0) & (over > 0.05 * requests)
-        loss_bad = (blocks > 0) & (closs >= SETTINGS.loss_ratio * ploss)
+        canary_mean = counts["closs"] / np.maximum(counts["c_blocks"], 1)
+        production_mean = counts["ploss"] / np.maximum(counts["p_blocks"], 1)
+        loss_bad = (counts["c_blocks"] > 0) & (counts["p_blocks"] > 0) & (
+            canary_mean >= SETTINGS.loss_ratio * production_mean
+        )
     return np.asarray(error_bad | latency_bad | loss_bad)
 
 
@@ -384,27 +405,52 @@ def null_boundary(rng: np.random.Generator, runs: int, chunk: int = 250) -> dict
             share = np.where(total > 0, n_c / np.maximum(total, 1), np.nan)
             steps = share_test.update(share_test.initial((size, WINDOW_S)), x_c, x_p, share)
             count(label, share_test.log_e(np.cumsum(steps, axis=1)))
-        # The loss FAIL test (sign and magnitude averaged) with canary loss exactly ratio × production's,
-        # B and s estimated from production's blocks as the feed does.
-        feed = LossFeed(size, WINDOW_S, Blocks())
-        blocks = np.zeros(size)
-        exceed_sum = np.zeros(size)
-        excess_sum = np.zeros(size)
-        engine = Engine(SETTINGS, shape=(size,))
-        loss_log_e = np.zeros((size, WINDOW_S))
-        for t in range(1, WINDOW_S + 1):
-            judged, above, _, zeta, _, _ = feed.tick(t, rng, SETTINGS.loss_ratio)
-            blocks, exceed_sum, excess_sum = blocks + judged, exceed_sum + above, excess_sum + zeta
-            sign = engine.loss_fail.log_e(exceed_sum, blocks)
-            magnitude = engine.loss_excess.log_e(excess_sum, blocks)
-            loss_log_e[:, t - 1] = np.logaddexp(sign, magnitude) - math.log(2)
-        count("loss sign+magnitude (loss = 2× production, B estimated)", loss_log_e)
+        # The loss FAIL test (sign and magnitude parts weighted as the engine does) with canary loss
+        # exactly ratio × production's, blocks paired and the scale estimated as the feed does.
+        for label, blocks_case in (
+            ("loss FAIL (loss = 2× production, blocks 1:1)", Blocks()),
+            ("loss FAIL (loss = 2× production, t₃ blocks)", Blocks(heavy=True)),
+            ("loss FAIL (loss = 2× production, 1:3 as at 25 %)", Blocks(LIVE_CANARY_BLOCK_S, LIVE_CANARY_BLOCK_S / 3)),
+        ):
+            feed = LossFeed(size, blocks_case)
+            engine = Engine(SETTINGS, shape=(size,))
+            sums = np.zeros((4, size))  # pairs, D > 0, Σζ, pairs standardised
+            loss_log_e = np.zeros((size, WINDOW_S))
+            for t in range(1, WINDOW_S + 1):
+                judged, above, zeta, pairs, _, _ = feed.tick(t, rng, SETTINGS.loss_ratio)
+                sums += np.stack(np.broadcast_arrays(judged, above, zeta, pairs))
+                # The engine's FAIL test of the check (Engine._refresh), on this check's counts only.
+                sign = engine.loss_fail.log_e(sums[1], sums[0])
+                magnitude = engine.loss_excess.log_e(sums[2], sums[3])
+                loss_log_e[:, t - 1] = np.logaddexp(
+                    math.log(1 - MAGNITUDE_WEIGHT) + sign, math.log(MAGNITUDE_WEIGHT) + magnitude
+                )
+            count(label, loss_log_e)
         split = ShareTest(1.0, SPLIT_MULTIPLIERS)
         n = rng.poisson(RPS, (size, WINDOW_S))
         n_c = rng.binomial(n, 0.05)
         steps = split.update(split.initial((size, WINDOW_S)), n_c, n - n_c, 0.05)
         count("split (5 % weight, exact)", split.log_e(np.cumsum(steps, axis=1)))
     return {label: (hits / runs, a) for label, hits in crossed.items()}
+
+
+def oracle_loss_median(rng: np.random.Generator, alpha_i: float, runs: int = 20_000) -> float:
+    """Median seconds to a FAIL of loss × LOSS_FACTOR at the 5 % stage for an oracle e-process.
+
+    The oracle knows the blocks' spread and the exact regression: its e-process is the likelihood
+    ratio of the paired differences at that effect (the log-optimal test for it). No valid test
+    that, like the judge, learns production's level from the stage's own blocks does better, so
+    this is the floor of the "loss × 3 median" figure at level α_i.
+    """
+    blocks = Blocks()
+    period = blocks.period(blocks.canary_s)
+    effect = math.log(LOSS_FACTOR / SETTINGS.loss_ratio) / (blocks.spread * math.sqrt(2))
+    pairs = int(4 * WINDOW_S / period)
+    log_lr = effect * np.cumsum(effect + rng.standard_normal((runs, pairs)), axis=1)
+    log_lr -= np.arange(1, pairs + 1) * effect * effect / 2
+    crossed = log_lr >= crossing_bound(alpha_i)
+    first = np.where(crossed.any(axis=1), crossed.argmax(axis=1) + 1, np.inf) * period
+    return quantile(first, 0.5)
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -521,6 +567,12 @@ def main(argv: list[str] | None = None) -> int:
         upper = clopper_pearson_upper(round(rate * args.null_runs), args.null_runs)
         figures[f"null/{label}"] = {"rate": rate, "upper95": upper, "budget": budget}
         print(f"  {label:<58} {rate:>7.2%} (95% UB {upper:.2%}) vs α {budget:.0%}")
+    oracle = oracle_loss_median(rng, engine.alpha_i)
+    figures["oracle_loss_median_s"] = oracle
+    print(
+        f"\nloss ×{LOSS_FACTOR:g} at 5 %: an oracle knowing the spread and the effect (paired likelihood ratio at "
+        f"α_i) needs {oracle:.0f} s (median): the floor for any test that estimates production's level"
+    )
     elapsed = time.perf_counter() - started
     figures["elapsed_s"] = elapsed
     summary, ok = summarise(figures, args)
@@ -533,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarise(figures: dict[str, Any], args: argparse.Namespace) -> tuple[str, bool]:
-    """One line: every target (JUDGE.md's and issue 15's) with its measured figure and OK / MISS."""
+    """One line: every target of the protocol with its measured figure and OK / MISS."""
     seq = {key.split("/", 1)[1]: row for key, row in figures.items() if key.startswith("SEQUENTIAL/")}
     checks: list[tuple[str, bool]] = []
     worst_upper = max(seq[f"{s}/healthy"]["rollback_upper95"] for s in STAGES)
@@ -549,7 +601,13 @@ def summarise(figures: dict[str, Any], args: argparse.Namespace) -> tuple[str, b
             ok5,
         )
     )
-    checks.append((f"stage 5% loss ×{LOSS_FACTOR:g} median {medians['loss']:.0f} s ≤ 60 s", medians["loss"] <= 60))
+    checks.append(
+        (
+            f"stage 5% loss ×{LOSS_FACTOR:g} median {medians['loss']:.0f} s ≤ 60 s "
+            f"(oracle floor {figures['oracle_loss_median_s']:.0f} s)",
+            medians["loss"] <= 60,
+        )
+    )
     live = seq[f"{LIVE_STAGE}/loss{LIVE_LOSS_FACTOR:g}-live"]
     checks.append(
         (
@@ -559,7 +617,7 @@ def summarise(figures: dict[str, Any], args: argparse.Namespace) -> tuple[str, b
         )
     )
     speedup = min(WINDOW_S / medians[sc] for sc in medians)
-    checks.append((f"{speedup:.0f}× faster than FIXED", speedup >= 10))
+    checks.append((f"{speedup:.1f}× faster than FIXED", speedup >= 10))
     detect1 = min(seq[f"1/{sc}"]["rollback_rate"] for sc in ("5xx", "latency", "loss"))
     median1 = max(seq[f"1/{sc}"]["median_s"] for sc in ("5xx", "latency", "loss"))
     latency1 = seq["1/latency"]["median_s"]

@@ -1,4 +1,4 @@
-"""The sequential evidence engine: every e-process of a stage, combined per check as in JUDGE.md.
+"""The sequential evidence engine: every e-process of a stage, combined per check (docs/judge.md).
 
 It consumes per-tick count increments (:class:`Tick`) and keeps, for each test, log E, whether it
 has crossed its bound (crossings are final: Ville's inequality covers the first crossing) and
@@ -10,10 +10,11 @@ Checks and their tests (α_i = α / number of FAIL tests, β_i = β / number of 
 - error_rate: FAIL by S(errors, r0) or B_FAIL(p0 = SLO); PASS by B_PASS(p0 = SLO)
 - p95_latency[m]: FAIL by B_FAIL(Z, 0.05) with Z = 1{latency > T_m} or S(exceedances of τ_m, r0);
   PASS by B_PASS(Z, 0.05)
-- rl_loss: FAIL by ½·(B_FAIL(Y, 0.5) + X) with Y = 1{block mean > ratio·B} (the sign test) and X
-  the magnitude test on log(block mean / ratio·B) (ExcessTest); PASS by B_PASS(Y, 0.5). The
-  average of two e-processes is an e-process, so the FAIL test keeps its α_i; it crosses once
-  either part reaches 2/α_i, so the better of the two decides at the price of a factor 2
+- rl_loss: canary blocks are judged in pairs with fresh production blocks (feed.py), D = mean
+  log canary − mean log production − log ratio. FAIL by ¼·B_FAIL(Y, 0.5) + ¾·X with Y = 1{D > 0}
+  (the sign test) and X the magnitude test on the standardised D (ExcessTest); PASS by
+  B_PASS(Y, 0.5). A convex combination of e-processes is an e-process, so the FAIL test keeps its
+  α_i; it crosses once the magnitude part reaches (4/3)/α_i or the sign part 4/α_i
 - schema_failures: zero tolerance (or S(schema failures, r0 = 1) under the "relative" policy);
   it counts as shown once at least one brief was checked
 - traffic_split: sample-ratio mismatch S(requests vs configured weight) at srm_alpha; at weight
@@ -32,6 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 from canary_harness.judge.eprocess import (
     LATENCY_FAIL_GRID,
     LATENCY_PASS_GRID,
+    LATENCY_SHARE_MULTIPLIERS,
     LOSS_FAIL_GRID,
     LOSS_PASS_GRID,
     SPLIT_MULTIPLIERS,
@@ -50,8 +52,10 @@ SCHEMA = "schema_failures"
 RL_LOSS = "rl_loss"
 SPLIT = "traffic_split"
 LOSS_NULL = 0.5
-# Weight of the magnitude part in the loss FAIL test's average (the sign part gets the rest).
-MAGNITUDE_WEIGHT = 0.5
+# Weight of the magnitude part in the loss FAIL test's average (the sign part gets the rest): the
+# magnitude part decides almost every regression; the sign part is the fallback that needs no
+# shape assumption, so it keeps a quarter.
+MAGNITUDE_WEIGHT = 0.75
 
 
 def latency_check(mode: str) -> str:
@@ -89,14 +93,14 @@ class Tick:
     production_briefs: ArrayLike = 0.0
     production_schema_failures: ArrayLike = 0.0
     modes: Mapping[str, ModeTick] = field(default_factory=dict)
-    # Canary RL-loss blocks judged this tick, and how many of them were above ratio × B.
+    # RL-loss pairs (canary blocks vs fresh production blocks) judged this tick, and how many had
+    # D > 0 (canary above ratio × production): the sign tests' data.
     loss_blocks: ArrayLike = 0.0
     loss_exceed: ArrayLike = 0.0
-    # Of them, how many were above ratio × B lowered by the reference margin (the PASS test's count:
-    # its null is "most blocks are above", so B's noise must not help it either).
-    loss_exceed_low: ArrayLike = 0.0
-    # Σ over those blocks of the capped standardised excess ζ (ExcessTest), the magnitude test's data.
+    # Σ over those pairs of the capped standardised excess ζ (ExcessTest), the magnitude test's data,
+    # and how many pairs it covers (the first pair has no earlier blocks to estimate a spread from).
     loss_excess: ArrayLike = 0.0
+    loss_excess_pairs: ArrayLike = 0.0
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ class Engine:
         self.error_share = ShareTest(settings.error_relative_r0)
         self.latency_fail = BernoulliMixture(LATENCY_TAIL, LATENCY_FAIL_GRID)
         self.latency_pass = BernoulliMixture(LATENCY_TAIL, LATENCY_PASS_GRID)
-        self.latency_share = ShareTest(settings.latency_relative_r0)
+        self.latency_share = ShareTest(settings.latency_relative_r0, LATENCY_SHARE_MULTIPLIERS)
         self.loss_fail = BernoulliMixture(LOSS_NULL, LOSS_FAIL_GRID)
         self.loss_pass = BernoulliMixture(LOSS_NULL, LOSS_PASS_GRID)
         self.loss_excess = ExcessTest()
@@ -201,9 +205,9 @@ class Engine:
             ]
         specs += [
             TestSpec(
-                f"{RL_LOSS}:fail", RL_LOSS, "fail", f"blocks > {s.loss_ratio:g}× median: > 50 % or by size"
+                f"{RL_LOSS}:fail", RL_LOSS, "fail", f"canary vs {s.loss_ratio:g}× production blocks: > 50 % or by size"
             ),
-            TestSpec(f"{RL_LOSS}:pass", RL_LOSS, "pass", f"blocks > {s.loss_ratio:g}× median: < 50 %"),
+            TestSpec(f"{RL_LOSS}:pass", RL_LOSS, "pass", f"canary vs {s.loss_ratio:g}× production blocks: < 50 %"),
         ]
         if s.schema_policy == "relative":
             specs.append(TestSpec(f"{SCHEMA}:fail_relative", SCHEMA, "fail", "schema failures vs production"))
@@ -230,14 +234,14 @@ class Engine:
         inc = {
             name: np.asarray(getattr(tick, name), dtype=np.float64)
             for name in _COUNT_NAMES
-            if name not in ("loss_blocks", "loss_exceed", "loss_exceed_low", "loss_excess", "misrouted")
+            if name not in ("loss_blocks", "loss_exceed", "loss_excess", "loss_excess_pairs", "misrouted")
         }
         for name, value in inc.items():
             c[name] = c[name] + value
         c["loss_blocks"] = c["loss_blocks"] + np.asarray(tick.loss_blocks, dtype=np.float64)
         c["loss_exceed"] = c["loss_exceed"] + np.asarray(tick.loss_exceed, dtype=np.float64)
-        c["loss_exceed_low"] = c["loss_exceed_low"] + np.asarray(tick.loss_exceed_low, dtype=np.float64)
         c["loss_excess"] = c["loss_excess"] + np.asarray(tick.loss_excess, dtype=np.float64)
+        c["loss_excess_pairs"] = c["loss_excess_pairs"] + np.asarray(tick.loss_excess_pairs, dtype=np.float64)
         weight = np.asarray(tick.weight, dtype=np.float64)
         wrong_arm = np.where(
             weight >= 1, inc["production_requests"], np.where(weight <= 0, inc["canary_requests"], 0.0)
@@ -294,12 +298,12 @@ class Engine:
             )
         # The two parts of the loss FAIL test, kept for the report; the test itself is their average.
         sign = self.loss_fail.log_e(c["loss_exceed"], c["loss_blocks"])
-        size = self.loss_excess.log_e(c["loss_excess"], c["loss_blocks"])
+        size = self.loss_excess.log_e(c["loss_excess"], c["loss_excess_pairs"])
         self.loss_parts = {"sign": sign, "magnitude": size}
         log_e[f"{RL_LOSS}:fail"] = np.logaddexp(
             math.log(1 - MAGNITUDE_WEIGHT) + sign, math.log(MAGNITUDE_WEIGHT) + size
         )
-        log_e[f"{RL_LOSS}:pass"] = self.loss_pass.log_e(c["loss_exceed_low"], c["loss_blocks"])
+        log_e[f"{RL_LOSS}:pass"] = self.loss_pass.log_e(c["loss_exceed"], c["loss_blocks"])
         if f"{SCHEMA}:fail_relative" in log_e:
             log_e[f"{SCHEMA}:fail_relative"] = self.schema_share.log_e(
                 self.share_states[f"{SCHEMA}:fail_relative"]
@@ -359,7 +363,7 @@ _COUNT_NAMES = (
     "production_schema_failures",
     "loss_blocks",
     "loss_exceed",
-    "loss_exceed_low",
     "loss_excess",
+    "loss_excess_pairs",
     "misrouted",
 )

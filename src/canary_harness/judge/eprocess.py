@@ -1,4 +1,4 @@
-"""E-processes of JUDGE.md: the one-sample Bernoulli mixture SPRT and the two-sample share test.
+"""The judge's e-processes (docs/judge.md): the one-sample Bernoulli mixture SPRT and the two-sample share test.
 
 Each is a non-negative supermartingale under its null hypothesis, so by Ville's inequality
 P(∃t: E_t ≥ 1/a) ≤ a: it may be looked at after every scrape and the stage stopped at any time.
@@ -20,11 +20,15 @@ from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
 
-# Alternatives as multiples of the null rate (JUDGE.md, rule B and rule S).
+# Alternatives as multiples of the null rate (the one-sample and the share tests).
 FAIL_MULTIPLIERS: tuple[float, ...] = (1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
 PASS_MULTIPLIERS: tuple[float, ...] = (0.8, 0.6, 0.4, 0.2)
 LATENCY_FAIL_GRID: tuple[float, ...] = (0.075, 0.1, 0.15, 0.25, 0.5, 0.8)
 LATENCY_PASS_GRID: tuple[float, ...] = (0.04, 0.03, 0.02, 0.01)
+# The relative latency test (canary's tail beyond production's p95 vs r0 × production's): the mass
+# sits where the minimum detectable regression lands (+40 % latency puts ~4-5× production's tail
+# beyond τ, a multiplier ~3 of r0 = 1.5); larger regressions still cross fast on the top point.
+LATENCY_SHARE_MULTIPLIERS: tuple[float, ...] = (2.0, 2.5, 3.0, 3.5, 4.5, 6.0)
 LOSS_FAIL_GRID: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.97)
 LOSS_PASS_GRID: tuple[float, ...] = (0.4, 0.3, 0.2, 0.1, 0.03)
 # Sample-ratio mismatch: canary/production request ratio relative to the configured weight, both ways.
@@ -218,9 +222,11 @@ def _bisect(function: Callable[[float], float], low: float, high: float) -> floa
     return (low + high) / 2
 
 
-# Magnitude loss test (rl_loss): effect sizes in units of production's log-block spread, and the
-# cap on one block's standardised excess (one outlier block moves log E by at most θ·cap).
-LOSS_EXCESS_GRID: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 3.0)
+# Magnitude loss test (rl_loss): effect sizes in units of a pair's standardised difference, and the
+# cap on one pair's standardised excess (one outlier block moves log E by at most θ·cap). With
+# blocks of one update (spread ~0.6) the minimum detectable loss ×3 gives ~0.5 per pair and ×4
+# ~0.8-1.1: the mass sits there; small θ also keep the test insensitive to a spread estimated low.
+LOSS_EXCESS_GRID: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5)
 LOSS_EXCESS_CAP = 3.0
 
 

@@ -267,14 +267,17 @@ def _latency(ctx: _Context, mode: str) -> CheckResult:
 
 def _loss(ctx: _Context) -> CheckResult:
     s = ctx.engine.settings
-    blocks, over = ctx.count("loss_blocks"), ctx.count("loss_exceed")
+    pairs, over = ctx.count("loss_blocks"), ctx.count("loss_exceed")
     reference = ctx.feed.loss_reference
     judged = ctx.feed.judged_canary
     ratio = (sum(judged) / len(judged) / reference) if judged and reference else None
+    paired = ctx.feed.paired_production
+    per_canary = len(paired) / len(judged) if judged else 1.0
     keys = {k: f"{RL_LOSS}:{k}" for k in ("fail", "pass")}
     evidence: dict[str, EvidenceValue] = {
-        "blocks": blocks,
-        "blocks_over": over,
+        "pairs": pairs,
+        "pairs_over": over,
+        "blocks": float(len(judged)),
         "production_median_loss": reference,
         "production_blocks": float(len(ctx.feed.production_blocks.means)),
         "pending_blocks": float(len(ctx.feed.pending_canary)),
@@ -282,6 +285,7 @@ def _loss(ctx: _Context) -> CheckResult:
         "e_fail_sign": e_value(float(ctx.engine.loss_parts["sign"])),
         "e_fail_magnitude": e_value(float(ctx.engine.loss_parts["magnitude"])),
         "log_spread": ctx.feed.loss_spread,
+        "block_spread_bound": ctx.feed.last_scale,
         "e_pass": ctx.e(keys["pass"]),
         "fail_bound": ctx.fail_bound,
         "pass_bound": ctx.pass_bound,
@@ -289,52 +293,41 @@ def _loss(ctx: _Context) -> CheckResult:
     }
     state = ctx.state(RL_LOSS)
     shown = "n/a" if ratio is None else f"{ratio:.2f}×"
-    cut = f"{s.loss_ratio:g}× production median"
+    cut = f"{s.loss_ratio:g}× production's"
+    head = f"RL loss {shown} production median; canary above {cut} in {over:.0f} of {pairs:.0f} paired blocks"
     if state is State.FAIL:
         evidence["decided_by"], evidence["crossed_at_s"] = "fail", ctx.at(keys["fail"])
-        message = (
-            f"RL loss {shown} production median; {over:.0f} of {blocks:.0f} blocks > {cut}; "
-            f"{ctx.decided(keys['fail'])}"
-        )
+        message = f"{head}; {ctx.decided(keys['fail'])}"
     elif state is State.PASS:
         evidence["decided_by"], evidence["crossed_at_s"] = "pass", ctx.at(keys["pass"])
-        message = (
-            f"RL loss {shown} production median; {over:.0f} of {blocks:.0f} blocks > {cut}, shown within "
-            f"budget; {ctx.decided(keys['pass'])}"
-        )
-    elif blocks == 0:
+        message = f"{head}, shown within budget; {ctx.decided(keys['pass'])}"
+    elif pairs == 0:
         produced = len(ctx.feed.production_blocks.means)
-        why = (
-            f"{produced} of {s.loss_reference_blocks} production loss blocks needed for the reference"
-            if reference is None
-            else "no canary loss block yet"
-        )
-        if reference is not None and reference <= 0:
-            why = f"production median loss {reference:g} ≤ 0: the ratio is undefined"
+        why = "no production loss block yet" if produced == 0 else "no canary loss block yet"
         message = f"RL loss: {why} (blocks of {s.loss_block_updates} updates)" + _warming(ctx)
     else:
         message = (
-            f"RL loss {shown} production median over {blocks:.0f} blocks, {over:.0f} > {cut}; "
-            f"e_fail={fmt_e(ctx.e(keys['fail']))} (sign {fmt_e(evidence['e_fail_sign'])}, "  # type: ignore[arg-type]
+            f"{head}; e_fail={fmt_e(ctx.e(keys['fail']))} (sign {fmt_e(evidence['e_fail_sign'])}, "  # type: ignore[arg-type]
             f"magnitude {fmt_e(evidence['e_fail_magnitude'])}), e_pass={fmt_e(ctx.e(keys['pass']))}"  # type: ignore[arg-type]
         )
     if state is State.INCONCLUSIVE:
-        needed = _n90(ctx.engine.loss_pass, loss_exceedance(s), ctx.engine.beta_i)
-        caught = detectable_rate(ctx.engine.loss_fail, ctx.engine.alpha_i, int(blocks))
-        factor = None if caught is None else loss_factor_for(s, caught)
+        needed = _n90(ctx.engine.loss_pass, loss_exceedance(s, 1.0, per_canary), ctx.engine.beta_i)
+        caught = detectable_rate(ctx.engine.loss_fail, ctx.engine.alpha_i, int(pairs))
+        factor = None if caught is None else loss_factor_for(s, caught, per_canary)
         evidence.update(n_needed=needed, detectable_regression=caught, detectable_loss_factor=factor)
         tail = "n/a" if factor is None else f"a loss ≥ {factor:.1f}× production's"
         message += (
-            f": no verdict; a PASS needed {_count(needed)} blocks (n90 for a healthy canary), and this "
-            f"stage would have caught {tail} with 90 % probability"
-        ) + _would_decide(ctx, evidence, needed, blocks, "canary loss blocks/s")
+            f": no verdict; a PASS needed {_count(needed)} pairs (n90 for a healthy canary), and this "
+            f"stage would have caught {tail} with 90 % probability (by the sign part alone: larger "
+            "regressions go faster)"
+        ) + _would_decide(ctx, evidence, needed, pairs, "loss pairs/s")
     return CheckResult(
         RL_LOSS,
         state,
         "RL loss vs production median",
         ratio,
         s.loss_ratio,
-        blocks,
+        pairs,
         "× production median",
         evidence,
         message,

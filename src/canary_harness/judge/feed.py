@@ -10,14 +10,14 @@ module keeps what the tests need between ticks:
   after warm-up. The relative latency test only counts exceedances after that tick, so the data
   that chose τ_m is not reused to test against it.
 - RL-loss blocks: each arm's updates are cut into blocks of ≥ k updates (block mean =
-  Δloss_sum / Δupdates); B is the median of production's blocks so far, trusted once there are
-  ``loss_reference_blocks`` of them (a median of one or two blocks is too noisy: it would make the
-  loss test slower, not wrong); a canary block is judged (Y = 1{mean > ratio·B}) as soon as a
-  positive B exists, earlier blocks waiting for it (the cut is raised by a margin for the noise of
-  B, see :func:`reference_margin`). For the magnitude test each judged block also
-  gives its standardised excess z = log(mean / (ratio·B)) / s − margin, s the spread of
-  production's log block means and the margin an allowance for the noise of B itself, summed per
-  tick after capping at ±cap.
+  Δloss_sum / Δupdates). Canary blocks are judged in *pairs* with fresh production blocks: at a
+  tick where both arms have unpaired blocks, the k pending canary blocks and the m pending
+  production blocks form one pair, D = mean log(canary) − mean log(production) − log(ratio). No
+  production block is used twice, so the noise of production's level enters each pair once
+  instead of biasing every judged block together (see :func:`pair_scale` and docs/judge.md). The
+  sign tests count D > 0; the magnitude test adds the capped standardised excess
+  ζ = clip(D / (scale·√(1/k + 1/m))), the scale an upper confidence bound of the per-block spread
+  estimated from the blocks of *earlier* pairs (predictable: never from the pair it standardises).
 """
 
 from __future__ import annotations
@@ -25,25 +25,28 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, field
+from statistics import NormalDist
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 from canary_harness.judge.engine import ModeTick, Tick
-from canary_harness.judge.eprocess import LOSS_EXCESS_CAP
+from canary_harness.judge.eprocess import LOSS_EXCESS_CAP, FloatArray
 from canary_harness.judge.settings import LATENCY_TAIL, JudgeSettings
 from canary_harness.metrics.histogram import bucket_edge_at_or_above, histogram_quantile
 from canary_harness.metrics.types import MetricsSnapshot
 
 EMPTY = MetricsSnapshot(taken_at=0.0)
-# Smallest spread of log block means the magnitude test uses: identical production blocks would
-# otherwise make every canary block's excess infinite.
+# Smallest per-block spread of log block means the magnitude test uses: identical blocks would
+# otherwise make every excess infinite.
 MIN_LOSS_SPREAD = 0.05
-# Standard errors of B's log taken off each block's standardised excess (see reference_margin):
-# the magnitude test adds the bias up, the sign test only counts it once per block.
-LOSS_REFERENCE_MARGIN = 2.0
-SIGN_REFERENCE_MARGIN = 1.5
+# One-sided confidence of the upper bound on the spread that standardises a pair (see pair_scale).
+SPREAD_CONFIDENCE = 0.8
+_NORMAL = NormalDist()
 
 
 def log_spread(means: list[float]) -> float | None:
-    """s: the standard deviation of the log block means (n − 1 in the denominator), at least
+    """The standard deviation of the log block means (n − 1 in the denominator), at least
     MIN_LOSS_SPREAD; None without two positive blocks."""
     logs = [math.log(m) for m in means if m > 0]
     if len(logs) < 2:
@@ -51,19 +54,70 @@ def log_spread(means: list[float]) -> float | None:
     return max(statistics.stdev(logs), MIN_LOSS_SPREAD)
 
 
-def reference_margin(blocks: int, standard_errors: float = LOSS_REFERENCE_MARGIN) -> float:
-    """The margin (in units of s) taken off every standardised excess while B rests on ``blocks``.
+def chi2_lower_quantile(dof: ArrayLike, q: float) -> FloatArray:
+    """The q-quantile of a χ² with ``dof`` degrees of freedom (exact for 1 and 2, else Wilson-Hilferty).
 
-    B is itself an estimate shared by every canary block judged against it (the blocks that
-    waited for it are all judged against the first one): a B that is low by chance pushes every
-    block up together, and the tests add that bias up block after block. Measured at the null
-    boundary over 180 blocks at α = 1 % without a margin: the sign test rejects 6.2 %. The median
-    of n normal blocks has standard error ≈ s·√(π/(2n)); taking ``standard_errors`` of those off
-    z (LOSS_REFERENCE_MARGIN for the magnitude test, SIGN_REFERENCE_MARGIN for the sign test's
-    cut) keeps both below α (tests/unit/judge/test_judge_loss_magnitude.py); the margin shrinks
-    as production's blocks accumulate.
+    Pure numpy (the judge does not depend on scipy); Wilson-Hilferty is within 2 % for dof ≥ 3.
     """
-    return standard_errors * math.sqrt(math.pi / (2 * blocks))
+    nu = np.maximum(np.asarray(dof, dtype=np.float64), 1.0)
+    z = _NORMAL.inv_cdf(q)
+    wilson = nu * np.maximum(1 - 2 / (9 * nu) + z * np.sqrt(2 / (9 * nu)), 1e-3) ** 3
+    one = _NORMAL.inv_cdf((1 + q) / 2) ** 2
+    two = -2 * math.log(1 - q)
+    return np.asarray(np.where(nu < 1.5, one, np.where(nu < 2.5, two, wilson)), dtype=np.float64)
+
+
+def pair_scale(
+    canary_n: ArrayLike,
+    canary_ss: ArrayLike,
+    production_n: ArrayLike,
+    production_ss: ArrayLike,
+    k: ArrayLike,
+    m: ArrayLike,
+) -> FloatArray:
+    """The scale that standardises a pair of k canary and m production blocks (NaN: none yet).
+
+    Each arm's per-block variance is estimated from the log blocks of earlier pairs (n blocks, ss
+    their sum of squared deviations from the arm's mean); an arm with fewer than two borrows the
+    other's. D's variance is s_c²/k + s_p²/m, with Welch-Satterthwaite degrees of freedom ν, and
+    the scale is its SPREAD_CONFIDENCE upper confidence bound √(v·ν / χ²_{1−conf}(ν)): a spread
+    underestimated by chance from few blocks would otherwise over-weigh the early pairs. Works
+    on floats and on numpy arrays of any shape (the benchmark's runs).
+    """
+    n_c, n_p = np.asarray(canary_n, dtype=np.float64), np.asarray(production_n, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_c = np.where(n_c >= 2, np.asarray(canary_ss) / np.maximum(n_c - 1, 1), np.nan)
+        var_p = np.where(n_p >= 2, np.asarray(production_ss) / np.maximum(n_p - 1, 1), np.nan)
+        dof_c, dof_p = np.where(n_c >= 2, n_c - 1, 0.0), np.where(n_p >= 2, n_p - 1, 0.0)
+        var_c, dof_c_eff = np.where(np.isnan(var_c), var_p, var_c), np.where(np.isnan(var_c), dof_p, dof_c)
+        var_p, dof_p_eff = np.where(np.isnan(var_p), var_c, var_p), np.where(np.isnan(var_p), dof_c, dof_p)
+        floor = MIN_LOSS_SPREAD**2
+        a = np.maximum(var_c, floor) / np.asarray(k, dtype=np.float64)
+        b = np.maximum(var_p, floor) / np.asarray(m, dtype=np.float64)
+        variance = a + b
+        dof = variance**2 / (a**2 / np.maximum(dof_c_eff, 1) + b**2 / np.maximum(dof_p_eff, 1))
+        dof = np.maximum(dof, 1.0)
+        scale = np.sqrt(variance * dof / chi2_lower_quantile(dof, 1 - SPREAD_CONFIDENCE))
+    return np.asarray(np.where(np.isfinite(scale), scale, np.nan), dtype=np.float64)
+
+
+@dataclass
+class _LogMoments:
+    """Count, sum and sum of squares of one arm's paired log block means (for its spread)."""
+
+    n: float = 0.0
+    total: float = 0.0
+    squares: float = 0.0
+
+    def add(self, logs: list[float]) -> None:
+        self.n += len(logs)
+        self.total += sum(logs)
+        self.squares += sum(x * x for x in logs)
+
+    @property
+    def ss(self) -> float:
+        """Sum of squared deviations from the mean."""
+        return max(self.squares - self.total**2 / self.n, 0.0) if self.n > 0 else 0.0
 
 
 @dataclass
@@ -104,9 +158,15 @@ class SnapshotFeed:
         self.canary_blocks = _Blocks(settings.loss_block_updates)
         self.production_blocks = _Blocks(settings.loss_block_updates)
         self.pending_canary: list[float] = []
+        self.pending_production: list[float] = []  # production blocks not paired yet
         self.judged_canary: list[float] = []
+        self.paired_production: list[float] = []
+        self.pairs: int = 0
         self.judged_over: int = 0
-        self.judged_excess: float = 0.0  # Σ of capped standardised excesses of judged blocks
+        self.judged_excess: float = 0.0  # Σ of capped standardised excesses of judged pairs
+        # The per-block spread bound behind the last standardised pair (the pair's scale / √(1/k + 1/m)).
+        self.last_scale: float | None = None
+        self._moments = {"canary": _LogMoments(), "production": _LogMoments()}
         self.weight: float | None = None  # configured canary share at the last tick
         # The canary's loss sum since stage start once it is NaN/±Inf (its own defect: the judges FAIL it).
         self.canary_nonfinite_loss: float | None = None
@@ -120,7 +180,8 @@ class SnapshotFeed:
 
     @property
     def loss_reference(self) -> float | None:
-        """B: the median of production's loss blocks so far, once there are enough of them."""
+        """B: the median of production's loss blocks so far, once there are ``loss_reference_blocks``
+        of them. Shown in the messages and the report; the tests judge pairs and do not wait for it."""
         means = self.production_blocks.means
         return statistics.median(means) if len(means) >= self.settings.loss_reference_blocks else None
 
@@ -161,7 +222,7 @@ class SnapshotFeed:
         tick.canary_errors = canary_now.errors_5xx - previous_c.errors_5xx
         tick.production_errors = production_now.errors_5xx - previous_p.errors_5xx
         tick.modes = {mode: self._mode_tick(mode, previous_c, previous_p) for mode in self.settings.modes}
-        tick.loss_blocks, tick.loss_exceed, tick.loss_exceed_low, tick.loss_excess = self._loss_tick()
+        tick.loss_blocks, tick.loss_exceed, tick.loss_excess, tick.loss_excess_pairs = self._loss_tick()
         return tick
 
     def _mode_tick(self, mode: str, previous_c: MetricsSnapshot, previous_p: MetricsSnapshot) -> ModeTick:
@@ -190,38 +251,43 @@ class SnapshotFeed:
 
     @property
     def loss_spread(self) -> float | None:
-        """s of the magnitude test, once B is trusted (see :func:`log_spread`)."""
-        if self.loss_reference is None:
-            return None
+        """The per-block spread of production's log block means so far (shown in the evidence)."""
         return log_spread(self.production_blocks.means)
 
     def _loss_tick(self) -> tuple[float, float, float, float]:
-        self.production_blocks.advance(self.production.rl_updates, self.production.rl_loss_sum)
+        """(pairs judged, of them with D > 0, Σζ, pairs standardised) this tick: at most one pair."""
+        fresh = self.production_blocks.advance(self.production.rl_updates, self.production.rl_loss_sum)
+        # A production block with a non-positive mean has no log: it cannot serve as a reference.
+        self.pending_production.extend(mean for mean in fresh if mean > 0)
         self.pending_canary.extend(
             self.canary_blocks.advance(self.canary.rl_updates, self.canary.rl_loss_sum)
         )
-        reference = self.loss_reference
-        spread = self.loss_spread
-        if reference is None or reference <= 0 or spread is None or not self.pending_canary:
+        if not self.pending_canary or not self.pending_production:
             return 0.0, 0.0, 0.0, 0.0
-        cut = self.settings.loss_ratio * reference
-        blocks = len(self.production_blocks.means)
-        # The FAIL test counts blocks above a cut raised by the margin, the PASS test blocks above a cut
-        # lowered by it: either way B's noise works against the test, never for it.
-        shift = math.exp(spread * reference_margin(blocks, SIGN_REFERENCE_MARGIN))
-        over = sum(mean > cut * shift for mean in self.pending_canary)
-        over_low = sum(mean > cut / shift for mean in self.pending_canary)
-        # A block with zero or negative mean loss is as far below the cut as the cap allows.
-        margin = reference_margin(blocks)
-        excess = sum(
-            max(-LOSS_EXCESS_CAP, min(LOSS_EXCESS_CAP, math.log(mean / cut) / spread - margin))
-            if mean > 0
-            else -LOSS_EXCESS_CAP
-            for mean in self.pending_canary
-        )
-        judged = len(self.pending_canary)
-        self.judged_canary.extend(self.pending_canary)
-        self.judged_over += over
-        self.judged_excess += excess
-        self.pending_canary = []
-        return float(judged), float(over), float(over_low), float(excess)
+        canary, production = self.pending_canary, self.pending_production
+        k, m = len(canary), len(production)
+        production_logs = [math.log(mean) for mean in production]
+        # A canary block with zero or negative mean loss is as far below the cut as it gets.
+        if all(mean > 0 for mean in canary):
+            canary_logs = [math.log(mean) for mean in canary]
+            difference = sum(canary_logs) / k - sum(production_logs) / m - math.log(self.settings.loss_ratio)
+        else:
+            canary_logs = [math.log(mean) for mean in canary if mean > 0]
+            difference = -math.inf
+        c, p = self._moments["canary"], self._moments["production"]
+        scale = float(pair_scale(c.n, c.ss, p.n, p.ss, k, m))
+        standardised = 0.0
+        if math.isfinite(scale):
+            self.last_scale = scale / math.sqrt(1 / k + 1 / m)
+            ratio = difference / scale if math.isfinite(difference) else -LOSS_EXCESS_CAP
+            standardised = max(-LOSS_EXCESS_CAP, min(LOSS_EXCESS_CAP, ratio))
+        over = 1.0 if difference > 0 else 0.0
+        c.add(canary_logs)
+        p.add(production_logs)
+        self.judged_canary.extend(canary)
+        self.paired_production.extend(production)
+        self.pairs += 1
+        self.judged_over += int(over)
+        self.judged_excess += standardised
+        self.pending_canary, self.pending_production = [], []
+        return 1.0, over, standardised, 1.0 if math.isfinite(scale) else 0.0

@@ -2,8 +2,8 @@
 
 Latency is taken as log-normal with spread ``latency_sigma`` and a healthy p95 of
 ``healthy_p95_ratio`` × threshold; RL-loss block means as log-normal with spread ``loss_sigma``
-around production's median. These only size stages and explain INCONCLUSIVE verdicts; the tests
-themselves assume nothing about the distributions.
+(a block of ``loss_block_updates`` updates), canary blocks paired with production blocks. These only
+size stages and explain INCONCLUSIVE verdicts; the tests' own assumptions are in docs/judge.md.
 """
 
 from __future__ import annotations
@@ -72,12 +72,28 @@ def latency_factor_for(settings: JudgeSettings, mode: str, exceedance: float) ->
     )
 
 
-def loss_exceedance(settings: JudgeSettings, factor: float = 1.0) -> float:
-    """P(block mean > loss_ratio × B) when the canary's loss is ``factor`` × production's."""
-    return 1 - _NORMAL.cdf(math.log(settings.loss_ratio / factor) / settings.loss_sigma)
+def loss_pair_spread(settings: JudgeSettings, production_per_canary: float = 1.0) -> float:
+    """Spread of a pair's log difference D when each canary block meets ``production_per_canary``
+    production blocks (fewer than one: several canary blocks share one production block)."""
+    ratio = max(production_per_canary, 1e-9)
+    canary_blocks, production_blocks = max(1.0, 1 / ratio), max(1.0, ratio)
+    return settings.loss_sigma * math.sqrt(1 / canary_blocks + 1 / production_blocks)
 
 
-def loss_factor_for(settings: JudgeSettings, exceedance: float) -> float:
-    """The loss multiplier at which ``exceedance`` of blocks are above loss_ratio × B."""
+def loss_exceedance(settings: JudgeSettings, factor: float = 1.0, production_per_canary: float = 1.0) -> float:
+    """P(D > 0) for a pair when the canary's loss is ``factor`` × production's: the share of pairs in
+    which the canary's blocks are above loss_ratio × production's."""
+    spread = loss_pair_spread(settings, production_per_canary)
+    return 1 - _NORMAL.cdf(math.log(settings.loss_ratio / factor) / spread)
+
+
+def loss_factor_for(settings: JudgeSettings, exceedance: float, production_per_canary: float = 1.0) -> float:
+    """The loss multiplier at which ``exceedance`` of pairs have the canary above loss_ratio × production."""
     exceedance = min(max(exceedance, 1e-9), 1 - 1e-9)
-    return settings.loss_ratio / math.exp(settings.loss_sigma * _NORMAL.inv_cdf(1 - exceedance))
+    spread = loss_pair_spread(settings, production_per_canary)
+    return settings.loss_ratio / math.exp(spread * _NORMAL.inv_cdf(1 - exceedance))
+
+
+def loss_pair_effect(settings: JudgeSettings, factor: float, production_per_canary: float = 1.0) -> float:
+    """The standardised excess a pair shows on average: log(factor / loss_ratio) / the pair's spread."""
+    return math.log(factor / settings.loss_ratio) / loss_pair_spread(settings, production_per_canary)

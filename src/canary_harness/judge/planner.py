@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from canary_harness.errors import ConfigError
-from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, Engine, latency_check
+from canary_harness.judge.engine import ERROR_RATE, MAGNITUDE_WEIGHT, RL_LOSS, SCHEMA, Engine, latency_check
 from canary_harness.judge.eprocess import BernoulliMixture, ShareTest
-from canary_harness.judge.model import latency_exceedance, loss_exceedance, predicted_tau
-from canary_harness.judge.power import SampleSize, sample_sizes
+from canary_harness.judge.model import latency_exceedance, loss_exceedance, loss_pair_effect, predicted_tau
+from canary_harness.judge.power import SampleSize, magnitude_sample_sizes, sample_sizes
 from canary_harness.judge.settings import JudgeSettings
 
 # Reachability of a test within the window.
@@ -29,7 +29,7 @@ LIKELY, POSSIBLE, UNLIKELY, NEVER, NOT_APPLICABLE = "likely", "possible", "unlik
 class TestPlan:
     """What one test needs at this stage.
 
-    ``unit`` is what n counts ("requests" of the canary, or loss "blocks"); ``rate`` is how many of
+    ``unit`` is what n counts ("requests" of the canary, or loss "pairs"); ``rate`` is how many of
     them arrive per second at this stage; ``available`` how many the window delivers; ``seconds50``
     / ``seconds90`` are from stage start (warm-up included). ``reach`` is likely (n90 fits the
     window), possible (n50 fits), unlikely, never (even the most extreme data cannot cross in the
@@ -105,8 +105,8 @@ def plan_stage(
 
     ``mode_mix`` is the share of requests per LLM mode (default: equal over the judged modes).
     ``rates`` (measured loss blocks per request on each arm) replaces the assumption of one loss
-    block every ``loss_block_s``: canary blocks then arrive at canary req/s × blocks per request,
-    and none is judged before production delivered ``loss_reference_blocks`` of its own.
+    block every ``loss_block_s`` on each arm: canary blocks then arrive at canary req/s × blocks
+    per request and are judged in pairs with the production blocks that arrived meanwhile.
     """
     if isinstance(stage_percent, bool) or not isinstance(stage_percent, int) or not 0 <= stage_percent <= 100:
         raise ConfigError(f"stage {stage_percent!r}: must be an integer percentage in 0..100")
@@ -178,8 +178,9 @@ class _Planner:
         per_sample: float = 1.0,
         wait_s: float = 0.0,
         budget: float | None = None,
+        sizes: SampleSize | None = None,
     ) -> TestPlan:
-        """Size ``test``; samples arrive at ``rate``/s and each counts ``per_sample`` ``unit``."""
+        """Size ``test`` (or take ``sizes``); samples arrive at ``rate``/s and each counts ``per_sample`` ``unit``."""
         spec = self.engine.spec(key)
         if budget is None:
             budget = self.engine.alpha_i if spec.role == "fail" else self.engine.beta_i
@@ -188,7 +189,7 @@ class _Planner:
         if rate <= 0:
             return self._empty(key, spec.description, effect, unit, NEVER)
         limit = int(min(200_000, max(20_000, 3 * available)))
-        size = sample_sizes(test, true_rate, budget, limit=limit)
+        size = sizes if sizes is not None else sample_sizes(test, true_rate, budget, limit=limit)
         reach = _reach(size, available)
 
         def seconds(n: int | None) -> float | None:
@@ -316,30 +317,45 @@ class _Planner:
 
     def loss_tests(self) -> list[TestPlan]:
         s, e = self.s, self.engine
-        rate = 1.0 / s.loss_block_s if self.canary_rps > 0 else 0.0
-        wait = 0.0
+        canary_rate = 1.0 / s.loss_block_s if self.canary_rps > 0 else 0.0
+        production_rate = 1.0 / s.loss_block_s if self.total_rps > self.canary_rps else 0.0
         if self.rates is not None:
-            rate = self.canary_rps * self.rates.canary_blocks_per_request
+            canary_rate = self.canary_rps * self.rates.canary_blocks_per_request
             production_rate = (self.total_rps - self.canary_rps) * self.rates.production_blocks_per_request
-            wait = s.loss_reference_blocks / production_rate if production_rate > 0 else math.inf
-        bad = loss_exceedance(s, s.mde_loss_factor)
-        healthy = loss_exceedance(s)
-        # The FAIL test averages the sign and magnitude parts, so it crosses once either reaches
-        # 2/α_i: planning with the sign part at α_i/2 is conservative (large regressions go faster).
-        fail = self._plan(
-            f"{RL_LOSS}:fail",
-            e.loss_fail,
-            bad,
-            rate,
-            f"loss ×{s.mde_loss_factor:g}",
-            unit="blocks",
-            wait_s=wait,
-            budget=self.engine.alpha_i / 2,
+        # A pair forms once both arms have a block: at the slower arm's rate, each canary block
+        # meeting production_rate / canary_rate production blocks (fewer than one: they share).
+        rate = min(canary_rate, production_rate)
+        per_canary = production_rate / canary_rate if canary_rate > 0 else 1.0
+        wait = 1.0 / production_rate if production_rate > 0 else math.inf
+        bad = loss_exceedance(s, s.mde_loss_factor, per_canary)
+        healthy = loss_exceedance(s, 1.0, per_canary)
+        effect = f"loss ×{s.mde_loss_factor:g}"
+        # The FAIL test is ¼·sign + ¾·magnitude: it crosses once the sign part reaches 1/(¼·α_i) or
+        # the magnitude part 1/(¾·α_i). The plan is the faster of those two sufficient conditions.
+        sign = self._plan(
+            f"{RL_LOSS}:fail", e.loss_fail, bad, rate, effect, unit="pairs", wait_s=wait,
+            budget=self.engine.alpha_i * (1 - MAGNITUDE_WEIGHT),
         )
+        limit = int(min(200_000, max(20_000, 3 * rate * self.window)))
+        sizes = magnitude_sample_sizes(
+            e.loss_excess, loss_pair_effect(s, s.mde_loss_factor, per_canary),
+            self.engine.alpha_i * MAGNITUDE_WEIGHT, limit,
+        )
+        magnitude = self._plan(f"{RL_LOSS}:fail", e.loss_fail, bad, rate, effect, unit="pairs", wait_s=wait,
+                               sizes=sizes)
+        fail = magnitude if _faster(magnitude, sign) else sign
         return [
             fail,
-            self._plan(f"{RL_LOSS}:pass", e.loss_pass, healthy, rate, "healthy loss", unit="blocks", wait_s=wait),
+            self._plan(f"{RL_LOSS}:pass", e.loss_pass, healthy, rate, "healthy loss", unit="pairs", wait_s=wait),
         ]
+
+
+def _faster(one: TestPlan, other: TestPlan) -> bool:
+    """Whether ``one`` expects to decide sooner (by n50, then n90; None is never)."""
+    def key(plan: TestPlan) -> tuple[float, float]:
+        return (math.inf if plan.n50 is None else plan.n50, math.inf if plan.n90 is None else plan.n90)
+
+    return key(one) <= key(other)
 
 
 def _reach(size: SampleSize, available: float) -> str:
@@ -420,7 +436,7 @@ def format_plan(plan: StagePlan) -> str:
     header = ("check", "test", "true effect", "n50", "n90", "t50", "t90", "in window")
     rows = [header]
     for t in plan.tests:
-        unit = "blk" if t.unit == "blocks" else "req"
+        unit = "pair" if t.unit == "pairs" else "req"
         rows.append(
             (
                 t.check,

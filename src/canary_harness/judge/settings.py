@@ -52,8 +52,9 @@ class JudgeSettings:
     FAILs; under "extend_if_suspect" only a stage with a suspect check — e_fail ≥ √(1/α_i) at the
     window end — runs on, failing only at e_fail ≥ 1/α_i and passing with a warning otherwise).
 
-    Mechanics: ``loss_block_updates`` (k RL updates per loss block), ``loss_reference_blocks``
-    (production blocks before their median B is trusted; canary blocks wait until then),
+    Mechanics: ``loss_block_updates`` (k RL updates per loss block; canary blocks are judged in
+    pairs with fresh production blocks), ``loss_reference_blocks`` (production blocks before their
+    median is shown as the reference in messages and the report; the tests do not wait for it),
     ``tau_min_requests``
     (production requests of a mode before its p95 is frozen as the relative test's cut-off),
     ``schema_policy`` ("zero_tolerance": the first schema failure fails the stage; "relative":
@@ -75,8 +76,10 @@ class JudgeSettings:
     healthy_error_rate: float = 0.002
     healthy_p95_ratio: float = 0.84
     latency_sigma: float = 0.45
-    loss_sigma: float = 0.3
-    loss_block_s: float = 5.0
+    # Planning defaults for blocks of one update: the reference service makes ~0.8 updates/s per arm
+    # (4-update blocks every 5 s with spread 0.3 before blocks became single updates).
+    loss_sigma: float = 0.6
+    loss_block_s: float = 1.25
     min_soak_s: float = 60.0
     max_duration_s: float = 900.0
     warmup_s: float = 0.0
@@ -84,7 +87,7 @@ class JudgeSettings:
     early_pass: bool = True
     on_inconclusive: str = "extend_if_suspect"
     extend_limit_s: float = 900.0
-    loss_block_updates: int = 4
+    loss_block_updates: int = 1
     loss_reference_blocks: int = 8
     tau_min_requests: int = 200
     schema_policy: str = "zero_tolerance"

@@ -40,8 +40,8 @@ def _stack(ticks: list[Tick]) -> Tick:
         "production_schema_failures",
         "loss_blocks",
         "loss_exceed",
-        "loss_exceed_low",
         "loss_excess",
+        "loss_excess_pairs",
     )
     modes = {
         "fast": ModeTick(

@@ -1,9 +1,11 @@
-"""The magnitude loss test (ExcessTest fed as SnapshotFeed feeds it): type-I error and power.
+"""The paired RL-loss tests (sign and magnitude, fed as SnapshotFeed feeds them): type-I error and power.
 
-Blocks are simulated as the feed sees them: production's log block means N(0, σ) (or a heavy-tailed
-t₃ scaled to the same spread), B their running median and s their running standard deviation,
-every canary block judged against the reference of the moment with the feed's margin. Vectorised
-over runs (2 000 per case) and seeded, so the figures are exact and the test takes seconds.
+Blocks are simulated as the feed sees them: log block means of one update, N(centre, σ) (or a
+heavy-tailed t₃ scaled to the same spread); each canary block is paired with the ``per_canary``
+production blocks that arrived with it, D = log canary − mean log production − log ratio; the
+sign tests count D > 0, the magnitude test adds clip(D / scale) with the scale from the blocks of
+earlier pairs (feed.pair_scale). Vectorised over runs (2 000 per case) and seeded, so the figures
+are exact and the tests take seconds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from canary_harness.judge.engine import LOSS_NULL, Engine
+from canary_harness.judge.engine import LOSS_NULL, MAGNITUDE_WEIGHT, Engine
 from canary_harness.judge.eprocess import (
     LOSS_FAIL_GRID,
     LOSS_PASS_GRID,
@@ -23,58 +25,62 @@ from canary_harness.judge.eprocess import (
     ExcessTest,
     crossing_bound,
 )
-from canary_harness.judge.feed import MIN_LOSS_SPREAD, SIGN_REFERENCE_MARGIN, log_spread, reference_margin
+from canary_harness.judge.feed import SnapshotFeed, chi2_lower_quantile, pair_scale
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.metrics.types import MetricsSnapshot
 
 RUNS = 2000
-BLOCKS = 60
-REFERENCE = 8  # loss_reference_blocks: production blocks before B is trusted
-SIGMA = 0.3  # spread of log block means (JUDGE.md's planning model)
+SIGMA = 0.6  # spread of one single-update block's log mean (the planning default loss_sigma)
 RATIO = 2.0
-Noise = Callable[[np.random.Generator, tuple[int, int]], np.ndarray]
+Noise = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 
 
-def _normal(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.standard_normal(shape)
 
 
-def _t3(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+def _t3(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Student t with 3 degrees of freedom scaled to unit variance: heavy tails, outliers."""
     return rng.standard_t(3, shape) / math.sqrt(3)
 
 
-def _excess(
-    canary_logs: np.ndarray, production_logs: np.ndarray, per_canary: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per canary block: the capped standardised excess ζ and the sign Y, as the feed computes them."""
-    test = ExcessTest()
-    runs, blocks = canary_logs.shape
-    zeta = np.zeros((runs, blocks))
-    above = np.zeros((runs, blocks))
-    for i in range(blocks):
-        # As the feed does: blocks that arrived before production had REFERENCE blocks wait, and
-        # are all judged against the first trusted reference.
-        n = max(REFERENCE, (i + 1) * per_canary)
-        reference = production_logs[:, :n]
-        cut = math.log(RATIO) + np.median(reference, axis=1)
-        spread = np.maximum(reference.std(axis=1, ddof=1), MIN_LOSS_SPREAD)
-        zeta[:, i] = test.clip((canary_logs[:, i] - cut) / spread - reference_margin(n))
-        above[:, i] = canary_logs[:, i] > cut + spread * reference_margin(n, SIGN_REFERENCE_MARGIN)
-    return zeta, above
-
-
 def _simulate(
-    factor: float, noise: Noise, seed: int, per_canary: int = 1, blocks: int = BLOCKS
-) -> tuple[np.ndarray, np.ndarray]:
-    """log E of the magnitude test and of the sign test after each canary block, per run."""
+    factor: float, noise: Noise, seed: int, per_canary: int = 1, pairs: int = 180
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log E after each pair, per run: the magnitude part, the sign part (FAIL form), the PASS test."""
     rng = np.random.default_rng(seed)
-    production = SIGMA * noise(rng, (RUNS, max(REFERENCE, blocks * per_canary)))
-    canary = math.log(factor) + SIGMA * noise(rng, (RUNS, blocks))
-    zeta, above = _excess(canary, production, per_canary)
-    n = np.arange(1, blocks + 1)
-    magnitude = ExcessTest().log_e(zeta.cumsum(axis=1), n)
-    sign = BernoulliMixture(LOSS_NULL, LOSS_FAIL_GRID).log_e(above.cumsum(axis=1), n)
-    return magnitude, sign
+    canary = math.log(factor) + SIGMA * noise(rng, (RUNS, pairs))
+    production = SIGMA * noise(rng, (RUNS, pairs, per_canary))
+    difference = canary - production.mean(axis=2) - math.log(RATIO)
+    test = ExcessTest()
+    zeta = np.zeros((RUNS, pairs))
+    scaled = np.zeros(pairs)
+    # Running count, sum and sum of squares of each arm's paired log blocks (the feed's moments).
+    sums = {"canary": np.zeros((2, RUNS)), "production": np.zeros((2, RUNS))}
+    for i in range(pairs):
+        counts = {"canary": i, "production": i * per_canary}
+        ss = {arm: sums[arm][1] - sums[arm][0] ** 2 / max(counts[arm], 1) for arm in sums}
+        scale = pair_scale(counts["canary"], ss["canary"], counts["production"], ss["production"], 1, per_canary)
+        if np.isfinite(scale).all():  # the first pairs may have no earlier spread: the feed skips them
+            zeta[:, i] = test.clip(difference[:, i] / scale)
+            scaled[i] = 1
+        sums["canary"] += np.stack([canary[:, i], canary[:, i] ** 2])
+        sums["production"] += np.stack([production[:, i, :].sum(axis=1), (production[:, i, :] ** 2).sum(axis=1)])
+    n = np.arange(1, pairs + 1)
+    magnitude = test.log_e(zeta.cumsum(axis=1), scaled.cumsum())
+    above = (difference > 0).cumsum(axis=1)
+    sign = BernoulliMixture(LOSS_NULL, LOSS_FAIL_GRID).log_e(above, n)
+    passing = BernoulliMixture(LOSS_NULL, LOSS_PASS_GRID).log_e(above, n)
+    return magnitude, sign, passing
+
+
+def _fail_test(magnitude: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """The engine's FAIL test: the weighted average of the two parts."""
+    return np.logaddexp(math.log(MAGNITUDE_WEIGHT) + magnitude, math.log(1 - MAGNITUDE_WEIGHT) + sign)
+
+
+def _rate(log_e: np.ndarray, alpha: float) -> float:
+    return float((log_e >= crossing_bound(alpha)).any(axis=1).mean())
 
 
 def _upper95(rate: float) -> float:
@@ -82,90 +88,113 @@ def _upper95(rate: float) -> float:
     return 1.0 if hits >= RUNS else float(stats.beta.ppf(0.95, hits + 1, RUNS - hits))
 
 
-def test_the_vectorised_excess_is_the_feeds_formula() -> None:
-    """The simulation's s is log_spread of the same blocks (so the figures below are the feed's)."""
-    rng = np.random.default_rng(3)
-    logs = SIGMA * rng.standard_normal(REFERENCE)
-    assert log_spread(np.exp(logs).tolist()) == pytest.approx(max(float(logs.std(ddof=1)), MIN_LOSS_SPREAD))
-    assert log_spread([1.0]) is None
-    assert reference_margin(8) > reference_margin(32) > 0
+def test_the_scale_is_an_upper_confidence_bound_that_tightens() -> None:
+    """pair_scale: √(1/k + 1/m) × the spread, inflated by a χ² bound that shrinks as blocks accumulate."""
+    assert float(chi2_lower_quantile(1, 0.2)) == pytest.approx(stats.chi2.ppf(0.2, 1), rel=1e-6)
+    assert float(chi2_lower_quantile(2, 0.2)) == pytest.approx(stats.chi2.ppf(0.2, 2), rel=1e-6)
+    for dof in (3, 10, 100):
+        assert float(chi2_lower_quantile(dof, 0.2)) == pytest.approx(stats.chi2.ppf(0.2, dof), rel=0.02)
+    # Both arms at unit variance: the scale of a 1:1 pair is √2 × an inflation that falls towards 1.
+    few = float(pair_scale(3, 2.0, 3, 2.0, 1, 1))
+    many = float(pair_scale(300, 299.0, 300, 299.0, 1, 1))
+    assert few > many > math.sqrt(2) and many == pytest.approx(math.sqrt(2), rel=0.05)
+    # No earlier block on either arm: no scale (the magnitude part skips the pair).
+    assert math.isnan(float(pair_scale(0, 0.0, 1, 0.0, 1, 1)))
+    # One arm without a spread borrows the other's.
+    assert float(pair_scale(1, 0.0, 5, 4.0, 1, 3)) == pytest.approx(float(pair_scale(5, 4.0, 5, 4.0, 1, 3)))
+
+
+def _snapshot(updates: float, loss_sum: float) -> MetricsSnapshot:
+    return MetricsSnapshot(taken_at=0.0, rl_updates=updates, rl_loss_sum=loss_sum)
+
+
+def test_the_feed_pairs_fresh_blocks_and_never_reuses_a_production_block() -> None:
+    """Canary blocks wait for production blocks; each pair takes every pending block of both arms once."""
+    feed = SnapshotFeed(JudgeSettings(p95_thresholds={"fast": 2.5}))
+    # Production delivers three blocks (loss 1 each) before the canary's first (loss 3): one 1:3 pair.
+    ticks = [((0, 0.0), (1, 1.0)), ((0, 0.0), (2, 2.0)), ((1, 3.0), (3, 3.0))]
+    pairs = []
+    for (c_updates, c_sum), (p_updates, p_sum) in ticks:
+        tick = feed.push(1.0, _snapshot(c_updates, c_sum), _snapshot(p_updates, p_sum), 25)
+        pairs.append((float(tick.loss_blocks), float(tick.loss_exceed)))  # type: ignore[arg-type]
+    assert pairs == [(0.0, 0.0), (0.0, 0.0), (1.0, 1.0)]  # 3 > 2 × 1: above the line
+    assert feed.paired_production == [1.0, 1.0, 1.0] and feed.judged_canary == [3.0]
+    # A canary block with no new production block waits; the next production block pairs with it.
+    tick = feed.push(2.0, _snapshot(2, 4.0), _snapshot(3, 3.0), 25)
+    assert float(tick.loss_blocks) == 0.0 and feed.pending_canary == [1.0]  # type: ignore[arg-type]
+    tick = feed.push(3.0, _snapshot(2, 4.0), _snapshot(4, 4.0), 25)
+    assert float(tick.loss_blocks) == 1.0 and float(tick.loss_exceed) == 0.0  # type: ignore[arg-type]
+    # The second pair is standardised: the first pair's blocks gave a spread (production's: 0 → floor).
+    assert float(tick.loss_excess_pairs) == 1.0 and float(tick.loss_excess) < 0  # type: ignore[arg-type]
+    assert feed.paired_production == [1.0, 1.0, 1.0, 1.0] and feed.pairs == 2
 
 
 @pytest.mark.parametrize("noise", [_normal, _t3], ids=["log-normal", "heavy-tailed-t3"])
-@pytest.mark.parametrize(("alpha", "per_canary"), [(0.05, 1), (0.05, 3), (0.01, 1)])
-def test_magnitude_test_holds_alpha_at_the_null_boundary(noise: Noise, alpha: float, per_canary: int) -> None:
-    """Canary loss exactly ratio × production's, B and s estimated: rejections stay below α."""
-    magnitude, _ = _simulate(RATIO, noise, seed=11 + per_canary, per_canary=per_canary)
-    rate = float((magnitude >= crossing_bound(alpha)).any(axis=1).mean())
-    if alpha >= 0.05:
-        # 2 000 runs resolve 5 %: the one-sided 95 % upper bound itself must be below α.
-        assert _upper95(rate) <= alpha, f"rejection rate {rate:.2%} (95 % UB {_upper95(rate):.2%}) vs α {alpha}"
-    else:
-        assert rate <= alpha, f"rejection rate {rate:.2%} vs α {alpha}"
+@pytest.mark.parametrize("per_canary", [1, 3], ids=["1:1", "1:3"])
+def test_the_loss_fail_test_holds_alpha_at_the_null_boundary(noise: Noise, per_canary: int) -> None:
+    """Canary loss exactly ratio × production's, spread estimated: the FAIL test and each part stay below α.
+
+    720 pairs (a 900 s window at the protocol's 1.25 s per block) at α = 1 % and 5 %; 2 000 runs.
+    """
+    magnitude, sign, _ = _simulate(RATIO, noise, seed=11 + per_canary, per_canary=per_canary, pairs=720)
+    combined = _fail_test(magnitude, sign)
+    # (The sign part is a Bernoulli mixture at p = ½ exactly, valid by Ville's inequality alone.)
+    for alpha in (0.01, 0.05):
+        for name, log_e in (("FAIL test", combined), ("magnitude part", magnitude)):
+            rate = _rate(log_e, alpha)
+            assert rate <= alpha, f"{name}: rejection rate {rate:.2%} vs α {alpha}"
+    # At 5 % the 2 000 runs resolve the level: the one-sided 95 % upper bound itself stays below α.
+    assert _upper95(_rate(combined, 0.05)) <= 0.05
     # The same simulation notices a false null (canary 1.5× over the boundary), so it can fail.
-    false_null, _ = _simulate(1.5 * RATIO, noise, seed=21)
-    assert float((false_null >= crossing_bound(alpha)).any(axis=1).mean()) > 0.5
+    magnitude, sign, _ = _simulate(1.5 * RATIO, noise, seed=21, per_canary=per_canary)
+    assert _rate(_fail_test(magnitude, sign), 0.01) > 0.9
 
 
-@pytest.mark.parametrize("noise", [_normal, _t3], ids=["log-normal", "heavy-tailed-t3"])
-def test_the_loss_fail_test_holds_alpha_at_the_null_boundary(noise: Noise) -> None:
-    """The FAIL test itself — the average of the sign and magnitude parts — over 180 blocks at α = 1 %."""
-    magnitude, sign = _simulate(RATIO, noise, seed=41, blocks=180)
-    combined = np.logaddexp(magnitude, sign) - math.log(2)
-    rate = float((combined >= crossing_bound(0.01)).any(axis=1).mean())
-    assert rate <= 0.01, f"rejection rate {rate:.2%} vs α 1 %"
+def test_below_the_boundary_rejections_are_rarer_still() -> None:
+    """The null is composite (canary ≤ ratio × production): a healthy canary is rejected even less."""
+    magnitude, sign, _ = _simulate(1.0, _normal, seed=61, pairs=720)
+    assert _rate(_fail_test(magnitude, sign), 0.05) <= 0.001
 
 
 def test_the_loss_pass_test_holds_beta_at_the_null_boundary() -> None:
-    """The PASS test counts blocks above a cut lowered by the margin: B's noise cannot prove a boundary canary."""
-    rng = np.random.default_rng(51)
-    blocks = 180
-    production = SIGMA * rng.standard_normal((RUNS, blocks))
-    canary = math.log(RATIO) + SIGMA * rng.standard_normal((RUNS, blocks))
-    above_low = np.zeros((RUNS, blocks))
-    for i in range(blocks):
-        n = max(REFERENCE, i + 1)
-        reference = production[:, :n]
-        spread = np.maximum(reference.std(axis=1, ddof=1), MIN_LOSS_SPREAD)
-        cut = math.log(RATIO) + np.median(reference, axis=1) - spread * reference_margin(n, SIGN_REFERENCE_MARGIN)
-        above_low[:, i] = canary[:, i] > cut
-    log_e = BernoulliMixture(LOSS_NULL, LOSS_PASS_GRID).log_e(above_low.cumsum(axis=1), np.arange(1, blocks + 1))
-    rate = float((log_e >= crossing_bound(0.05)).any(axis=1).mean())
-    assert _upper95(rate) <= 0.05, f"wrong PASS rate {rate:.2%} at the boundary vs β 5 %"
+    """The PASS sign test on paired blocks: a canary at the boundary is not proven healthy more than β."""
+    for noise in (_normal, _t3):
+        _, _, passing = _simulate(RATIO, noise, seed=51, pairs=720)
+        rate = _rate(passing, 0.05)
+        # Exact by Ville's inequality (P(D > 0) = ½ at the boundary), nearly tight over 720 pairs.
+        assert rate <= 0.05, f"wrong PASS rate {rate:.2%} at the boundary vs β 5 %"
 
 
-def _median_blocks(log_e: np.ndarray, bound: float) -> float:
+def _median_pairs(log_e: np.ndarray, bound: float) -> float:
     hit = log_e >= bound
     first = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, np.inf)
     return float(np.quantile(first, 0.5, method="inverted_cdf"))
 
 
-def power_table(seed: int = 5) -> dict[float, tuple[float, float, float]]:
-    """Median canary blocks to a FAIL at the default α_i: sign test, magnitude test, their average."""
-    bound = crossing_bound(Engine(JudgeSettings()).alpha_i)
+def power_table(seed: int = 5, per_canary: int = 1) -> dict[float, tuple[float, float, float]]:
+    """Median pairs to a FAIL at the default α_i (three modes): sign part, magnitude part, the FAIL test."""
+    alpha_i = Engine(JudgeSettings()).alpha_i
     table = {}
-    for factor in (2.5, 3.0, 3.76, 4.0, 6.0):
-        magnitude, sign = _simulate(factor, _normal, seed=seed)
-        combined = np.logaddexp(magnitude, sign) - math.log(2)
+    for factor in (2.5, 3.0, 4.0, 6.0):
+        magnitude, sign, _ = _simulate(factor, _normal, seed=seed, per_canary=per_canary, pairs=400)
         table[factor] = (
-            _median_blocks(sign, bound),
-            _median_blocks(magnitude, bound),
-            _median_blocks(combined, bound),
+            _median_pairs(sign, crossing_bound(alpha_i)),
+            _median_pairs(magnitude, crossing_bound(alpha_i)),
+            _median_pairs(_fail_test(magnitude, sign), crossing_bound(alpha_i)),
         )
     return table
 
 
-def test_power_table_the_better_of_the_two_decides() -> None:
-    """Large regressions decide far sooner than the sign test allows; moderate ones lose little."""
+def test_power_table_the_magnitude_part_decides() -> None:
+    """The magnitude part carries the test; the weighted average loses little against it alone."""
     table = power_table()
-    print("\nloss factor  sign  magnitude  average (median canary blocks to FAIL, α_i = 1/900)")
+    print("\nloss factor  sign  magnitude  FAIL test (median pairs 1:1 to FAIL, α_i = 1/900)")
     for factor, (sign, magnitude, combined) in table.items():
         print(f"  ×{factor:<9g} {sign:>5g} {magnitude:>10g} {combined:>8g}")
     for sign, magnitude, combined in table.values():
-        # The average pays at most a factor 2 in e: a block or two over the better part.
-        assert combined <= min(sign, magnitude) + 2
-    # The live case of issue 15 (×3.76, 9 blocks): the sign test alone needs ≥ 13 blocks however
-    # large the regression; the average decides within the 9 blocks in half the runs.
-    sign, magnitude, combined = table[3.76]
-    assert sign >= 13 and combined <= 9
-    assert table[4.0][2] <= 7 < table[4.0][0] and table[6.0][2] <= 4
+        # ¾ of the weight on the magnitude part costs log(4/3) in log E: a few per cent of the pairs.
+        assert combined <= 1.05 * min(sign, magnitude) + 2
+        assert magnitude < sign
+    # Larger regressions decide in fewer pairs; loss ×6 within a few dozen single-update pairs.
+    assert table[2.5][2] > table[3.0][2] > table[4.0][2] > table[6.0][2]
+    assert table[3.0][2] <= 90 and table[6.0][2] <= 25

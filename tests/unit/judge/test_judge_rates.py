@@ -48,7 +48,7 @@ def test_measure_gives_weight_free_rates() -> None:
 
 
 def test_a_slower_block_rate_moves_the_loss_check_past_the_window_and_is_reported() -> None:
-    # The plan before traffic: defaults (a block every 5 s), loss ×3 decided well inside 180 s.
+    # The plan before traffic: defaults (a block every 1.25 s), loss ×3 decided well inside 180 s.
     initial = plan_stage(STAGE, 50, SETTINGS)
     replanner = Replanner(STAGE, SETTINGS, initial)
     fast = next(t for t in initial.tests if t.key == "rl_loss:fail")
@@ -62,8 +62,8 @@ def test_a_slower_block_rate_moves_the_loss_check_past_the_window_and_is_reporte
     assert slow.seconds50 is not None and slow.seconds50 > SETTINGS.max_duration_s
     # Same rates half a minute later: re-planned, but nothing crossed the window end, so silent.
     assert replanner.update(15 + REPLAN_EVERY_S, _arm(45, 12.5, 20.0), _arm(45, 37.5, 20.0 / 3)) is None
-    # Blocks speed up fourfold: a large change re-plans at once (before the 30 s are up) and says so.
-    note = replanner.update(50, _arm(50, 12.5, 5.0), _arm(50, 37.5, 5.0 / 3))
+    # Blocks speed up tenfold: a large change re-plans at once (before the 30 s are up) and says so.
+    note = replanner.update(50, _arm(50, 12.5, 2.0), _arm(50, 37.5, 2.0 / 3))
     assert note is not None and "rl_loss (FAIL) now inside the window" in note
 
 
