@@ -148,18 +148,6 @@ class StackSettings:
     backend: str = "process"
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """The classic release thresholds."""
-
-    p95_seconds: Mapping[str, float] = field(
-        default_factory=lambda: {"fast": 2.5, "balanced": 3.2, "creative": 4.5}
-    )
-    error_rate: float = 0.005
-    schema_failures: int = 0
-    rl_loss_ratio: float = 2.0
-
-
 def resolve_stack_settings(
     *,
     toml: Mapping[str, Any] | None = None,

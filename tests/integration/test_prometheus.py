@@ -26,8 +26,9 @@ from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import MetricsError, NoDataError
 from canary_harness.judge import JudgeSettings, make_judge
 from canary_harness.metrics.histogram import histogram_quantile
-from canary_harness.metrics.prometheus import DEFAULT_QUERIES, FIGURE_QUERIES, PrometheusSource
+from canary_harness.metrics.prometheus import PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus, check_config
+from canary_harness.metrics.promql import DEFAULT_QUERIES, FIGURE_QUERIES
 from canary_harness.metrics.scrape import ScrapeSource
 from canary_harness.metrics.types import Buckets, MetricsSnapshot
 from canary_harness.waiting import wait_until

@@ -15,15 +15,8 @@ import pytest
 
 from canary_harness.cli import main
 from canary_harness.errors import ConfigError
-from canary_harness.precheck import (
-    CheckResult,
-    PrecheckReport,
-    Status,
-    is_semver,
-    load_manifest,
-    record_release,
-    run_precheck,
-)
+from canary_harness.precheck import CheckResult, PrecheckReport, Status, run_precheck
+from canary_harness.release_manifest import is_semver, load_manifest, record_release
 from canary_harness.traffic.nginx_process import find_nginx
 
 REPO = Path(__file__).resolve().parents[2]

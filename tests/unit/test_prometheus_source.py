@@ -16,17 +16,16 @@ import httpx
 import pytest
 
 from canary_harness.errors import ConfigError, MetricsError, NoDataError
-from canary_harness.metrics.prometheus import (
+from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
+from canary_harness.metrics.prometheus_server import LocalPrometheus, render_config
+from canary_harness.metrics.promql import (
     DEFAULT_QUERIES,
     FIGURE_QUERIES,
     SNAPSHOT_COUNTERS,
-    PrometheusSettings,
-    PrometheusSource,
     promql_duration,
     queries_from_mapping,
     render,
 )
-from canary_harness.metrics.prometheus_server import LocalPrometheus, render_config
 from canary_harness.metrics.scrape import parse_exposition
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.config import parse_version
-from canary_harness.precheck import PrecheckReport, Status, record_release, run_precheck
+from canary_harness.precheck import PrecheckReport, Status, run_precheck
+from canary_harness.release_manifest import record_release
 
 _COLORS = {Status.PASS: "\033[32m", Status.WARN: "\033[33m", Status.FAIL: "\033[31;1m"}
 _RESET = "\033[0m"

@@ -26,7 +26,7 @@ import httpx
 from canary_harness.deploy import pids
 from canary_harness.deploy.pids import port_is_free, tail
 from canary_harness.errors import ConfigError, MetricsError
-from canary_harness.metrics.prometheus import JOB, check_label_value
+from canary_harness.metrics.promql import JOB, check_label_value
 from canary_harness.waiting import wait_until
 
 DEFAULT_SCRAPE_INTERVAL_S = 1.0
