@@ -266,9 +266,7 @@ def simulate(
         ):
             flagger_window[key] += value
 
-        naive = _breach(
-            cum["e_c"], cum["n_c"], cum["over_c"], cum["closs_sum"], cum["ploss_sum"], cum["blocks"]
-        )
+        naive = _breach(cum["e_c"], cum["n_c"], cum["over_c"], cum["closs_sum"], cum["ploss_sum"], cum["blocks"])
         fail["NAIVE"] = np.where(np.isinf(fail["NAIVE"]) & naive, t, fail["NAIVE"])
         if t % 60 == 0:
             flagger_failed += _breach(
@@ -286,9 +284,7 @@ def simulate(
     share = cum["n_c"] / np.maximum(cum["n_c"] + cum["n_p"], 1)
     fixed |= np.abs(share / w - 1) > SETTINGS.split_tolerance
     fail["FIXED"] = np.where(fixed, float(window), NEVER)
-    return Outcome(
-        fail_s=fail, pass_s=passed, crossed_at=dict(engine.crossed_at), extended=extended, window_s=window
-    )
+    return Outcome(fail_s=fail, pass_s=passed, crossed_at=dict(engine.crossed_at), extended=extended, window_s=window)
 
 
 def _breach(
@@ -308,9 +304,7 @@ def _breach(
     return np.asarray(error_bad | latency_bad | loss_bad)
 
 
-def _freeze_tau(
-    rng: np.random.Generator, tau: np.ndarray, production_count: np.ndarray, bucket_p: np.ndarray
-) -> None:
+def _freeze_tau(rng: np.random.Generator, tau: np.ndarray, production_count: np.ndarray, bucket_p: np.ndarray) -> None:
     """Production's p95 rounded up to a bucket edge, with the judge's own histogram functions."""
     ready = np.flatnonzero(np.isnan(tau) & (production_count >= SETTINGS.tau_min_requests))
     for run in ready:
@@ -449,9 +443,7 @@ def _row(outcome: Outcome, rule: str, runs: int, scenario: str) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     """Run the protocol, print the table and the summary line."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--healthy-runs", type=int, default=2000)
     parser.add_argument("--bad-runs", type=int, default=500)
     parser.add_argument("--null-runs", type=int, default=2000)
@@ -572,9 +564,7 @@ def summarise(figures: dict[str, Any], args: argparse.Namespace) -> tuple[str, b
             pass25 >= 0.95 and pass25_median <= 330,
         )
     )
-    bad_pass = max(
-        row["inconclusive_pass_rate"] for key, row in seq.items() if not key.endswith("/healthy")
-    )
+    bad_pass = max(row["inconclusive_pass_rate"] for key, row in seq.items() if not key.endswith("/healthy"))
     checks.append((f"bad canaries INCONCLUSIVE→pass ≤ {bad_pass:.1%} (any stage)", True))
     nulls = [row for key, row in figures.items() if key.startswith("null/")]
     checks.append(

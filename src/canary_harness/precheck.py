@@ -97,9 +97,7 @@ def git_tag_exists(root: Path, version: str) -> bool:
     return result.returncode == 0
 
 
-def check_release(
-    version: str, root: Path, releases_dir: Path
-) -> tuple[CheckResult, ReleaseManifest | None]:
+def check_release(version: str, root: Path, releases_dir: Path) -> tuple[CheckResult, ReleaseManifest | None]:
     """The release exists: its manifest (validated) or, failing that, a git tag of the same name."""
     path = manifest_path(releases_dir, version)
     shown = show_path(path, root)
@@ -219,9 +217,7 @@ def _find_nginx(nginx_bin: str | None) -> str | None:
         return None
 
 
-def check_nginx(
-    template_dir: Path, root: Path, stack: StackSettings, nginx_bin: str | None
-) -> list[CheckResult]:
+def check_nginx(template_dir: Path, root: Path, stack: StackSettings, nginx_bin: str | None) -> list[CheckResult]:
     """The templates exist and render at every weight; ``nginx -t`` accepts the rendered configuration."""
     from canary_harness.traffic.nginx import MAIN_TEMPLATE, UPSTREAM_TEMPLATE, NginxTrafficController
     from canary_harness.traffic.render import render_main, render_upstream
@@ -236,12 +232,22 @@ def check_nginx(
             CheckResult("nginx -t", Status.FAIL, "not run: templates missing"),
         ]
     try:
-        render_main(main_path.read_text(), listen_host=stack.host, listen_port=stack.nginx_port,
-                    source=show_path(main_path, root))
+        render_main(
+            main_path.read_text(),
+            listen_host=stack.host,
+            listen_port=stack.nginx_port,
+            source=show_path(main_path, root),
+        )
         template = upstream_path.read_text()
         for weight in RENDER_WEIGHTS:
-            render_upstream(template, 100 - weight, weight, production=production, canary=canary,
-                            source=show_path(upstream_path, root))
+            render_upstream(
+                template,
+                100 - weight,
+                weight,
+                production=production,
+                canary=canary,
+                source=show_path(upstream_path, root),
+            )
     except TrafficError as exc:
         return [
             CheckResult("nginx templates", Status.FAIL, str(exc)),
@@ -312,8 +318,7 @@ def run_precheck(
     results.extend(config_results)
     section = (document or {}).get("stack", {})
     try:
-        stack = resolve_stack_settings(toml={"stack": section if isinstance(section, Mapping) else {}},
-                                       environ=environ)
+        stack = resolve_stack_settings(toml={"stack": section if isinstance(section, Mapping) else {}}, environ=environ)
     except ConfigError:
         stack = StackSettings()  # the config rows above already say what is wrong
     template_dir = Path(environ.get("CANARY_NGINX_TEMPLATES", "") or root / "nginx")
@@ -329,5 +334,3 @@ def _headline(notes: str, limit: int = 72) -> str:
         return "no notes"
     first = re.split(r"(?<=[.;:])\s", text, maxsplit=1)[0]
     return first if len(first) <= limit else first[: limit - 1] + "…"
-
-

@@ -148,14 +148,12 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-
 def show_path(path: Path, root: Path) -> str:
     """A path as the operator knows it: relative to the root when inside it."""
     try:
         return str(Path(path).resolve().relative_to(Path(root).resolve()))
     except ValueError:
         return str(path)
-
 
 
 # --------------------------------------------------------------------------- recording a release
@@ -229,13 +227,21 @@ def render_manifest(manifest: ReleaseManifest) -> str:
         f"runbook = {_toml_string(manifest.runbook)}",
     ]
     for artifact in manifest.artifacts:
-        lines += ["", "[[artifacts]]", f"path = {_toml_string(artifact.path)}",
-                  f"sha256 = {_toml_string(artifact.sha256)}"]
+        lines += [
+            "",
+            "[[artifacts]]",
+            f"path = {_toml_string(artifact.path)}",
+            f"sha256 = {_toml_string(artifact.sha256)}",
+        ]
         if artifact.description:
             lines.append(f"description = {_toml_string(artifact.description)}")
     for secret in manifest.secrets:
-        lines += ["", "[[required_secrets]]", f"name = {_toml_string(secret.name)}",
-                  f"required = {'true' if secret.required else 'false'}"]
+        lines += [
+            "",
+            "[[required_secrets]]",
+            f"name = {_toml_string(secret.name)}",
+            f"required = {'true' if secret.required else 'false'}",
+        ]
         if secret.description:
             lines.append(f"description = {_toml_string(secret.description)}")
     return "\n".join(lines) + "\n"

@@ -124,9 +124,7 @@ class SnapshotFeed:
         means = self.production_blocks.means
         return statistics.median(means) if len(means) >= self.settings.loss_reference_blocks else None
 
-    def push(
-        self, elapsed_s: float, canary: MetricsSnapshot, production: MetricsSnapshot, weight_percent: int
-    ) -> Tick:
+    def push(self, elapsed_s: float, canary: MetricsSnapshot, production: MetricsSnapshot, weight_percent: int) -> Tick:
         """The increments since the previous tick (only schema counts during warm-up)."""
         weight = weight_percent / 100.0
         self.weight = weight
@@ -170,8 +168,7 @@ class SnapshotFeed:
         result = ModeTick(
             canary_requests=now_c.latency_count(mode) - previous_c.latency_count(mode),
             production_requests=now_p.latency_count(mode) - previous_p.latency_count(mode),
-            canary_over_threshold=now_c.latency_over(mode, threshold)
-            - previous_c.latency_over(mode, threshold),
+            canary_over_threshold=now_c.latency_over(mode, threshold) - previous_c.latency_over(mode, threshold),
         )
         if mode in self.tau:
             tau = self.tau[mode]
@@ -197,9 +194,7 @@ class SnapshotFeed:
 
     def _loss_tick(self) -> tuple[float, float, float, float]:
         self.production_blocks.advance(self.production.rl_updates, self.production.rl_loss_sum)
-        self.pending_canary.extend(
-            self.canary_blocks.advance(self.canary.rl_updates, self.canary.rl_loss_sum)
-        )
+        self.pending_canary.extend(self.canary_blocks.advance(self.canary.rl_updates, self.canary.rl_loss_sum))
         reference = self.loss_reference
         spread = self.loss_spread
         if reference is None or reference <= 0 or spread is None or not self.pending_canary:

@@ -236,9 +236,7 @@ class _Planner:
         )
 
     def _not_applicable(self, key: str, effect: str, why: str) -> TestPlan:
-        return self._empty(
-            key, f"{self.engine.spec(key).description} ({why})", effect, "requests", NOT_APPLICABLE
-        )
+        return self._empty(key, f"{self.engine.spec(key).description} ({why})", effect, "requests", NOT_APPLICABLE)
 
     def _share_plan(
         self,
@@ -275,9 +273,7 @@ class _Planner:
                 self.total_rps - self.canary_rps,
                 f"{bad} vs {s.healthy_error_rate:.2%}",
             ),
-            self._plan(
-                f"{ERROR_RATE}:pass_slo", e.error_pass, s.healthy_error_rate, self.canary_rps, healthy
-            ),
+            self._plan(f"{ERROR_RATE}:pass_slo", e.error_pass, s.healthy_error_rate, self.canary_rps, healthy),
         ]
 
     def latency_tests(self, mode: str, mix: float) -> list[TestPlan]:
@@ -305,13 +301,9 @@ class _Planner:
                 relative,
             )
         return [
-            self._plan(
-                f"{name}:fail_threshold", e.latency_fail, bad, canary_rps, f"{slower} ({bad:.1%} over)"
-            ),
+            self._plan(f"{name}:fail_threshold", e.latency_fail, bad, canary_rps, f"{slower} ({bad:.1%} over)"),
             relative_plan,
-            self._plan(
-                f"{name}:pass_threshold", e.latency_pass, healthy, canary_rps, f"healthy ({healthy:.1%} over)"
-            ),
+            self._plan(f"{name}:pass_threshold", e.latency_pass, healthy, canary_rps, f"healthy ({healthy:.1%} over)"),
         ]
 
     def loss_tests(self) -> list[TestPlan]:
@@ -358,8 +350,7 @@ def _notes(plan: StagePlan, settings: JudgeSettings) -> tuple[str, ...]:
     blockers = [t for t in plan.tests if t.role == "pass" and t.reach == NEVER]
     if blockers:
         details = "; ".join(
-            f"{t.check} needs at least {_n(t.n_min)} {t.unit}, the stage gets ~{t.available:.0f}"
-            for t in blockers
+            f"{t.check} needs at least {_n(t.n_min)} {t.unit}, the stage gets ~{t.available:.0f}" for t in blockers
         )
         notes.append(
             f"This stage can never reach a PASS verdict within {window} at {plan.total_rps:g} rps: "
@@ -370,9 +361,7 @@ def _notes(plan: StagePlan, settings: JudgeSettings) -> tuple[str, ...]:
         if t90 is not None and t90 <= settings.max_duration_s:
             notes.append(f"A healthy canary should PASS after ~{t50:.0f} s (90 %: {t90:.0f} s) of {window}.")
         elif t50 is not None and t50 <= settings.max_duration_s:
-            notes.append(
-                f"A healthy canary PASSes within {window} only about half the time (median ~{t50:.0f} s)."
-            )
+            notes.append(f"A healthy canary PASSes within {window} only about half the time (median ~{t50:.0f} s).")
         else:
             notes.append(
                 f"A healthy canary will rarely PASS within {window}: expect INCONCLUSIVE "
@@ -382,25 +371,18 @@ def _notes(plan: StagePlan, settings: JudgeSettings) -> tuple[str, ...]:
     for check in checks:
         fails = [t for t in plan.tests if t.check == check and t.role == "fail" and t.reach != NOT_APPLICABLE]
         if fails and all(t.reach == NEVER for t in fails):
-            notes.append(
-                f"{check}: even the minimum detectable regression can never be caught within {window}."
-            )
+            notes.append(f"{check}: even the minimum detectable regression can never be caught within {window}.")
         elif fails:
             fastest = min(fails, key=lambda t: math.inf if t.seconds50 is None else t.seconds50)
             median = "unknown" if fastest.seconds50 is None else f"~{fastest.seconds50:.0f} s"
             if fastest.reach == LIKELY or any(t.reach == LIKELY for t in fails):
-                notes.append(
-                    f"{check}: {fastest.effect} is caught after {median} (median, {fastest.description})."
-                )
+                notes.append(f"{check}: {fastest.effect} is caught after {median} (median, {fastest.description}).")
             elif fastest.reach == POSSIBLE:
                 notes.append(
-                    f"{check}: {fastest.effect} is caught within {window} only about half the time "
-                    f"(median {median})."
+                    f"{check}: {fastest.effect} is caught within {window} only about half the time (median {median})."
                 )
             else:
-                notes.append(
-                    f"{check}: {fastest.effect} is unlikely to be caught within {window} (median {median})."
-                )
+                notes.append(f"{check}: {fastest.effect} is unlikely to be caught within {window} (median {median}).")
     if settings.schema_policy == "zero_tolerance":
         notes.append(f"{SCHEMA}: the first schema failure fails the stage at once.")
     return tuple(notes)

@@ -83,9 +83,7 @@ def crossing_edge(test: BernoulliMixture, budget: float, trials: int) -> int:
     return low
 
 
-def sample_sizes(
-    test: BernoulliMixture, true_rate: float, budget: float, limit: int = DEFAULT_LIMIT
-) -> SampleSize:
+def sample_sizes(test: BernoulliMixture, true_rate: float, budget: float, limit: int = DEFAULT_LIMIT) -> SampleSize:
     """n50 / n90 of ``test`` at level ``budget`` when events occur at ``true_rate`` per sample."""
     if not 0 <= true_rate <= 1:
         raise ValueError(f"true rate {true_rate!r} must lie in [0, 1]")

@@ -81,9 +81,7 @@ class PrometheusSettings:
         known = ("url", "job", "versions", "window", "timeout", "queries")
         for key in data:
             if key not in known:
-                raise ConfigError(
-                    f"unknown [prometheus] key {key!r} ({source}); known keys: {', '.join(known)}"
-                )
+                raise ConfigError(f"unknown [prometheus] key {key!r} ({source}); known keys: {', '.join(known)}")
         base = cls()
         url = base.url if "url" not in data else check_base_url(data["url"], f"{source}, key 'url'")
         job = check_label_value(data.get("job", base.job), "job", f"{source}, key 'job'")
@@ -94,8 +92,7 @@ class PrometheusSettings:
         for role, label in raw_versions.items():
             if role not in DEFAULT_VERSION_LABELS:
                 raise ConfigError(
-                    f"[prometheus.versions] key {role!r} ({source}): "
-                    f"must be one of {', '.join(DEFAULT_VERSION_LABELS)}"
+                    f"[prometheus.versions] key {role!r} ({source}): must be one of {', '.join(DEFAULT_VERSION_LABELS)}"
                 )
             where = f"{source}, versions.{role}"
             versions[role] = check_label_value(label, f"version label of {role}", where)
@@ -150,8 +147,14 @@ class PrometheusSource:
         url = base_url or settings.url
         if url is None:
             raise ConfigError("no Prometheus URL: give --prometheus-url or [prometheus] url in canary.toml")
-        return cls(url, queries=settings.queries, client=client, timeout=settings.timeout_s,
-                   job=settings.job, versions=settings.versions)
+        return cls(
+            url,
+            queries=settings.queries,
+            client=client,
+            timeout=settings.timeout_s,
+            job=settings.job,
+            versions=settings.versions,
+        )
 
     # ------------------------------------------------------------------ raw API
     def query(self, promql: str, at: float | None = None) -> list[Sample]:
@@ -164,8 +167,9 @@ class PrometheusSource:
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[Series]:
         """Range query (``/api/v1/query_range``) from ``start`` to ``end`` every ``step`` seconds."""
         if not step > 0 or end < start:
-            raise MetricsError(f"range query {promql!r}: need start <= end and step > 0 "
-                               f"(start={start}, end={end}, step={step})")
+            raise MetricsError(
+                f"range query {promql!r}: need start <= end and step > 0 (start={start}, end={end}, step={step})"
+            )
         params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         return parse_range(self._api("query_range", params), promql)
 
@@ -177,8 +181,7 @@ class PrometheusSource:
             response = self._client.post(url, data=dict(params))
         except httpx.HTTPError as exc:
             raise MetricsError(
-                f"Prometheus at {self.base_url} unreachable ({endpoint} {query!r}): "
-                f"{exc.__class__.__name__}: {exc}"
+                f"Prometheus at {self.base_url} unreachable ({endpoint} {query!r}): {exc.__class__.__name__}: {exc}"
             ) from exc
         try:
             body = response.json()
@@ -235,9 +238,7 @@ class PrometheusSource:
                 "(target not scraped yet, down, or labelled differently)"
             )
         if len(present) > 1:
-            raise MetricsError(
-                f"{self._where(role)} exposes several app_version labels at once: {describe(present)}"
-            )
+            raise MetricsError(f"{self._where(role)} exposes several app_version labels at once: {describe(present)}")
         counters: dict[str, float] = {}
         for name in SNAPSHOT_COUNTERS:
             promql = self.render(name, role)
@@ -286,7 +287,7 @@ class PrometheusSource:
         at = time.time()
         result: dict[str, float | None] = {}
         for name in FIGURE_QUERIES:
-            for mode in (modes if name == "p95" else (None,)):
+            for mode in modes if name == "p95" else (None,):
                 key = name if mode is None else f"p95_{mode}"
                 promql = self.render(name, role, window_s=window_s, mode=mode)
                 result[key] = self._figure(promql, at, role)
@@ -347,8 +348,7 @@ class PrometheusSource:
         except TimeoutError:
             seen = "never" if last[0] is None else f"{last[0]:.3f}"
             raise NoDataError(
-                f"no scrape of {self._where(role)} after {after:.3f} within {timeout:g}s "
-                f"(last scrape: {seen})"
+                f"no scrape of {self._where(role)} after {after:.3f} within {timeout:g}s (last scrape: {seen})"
             ) from None
         assert last[0] is not None
         return last[0]

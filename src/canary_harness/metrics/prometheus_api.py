@@ -87,8 +87,9 @@ def parse_range(data: Any, query: str) -> list[Series]:
 
 def describe(samples: Sequence[Sample]) -> str:
     """The label sets of (at most five of) ``samples``, for an error message."""
-    return "; ".join("{" + ", ".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}"
-                     for s in samples[:5]) + (" ..." if len(samples) > 5 else "")
+    return "; ".join("{" + ", ".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}" for s in samples[:5]) + (
+        " ..." if len(samples) > 5 else ""
+    )
 
 
 def single_value(samples: Sequence[Sample], query: str, *, finite: bool = True) -> float | None:
@@ -138,4 +139,3 @@ def buckets_from_samples(samples: Sequence[Sample], query: str) -> dict[str, Buc
             raise MetricsError(f"query {query!r}: mode {mode!r} has no +Inf bucket")
         result[mode] = ordered
     return result
-

@@ -83,9 +83,7 @@ def _placeholder_rules(name: str) -> tuple[frozenset[str], frozenset[str]]:
 def check_template(name: str, template: object, source: str) -> str:
     """A query template after checking its name and holes; ConfigError naming ``source`` otherwise."""
     if name not in DEFAULT_QUERIES:
-        raise ConfigError(
-            f"unknown Prometheus query {name!r} ({source}); known queries: {', '.join(DEFAULT_QUERIES)}"
-        )
+        raise ConfigError(f"unknown Prometheus query {name!r} ({source}); known queries: {', '.join(DEFAULT_QUERIES)}")
     if not isinstance(template, str) or not template.strip():
         raise ConfigError(f"Prometheus query {name!r} = {template!r} ({source}): must be a non-empty string")
     required, allowed = _placeholder_rules(name)
@@ -152,4 +150,3 @@ def render(template: str, values: Mapping[str, str]) -> str:
         return values[hole]
 
     return _HOLE_RE.sub(fill, template)
-

@@ -100,8 +100,9 @@ def _journal(run_dir: Path, event: str, **fields: Any) -> None:
 def _healthy_but_canary(stack: LocalStack) -> bool:
     """NGINX and production run and answer; the canary's health does not matter (it is replaced if down)."""
     components = {item.name: item for item in stack.status().components}
-    return all(name in components and components[name].running and components[name].healthy
-               for name in ("nginx", "production"))
+    return all(
+        name in components and components[name].running and components[name].healthy for name in ("nginx", "production")
+    )
 
 
 def _check_dry_run_may_start(running: ServiceHandle | None, weight: int, version: str) -> None:
@@ -132,8 +133,11 @@ class StageSession:
         # The live view on a terminal (set by the plugin); plain progress lines when None.
         self.progress: ProgressFactory | None = None
         self.record = StageRecord(
-            canary_version=options.canary_version, production_version=options.production_version,
-            stage=options.stage, dry_run=options.dry_run, judge=options.judge,
+            canary_version=options.canary_version,
+            production_version=options.production_version,
+            stage=options.stage,
+            dry_run=options.dry_run,
+            judge=options.judge,
         )
 
     # ------------------------------------------------------------------ phases
@@ -206,25 +210,36 @@ class StageSession:
         state = load_state(options.stack.run_dir)
         if state is None or not _healthy_but_canary(stack):
             if state is not None and options.dry_run:
-                raise ConfigError(f"dry run: the stack recorded in {options.stack.run_dir} is not healthy; a dry "
-                                  "run never restarts it (canary stack status shows what is wrong)")
+                raise ConfigError(
+                    f"dry run: the stack recorded in {options.stack.run_dir} is not healthy; a dry "
+                    "run never restarts it (canary stack status shows what is wrong)"
+                )
             if state is not None:
                 self.say(f"canary: the stack recorded in {options.stack.run_dir} is not healthy: restarting it")
                 stack.down()
             self.say(f"canary: starting the local stack (production {options.production_version})")
             state = stack.up(with_canary=False)
         canary = state.canary
-        if canary is None or canary.version != options.canary_version or \
-                canary.env_digest != stack.env_digest(options.canary_env) or not stack.is_healthy(canary):
+        if (
+            canary is None
+            or canary.version != options.canary_version
+            or canary.env_digest != stack.env_digest(options.canary_env)
+            or not stack.is_healthy(canary)
+        ):
             traffic = stack.traffic()
             if options.dry_run:
                 _check_dry_run_may_start(canary, traffic.canary_weight(), options.canary_version)
             if traffic.canary_weight() != 0:
                 # Never let a replaced canary take the previous stage's share before its preflight.
                 traffic.set_canary_weight(0, reason="canary replaced")
-                _journal(options.stack.run_dir, "weight", version=options.canary_version,
-                               stage=options.stage, reason="canary replaced: weight 0 before it starts",
-                               weight=0)
+                _journal(
+                    options.stack.run_dir,
+                    "weight",
+                    version=options.canary_version,
+                    stage=options.stage,
+                    reason="canary replaced: weight 0 before it starts",
+                    weight=0,
+                )
             self.say(f"canary: starting canary {options.canary_version}")
             canary = stack.start_canary(options.canary_version, options.canary_env)
             state = stack.state()
@@ -242,8 +257,9 @@ class StageSession:
         record = self.record
         assert record.canary_url is not None
         with httpx.Client(base_url=record.canary_url, timeout=30.0) as client:
-            steps = require_smoke(client, expected_version=self.options.canary_version,
-                                  target=f"canary {record.canary_url}")
+            steps = require_smoke(
+                client, expected_version=self.options.canary_version, target=f"canary {record.canary_url}"
+            )
         record.preflight = [step.to_dict() for step in steps]
 
     def _apply_weight(self) -> None:
@@ -254,8 +270,14 @@ class StageSession:
         self.traffic.set_canary_weight(options.stage, reason=f"stage {options.stage}%")
         in_force = self.traffic.canary_weight()
         record.weight_in_force = in_force
-        _journal(options.stack.run_dir, "weight", version=options.canary_version, stage=options.stage,
-                       reason="stage applied", weight=in_force)
+        _journal(
+            options.stack.run_dir,
+            "weight",
+            version=options.canary_version,
+            stage=options.stage,
+            reason="stage applied",
+            weight=in_force,
+        )
         if in_force != options.stage:
             raise TrafficError(f"weight in force is {in_force} % after setting {options.stage} %")
         if isinstance(self.traffic, NginxTrafficController):
@@ -263,8 +285,9 @@ class StageSession:
         assert record.nginx_url is not None
         split = probe_split(record.nginx_url, SPLIT_PROBE_REQUESTS)
         record.split_probe = split.to_dict()
-        low, high = (SPLIT_PROBE_REQUESTS,) * 2 if in_force == 100 else \
-            binomial_interval(SPLIT_PROBE_REQUESTS, in_force / 100)
+        low, high = (
+            (SPLIT_PROBE_REQUESTS,) * 2 if in_force == 100 else binomial_interval(SPLIT_PROBE_REQUESTS, in_force / 100)
+        )
         if not low <= split.canary <= high:
             raise TrafficError(
                 f"split check: {split.canary} of {split.total} probe requests reached the canary at "
@@ -282,8 +305,13 @@ class StageSession:
         base = JudgeSettings.from_mapping(self.options.toml.get("judge", {}), "canary.toml [judge]")
         period = self.options.observation_period
         # A window shorter than the soak (demos, CI) soaks for the whole window.
-        return dataclasses.replace(base, max_duration_s=period, tick_s=self.options.tick,
-                                   min_soak_s=min(base.min_soak_s, period), warmup_s=min(base.warmup_s, period / 2))
+        return dataclasses.replace(
+            base,
+            max_duration_s=period,
+            tick_s=self.options.tick,
+            min_soak_s=min(base.min_soak_s, period),
+            warmup_s=min(base.warmup_s, period / 2),
+        )
 
     def _load_settings(self) -> LoadSettings:
         options = self.options
@@ -315,9 +343,14 @@ class StageSession:
             return stack.enter_context(closing(ScrapeSource(urls)))
         if url is None:
             targets = {role: urlsplit(address).netloc for role, address in urls.items()}
-            server = stack.enter_context(LocalPrometheus(
-                targets, run_dir=options.stack.run_dir / "prometheus", job=settings.job,
-                scrape_interval_s=min(1.0, options.tick)))
+            server = stack.enter_context(
+                LocalPrometheus(
+                    targets,
+                    run_dir=options.stack.run_dir / "prometheus",
+                    job=settings.job,
+                    scrape_interval_s=min(1.0, options.tick),
+                )
+            )
             server.wait_for_targets_up(PROMETHEUS_READY_S)
             url = server.url
             self.say(f"canary: local Prometheus {url} (pid {server.pid}) scraping both arms")
@@ -339,14 +372,16 @@ class StageSession:
         canary_users = max(1, round(settings.users * share))
         arms = [(record.canary_url, share, canary_users, "canary")]
         if share < 1:
-            arms.append((record.production_url, 1 - share, max(1, round(canary_users * (1 - share) / share)),
-                         "production"))
+            arms.append(
+                (record.production_url, 1 - share, max(1, round(canary_users * (1 - share) / share)), "production")
+            )
         runs = []
         for url, part, users, name in arms:
             assert url is not None
             rate = None if settings.rate_rps is None else settings.rate_rps * part
-            runs.append(LoadRun(url, duration, dataclasses.replace(settings, users=users, rate_rps=rate),
-                                stats_dir / name))
+            runs.append(
+                LoadRun(url, duration, dataclasses.replace(settings, users=users, rate_rps=rate), stats_dir / name)
+            )
         return runs
 
     def _observe(self) -> StageVerdict:
@@ -361,17 +396,26 @@ class StageSession:
         previous, problem = load_rates(options.stack.run_dir)
         if problem:
             self.say(problem)
-        plan = (plan_stage(options.stage, rps, settings, dict(load_settings.mix)) if previous is None
-                else plan_from(options.stage, settings, previous))
+        plan = (
+            plan_stage(options.stage, rps, settings, dict(load_settings.mix))
+            if previous is None
+            else plan_from(options.stage, settings, previous)
+        )
         self._replan = Replanner(options.stage, settings, plan, previous)
-        record.plan = format_plan(plan) if previous is None else (
-            f"planned from the rates {previous.source} ({describe(previous)}):\n{format_plan(plan)}")
+        record.plan = (
+            format_plan(plan)
+            if previous is None
+            else (f"planned from the rates {previous.source} ({describe(previous)}):\n{format_plan(plan)}")
+        )
         self.say(record.plan)
         weight = record.weight_in_force if record.weight_in_force is not None else options.stage
         self._trace = DecisionTrace.start(judge, settings, options.stage, weight)
         interval = max(5.0, options.tick)
-        view = self.progress(self.say, interval, self._limit_s, plan.pass_seconds[0]) if self.progress \
+        view = (
+            self.progress(self.say, interval, self._limit_s, plan.pass_seconds[0])
+            if self.progress
             else nullcontext(ProgressPrinter(self.say, interval=interval))
+        )
         runs = [] if options.no_load else self._load_runs(load_settings, options.stack.run_dir / "load")
         with ExitStack() as resources:
             source = self._metrics_source(resources)
@@ -381,8 +425,7 @@ class StageSession:
                     run.start()
                 started = time.monotonic()
                 with view as printer:
-                    verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started,
-                                              printer)
+                    verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
                 if verdict.state == State.FAIL:
                     self.failed(f"verdict FAIL: {verdict.reason}")
             finally:
@@ -399,9 +442,16 @@ class StageSession:
         self.say(format_table(verdict))
         return verdict
 
-    def _tick_loop(self, judge: Judge, source: MetricsSource, base_canary: MetricsSnapshot,
-                   base_production: MetricsSnapshot,
-                   weight: int, started: float, printer: Printer) -> StageVerdict:
+    def _tick_loop(
+        self,
+        judge: Judge,
+        source: MetricsSource,
+        base_canary: MetricsSnapshot,
+        base_production: MetricsSnapshot,
+        weight: int,
+        started: float,
+        printer: Printer,
+    ) -> StageVerdict:
         options = self.options
         deadline = started + self._limit_s
         next_tick = started

@@ -34,8 +34,11 @@ def _canary_allure_suite(request: pytest.FixtureRequest) -> None:
         return
     import allure
 
-    labels = allure_results.suite_labels(record) if record is not None else {
-        "parentSuite": f"rollout {options.canary_version}", "suite": f"stage {options.stage}%"}
+    labels = (
+        allure_results.suite_labels(record)
+        if record is not None
+        else {"parentSuite": f"rollout {options.canary_version}", "suite": f"stage {options.stage}%"}
+    )
     allure.dynamic.parent_suite(labels["parentSuite"])
     allure.dynamic.suite(labels["suite"])
     allure.dynamic.sub_suite(request.node.module.__name__ if request.node.module else "release checks")
@@ -49,8 +52,12 @@ def rollback_outcome(run_dir: Path, record: StageRecord) -> tuple[str | None, st
     started (a failed early withdrawal followed by a successful rollback counts as rolled back)."""
     last = None
     for entry in journal.read(run_dir):
-        if entry.time >= record.started_at and entry.version == record.canary_version \
-                and entry.stage == record.stage and entry.event in ("rollback", "rollback_failed"):
+        if (
+            entry.time >= record.started_at
+            and entry.version == record.canary_version
+            and entry.stage == record.stage
+            and entry.event in ("rollback", "rollback_failed")
+        ):
             last = entry
     if last is None:
         return None, None
@@ -69,13 +76,20 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
         record = config.stash.get(RECORD_KEY, None)
         options = config.stash.get(OPTIONS_KEY, None)
         target = results_dir(config)
-        if record is not None and options is not None and target is not None \
-                and not hasattr(config, "workerinput"):
+        if record is not None and options is not None and target is not None and not hasattr(config, "workerinput"):
             rollback, rollback_failed = rollback_outcome(options.stack.run_dir, record)
             allure_results.write_stage_result(target, record, rollback=rollback, rollback_failed=rollback_failed)
             settings = JudgeSettings.from_mapping(options.toml.get("judge", {}), "canary.toml [judge]")
-            allure_results.write_environment(target, allure_results.environment(
-                record, settings, period=options.observation_period, tick=options.tick, backend=options.backend,
-                env_names={"canary": list(options.canary_env), "production": list(options.production_env)},
-                cwd=config.rootpath))
+            allure_results.write_environment(
+                target,
+                allure_results.environment(
+                    record,
+                    settings,
+                    period=options.observation_period,
+                    tick=options.tick,
+                    backend=options.backend,
+                    env_names={"canary": list(options.canary_env), "production": list(options.production_env)},
+                    cwd=config.rootpath,
+                ),
+            )
             allure_results.write_categories(target)

@@ -46,8 +46,9 @@ def latency_figure(trace: DecisionTrace) -> Figure:
             edges, shares = _per_bucket(trace.buckets.get(mode, {}).get(arm, []))
             if edges:
                 ax.step(edges, shares, where="pre", color=COLORS[arm], label=arm)
-        ax.axvline(trace.thresholds[mode], color="tab:red", linestyle="--",
-                   label=f"threshold {trace.thresholds[mode]:g} s")
+        ax.axvline(
+            trace.thresholds[mode], color="tab:red", linestyle="--", label=f"threshold {trace.thresholds[mode]:g} s"
+        )
         ax.set_xscale("log")
         ax.set_title(f"{mode} mode")
         ax.set_xlabel("latency bucket upper edge (s)")
@@ -79,13 +80,18 @@ def loss_figure(trace: DecisionTrace) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for arm in ("production", "canary"):
         means = trace.loss_blocks.get(arm) or []
-        ax.plot(range(1, len(means) + 1), means, marker="o", linestyle="", color=COLORS[arm],
-                label=f"{arm} ({len(means)} blocks)")
+        ax.plot(
+            range(1, len(means) + 1),
+            means,
+            marker="o",
+            linestyle="",
+            color=COLORS[arm],
+            label=f"{arm} ({len(means)} blocks)",
+        )
     reference = trace.loss_blocks.get("reference")
     if reference is not None:
         ax.axhline(reference, color=COLORS["production"], linestyle=":", label=f"B (production median) {reference:.3g}")
-        ax.axhline(reference * trace.loss_ratio, color="tab:red", linestyle="--",
-                   label=f"{trace.loss_ratio:g} × B")
+        ax.axhline(reference * trace.loss_ratio, color="tab:red", linestyle="--", label=f"{trace.loss_ratio:g} × B")
     ax.set_xlabel("loss block (in order)")
     ax.set_ylabel("mean PPO loss of the block")
     ax.set_title(f"stage {trace.stage}%: RL loss blocks")
@@ -98,8 +104,9 @@ def split_figure(trace: DecisionTrace) -> Figure:
     """The canary's share of journeys (requests when no journeys) per tick vs the configured weight."""
     fig, ax = plt.subplots(figsize=(7, 3.4))
     times = trace.column("t_s")
-    unit = "journeys" if any(trace.column("canary_journeys")) or any(trace.column("production_journeys")) \
-        else "requests"
+    unit = (
+        "journeys" if any(trace.column("canary_journeys")) or any(trace.column("production_journeys")) else "requests"
+    )
     canary, production = trace.column(f"canary_{unit}"), trace.column(f"production_{unit}")
     totals = [None if c is None or p is None else c + p for c, p in zip(canary, production, strict=True)]
     xs, ys = rates(canary, totals, times)
@@ -140,20 +147,29 @@ def evalue_figure(trace: DecisionTrace) -> Figure:
             values = trace.column(column)
             points = [(t, v) for t, v in zip(times, values, strict=True) if t is not None and v is not None]
             label = column.split(":e_", 1)[1]
-            line, = ax.plot([t for t, _ in points], [max(v, 1e-6) for _, v in points], label=label)
+            (line,) = ax.plot([t for t, _ in points], [max(v, 1e-6) for _, v in points], label=label)
             bound = _bound_of(trace, column)
             if bound is not None and bound not in bounds_drawn:
                 bounds_drawn.add(bound)
                 passing = label.startswith("pass")
                 name = "1/β" if passing else "1/α_srm" if label.startswith("mismatch") else "1/α"
-                ax.axhline(bound, color="tab:green" if passing else "tab:red", linestyle="--", linewidth=0.8,
-                           label=f"{name} bound {bound:.3g}")
+                ax.axhline(
+                    bound,
+                    color="tab:green" if passing else "tab:red",
+                    linestyle="--",
+                    linewidth=0.8,
+                    label=f"{name} bound {bound:.3g}",
+                )
         crossed = trace.decision.get("crossed", {}).get(check)
         if crossed is not None:
             ax.axvline(crossed, color="black", linestyle=":", label=f"crossed at {crossed:.0f} s")
         if decided_at is not None:
-            ax.axvline(decided_at, color="tab:purple", linewidth=1.2,
-                       label=f"stage {trace.decision.get('state')} at {decided_at:.0f} s")
+            ax.axvline(
+                decided_at,
+                color="tab:purple",
+                linewidth=1.2,
+                label=f"stage {trace.decision.get('state')} at {decided_at:.0f} s",
+            )
         ax.set_yscale("log")
         ax.set_title(check, fontsize="medium")
         ax.set_xlabel("time since stage start (s)")

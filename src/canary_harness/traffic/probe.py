@@ -42,8 +42,12 @@ class SplitCount:
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready summary (for records, the journal and reports)."""
         return {
-            "total": self.total, "canary": self.canary, "production": self.production, "other": self.other,
-            "failures": self.failures, "by_version": dict(self.by_version),
+            "total": self.total,
+            "canary": self.canary,
+            "production": self.production,
+            "other": self.other,
+            "failures": self.failures,
+            "by_version": dict(self.by_version),
             "by_status": {str(status): count for status, count in self.by_status.items()},
         }
 
@@ -75,9 +79,7 @@ class SplitCount:
         return role
 
 
-def _probe_worker(
-    url: str, count: int, timeout: float, result: SplitCount, fresh_connections: bool
-) -> None:
+def _probe_worker(url: str, count: int, timeout: float, result: SplitCount, fresh_connections: bool) -> None:
     headers = {"Connection": "close"} if fresh_connections else {}
     with httpx.Client(timeout=timeout, headers=headers) as client:
         for _ in range(count):
@@ -111,9 +113,7 @@ def probe_split(
     shares = [requests // concurrency + (1 if i < requests % concurrency else 0) for i in range(concurrency)]
     partial = [SplitCount() for _ in shares]
     threads = [
-        threading.Thread(
-            target=_probe_worker, args=(url, share, timeout, part, fresh_connections), daemon=True
-        )
+        threading.Thread(target=_probe_worker, args=(url, share, timeout, part, fresh_connections), daemon=True)
         for share, part in zip(shares, partial, strict=True)
         if share
     ]

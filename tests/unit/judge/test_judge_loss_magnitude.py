@@ -43,9 +43,7 @@ def _t3(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     return rng.standard_t(3, shape) / math.sqrt(3)
 
 
-def _excess(
-    canary_logs: np.ndarray, production_logs: np.ndarray, per_canary: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _excess(canary_logs: np.ndarray, production_logs: np.ndarray, per_canary: int) -> tuple[np.ndarray, np.ndarray]:
     """Per canary block: the capped standardised excess ζ and the sign Y, as the feed computes them."""
     test = ExcessTest()
     runs, blocks = canary_logs.shape
