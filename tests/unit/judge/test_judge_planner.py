@@ -110,10 +110,6 @@ def test_cli_prints_the_plan(capsys: pytest.CaptureFixture[str], tmp_path: Path)
             ["--stage", "5", "--rps", "50", "--observation-period", "-3"],
             "value '-3' (from --observation-period)",
         ),
-        (
-            ["--stage", "5", "--rps", "50", "--observation-period", "30"],
-            "--observation-period 30: judge setting",
-        ),
     ],
 )
 def test_cli_bad_values_exit_2(
