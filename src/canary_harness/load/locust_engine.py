@@ -101,8 +101,6 @@ def locust_argv(
         str(stats_dir / "locust"),
         "--csv",
         str(stats_dir / "locust"),
-        "--html",
-        str(stats_dir / "locust.html"),
         "--logfile",
         str(stats_dir / "locust.log"),
         "--canary-mix",

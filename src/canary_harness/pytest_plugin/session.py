@@ -130,6 +130,7 @@ class StageSession:
         self.on_failed: Callable[[str], None] | None = None
         self._failed_reported = False
         self._limit_s = options.observation_period
+        self._load_dir = options.stack.run_dir / "load"  # per stage once run() knows the record's name
         # The live view on a terminal (set by the plugin); plain progress lines when None.
         self.progress: ProgressFactory | None = None
         self.record = StageRecord(
@@ -144,6 +145,8 @@ class StageSession:
     def run(self, record_path: Path, on_applied: Callable[[StageRecord], None]) -> StageRecord:
         """Every phase in order; saves the record whatever happens."""
         record = self.record
+        # Each stage keeps its load files beside its record (same name): a later stage does not overwrite them.
+        self._load_dir = self.options.stack.run_dir / "load" / record_path.stem
         current = record.begin("start")
         try:
             self._start_services()
@@ -416,7 +419,7 @@ class StageSession:
             if self.progress
             else nullcontext(ProgressPrinter(self.say, interval=interval))
         )
-        runs = [] if options.no_load else self._load_runs(load_settings, options.stack.run_dir / "load")
+        runs = [] if options.no_load else self._load_runs(load_settings, self._load_dir)
         with ExitStack() as resources:
             source = self._metrics_source(resources)
             try:
