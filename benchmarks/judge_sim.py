@@ -1,8 +1,8 @@
-"""Seeded simulation of stage judging (JUDGE.md's benchmark protocol); prints its figures.
+"""Seeded simulation of stage judging (docs/judge.md's benchmark protocol); prints its figures.
 
     python benchmarks/judge_sim.py [--healthy-runs 2000] [--bad-runs 500] [--seed 7] [--json FILE]
 
-Model (JUDGE.md): 50 rps, Poisson arrivals, every request routed at random (canary with the stage
+Model (docs/judge.md): 50 rps, Poisson arrivals, every request routed at random (canary with the stage
 weight), 1 s ticks, 900 s window, stages 1 %, 5 %, 25 %. Production: 0.2 % 5xx, log-normal latency
 (median 1 s, σ 0.45: p95 2.10 s vs threshold 2.5 s), one RL-loss block every 5 s, log-normal
 (σ 0.3) around B. Bad canaries from t = 0: 3 % 5xx; latency × 1.4; loss × 3.
@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarise(figures: dict[str, Any], args: argparse.Namespace) -> tuple[str, bool]:
-    """One line: every target (JUDGE.md's and issue 15's) with its measured figure and OK / MISS."""
+    """One line: every target (docs/judge.md's and issue 15's) with its measured figure and OK / MISS."""
     seq = {key.split("/", 1)[1]: row for key, row in figures.items() if key.startswith("SEQUENTIAL/")}
     checks: list[tuple[str, bool]] = []
     worst_upper = max(seq[f"{s}/healthy"]["rollback_upper95"] for s in STAGES)

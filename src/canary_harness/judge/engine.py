@@ -1,4 +1,4 @@
-"""The sequential evidence engine: every e-process of a stage, combined per check as in JUDGE.md.
+"""The sequential evidence engine: every e-process of a stage, combined per check as in docs/judge.md.
 
 It consumes per-tick count increments (:class:`Tick`) and keeps, for each test, log E, whether it
 has crossed its bound (crossings are final: Ville's inequality covers the first crossing) and

@@ -1,4 +1,4 @@
-"""E-processes of JUDGE.md: the one-sample Bernoulli mixture SPRT and the two-sample share test.
+"""E-processes of docs/judge.md: the one-sample Bernoulli mixture SPRT and the two-sample share test.
 
 Each is a non-negative supermartingale under its null hypothesis, so by Ville's inequality
 P(∃t: E_t ≥ 1/a) ≤ a: it may be looked at after every scrape and the stage stopped at any time.
@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
 
-# Alternatives as multiples of the null rate (JUDGE.md, rule B and rule S).
+# Alternatives as multiples of the null rate (docs/judge.md, rule B and rule S).
 FAIL_MULTIPLIERS: tuple[float, ...] = (1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
 PASS_MULTIPLIERS: tuple[float, ...] = (0.8, 0.6, 0.4, 0.2)
 LATENCY_FAIL_GRID: tuple[float, ...] = (0.075, 0.1, 0.15, 0.25, 0.5, 0.8)

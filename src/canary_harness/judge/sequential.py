@@ -18,7 +18,7 @@ from canary_harness.metrics.types import MetricsSnapshot
 
 
 class SequentialJudge:
-    """Judges one stage with the e-processes of JUDGE.md.
+    """Judges one stage with the e-processes of docs/judge.md.
 
     FAIL as soon as any FAIL test crosses 1/α_i (or a zero-tolerance count is non-zero, or the
     split mismatches); PASS once every check is shown and ``min_soak_s`` passed (early unless

@@ -29,7 +29,7 @@ from canary_harness.judge.settings import JudgeSettings
 RUNS = 2000
 BLOCKS = 60
 REFERENCE = 8  # loss_reference_blocks: production blocks before B is trusted
-SIGMA = 0.3  # spread of log block means (JUDGE.md's planning model)
+SIGMA = 0.3  # spread of log block means (docs/judge.md's planning model)
 RATIO = 2.0
 Noise = Callable[[np.random.Generator, tuple[int, int]], np.ndarray]
 

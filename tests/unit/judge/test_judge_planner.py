@@ -13,7 +13,7 @@ from canary_harness.judge.eprocess import BernoulliMixture
 from canary_harness.judge.planner import LIKELY, NEVER, NOT_APPLICABLE
 from canary_harness.judge.power import sample_sizes
 
-ONE_MODE = JudgeSettings(p95_thresholds={"fast": 2.5})  # five FAIL tests: α_i = 0.002 as in JUDGE.md
+ONE_MODE = JudgeSettings(p95_thresholds={"fast": 2.5})  # five FAIL tests: α_i = 0.002 as in docs/judge.md
 
 
 def test_stage_five_percent_at_fifty_rps() -> None:
@@ -22,7 +22,7 @@ def test_stage_five_percent_at_fifty_rps() -> None:
     assert plan.canary_rps == pytest.approx(2.5)
     by_key = {t.key: t for t in plan.tests}
     slo = by_key["error_rate:fail_slo"]
-    assert (slo.n50, slo.n90) == (243, 500)  # JUDGE.md's reference figures
+    assert (slo.n50, slo.n90) == (243, 500)  # docs/judge.md's reference figures
     assert slo.seconds50 == pytest.approx(243 / 2.5) and slo.reach == LIKELY
     loss = by_key["rl_loss:fail"]
     assert loss.unit == "blocks" and loss.seconds50 == pytest.approx(loss.n50 * 5.0)  # type: ignore[operator]

@@ -1,4 +1,4 @@
-"""Sample sizes by dynamic programming: JUDGE.md's reference figures and a Monte-Carlo cross-check."""
+"""Sample sizes by dynamic programming: docs/judge.md's reference figures and a Monte-Carlo cross-check."""
 
 from __future__ import annotations
 
