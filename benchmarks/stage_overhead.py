@@ -1,11 +1,13 @@
 """Where the time of a stage goes, beyond its observation window; prints the per-phase table.
 
-    python benchmarks/stage_overhead.py [--window 20] [--runs 3] [--stage 5] [--latency-scale 0.05] [--json FILE]
+    python benchmarks/stage_overhead.py [--window 20] [--runs 3] [--stage 5] [--latency-scale 0.05] [--bare]
+                                        [--json FILE]
 
 Brings up a private stack (NGINX + fragrance-ai production v0.1.0 + canary v0.2.0) on free loopback
 ports in a temporary directory with ``canary stack up``, runs one stage to warm it (the canary is then
 running, as in a rollout's later stages), then ``--runs`` stages of ``pytest --canary-version v0.2.0
---stage N --observation-period W`` that reuse it, and stops everything by PID (``canary stack down``).
+--stage N --observation-period W`` that reuse it, with the Allure results ``canary rollout`` asks each
+stage for (``--bare``: without), and stops everything by PID (``canary stack down``).
 
 Each stage session loads this file as a pytest plugin (``-p stage_overhead``): it wraps the stage's
 phases and pytest's own hooks and writes a time mark at each boundary into a file, so the phases are
@@ -162,12 +164,12 @@ def first_load_request(run_dir: Path, after: float) -> float | None:
     return None
 
 
-def run_stage(env: dict[str, str], stage: int, window: float, marks: Path) -> dict[str, float]:
+def run_stage(env: dict[str, str], stage: int, window: float, marks: Path, extra: list[str]) -> dict[str, float]:
     """One stage session; the seconds of each phase (and the total)."""
     marks.unlink(missing_ok=True)
     env = {**env, MARKS_ENV: str(marks)}
     argv = [sys.executable, "-m", "pytest", "-p", "stage_overhead", "-p", "no:cacheprovider", "-q"]
-    argv += ["--canary-version", "v0.2.0", "--stage", str(stage), "--observation-period", f"{window:g}"]
+    argv += ["--canary-version", "v0.2.0", "--stage", str(stage), "--observation-period", f"{window:g}", *extra]
     launch = time.time()
     result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=window + 300)
     ended = time.time()
@@ -194,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="stages measured after the warm-up stage")
     parser.add_argument("--stage", type=int, default=5, help="canary weight of the stages, percent")
     parser.add_argument("--latency-scale", default="0.05", help="FRAGRANCE_LATENCY_SCALE of the services")
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="run the stage without the Allure results `canary rollout` asks every stage for",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
 
@@ -201,11 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(scratch) / "run"
         env = environ(run_dir, args.latency_scale)
         marks = Path(scratch) / "marks.jsonl"
+        # As `canary rollout` runs each stage: Allure results (and their plots) into the run directory.
+        extra = [] if args.bare else [f"--alluredir={run_dir / 'allure-results'}", "--clean-alluredir"]
         try:
             subprocess.run(CANARY + ["stack", "up", "--canary-version", "v0.2.0"], env=env, check=True, cwd=REPO,
                            capture_output=True, timeout=120)  # fmt: skip
-            first = run_stage(env, args.stage, args.window, marks)  # warm-up: same canary from now on
-            runs = [run_stage(env, args.stage, args.window, marks) for _ in range(args.runs)]
+            first = run_stage(env, args.stage, args.window, marks, extra)  # warm-up: same canary from now on
+            runs = [run_stage(env, args.stage, args.window, marks, extra) for _ in range(args.runs)]
         finally:
             subprocess.run(CANARY + ["stack", "down"], env=env, cwd=REPO, capture_output=True, timeout=120)
 
@@ -213,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     medians = {name: statistics.median(run[name] for run in runs) for name in names}
     overhead = [run["total"] - run["window"] for run in runs]
     print(f"Stage overhead: stage {args.stage} %, window {args.window:g} s, latency scale {args.latency_scale}, "
-          f"canary reused; median of {args.runs} runs (warm-up stage: {first['total']:.1f} s total)")  # fmt: skip
+          f"canary reused, {'bare' if args.bare else 'with Allure results as canary rollout runs it'}; "
+          f"median of {args.runs} runs (warm-up stage: {first['total']:.1f} s total)")  # fmt: skip
     print(f"  {'phase':<34} {'median s':>9} {'min':>7} {'max':>7}")
     for name in names:
         values = [run[name] for run in runs]

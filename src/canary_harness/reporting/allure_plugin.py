@@ -7,6 +7,8 @@ categories into the results directory.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Generator
 from pathlib import Path
 
@@ -17,6 +19,10 @@ from canary_harness.judge.settings import JudgeSettings
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.reporting import allure_results
+from canary_harness.reporting.plot_job import PlotJob
+from canary_harness.reporting.trace import DecisionTrace
+
+PLOT_JOB_KEY = pytest.StashKey[PlotJob]()
 
 
 def results_dir(config: pytest.Config) -> Path | None:
@@ -66,6 +72,13 @@ def rollback_outcome(run_dir: Path, record: StageRecord) -> tuple[str | None, st
     return f"rolled back by {last.actor}: weight {last.details.get('weight_after', '?')} % in force after", None
 
 
+def pytest_canary_verdict(config: pytest.Config, record: StageRecord) -> None:
+    """The trace is final: draw its plots in a child process while the release checks run."""
+    if record.trace and results_dir(config) is not None and not hasattr(config, "workerinput"):
+        directory = Path(tempfile.mkdtemp(prefix="canary-plots-"))
+        config.stash[PLOT_JOB_KEY] = PlotJob(DecisionTrace.from_dict(record.trace), directory)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
     """After the canary plugin's own finish (rollback included): write the stage's Allure results."""
@@ -78,7 +91,15 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
         target = results_dir(config)
         if record is not None and options is not None and target is not None and not hasattr(config, "workerinput"):
             rollback, rollback_failed = rollback_outcome(options.stack.run_dir, record)
-            allure_results.write_stage_result(target, record, rollback=rollback, rollback_failed=rollback_failed)
+            job = config.stash.get(PLOT_JOB_KEY, None)
+            try:
+                plots = job.result() if job is not None else None
+                allure_results.write_stage_result(
+                    target, record, rollback=rollback, rollback_failed=rollback_failed, plots=plots
+                )
+            finally:
+                if job is not None:
+                    shutil.rmtree(job.directory, ignore_errors=True)
             settings = JudgeSettings.from_mapping(options.toml.get("judge", {}), "canary.toml [judge]")
             allure_results.write_environment(
                 target,

@@ -93,9 +93,18 @@ def _attach(
 
 
 def write_stage_result(
-    results: Path, record: StageRecord, *, rollback: str | None = None, rollback_failed: str | None = None
+    results: Path,
+    record: StageRecord,
+    *,
+    rollback: str | None = None,
+    rollback_failed: str | None = None,
+    plots: Mapping[str, Path] | None = None,
 ) -> Path:
-    """The stage verdict as one Allure test result in the stage's suite; returns its file."""
+    """The stage verdict as one Allure test result in the stage's suite; returns its file.
+
+    ``plots`` (name -> PNG) are the trace's plots when already drawn (a :class:`PlotJob`); else they are
+    drawn here.
+    """
     results.mkdir(parents=True, exist_ok=True)
     attachments: list[dict[str, str]] = []
     if record.verdict is not None:
@@ -109,11 +118,15 @@ def write_stage_result(
         )
     if record.trace:
         trace = DecisionTrace.from_dict(record.trace)
-        from canary_harness.reporting.plots import save_plots  # matplotlib only when a report is made
-
-        with tempfile.TemporaryDirectory(prefix="canary-plots-") as tmp:
-            for name, path in save_plots(trace, Path(tmp)).items():
+        if plots is not None:
+            for name, path in plots.items():
                 _attach(results, attachments, f"plot: {name}", path, "image/png", ".png")
+        else:
+            from canary_harness.reporting.plots import save_plots  # matplotlib only when a report is made
+
+            with tempfile.TemporaryDirectory(prefix="canary-plots-") as tmp:
+                for name, path in save_plots(trace, Path(tmp)).items():
+                    _attach(results, attachments, f"plot: {name}", path, "image/png", ".png")
         _attach(results, attachments, "decision trace (CSV)", trace.to_csv(), "text/csv", ".csv")
     if record.plan:
         _attach(results, attachments, "stage plan", record.plan, "text/plain", ".txt")
