@@ -72,11 +72,25 @@ def rollback_outcome(run_dir: Path, record: StageRecord) -> tuple[str | None, st
     return f"rolled back by {last.actor}: weight {last.details.get('weight_after', '?')} % in force after", None
 
 
+def pytest_canary_stage_applied(config: pytest.Config, record: StageRecord) -> None:
+    """Observation begins: start the child that will draw the stage's plots (it warms up meanwhile)."""
+    if results_dir(config) is not None and not hasattr(config, "workerinput") and PLOT_JOB_KEY not in config.stash:
+        config.stash[PLOT_JOB_KEY] = PlotJob(Path(tempfile.mkdtemp(prefix="canary-plots-")))
+
+
 def pytest_canary_verdict(config: pytest.Config, record: StageRecord) -> None:
-    """The trace is final: draw its plots in a child process while the release checks run."""
-    if record.trace and results_dir(config) is not None and not hasattr(config, "workerinput"):
-        directory = Path(tempfile.mkdtemp(prefix="canary-plots-"))
-        config.stash[PLOT_JOB_KEY] = PlotJob(DecisionTrace.from_dict(record.trace), directory)
+    """The trace is final: the child draws it while the release checks run."""
+    job = config.stash.get(PLOT_JOB_KEY, None)
+    if job is not None and record.trace:
+        job.draw(DecisionTrace.from_dict(record.trace))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """No plot child outlives the session (one whose stage never reached a verdict, or a failed finish)."""
+    job = config.stash.get(PLOT_JOB_KEY, None)
+    if job is not None:
+        job.cancel()
+        shutil.rmtree(job.directory, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -92,14 +106,10 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
         if record is not None and options is not None and target is not None and not hasattr(config, "workerinput"):
             rollback, rollback_failed = rollback_outcome(options.stack.run_dir, record)
             job = config.stash.get(PLOT_JOB_KEY, None)
-            try:
-                plots = job.result() if job is not None else None
-                allure_results.write_stage_result(
-                    target, record, rollback=rollback, rollback_failed=rollback_failed, plots=plots
-                )
-            finally:
-                if job is not None:
-                    shutil.rmtree(job.directory, ignore_errors=True)
+            plots = job.result() if job is not None and job.trace is not None else None
+            allure_results.write_stage_result(
+                target, record, rollback=rollback, rollback_failed=rollback_failed, plots=plots
+            )
             settings = JudgeSettings.from_mapping(options.toml.get("judge", {}), "canary.toml [judge]")
             allure_results.write_environment(
                 target,

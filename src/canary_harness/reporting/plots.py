@@ -7,7 +7,9 @@ e-values over time against its bound (log scale) with the decision point marked.
 
 from __future__ import annotations
 
+import io
 import json
+import select
 import sys
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from canary_harness.reporting.trace import DecisionTrace, rates, running_rate  # noqa: E402
 
+WARM_UP_DELAY_S = 3.0  # the child of PlotJob warms up this long after it starts (see main)
 COLORS = {"canary": "tab:orange", "production": "tab:blue"}
 # e-value tests whose crossing means FAIL, PASS or a split mismatch (names as in the evidence).
 _PASS_PREFIX = "e_pass"
@@ -225,10 +228,30 @@ def save_plots(trace: DecisionTrace, directory: Path) -> dict[str, Path]:
     return saved
 
 
+def _warm_up() -> None:
+    """Draw and throw away one small figure: loads the fonts and the log-axis text machinery."""
+    fig, ax = plt.subplots(figsize=(2, 2))
+    try:
+        ax.plot([1, 2], [1, 10], label="warm-up")
+        ax.set_yscale("log")
+        ax.legend()
+        ax.set_title("warm-up")
+        fig.savefig(io.BytesIO(), format="png", dpi=30)
+    finally:
+        plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m canary_harness.reporting.plots DIR``: draw the trace in ``DIR/trace.json`` into DIR
-    (the child process of :class:`canary_harness.reporting.plot_job.PlotJob`)."""
+    """``python -m canary_harness.reporting.plots DIR``: the child of
+    :class:`canary_harness.reporting.plot_job.PlotJob`. Warms up, then waits for a line on stdin:
+    ``draw`` draws the trace in ``DIR/trace.json`` into DIR; anything else (or end of input) exits."""
     directory = Path((argv if argv is not None else sys.argv[1:])[0])
+    # Warm up a little after the start: the stage sets up its observation and starts its load meanwhile.
+    ready, _, _ = select.select([sys.stdin], [], [], WARM_UP_DELAY_S)
+    if not ready:
+        _warm_up()
+    if sys.stdin.readline().strip() != "draw":
+        return 0
     trace = DecisionTrace.from_dict(json.loads((directory / "trace.json").read_text(encoding="utf-8")))
     save_plots(trace, directory)
     return 0
