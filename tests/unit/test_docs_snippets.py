@@ -132,6 +132,8 @@ def test_no_file_names_a_path_outside_the_repository() -> None:
     offenders = []
     for name in filter(None, listed):
         path = REPO / name.decode()
+        if path == Path(__file__).resolve():
+            continue  # OUTSIDE spells the patterns out
         if not path.is_file() or path.suffix in (".png", ".gz", ".ico"):
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
