@@ -11,7 +11,7 @@ ifneq ($(BACKEND),process)
 export CANARY_DOCKER = 1
 endif
 
-.PHONY: install demo test lint bench docker-up images report
+.PHONY: install demo test lint format bench docker-up images report
 
 install:
 	bash scripts/install.sh
@@ -24,9 +24,16 @@ test: export CANARY_DOCKER = 1
 test: install
 	$(PYTHON) -m pytest
 
+LINTED = src app tests canary_tests load benchmarks plugins conftest.py
+
+# Checks only (CI runs it before the tests); `make format` rewrites the files the format check names.
 lint:
-	ruff check src app tests canary_tests load benchmarks
+	ruff check $(LINTED)
+	ruff format --check $(LINTED)
 	mypy src
+
+format:
+	ruff format $(LINTED)
 
 bench:
 	for script in benchmarks/*.py; do $(PYTHON) $$script || exit 1; done

@@ -146,8 +146,7 @@ def main() -> int:
             # Fresh ids before each phase: earlier phases may have evicted older ones (bounded stores).
             setup = Client(port)  # a new connection: an idle one is closed by the server's keep-alive
             dna_ids[:] = [
-                setup.call("POST", "/dna/create", {"brief": f"seed {i} citrus"})[1]["dna_id"]
-                for i in range(20)
+                setup.call("POST", "/dna/create", {"brief": f"seed {i} citrus"})[1]["dna_id"] for i in range(20)
             ]
             experiments[:] = [
                 setup.call("POST", "/evolve/options", {"dna_id": d, "brief": "woodier"})[1] for d in dna_ids
@@ -192,9 +191,7 @@ def main() -> int:
             ("/evolve/feedback", feedback),
         ):
             seed()
-            elapsed, latencies, bad = drive(
-                port, make, args.per_endpoint, args.concurrency, args.phase_timeout
-            )
+            elapsed, latencies, bad = drive(port, make, args.per_endpoint, args.concurrency, args.phase_timeout)
             values = latencies.get(name, [])
             print(
                 f"{name:<20} {len(values):>8} {len(values) / elapsed:>8.0f} {quantile(values, 0.5):>8.2f} "
@@ -220,8 +217,7 @@ def main() -> int:
             sent = sum(len(v) for v in latencies.values())
             done += sent
             print(
-                f"{done:>15} {rss_mb(process.pid):>9.1f} {sent / elapsed:>8.0f}"
-                + (f"  ({bad} non-2xx)" if bad else "")
+                f"{done:>15} {rss_mb(process.pid):>9.1f} {sent / elapsed:>8.0f}" + (f"  ({bad} non-2xx)" if bad else "")
             )
         return 0
     finally:

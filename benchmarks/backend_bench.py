@@ -36,8 +36,14 @@ def measure(name: str, version: str, runs: int, work: Path) -> tuple[list[float]
     starts: list[float] = []
     stops: list[float] = []
     for index in range(runs):
-        spec = ServiceSpec(role="canary", version=version, port=free_port(), env={"FRAGRANCE_LATENCY_SCALE": "0"},
-                           log_path=work / name / f"run{index}" / "canary.log", run_dir=work / name / f"run{index}")
+        spec = ServiceSpec(
+            role="canary",
+            version=version,
+            port=free_port(),
+            env={"FRAGRANCE_LATENCY_SCALE": "0"},
+            log_path=work / name / f"run{index}" / "canary.log",
+            run_dir=work / name / f"run{index}",
+        )
         began = time.perf_counter()
         handle = backend.start(spec, timeout=60)
         starts.append(time.perf_counter() - began)

@@ -309,9 +309,7 @@ def simulate(
     share = cum["n_c"] / np.maximum(cum["n_c"] + cum["n_p"], 1)
     fixed |= np.abs(share / w - 1) > SETTINGS.split_tolerance
     fail["FIXED"] = np.where(fixed, float(window), NEVER)
-    return Outcome(
-        fail_s=fail, pass_s=passed, crossed_at=dict(engine.crossed_at), extended=extended, window_s=window
-    )
+    return Outcome(fail_s=fail, pass_s=passed, crossed_at=dict(engine.crossed_at), extended=extended, window_s=window)
 
 
 def _breach(counts: dict[str, np.ndarray]) -> np.ndarray:
@@ -323,15 +321,13 @@ def _breach(counts: dict[str, np.ndarray]) -> np.ndarray:
         latency_bad = (requests > 0) & (over > 0.05 * requests)
         canary_mean = counts["closs"] / np.maximum(counts["c_blocks"], 1)
         production_mean = counts["ploss"] / np.maximum(counts["p_blocks"], 1)
-        loss_bad = (counts["c_blocks"] > 0) & (counts["p_blocks"] > 0) & (
-            canary_mean >= SETTINGS.loss_ratio * production_mean
+        loss_bad = (
+            (counts["c_blocks"] > 0) & (counts["p_blocks"] > 0) & (canary_mean >= SETTINGS.loss_ratio * production_mean)
         )
     return np.asarray(error_bad | latency_bad | loss_bad)
 
 
-def _freeze_tau(
-    rng: np.random.Generator, tau: np.ndarray, production_count: np.ndarray, bucket_p: np.ndarray
-) -> None:
+def _freeze_tau(rng: np.random.Generator, tau: np.ndarray, production_count: np.ndarray, bucket_p: np.ndarray) -> None:
     """Production's p95 rounded up to a bucket edge, with the judge's own histogram functions."""
     ready = np.flatnonzero(np.isnan(tau) & (production_count >= SETTINGS.tau_min_requests))
     for run in ready:
@@ -495,9 +491,7 @@ def _row(outcome: Outcome, rule: str, runs: int, scenario: str) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     """Run the protocol, print the table and the summary line."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--healthy-runs", type=int, default=2000)
     parser.add_argument("--bad-runs", type=int, default=500)
     parser.add_argument("--null-runs", type=int, default=2000)
@@ -630,9 +624,7 @@ def summarise(figures: dict[str, Any], args: argparse.Namespace) -> tuple[str, b
             pass25 >= 0.95 and pass25_median <= 330,
         )
     )
-    bad_pass = max(
-        row["inconclusive_pass_rate"] for key, row in seq.items() if not key.endswith("/healthy")
-    )
+    bad_pass = max(row["inconclusive_pass_rate"] for key, row in seq.items() if not key.endswith("/healthy"))
     checks.append((f"bad canaries INCONCLUSIVE→pass ≤ {bad_pass:.1%} (any stage)", True))
     nulls = [row for key, row in figures.items() if key.startswith("null/")]
     checks.append(

@@ -112,12 +112,20 @@ def nginx(workdir: Path, upstreams: dict[str, str]) -> Iterator[str]:
     port = free_port()
     addresses = {version: url.removeprefix("http://") for version, url in upstreams.items()}
     conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(
-        dir=workdir, port=port,
-        servers="\n        ".join(f"server {address};" for address in addresses.values()),
-        versions="\n        ".join(f'"{address}" {version};' for version, address in addresses.items())))
-    proc = subprocess.Popen(["nginx", "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    conf.write_text(
+        NGINX_CONF.format(
+            dir=workdir,
+            port=port,
+            servers="\n        ".join(f"server {address};" for address in addresses.values()),
+            versions="\n        ".join(f'"{address}" {version};' for version, address in addresses.items()),
+        )
+    )
+    proc = subprocess.Popen(
+        ["nginx", "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc, "nginx")
@@ -136,8 +144,7 @@ def measure(url: str, seconds: float, settings: LoadSettings, stats_dir: Path) -
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--direct", action="store_true", help="no NGINX: load goes straight to one instance")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each throughput run")
     parser.add_argument("--users", type=int, default=40, help="simulated users of the throughput runs")
@@ -161,21 +168,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load_bench: {os.cpu_count()} cores, {path}, LLM latency scale 0")
 
         print(f"\n== sustained rate, closed loop, {args.users} users, {args.seconds:g} s per run ==")
-        print(f"{'engine/client':<16} {'profile':<8} {'req/s':>8} {'requests':>9} {'fails':>6} "
-              f"{'p50 ms':>7} {'p95 ms':>7}  versions")
-        cases = [("locust", "http", "journey"), ("locust", "fast", "journey"), ("builtin", "fast", "journey"),
-                 ("locust", "fast", "light")]
+        print(
+            f"{'engine/client':<16} {'profile':<8} {'req/s':>8} {'requests':>9} {'fails':>6} "
+            f"{'p50 ms':>7} {'p95 ms':>7}  versions"
+        )
+        cases = [
+            ("locust", "http", "journey"),
+            ("locust", "fast", "journey"),
+            ("builtin", "fast", "journey"),
+            ("locust", "fast", "light"),
+        ]
         for engine, client, profile in cases:
-            settings = LoadSettings(users=args.users, spawn_rate=max(10.0, args.users * 2.0), engine=engine,
-                                    client=client, profile=profile,
-                                    # light users pace themselves at 1 probe/s unless a total rate is set
-                                    rate_rps=None if profile == "journey" else 5000)
+            settings = LoadSettings(
+                users=args.users,
+                spawn_rate=max(10.0, args.users * 2.0),
+                engine=engine,
+                client=client,
+                profile=profile,
+                # light users pace themselves at 1 probe/s unless a total rate is set
+                rate_rps=None if profile == "journey" else 5000,
+            )
             stats = measure(target, args.seconds, settings, workdir / f"{engine}-{client}-{profile}")
             total = stats.total
             label = f"{engine}/{stats.client}"
-            print(f"{label:<16} {profile:<8} {stats.rps:>8.0f} {stats.requests:>9} {stats.failures:>6} "
-                  f"{(total.p50_ms if total else 0):>7.0f} {(total.p95_ms if total else 0):>7.0f}  "
-                  + ", ".join(f"{v}={n}" for v, n in stats.by_version.items()))
+            print(
+                f"{label:<16} {profile:<8} {stats.rps:>8.0f} {stats.requests:>9} {stats.failures:>6} "
+                f"{(total.p50_ms if total else 0):>7.0f} {(total.p95_ms if total else 0):>7.0f}  "
+                + ", ".join(f"{v}={n}" for v, n in stats.by_version.items())
+            )
 
         print("\n== constant-rate accuracy (locust FastHttpUser, journey, 20 users, 8 s) ==")
         print(f"{'target':>8} {'achieved':>9} {'error':>7} {'requests':>9}")
@@ -187,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         settings = LoadSettings(users=20, spawn_rate=40, rate_rps=100, workers=2, engine="locust")
         stats = measure(target, 8, settings, workdir / "rate-distributed")
-        print(f"{100:>8.0f} {stats.rps:>9.1f} {100 * (stats.rps - 100) / 100:>+6.1f}% {stats.requests:>9}"
-              f"   (master + 2 workers; wall {time.monotonic() - started:.1f} s for an 8 s run)")
+        print(
+            f"{100:>8.0f} {stats.rps:>9.1f} {100 * (stats.rps - 100) / 100:>+6.1f}% {stats.requests:>9}"
+            f"   (master + 2 workers; wall {time.monotonic() - started:.1f} s for an 8 s run)"
+        )
     return 0
 
 

@@ -188,9 +188,7 @@ def reloads_under_load(traffic: NginxTrafficController, reloads: int) -> dict[st
 
 def main() -> int:
     """Run the benchmark and print its figures."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -233,15 +231,21 @@ def main() -> int:
     print(f"weights_bench ({results['cpus']} CPUs, loopback, fragrance-ai with FRAGRANCE_LATENCY_SCALE=0)")
     for name in ("api", "first", "cli"):
         figure = results[f"change_{name}_ms"]
-        print(f"  weight change {name:<5}  median {figure['median']:7.1f} ms   p95 {figure['p95']:7.1f} ms"
-              f"   max {figure['max']:7.1f} ms   (n={figure['n']})")
+        print(
+            f"  weight change {name:<5}  median {figure['median']:7.1f} ms   p95 {figure['p95']:7.1f} ms"
+            f"   max {figure['max']:7.1f} ms   (n={figure['n']})"
+        )
     for key in ("rps_nginx_0pct", "rps_nginx_5pct", "rps_nginx_100pct", "rps_direct_production"):
         figure = results[key]
-        print(f"  {key:<22} {figure['rps']:8.0f} req/s  ({figure['requests']} requests, "
-              f"{figure['failed']} failed, {args.concurrency} clients)")
+        print(
+            f"  {key:<22} {figure['rps']:8.0f} req/s  ({figure['requests']} requests, "
+            f"{figure['failed']} failed, {args.concurrency} clients)"
+        )
     load = results["reloads_under_load"]
-    print(f"  reloads under load     {load['reloads']} reloads, {load['requests']} requests answered, "
-          f"{load['errors']} errors, {load['closed_by_reload']} idle keep-alive connections closed (retried)")
+    print(
+        f"  reloads under load     {load['reloads']} reloads, {load['requests']} requests answered, "
+        f"{load['errors']} errors, {load['closed_by_reload']} idle keep-alive connections closed (retried)"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -51,14 +51,20 @@ def test_rl_update_fields(canary_log: Path, canary_client: httpx.Client) -> None
             if created.status_code != 200:
                 continue  # a canary that answers 5xx is judged by the error-rate check, not here
             dna_id = created.json()["dna_id"]
-            response = canary_client.post("/evolve/options", json={
-                "dna_id": dna_id, "brief": SMOKE_BRIEF, "mode": "fast", "algorithm": "PPO"})
+            response = canary_client.post(
+                "/evolve/options", json={"dna_id": dna_id, "brief": SMOKE_BRIEF, "mode": "fast", "algorithm": "PPO"}
+            )
             if response.status_code != 200:
                 continue  # a canary that answers 5xx is judged by the error-rate check, not here
             options = response.json()
-            feedback = canary_client.post("/evolve/feedback", json={
-                "experiment_id": options["experiment_id"], "chosen_id": options["options"][0]["id"],
-                "rating": 1 + len(options["experiment_id"]) % 5})
+            feedback = canary_client.post(
+                "/evolve/feedback",
+                json={
+                    "experiment_id": options["experiment_id"],
+                    "chosen_id": options["options"][0]["id"],
+                    "rating": 1 + len(options["experiment_id"]) % 5,
+                },
+            )
             if feedback.status_code == 200 and feedback.json().get("update") is not None:
                 break
     events = _wait_for_event(canary_log, "rl_update", time.monotonic() + LOG_WAIT_S)

@@ -30,8 +30,9 @@ def exposition(canary_client: httpx.Client) -> str:
 
 @pytest.mark.parametrize("series", REQUIRED_SERIES)
 def test_series_present(exposition: str, series: str) -> None:
-    assert any(line.startswith(series + "{") or line.startswith(series + " ")
-               for line in exposition.splitlines()), f"series {series} missing from the canary's /metrics"
+    assert any(line.startswith(series + "{") or line.startswith(series + " ") for line in exposition.splitlines()), (
+        f"series {series} missing from the canary's /metrics"
+    )
 
 
 def test_latency_histogram_has_threshold_edges(exposition: str) -> None:

@@ -36,4 +36,5 @@ def test_traffic_split(canary_check: CheckFn, canary_stage: StageRecord) -> None
     canary_check("traffic_split")
     if not canary_stage.dry_run:
         assert canary_stage.weight_in_force == canary_stage.stage, (
-            f"weight in force {canary_stage.weight_in_force} % differs from the stage {canary_stage.stage} %")
+            f"weight in force {canary_stage.weight_in_force} % differs from the stage {canary_stage.stage} %"
+        )

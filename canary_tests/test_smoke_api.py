@@ -40,13 +40,17 @@ def test_dna_create_returns_an_id(api: httpx.Client) -> None:
 
 def test_creative_options_and_feedback(api: httpx.Client) -> None:
     dna_id = api.post("/dna/create", json={"brief": SMOKE_BRIEF}).json()["dna_id"]
-    response = api.post("/evolve/options", json={"dna_id": dna_id, "brief": SMOKE_BRIEF, "mode": "creative",
-                                                 "algorithm": "PPO", "num_options": 3})
+    response = api.post(
+        "/evolve/options",
+        json={"dna_id": dna_id, "brief": SMOKE_BRIEF, "mode": "creative", "algorithm": "PPO", "num_options": 3},
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["experiment_id"].startswith("exp_")
     assert len(body["options"]) == 3, f"expected 3 options, got {len(body['options'])}"
-    feedback = api.post("/evolve/feedback", json={"experiment_id": body["experiment_id"],
-                                                  "chosen_id": body["options"][0]["id"], "rating": 5})
+    feedback = api.post(
+        "/evolve/feedback",
+        json={"experiment_id": body["experiment_id"], "chosen_id": body["options"][0]["id"], "rating": 5},
+    )
     assert feedback.status_code == 200, feedback.text
     assert feedback.json()["status"] == "accepted"

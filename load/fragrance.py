@@ -37,8 +37,10 @@ try:
     from canary_harness.load.settings import parse_mix
     from canary_harness.load.tally import Tally
 except ImportError as exc:  # the locustfile is used on its own too (web UI, remote workers)
-    raise SystemExit(f"load/fragrance.py needs the canary-harness package: run `pip install -e .` "
-                     f"in the canary-harness checkout ({exc})") from exc
+    raise SystemExit(
+        f"load/fragrance.py needs the canary-harness package: run `pip install -e .` "
+        f"in the canary-harness checkout ({exc})"
+    ) from exc
 
 CLIENT = os.environ.get("CANARY_LOAD_CLIENT", "fast").strip() or "fast"
 if CLIENT not in ("fast", "http"):
@@ -132,8 +134,15 @@ class _Walker:
         if planned.starts_journey and planned.mode:
             STATE.tally.journey_started(planned.mode)
         extra = {} if CLIENT == "fast" else {"timeout": STATE.timeout_s}
-        with self.client.request(planned.method, planned.path, name=planned.name, json=planned.body,
-                                 headers=dict(planned.headers), catch_response=True, **extra) as response:
+        with self.client.request(
+            planned.method,
+            planned.path,
+            name=planned.name,
+            json=planned.body,
+            headers=dict(planned.headers),
+            catch_response=True,
+            **extra,
+        ) as response:
             headers = _headers(response) if response.status_code else {}
             verdict = self._walk.record(int(response.status_code or 0), headers, response.text or "")
             if verdict.ok:
@@ -161,23 +170,56 @@ class LightUser(_Walker, BaseUser):
 # --------------------------------------------------------------------------- options
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    parser.add_argument("--canary-mix", type=str, default="fast=50,balanced=35,creative=15",
-                        env_var="CANARY_LOAD_MIX",
-                        help="Journeys per LLM mode, e.g. fast=50,balanced=35,creative=15")
-    parser.add_argument("--canary-rate", type=float, default=0.0, env_var="CANARY_LOAD_RATE",
-                        help="Total requests/s over all users and workers (0: closed loop)")
-    parser.add_argument("--canary-max-requests", type=int, default=100_000,
-                        env_var="CANARY_LOAD_MAX_REQUESTS",
-                        help="Stop after this many requests in total (0: no cap)")
-    parser.add_argument("--canary-max-time", type=float, default=3600.0, env_var="CANARY_LOAD_MAX_TIME",
-                        help="Stop after this many seconds even without --run-time")
-    parser.add_argument("--canary-timeout", type=float, default=30.0, env_var="CANARY_LOAD_TIMEOUT",
-                        help="Seconds before an unanswered request counts as failed")
+    parser.add_argument(
+        "--canary-mix",
+        type=str,
+        default="fast=50,balanced=35,creative=15",
+        env_var="CANARY_LOAD_MIX",
+        help="Journeys per LLM mode, e.g. fast=50,balanced=35,creative=15",
+    )
+    parser.add_argument(
+        "--canary-rate",
+        type=float,
+        default=0.0,
+        env_var="CANARY_LOAD_RATE",
+        help="Total requests/s over all users and workers (0: closed loop)",
+    )
+    parser.add_argument(
+        "--canary-max-requests",
+        type=int,
+        default=100_000,
+        env_var="CANARY_LOAD_MAX_REQUESTS",
+        help="Stop after this many requests in total (0: no cap)",
+    )
+    parser.add_argument(
+        "--canary-max-time",
+        type=float,
+        default=3600.0,
+        env_var="CANARY_LOAD_MAX_TIME",
+        help="Stop after this many seconds even without --run-time",
+    )
+    parser.add_argument(
+        "--canary-timeout",
+        type=float,
+        default=30.0,
+        env_var="CANARY_LOAD_TIMEOUT",
+        help="Seconds before an unanswered request counts as failed",
+    )
     parser.add_argument("--canary-seed", type=int, default=-1, help="Seed of the mode draws (-1: random)")
-    parser.add_argument("--canary-stats-file", type=str, default="", include_in_web_ui=False,
-                        help="Write per-version, per-mode and failure counts as JSON here at exit")
-    parser.add_argument("--canary-workers", type=int, default=0, include_in_web_ui=False,
-                        help="Set by the master: workers sharing the rate and the request cap")
+    parser.add_argument(
+        "--canary-stats-file",
+        type=str,
+        default="",
+        include_in_web_ui=False,
+        help="Write per-version, per-mode and failure counts as JSON here at exit",
+    )
+    parser.add_argument(
+        "--canary-workers",
+        type=int,
+        default=0,
+        include_in_web_ui=False,
+        help="Set by the master: workers sharing the rate and the request cap",
+    )
 
 
 @events.init.add_listener
@@ -228,15 +270,17 @@ def _on_test_start(environment: Environment, **_kwargs: Any) -> None:
     options: Any = environment.parsed_options
     if isinstance(runner, MasterRunner):
         # Sent to the workers with the spawn message that follows: they split rate and cap by it.
-        options.canary_workers = max(1, len(runner.clients.ready + runner.clients.running
-                                             + runner.clients.spawning))
+        options.canary_workers = max(1, len(runner.clients.ready + runner.clients.running + runner.clients.spawning))
     STATE.configure(environment)
     for user_class in (JourneyUser, LightUser):  # FastHttpUser reads these when a user starts
         user_class.network_timeout = user_class.connection_timeout = STATE.timeout_s
     if isinstance(runner, WorkerRunner):
         return
-    STATE.watchdogs = [gevent.spawn_later(options.canary_max_time, _end_run, environment,
-                                           f"--canary-max-time {options.canary_max_time:g}s reached")]
+    STATE.watchdogs = [
+        gevent.spawn_later(
+            options.canary_max_time, _end_run, environment, f"--canary-max-time {options.canary_max_time:g}s reached"
+        )
+    ]
     if isinstance(runner, MasterRunner) and options.canary_max_requests > 0:
         STATE.watchdogs.append(gevent.spawn(_watch_total, environment, options.canary_max_requests))
 
@@ -260,8 +304,9 @@ def _on_test_stop(environment: Environment, **_kwargs: Any) -> None:
 
 
 @events.request.add_listener
-def _on_request(name: str, response_time: float, response: Any, exception: BaseException | None,
-                **_kwargs: Any) -> None:
+def _on_request(
+    name: str, response_time: float, response: Any, exception: BaseException | None, **_kwargs: Any
+) -> None:
     version = served_version(_headers(response)) or UNKNOWN_VERSION
     reason = None if exception is None else f"{name}: {exception}"
     STATE.tally.record(version, float(response_time or 0.0), reason)

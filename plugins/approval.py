@@ -27,12 +27,25 @@ APPROVED, DENIED = "approved", "denied"
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The approval gate's options."""
     group = parser.getgroup("canary")
-    group.addoption("--canary-approval-file", dest="canary_approval_file", metavar="PATH",
-                    help="wait until PATH exists before the stage (first word 'deny' refuses)")
-    group.addoption("--canary-approval-url", dest="canary_approval_url", metavar="URL",
-                    help='wait until URL answers {"approved": true} before the stage')
-    group.addoption("--canary-approval-timeout", dest="canary_approval_timeout", metavar="S", default="600",
-                    help="seconds to wait for the approval (default 600)")
+    group.addoption(
+        "--canary-approval-file",
+        dest="canary_approval_file",
+        metavar="PATH",
+        help="wait until PATH exists before the stage (first word 'deny' refuses)",
+    )
+    group.addoption(
+        "--canary-approval-url",
+        dest="canary_approval_url",
+        metavar="URL",
+        help='wait until URL answers {"approved": true} before the stage',
+    )
+    group.addoption(
+        "--canary-approval-timeout",
+        dest="canary_approval_timeout",
+        metavar="S",
+        default="600",
+        help="seconds to wait for the approval (default 600)",
+    )
 
 
 def _file_answer(path: Path) -> str | None:
@@ -73,19 +86,31 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     timeout = _timeout(config.getoption("canary_approval_timeout"))
     where = f"file {path}" if path else f"URL {url}"
-    say(config, f"canary: stage {options.stage}% of {options.canary_version} waits for approval "
-                 f"({where}, {timeout:g} s)")
+    say(
+        config,
+        f"canary: stage {options.stage}% of {options.canary_version} waits for approval ({where}, {timeout:g} s)",
+    )
     with httpx.Client(timeout=5.0) as client:
+
         def answer() -> str | None:
             return _file_answer(Path(path)) if path else _url_answer(client, url)
 
         try:
-            verdict = wait_until(answer, timeout, POLL_S, describe=f"an approval from {where}",
-                                 ignore=(httpx.HTTPError, ValueError, OSError))
+            verdict = wait_until(
+                answer,
+                timeout,
+                POLL_S,
+                describe=f"an approval from {where}",
+                ignore=(httpx.HTTPError, ValueError, OSError),
+            )
         except TimeoutError as exc:
-            pytest.exit(f"canary: stage {options.stage}% not approved: {exc}; the stage did not start",
-                        returncode=pytest.ExitCode.USAGE_ERROR)
+            pytest.exit(
+                f"canary: stage {options.stage}% not approved: {exc}; the stage did not start",
+                returncode=pytest.ExitCode.USAGE_ERROR,
+            )
     if verdict == DENIED:
-        pytest.exit(f"canary: stage {options.stage}% refused by {where}; the stage did not start",
-                    returncode=pytest.ExitCode.USAGE_ERROR)
+        pytest.exit(
+            f"canary: stage {options.stage}% refused by {where}; the stage did not start",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
     say(config, f"canary: stage {options.stage}% approved ({where})")

@@ -26,8 +26,13 @@ NOTIFIER_KEY = pytest.StashKey[notify.Notifier]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--canary-notify URL``, repeatable."""
     parser.getgroup("canary").addoption(
-        "--canary-notify", action="append", default=[], metavar="URL", dest="canary_notify",
-        help="post stage events (applied, verdict, rollback) as JSON to URL; repeatable; or [notify] urls")
+        "--canary-notify",
+        action="append",
+        default=[],
+        metavar="URL",
+        dest="canary_notify",
+        help="post stage events (applied, verdict, rollback) as JSON to URL; repeatable; or [notify] urls",
+    )
 
 
 @pytest.hookimpl(trylast=True)
@@ -37,8 +42,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if options is None or hasattr(config, "workerinput"):
         return
     try:
-        settings = notify.NotifySettings.from_mapping(options.toml.get("notify", {}), "canary.toml [notify]",
-                                                      config.getoption("canary_notify") or [])
+        settings = notify.NotifySettings.from_mapping(
+            options.toml.get("notify", {}), "canary.toml [notify]", config.getoption("canary_notify") or []
+        )
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from exc
     if settings.urls:

@@ -64,8 +64,9 @@ def parse_positive_float(raw: object, source: str) -> float:
     return value
 
 
-def parse_env_pairs(items: list[str] | tuple[str, ...], source: str,
-                    environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def parse_env_pairs(
+    items: list[str] | tuple[str, ...], source: str, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """``K=V`` strings into a dict; a key must be a valid environment variable name. ``K`` alone takes
     the value of ``K`` from ``environ`` (default: ours), so that a secret need not be on a command line."""
     environ = os.environ if environ is None else environ
@@ -77,8 +78,10 @@ def parse_env_pairs(items: list[str] | tuple[str, ...], source: str,
             value = environ[key]
         elif not sep or not valid:
             # Name only the part before '=': what follows may be a credential.
-            raise ConfigError(f"environment entry {key[:40]!r}{'=***' if sep else ''} ({source}): must be "
-                              "KEY=VALUE, or KEY alone for a variable set in the environment")
+            raise ConfigError(
+                f"environment entry {key[:40]!r}{'=***' if sep else ''} ({source}): must be "
+                "KEY=VALUE, or KEY alone for a variable set in the environment"
+            )
         result[key] = value
     # From here on these values are masked in every error message and output (canary_harness.redact).
     register(result)
@@ -148,18 +151,6 @@ class StackSettings:
     backend: str = "process"
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """The classic release thresholds."""
-
-    p95_seconds: Mapping[str, float] = field(
-        default_factory=lambda: {"fast": 2.5, "balanced": 3.2, "creative": 4.5}
-    )
-    error_rate: float = 0.005
-    schema_failures: int = 0
-    rl_loss_ratio: float = 2.0
-
-
 def resolve_stack_settings(
     *,
     toml: Mapping[str, Any] | None = None,
@@ -179,24 +170,66 @@ def resolve_stack_settings(
         raise ConfigError(f"canary.toml [stack] must be a table, got {section!r}")
     base = StackSettings()
     common: dict[str, Any] = {"toml": section, "environ": environ}
-    version = pick("canary-version", parse_version, None, cli=canary_version, env="CANARY_VERSION",
-                   toml_key="canary_version", **common)
+    version = pick(
+        "canary-version",
+        parse_version,
+        None,
+        cli=canary_version,
+        env="CANARY_VERSION",
+        toml_key="canary_version",
+        **common,
+    )
     return StackSettings(
-        nginx_port=pick("nginx-port", parse_port, base.nginx_port, cli=nginx_port,
-                        env="CANARY_NGINX_PORT", toml_key="nginx_port", **common),
-        production_port=pick("production-port", parse_port, base.production_port, cli=production_port,
-                             env="CANARY_PRODUCTION_PORT", toml_key="production_port", **common),
-        canary_port=pick("canary-port", parse_port, base.canary_port, cli=canary_port,
-                         env="CANARY_CANARY_PORT", toml_key="canary_port", **common),
-        run_dir=pick("run-dir", lambda raw, _src: Path(str(raw)), base.run_dir, cli=run_dir,
-                     env="CANARY_RUN_DIR", toml_key="run_dir", **common),
-        production_version=pick("production-version", parse_version, base.production_version,
-                                cli=production_version, env="CANARY_PRODUCTION_VERSION",
-                                toml_key="production_version", **common),
+        nginx_port=pick(
+            "nginx-port",
+            parse_port,
+            base.nginx_port,
+            cli=nginx_port,
+            env="CANARY_NGINX_PORT",
+            toml_key="nginx_port",
+            **common,
+        ),
+        production_port=pick(
+            "production-port",
+            parse_port,
+            base.production_port,
+            cli=production_port,
+            env="CANARY_PRODUCTION_PORT",
+            toml_key="production_port",
+            **common,
+        ),
+        canary_port=pick(
+            "canary-port",
+            parse_port,
+            base.canary_port,
+            cli=canary_port,
+            env="CANARY_CANARY_PORT",
+            toml_key="canary_port",
+            **common,
+        ),
+        run_dir=pick(
+            "run-dir",
+            lambda raw, _src: Path(str(raw)),
+            base.run_dir,
+            cli=run_dir,
+            env="CANARY_RUN_DIR",
+            toml_key="run_dir",
+            **common,
+        ),
+        production_version=pick(
+            "production-version",
+            parse_version,
+            base.production_version,
+            cli=production_version,
+            env="CANARY_PRODUCTION_VERSION",
+            toml_key="production_version",
+            **common,
+        ),
         canary_version=version,
         canary_env=parse_env_pairs(canary_env or [], "from --canary-env"),
-        backend=pick("backend", parse_backend, base.backend, cli=backend, env="CANARY_BACKEND",
-                     toml_key="backend", **common),
+        backend=pick(
+            "backend", parse_backend, base.backend, cli=backend, env="CANARY_BACKEND", toml_key="backend", **common
+        ),
     )
 
 
@@ -250,7 +283,9 @@ def _parse_text(raw: Any, source: str) -> str:
 
 
 def resolve_traffic_settings(
-    *, toml: Mapping[str, Any] | None = None, stack: StackSettings | None = None,
+    *,
+    toml: Mapping[str, Any] | None = None,
+    stack: StackSettings | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> TrafficSettings:
     """Build TrafficSettings from the environment and canary.toml [traffic]; addresses from ``stack``.
@@ -263,8 +298,9 @@ def resolve_traffic_settings(
     common: dict[str, Any] = {"toml": section, "environ": environ}
     stack = stack or StackSettings()
     mode = pick("nginx", _parse_choice(NGINX_MODES), "managed", env="CANARY_NGINX", toml_key="nginx", **common)
-    nginx_dir = pick("nginx-dir", lambda raw, _src: Path(str(raw)), None, env="CANARY_NGINX_DIR",
-                     toml_key="nginx_dir", **common)
+    nginx_dir = pick(
+        "nginx-dir", lambda raw, _src: Path(str(raw)), None, env="CANARY_NGINX_DIR", toml_key="nginx_dir", **common
+    )
     nginx_url = pick("nginx-url", _parse_url, None, env="CANARY_NGINX_URL", toml_key="nginx_url", **common)
     if mode == "external":
         for key, value in (("nginx_dir", nginx_dir), ("nginx_url", nginx_url)):
@@ -274,11 +310,17 @@ def resolve_traffic_settings(
         nginx=mode,
         nginx_dir=nginx_dir,
         nginx_url=nginx_url,
-        nginx_container=pick("nginx-container", _parse_text, None, env="CANARY_NGINX_CONTAINER",
-                             toml_key="nginx_container", **common),
+        nginx_container=pick(
+            "nginx-container", _parse_text, None, env="CANARY_NGINX_CONTAINER", toml_key="nginx_container", **common
+        ),
         nginx_bin=pick("nginx-bin", _parse_text, "nginx", toml_key="nginx_bin", **common),
-        nginx_pid_file=pick("nginx-pid-file", lambda raw, _src: Path(str(raw)), Path("/run/nginx.pid"),
-                            toml_key="nginx_pid_file", **common),
+        nginx_pid_file=pick(
+            "nginx-pid-file",
+            lambda raw, _src: Path(str(raw)),
+            Path("/run/nginx.pid"),
+            toml_key="nginx_pid_file",
+            **common,
+        ),
         production=f"{stack.host}:{stack.production_port}",
         canary=f"{stack.host}:{stack.canary_port}",
         reload_timeout=pick("reload-timeout", parse_positive_float, 10.0, toml_key="reload_timeout", **common),

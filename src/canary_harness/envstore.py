@@ -74,8 +74,11 @@ class EnvStore:
             raise StackError(f"{self.values_file}: unreadable ({type(exc).__name__})") from None
         if not isinstance(data, dict):
             raise StackError(f"{self.values_file}: not a JSON object")
-        return {str(role): {str(k): str(v) for k, v in dict(env).items()} for role, env in data.items()
-                if isinstance(env, dict)}
+        return {
+            str(role): {str(k): str(v) for k, v in dict(env).items()}
+            for role, env in data.items()
+            if isinstance(env, dict)
+        }
 
     def save(self, role: str, env: Mapping[str, str]) -> None:
         """Keep ``env`` as the environment of ``role`` (0600 file, fsynced)."""

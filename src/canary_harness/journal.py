@@ -124,8 +124,12 @@ def _entry(raw: bytes) -> JournalEntry:
     try:
         details = data.get("details", {})
         return JournalEntry(
-            float(data["time"]), str(data["event"]), data.get("version"), data.get("stage"),
-            str(data.get("actor", "unknown")), str(data.get("reason", "")),
+            float(data["time"]),
+            str(data["event"]),
+            data.get("version"),
+            data.get("stage"),
+            str(data.get("actor", "unknown")),
+            str(data.get("reason", "")),
             details if isinstance(details, dict) else {},
         )
     except (KeyError, TypeError, ValueError) as exc:

@@ -62,8 +62,14 @@ def _parse_holder(text: str) -> LockHolder | None:
     """The holder recorded in the file; None when empty or half-written (the holder is writing it)."""
     try:
         data = json.loads(text)
-        return LockHolder(int(data["pid"]), str(data["version"]), str(data["started"]), str(data["actor"]),
-                          str(data.get("command", "rollout")), str(data.get("token_sha256", "")))
+        return LockHolder(
+            int(data["pid"]),
+            str(data["version"]),
+            str(data["started"]),
+            str(data["actor"]),
+            str(data.get("command", "rollout")),
+            str(data.get("token_sha256", "")),
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -80,8 +86,9 @@ class RolloutLock:
     rollout never keeps the lock alive after the rollout ends.
     """
 
-    def __init__(self, run_dir: Path, *, version: str, command: str = "rollout",
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, *, version: str, command: str = "rollout", environ: Mapping[str, str] | None = None
+    ) -> None:
         """Bind to ``<run_dir>/rollout.lock`` (created on acquire); ``version`` is what is rolled out,
         ``command`` what holds the lock (named in a refusal); ``environ`` is where an inherited token is
         looked for (default: ours)."""
@@ -118,8 +125,12 @@ class RolloutLock:
             if holder is not None and not _alive(holder.pid):
                 holder = None  # a dead holder's record: the live one has not written its own yet
             token = self._environ.get(TOKEN_ENV, "")
-            if holder is not None and token and holder.token_sha256 and \
-                    hmac.compare_digest(_sha256(token), holder.token_sha256):
+            if (
+                holder is not None
+                and token
+                and holder.token_sha256
+                and hmac.compare_digest(_sha256(token), holder.token_sha256)
+            ):
                 self.inherited_from = holder  # a stage session of the rollout that holds the lock
                 return holder
             who = holder.describe() if holder else f"a rollout is already running (lock {self.path} held)"

@@ -63,43 +63,63 @@ def check_url(url: str, source: str) -> str:
 
 
 def _base(event: str, version: str, stage: int | None, text: str) -> dict[str, Any]:
-    return {"schema": SCHEMA, "event": event, "time": time.time(), "version": version, "stage": stage,
-            "text": text}
+    return {"schema": SCHEMA, "event": event, "time": time.time(), "version": version, "stage": stage, "text": text}
 
 
 def stage_applied(record: StageRecord) -> dict[str, Any]:
     """The canary is up and the stage's weight is in force."""
     weight = record.weight_in_force if record.weight_in_force is not None else record.stage
     what = "dry run started" if record.dry_run else f"{weight} % of traffic on the canary"
-    return {**_base("stage_applied", record.canary_version, record.stage,
-                    f"canary {record.canary_version}: stage {record.stage}% applied ({what}); observing"),
-            "production_version": record.production_version, "weight": weight, "dry_run": record.dry_run}
+    return {
+        **_base(
+            "stage_applied",
+            record.canary_version,
+            record.stage,
+            f"canary {record.canary_version}: stage {record.stage}% applied ({what}); observing",
+        ),
+        "production_version": record.production_version,
+        "weight": weight,
+        "dry_run": record.dry_run,
+    }
 
 
 def verdict(record: StageRecord) -> dict[str, Any]:
     """The stage's verdict, with each failed check's one-line message (metric, value, threshold, sample)."""
     data = record.verdict or {}
     state = str(data.get("state", "ERROR"))
-    failed = [{"name": check.get("name"), "message": check.get("message")}
-              for check in data.get("checks", []) if check.get("state") == "FAIL"]
+    failed = [
+        {"name": check.get("name"), "message": check.get("message")}
+        for check in data.get("checks", [])
+        if check.get("state") == "FAIL"
+    ]
     reason = record.error or str(data.get("reason", ""))
     warning = bool(data.get("warning"))
-    text = (f"canary {record.canary_version}: stage {record.stage}% verdict {state}"
-            f"{' (with warning)' if warning else ''}: {reason}")
-    return {**_base("verdict", record.canary_version, record.stage, text), "state": state, "warning": warning,
-            "reason": reason, "elapsed_s": data.get("elapsed_s"), "failed_checks": failed,
-            "harness_error": record.error}
+    text = (
+        f"canary {record.canary_version}: stage {record.stage}% verdict {state}"
+        f"{' (with warning)' if warning else ''}: {reason}"
+    )
+    return {
+        **_base("verdict", record.canary_version, record.stage, text),
+        "state": state,
+        "warning": warning,
+        "reason": reason,
+        "elapsed_s": data.get("elapsed_s"),
+        "failed_checks": failed,
+        "harness_error": record.error,
+    }
 
 
-def rollback(version: str, stage: int | None, reason: str, weight_after: int | None,
-             ok: bool = True) -> dict[str, Any]:
+def rollback(version: str, stage: int | None, reason: str, weight_after: int | None, ok: bool = True) -> dict[str, Any]:
     """A rollback ran (``ok``) or could not restore weight 0 (the canary may still receive traffic)."""
     if ok:
         text = f"canary {version}: rolled back at stage {stage}% (weight now {weight_after} %): {reason}"
     else:
         text = f"canary {version}: ROLLBACK FAILED at stage {stage}%: {reason}; run `canary rollback`"
-    return {**_base("rollback" if ok else "rollback_failed", version, stage, text), "reason": reason,
-            "weight_after": weight_after}
+    return {
+        **_base("rollback" if ok else "rollback_failed", version, stage, text),
+        "reason": reason,
+        "weight_after": weight_after,
+    }
 
 
 def promotion(version: str) -> dict[str, Any]:
@@ -137,7 +157,7 @@ class Notifier:
                 if 400 <= response.status_code < 500 and response.status_code != 429:
                     break  # the receiver refuses this event: asking again will not help
             if attempt + 1 < attempts:
-                time.sleep(self.settings.backoff_s * (2 ** attempt))  # back off before the next attempt
+                time.sleep(self.settings.backoff_s * (2**attempt))  # back off before the next attempt
         self.warn(f"canary: notify {url}: {event['event']} not delivered ({last}); the stage goes on")
 
     def close(self) -> None:

@@ -57,7 +57,7 @@ def write_private(path: Path, data: str | bytes) -> None:
         os.fchmod(fd, PRIVATE_FILE_MODE)  # O_CREAT's mode only applies to a new file
         view = memoryview(raw)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -54,8 +54,10 @@ def format_table(verdict: StageVerdict) -> str:
             f"{check.name:<24} {check.state.value:<13} {measured:>12} {threshold:>10} "
             f"{check.sample_size:>8.0f}  {check.message}"
         )
-    rows.append(f"stage verdict: {verdict.state.value}{' (with warning)' if verdict.warning else ''} "
-                f"after {verdict.elapsed_s:.0f}s: {verdict.reason}")
+    rows.append(
+        f"stage verdict: {verdict.state.value}{' (with warning)' if verdict.warning else ''} "
+        f"after {verdict.elapsed_s:.0f}s: {verdict.reason}"
+    )
     rows.append(f"stage outcome: {outcome_summary(verdict)}")
     return "\n".join(rows)
 
@@ -63,8 +65,9 @@ def format_table(verdict: StageVerdict) -> str:
 class ProgressPrinter:
     """Prints progress lines: every tick on a terminal (overwriting), every ``interval`` s in logs."""
 
-    def __init__(self, write: Callable[[str], None] | None = None, *, stream: TextIO | None = None,
-                 interval: float = 10.0) -> None:
+    def __init__(
+        self, write: Callable[[str], None] | None = None, *, stream: TextIO | None = None, interval: float = 10.0
+    ) -> None:
         self._stream = stream or sys.stdout
         self._write = write
         self._live = write is None and is_interactive(self._stream)

@@ -55,9 +55,11 @@ class RollbackResult:
             return f"nothing to roll back: {'; '.join(self.notes)}"
         canary = "stopped" if self.canary_stopped else "not running" if self.version is None else "left running"
         notes = f" ({'; '.join(self.notes)})" if self.notes else ""
-        return (f"rolled back {self.version or '(no canary running)'}: weight {self.weight_after}% in force, "
-                f"{self.probe.get('canary', 0)}/{self.probe.get('total', 0)} verification requests reached "
-                f"the canary, canary {canary}{notes}")
+        return (
+            f"rolled back {self.version or '(no canary running)'}: weight {self.weight_after}% in force, "
+            f"{self.probe.get('canary', 0)}/{self.probe.get('total', 0)} verification requests reached "
+            f"the canary, canary {canary}{notes}"
+        )
 
 
 def _journal(settings: StackSettings, event: str, result: RollbackResult | None, **fields: Any) -> None:
@@ -80,9 +82,16 @@ def _upstream_file_weight(traffic: object) -> int | None:
         return None
 
 
-def withdraw(settings: StackSettings, *, version: str | None, stage: int | None, reason: str,
-             actor: str | None = None, since: float | None = None,
-             external: ExternalNginxController | None = None) -> RollbackResult:
+def withdraw(
+    settings: StackSettings,
+    *,
+    version: str | None,
+    stage: int | None,
+    reason: str,
+    actor: str | None = None,
+    since: float | None = None,
+    external: ExternalNginxController | None = None,
+) -> RollbackResult:
     """Weight 0 in force, proven by VERIFY_REQUESTS requests: none reaches the canary and production
     answers every one with 2xx. Raises RollbackError (journal ``rollback_failed``) otherwise.
 
@@ -107,14 +116,26 @@ def withdraw(settings: StackSettings, *, version: str | None, stage: int | None,
         result.seconds_to_zero = round(time.monotonic() - started, 3)
         split = probe_split(traffic.base_url, VERIFY_REQUESTS)
     except CanaryError as exc:
-        _journal(settings, "rollback_failed", None, version=version, stage=stage, reason=f"{reason}: {exc}",
-                 actor=actor)
-        raise RollbackError(f"rollback of {version or 'the canary'} could not set or verify weight 0: {exc}. "
-                            "Next: `canary stack status`, then `canary rollback`") from exc
+        _journal(
+            settings, "rollback_failed", None, version=version, stage=stage, reason=f"{reason}: {exc}", actor=actor
+        )
+        raise RollbackError(
+            f"rollback of {version or 'the canary'} could not set or verify weight 0: {exc}. "
+            "Next: `canary stack status`, then `canary rollback`"
+        ) from exc
     result.probe = split.to_dict()
     if result.weight_after != 0 or split.canary != 0:
-        _journal(settings, "rollback_failed", None, version=version, stage=stage, reason=reason, actor=actor,
-                 weight_after=result.weight_after, probe=result.probe)
+        _journal(
+            settings,
+            "rollback_failed",
+            None,
+            version=version,
+            stage=stage,
+            reason=reason,
+            actor=actor,
+            weight_after=result.weight_after,
+            probe=result.probe,
+        )
         raise RollbackError(
             f"rollback of {version}: weight in force {result.weight_after}, "
             f"{split.canary} of {split.total} verification requests still reached the canary. "
@@ -122,9 +143,18 @@ def withdraw(settings: StackSettings, *, version: str | None, stage: int | None,
         )
     if split.ok != split.total or split.production != split.total:
         # 0 requests reached the canary, but users get errors: that is not a successful rollback.
-        _journal(settings, "rollback_failed", None, version=version, stage=stage, actor=actor,
-                 reason=f"{reason}: production does not answer", weight_after=result.weight_after,
-                 probe=result.probe, canary_kept=True)
+        _journal(
+            settings,
+            "rollback_failed",
+            None,
+            version=version,
+            stage=stage,
+            actor=actor,
+            reason=f"{reason}: production does not answer",
+            weight_after=result.weight_after,
+            probe=result.probe,
+            canary_kept=True,
+        )
         statuses = ", ".join(f"{status}: {count}" for status, count in sorted(split.by_status.items()))
         raise RollbackError(
             f"rollback of {version}: weight 0 % in force but only {split.ok} of {split.total} verification "
@@ -135,17 +165,30 @@ def withdraw(settings: StackSettings, *, version: str | None, stage: int | None,
     return result
 
 
-def finish(settings: StackSettings, result: RollbackResult, *, keep_canary: bool = False,
-           actor: str | None = None, external: ExternalNginxController | None = None) -> RollbackResult:
+def finish(
+    settings: StackSettings,
+    result: RollbackResult,
+    *,
+    keep_canary: bool = False,
+    actor: str | None = None,
+    external: ExternalNginxController | None = None,
+) -> RollbackResult:
     """After a successful ``withdraw``: stop the canary (unless kept, or behind the user's own NGINX:
     services given by URL are never stopped), then one journal ``rollback`` entry."""
     state = load_state(settings.run_dir)
     if not keep_canary and external is None and state is not None and state.canary is not None:
         LocalStack(settings).stop_canary()
         result.canary_stopped = True
-    _journal(settings, "rollback", result, version=result.version, stage=result.stage, reason=result.reason,
-             actor=actor,
-             **{k: v for k, v in result.to_dict().items() if k not in ("version", "stage", "reason")})
+    _journal(
+        settings,
+        "rollback",
+        result,
+        version=result.version,
+        stage=result.stage,
+        reason=result.reason,
+        actor=actor,
+        **{k: v for k, v in result.to_dict().items() if k not in ("version", "stage", "reason")},
+    )
     return result
 
 

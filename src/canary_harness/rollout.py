@@ -88,9 +88,20 @@ class RolloutPlan:
 
     def stage_command(self, stage: int) -> list[str]:
         """The pytest command line of one stage (printed in the banner so it can be re-run by hand)."""
-        command = [sys.executable, "-m", "pytest", "--canary-version", self.version, "--stage", str(stage),
-                   "--production-version", self.stack.production_version,
-                   f"--canary-run-dir={self.stack.run_dir}", "--backend", self.stack.backend]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--canary-version",
+            self.version,
+            "--stage",
+            str(stage),
+            "--production-version",
+            self.stack.production_version,
+            f"--canary-run-dir={self.stack.run_dir}",
+            "--backend",
+            self.stack.backend,
+        ]
         if self.observation_period is not None:
             command += ["--observation-period", f"{self.observation_period:g}"]
         if self.dry_run:
@@ -115,9 +126,11 @@ class RolloutPlan:
 
     def env_note(self) -> str:
         """How the banner shows the services' environment: names only (``KEY=***``)."""
-        parts = [f"--{flag} {show_env({key: value})}" for flag, env in
-                 (("canary-env", self.canary_env), ("production-env", self.production_env))
-                 for key, value in env.items()]
+        parts = [
+            f"--{flag} {show_env({key: value})}"
+            for flag, env in (("canary-env", self.canary_env), ("production-env", self.production_env))
+            for key, value in env.items()
+        ]
         return f" (plus {' '.join(parts)}, passed by environment)" if parts else ""
 
 
@@ -150,15 +163,16 @@ class _StopRequest:
 
 
 def _rolled_back_since(run_dir: Path, version: str, since: float) -> bool:
-    return any(entry.time >= since and entry.version == version and entry.event in ("rollback", "rollback_failed")
-               for entry in journal.read(run_dir))
+    return any(
+        entry.time >= since and entry.version == version and entry.event in ("rollback", "rollback_failed")
+        for entry in journal.read(run_dir)
+    )
 
 
 def _last_stage_verdict(run_dir: Path, version: str, stage: int, since: float) -> journal.JournalEntry | None:
     found = None
     for entry in journal.read(run_dir):
-        if entry.time >= since and entry.event == "stage_verdict" and entry.version == version \
-                and entry.stage == stage:
+        if entry.time >= since and entry.event == "stage_verdict" and entry.version == version and entry.stage == stage:
             found = entry
     return found
 
@@ -168,8 +182,14 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None], lock: RolloutLock
     sessions inherit ``lock`` (held by the caller) instead of being refused by it."""
     outcomes: list[StageOutcome] = []
     run_dir = plan.stack.run_dir
-    journal.append(run_dir, "rollout_start", version=plan.version, reason="canary rollout",
-                   stages=list(plan.stages), dry_run=plan.dry_run)
+    journal.append(
+        run_dir,
+        "rollout_start",
+        version=plan.version,
+        reason="canary rollout",
+        stages=list(plan.stages),
+        dry_run=plan.dry_run,
+    )
     with _StopRequest() as stop:
         for stage in plan.stages:
             if stop.signal is not None:
@@ -178,36 +198,67 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None], lock: RolloutLock
             started, wall = time.monotonic(), time.time()
             environ = plan.stage_environ({**os.environ, "CANARY_ACTOR": os.environ.get("CANARY_ACTOR", "rollout")})
             # Its own process group: the terminal's Ctrl-C goes to the rollout only, which forwards it once.
-            stop.child = subprocess.Popen(plan.stage_command(stage), cwd=plan.workdir, process_group=0,
-                                          env=lock.child_environ(environ) if lock else environ)
+            stop.child = subprocess.Popen(
+                plan.stage_command(stage),
+                cwd=plan.workdir,
+                process_group=0,
+                env=lock.child_environ(environ) if lock else environ,
+            )
             code = _wait(stop.child, stop)
             stop.child = None
-            if code != 0 and "--no-rollback" not in plan.pytest_args and not plan.dry_run \
-                    and not _rolled_back_since(run_dir, plan.version, wall):
+            if (
+                code != 0
+                and "--no-rollback" not in plan.pytest_args
+                and not plan.dry_run
+                and not _rolled_back_since(run_dir, plan.version, wall)
+            ):
                 # The stage session died before its own rollback (killed, out of memory): do it here.
-                rollback(plan.stack, version=plan.version, stage=stage, actor="rollout",
-                         reason=f"stage session exited {code} without rolling back")
+                rollback(
+                    plan.stack,
+                    version=plan.version,
+                    stage=stage,
+                    actor="rollout",
+                    reason=f"stage session exited {code} without rolling back",
+                )
             entry = _last_stage_verdict(run_dir, plan.version, stage, wall)
             if code == 0 and (entry is None or not entry.details.get("passed")):
                 code = 1  # exit 0 without a passing verdict: the session ran no stage (e.g. --collect-only)
-            outcome = StageOutcome(stage, code, time.monotonic() - started,
-                                   reason=entry.reason if entry else f"stage session exited {code} without a verdict",
-                                   record=entry.details.get("record") if entry else None)
+            outcome = StageOutcome(
+                stage,
+                code,
+                time.monotonic() - started,
+                reason=entry.reason if entry else f"stage session exited {code} without a verdict",
+                record=entry.details.get("record") if entry else None,
+            )
             outcomes.append(outcome)
-            say(f"--- stage {stage}%: {'PASSED' if outcome.passed else 'FAILED'} in {outcome.seconds:.0f}s"
-                f": {outcome.reason} ---")
+            say(
+                f"--- stage {stage}%: {'PASSED' if outcome.passed else 'FAILED'} in {outcome.seconds:.0f}s"
+                f": {outcome.reason} ---"
+            )
             if not outcome.passed:
                 break
     completed = len(outcomes) == len(plan.stages) and all(item.passed for item in outcomes)
     signal_name = signal.Signals(stop.signal).name if stop.signal is not None else None
-    journal.append(run_dir, "rollout_end", version=plan.version,
-                   reason="completed" if completed else ("interrupted" if signal_name else "stage failed"),
-                   passed=completed, stages=list(plan.stages), dry_run=plan.dry_run,
-                   outcomes=[vars(item) for item in outcomes], signal=signal_name)
+    journal.append(
+        run_dir,
+        "rollout_end",
+        version=plan.version,
+        reason="completed" if completed else ("interrupted" if signal_name else "stage failed"),
+        passed=completed,
+        stages=list(plan.stages),
+        dry_run=plan.dry_run,
+        outcomes=[vars(item) for item in outcomes],
+        signal=signal_name,
+    )
     if signal_name and not plan.dry_run and not (outcomes and not outcomes[-1].passed):
         # The signal came between stages (or the stage ended first): nothing rolled back yet.
-        rollback(plan.stack, version=plan.version, stage=outcomes[-1].stage if outcomes else None,
-                 reason=f"rollout interrupted by {signal_name}", actor="rollout")
+        rollback(
+            plan.stack,
+            version=plan.version,
+            stage=outcomes[-1].stage if outcomes else None,
+            reason=f"rollout interrupted by {signal_name}",
+            actor="rollout",
+        )
     return outcomes
 
 
@@ -231,8 +282,11 @@ def completed_rollout(run_dir: Path, version: str) -> journal.JournalEntry | Non
         if entry.version != version:
             continue
         if entry.event == "rollout_end":
-            full = entry.details.get("passed") and not entry.details.get("dry_run") \
+            full = (
+                entry.details.get("passed")
+                and not entry.details.get("dry_run")
                 and (entry.details.get("stages") or [0])[-1] == 100
+            )
             found = entry if full else None
         elif entry.event in ("rollback", "promote"):
             found = None
@@ -277,13 +331,17 @@ def format_summary(plan: RolloutPlan, outcomes: Sequence[StageOutcome], *, rollb
         else:
             lines.append(f"Next: canary promote --version {plan.version}   (production becomes {plan.version})")
     elif rollback_failed:
-        lines.append("ROLLBACK FAILED: the canary may still receive traffic or users may get errors (see the "
-                     "stage output above). Next: canary stack status; canary rollback; canary history")
+        lines.append(
+            "ROLLBACK FAILED: the canary may still receive traffic or users may get errors (see the "
+            "stage output above). Next: canary stack status; canary rollback; canary history"
+        )
     elif plan.dry_run:
         lines.append("Dry run failed: no traffic was moved and nothing was rolled back. Next: the stage output above")
     else:
-        lines.append("The canary was rolled back to 0 %. Next: canary history; the stage output above; "
-                     f"canary logs in {plan.stack.run_dir}/logs")
+        lines.append(
+            "The canary was rolled back to 0 %. Next: canary history; the stage output above; "
+            f"canary logs in {plan.stack.run_dir}/logs"
+        )
     return "\n".join(lines)
 
 
@@ -294,8 +352,10 @@ def promote(settings: StackSettings, version: str, say: Callable[[str], None]) -
     require_completed_rollout(run_dir, version)
     state = load_state(run_dir)
     if state is None or state.canary is None or state.production is None or state.canary.version != version:
-        raise RolloutError(f"promotion of {version} refused: no canary {version} is running in the stack "
-                           f"recorded in {run_dir} (see canary stack status)")
+        raise RolloutError(
+            f"promotion of {version} refused: no canary {version} is running in the stack "
+            f"recorded in {run_dir} (see canary stack status)"
+        )
     stack = LocalStack(settings)
     traffic = stack.traffic()
     if traffic.canary_weight() != 100:
@@ -311,6 +371,12 @@ def promote(settings: StackSettings, version: str, say: Callable[[str], None]) -
     if split.canary != 0 or set(versions) - {version}:
         raise RolloutError(f"promotion of {version}: after the switch the traffic probe saw {versions}")
     stack.stop_canary()
-    journal.append(run_dir, "promote", version=version, reason="production now runs the release",
-                   previous_production=state.production.version, probe=split.to_dict())
+    journal.append(
+        run_dir,
+        "promote",
+        version=version,
+        reason="production now runs the release",
+        previous_production=state.production.version,
+        probe=split.to_dict(),
+    )
     say(f"canary: {version} promoted: production serves it, canary stopped, weight 0 %")

@@ -54,26 +54,35 @@ def run_smoke(client: httpx.Client, *, expected_version: str | None, mode: str =
         health = client.get("/health")
         body = _object(health) if health.status_code == 200 else {}
         version = body.get("version")
-        ok = health.status_code == 200 and body.get("status") == "healthy" and (
-            expected_version is None or version == expected_version)
-        if not record("GET /health", health, ok, f"status={body.get('status')} version={version} "
-                      f"(expected {expected_version})"):
+        ok = (
+            health.status_code == 200
+            and body.get("status") == "healthy"
+            and (expected_version is None or version == expected_version)
+        )
+        if not record(
+            "GET /health", health, ok, f"status={body.get('status')} version={version} (expected {expected_version})"
+        ):
             return steps
         created = _post(client, "/dna/create", {"brief": SMOKE_BRIEF, "mode": "fast"})
         dna_id = str(_object(created).get("dna_id", "")) if created.status_code == 200 else ""
         if not record("POST /dna/create", created, dna_id.startswith("dna_"), f"dna_id={dna_id!r}"):
             return steps
-        options = _post(client, "/evolve/options", {"dna_id": dna_id, "brief": SMOKE_BRIEF, "mode": mode,
-                                                     "algorithm": "PPO", "num_options": 3})
+        options = _post(
+            client,
+            "/evolve/options",
+            {"dna_id": dna_id, "brief": SMOKE_BRIEF, "mode": mode, "algorithm": "PPO", "num_options": 3},
+        )
         payload = _object(options) if options.status_code == 200 else {}
         choices = payload.get("options", [])
         experiment = payload.get("experiment_id", "")
         ok = options.status_code == 200 and len(choices) == 3 and str(experiment).startswith("exp_")
-        if not record(f"POST /evolve/options [{mode}]", options, ok,
-                      f"experiment_id={experiment!r} options={len(choices)}"):
+        if not record(
+            f"POST /evolve/options [{mode}]", options, ok, f"experiment_id={experiment!r} options={len(choices)}"
+        ):
             return steps
-        feedback = _post(client, "/evolve/feedback", {"experiment_id": experiment,
-                                                       "chosen_id": choices[0]["id"], "rating": 4})
+        feedback = _post(
+            client, "/evolve/feedback", {"experiment_id": experiment, "chosen_id": choices[0]["id"], "rating": 4}
+        )
         status = _object(feedback).get("status") if feedback.status_code == 200 else None
         record("POST /evolve/feedback", feedback, status == "accepted", f"status={status!r}")
     except (httpx.HTTPError, ValueError, TypeError, KeyError, IndexError) as exc:

@@ -116,6 +116,7 @@ class StackState:
         """Inverse of ``to_json``; StackError naming ``source`` when malformed."""
         if not isinstance(data, Mapping) or data.get("format") != STATE_FORMAT:
             raise StackError(f"{source}: not a stack state file of format {STATE_FORMAT}")
+
         def service(role: str) -> ServiceHandle | None:
             entry = data.get(role)
             return ServiceHandle.from_json(entry, source) if entry else None
@@ -298,7 +299,11 @@ class LocalStack:
 
     # ------------------------------------------------------------------ lifecycle
     def up(
-        self, *, with_canary: bool, canary_weight: int = 0, production_url: str | None = None,
+        self,
+        *,
+        with_canary: bool,
+        canary_weight: int = 0,
+        production_url: str | None = None,
         canary_url: str | None = None,
     ) -> StackState:
         """Start production, the canary if asked, then NGINX at ``canary_weight``; record everything.
@@ -309,9 +314,7 @@ class LocalStack:
         """
         s = self.settings
         if with_canary and not s.canary_version and not canary_url:
-            raise ConfigError(
-                "canary version: required to start a canary (--canary-version or CANARY_VERSION)"
-            )
+            raise ConfigError("canary version: required to start a canary (--canary-version or CANARY_VERSION)")
         if type(canary_weight) is not int or not 0 <= canary_weight <= 100:
             raise ConfigError(f"canary weight {canary_weight!r}: must be an integer in 0..100")
         if canary_weight and not with_canary:
@@ -325,8 +328,7 @@ class LocalStack:
             alive = self._alive(existing)
             if alive:
                 raise StackError(
-                    f"a stack is already up in {self.run_dir} ({', '.join(alive)}); "
-                    "run `canary stack down` first"
+                    f"a stack is already up in {self.run_dir} ({', '.join(alive)}); run `canary stack down` first"
                 )
         private_dir(self.run_dir)
         state = StackState(run_dir=self.run_dir)
@@ -350,9 +352,7 @@ class LocalStack:
                 state = replace(state, canary=canary)
                 state.save()
             elif with_canary:
-                canary = self._start(
-                    self._spec("canary", str(s.canary_version), s.canary_port, s.canary_env)
-                )
+                canary = self._start(self._spec("canary", str(s.canary_version), s.canary_port, s.canary_env))
                 state = replace(state, canary=canary)
                 state.save()
             record = NginxRecord(
@@ -445,7 +445,8 @@ class LocalStack:
 
         recorded = {h.container_id for h in (state.production, state.canary) if h} if state else set()
         wanted = self.settings.backend == "docker" or any(
-            h.backend == "docker" for h in ((state.production, state.canary) if state else ()) if h)
+            h.backend == "docker" for h in ((state.production, state.canary) if state else ()) if h
+        )
         try:
             found = DockerBackend().find_containers(self.run_dir)
         except BackendError:

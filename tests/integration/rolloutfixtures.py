@@ -97,8 +97,11 @@ class BackgroundRollout:
             os.killpg(self.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
         self._output.close()
-        wait_until(lambda: not process_group_members(self.pid), 15,
-                   describe=f"every process of the rollout's group {self.pid} to exit")
+        wait_until(
+            lambda: not process_group_members(self.pid),
+            15,
+            describe=f"every process of the rollout's group {self.pid} to exit",
+        )
 
 
 @dataclass
@@ -116,17 +119,19 @@ class RolloutCli:
     def env(self) -> dict[str, str]:
         """The commands' environment: ours minus any CANARY_* setting, plus this stack's ports."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("CANARY_")}
-        env.update({
-            "CANARY_NGINX_PORT": str(self.nginx_port),
-            "CANARY_PRODUCTION_PORT": str(self.production_port),
-            "CANARY_CANARY_PORT": str(self.canary_port),
-            # The load these tests were written for: 20 closed-loop users, not --load-rate auto's.
-            "CANARY_LOAD_RATE": "0",
-            # Services started by `canary stack up` inherit this; stage sessions also get it as flags.
-            "FRAGRANCE_LATENCY_SCALE": "0.05",
-            # Stage output reaches the log file as it is printed, so tests can wait for it.
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "CANARY_NGINX_PORT": str(self.nginx_port),
+                "CANARY_PRODUCTION_PORT": str(self.production_port),
+                "CANARY_CANARY_PORT": str(self.canary_port),
+                # The load these tests were written for: 20 closed-loop users, not --load-rate auto's.
+                "CANARY_LOAD_RATE": "0",
+                # Services started by `canary stack up` inherit this; stage sessions also get it as flags.
+                "FRAGRANCE_LATENCY_SCALE": "0.05",
+                # Stage output reaches the log file as it is printed, so tests can wait for it.
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     @property
@@ -143,15 +148,23 @@ class RolloutCli:
 
     def __call__(self, *args: str, timeout: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
         """Run one command to completion (bounded by ``timeout``) and capture its output."""
-        return subprocess.run(self.argv(*args), cwd=REPO, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        return subprocess.run(
+            self.argv(*args), cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
 
     def start(self, *args: str) -> BackgroundRollout:
         """Start a command in the background, in its own session; stopped at teardown if still running."""
         log = self.logs_dir / f"background-{len(self.background)}.log"
         output = log.open("wb")
-        process = subprocess.Popen(self.argv(*args), cwd=REPO, env=self.env, stdin=subprocess.DEVNULL,
-                                   stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            self.argv(*args),
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         run = BackgroundRollout(process, log, output)
         self.background.append(run)
         return run
@@ -169,14 +182,21 @@ class RolloutCli:
         """Who serves ``requests`` real GET /health through NGINX."""
         return probe_split(self.base_url, requests)
 
-    def wait_for_entry(self, describe: str, match: Callable[[JournalEntry], bool],
-                       timeout: float = 60.0, run: BackgroundRollout | None = None) -> JournalEntry:
+    def wait_for_entry(
+        self,
+        describe: str,
+        match: Callable[[JournalEntry], bool],
+        timeout: float = 60.0,
+        run: BackgroundRollout | None = None,
+    ) -> JournalEntry:
         """The first journal entry matching ``match``; fails fast if ``run`` exits before it appears."""
+
         def found() -> JournalEntry | None:
             entry = next((item for item in self.journal() if match(item)), None)
             if entry is None and run is not None and run.process.poll() is not None:
-                raise AssertionError(f"the rollout exited ({run.process.returncode}) before {describe}:\n"
-                                     f"{run.output()[-4000:]}")
+                raise AssertionError(
+                    f"the rollout exited ({run.process.returncode}) before {describe}:\n{run.output()[-4000:]}"
+                )
             return entry
 
         entry = wait_until(found, timeout, interval=0.1, describe=describe)
@@ -185,19 +205,26 @@ class RolloutCli:
 
     def wait_for_output(self, run: BackgroundRollout, text: str, timeout: float = 60.0) -> None:
         """Wait until the background command has printed ``text``."""
+
         def printed() -> bool:
             if text in run.output():
                 return True
             if run.process.poll() is not None:
-                raise AssertionError(f"the rollout exited ({run.process.returncode}) before printing "
-                                     f"{text!r}:\n{run.output()[-4000:]}")
+                raise AssertionError(
+                    f"the rollout exited ({run.process.returncode}) before printing {text!r}:\n{run.output()[-4000:]}"
+                )
             return False
 
         wait_until(printed, timeout, interval=0.1, describe=f"{text!r} in the rollout's output")
 
 
-def rollout_args(*flags: str, version: str = CANARY_VERSION, stages: str | None = None,
-                 period: float = 4, pytest_args: Sequence[str] = ("-q",)) -> tuple[str, ...]:
+def rollout_args(
+    *flags: str,
+    version: str = CANARY_VERSION,
+    stages: str | None = None,
+    period: float = 4,
+    pytest_args: Sequence[str] = ("-q",),
+) -> tuple[str, ...]:
     """``rollout --version V [--stages S] --observation-period P <fast services> FLAGS -- PYTEST_ARGS``."""
     args = ["rollout", "--version", version, "--observation-period", f"{period:g}", *SERVICE_FLAGS, *flags]
     if stages is not None:
@@ -207,8 +234,7 @@ def rollout_args(*flags: str, version: str = CANARY_VERSION, stages: str | None 
 
 def describe(result: subprocess.CompletedProcess[str]) -> str:
     """The end of a command's output, for assertion messages."""
-    return f"exit {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n" \
-           f"{result.stderr[-2000:]}"
+    return f"exit {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-2000:]}"
 
 
 @contextmanager
@@ -226,8 +252,7 @@ def rollout_cli_in(base: Path) -> Iterator[RolloutCli]:
         started = time.monotonic()
         down = cli("stack", "down", timeout=60)
         if down.returncode != 0:
-            raise RuntimeError(f"canary stack down failed after {time.monotonic() - started:.0f}s: "
-                               f"{describe(down)}")
+            raise RuntimeError(f"canary stack down failed after {time.monotonic() - started:.0f}s: {describe(down)}")
 
 
 @pytest.fixture

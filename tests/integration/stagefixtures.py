@@ -131,8 +131,11 @@ class StageRun:
 
     def not_passed(self, module: str = "") -> dict[str, Outcome]:
         """Checks that failed or errored, optionally only those of one module."""
-        return {key: item for key, item in self.outcomes().items()
-                if item.outcome in ("failed", "error") and key.startswith(module)}
+        return {
+            key: item
+            for key, item in self.outcomes().items()
+            if item.outcome in ("failed", "error") and key.startswith(module)
+        }
 
     def canary_pid(self) -> int:
         """PID of the canary this stage used, from the startup line of its structured log."""
@@ -193,18 +196,41 @@ class StageRunner:
 
     def environ(self) -> dict[str, str]:
         """The session's environment: no CANARY_*, PYTEST_* or FRAGRANCE_* from ours; our free ports."""
-        env = {name: value for name, value in os.environ.items()
-               if not name.startswith(("CANARY_", "PYTEST_", "FRAGRANCE_"))}
-        env.update(CANARY_NGINX_PORT=str(self.nginx_port), CANARY_PRODUCTION_PORT=str(self.production_port),
-                   CANARY_CANARY_PORT=str(self.canary_port), CANARY_LOAD_RATE=OLD_FIXED_LOAD)
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("CANARY_", "PYTEST_", "FRAGRANCE_"))
+        }
+        env.update(
+            CANARY_NGINX_PORT=str(self.nginx_port),
+            CANARY_PRODUCTION_PORT=str(self.production_port),
+            CANARY_CANARY_PORT=str(self.canary_port),
+            CANARY_LOAD_RATE=OLD_FIXED_LOAD,
+        )
         return env
 
     def command(self, stage: int, period: float, extra: Sequence[str], faults: str, junit: Path) -> list[str]:
         """The stage session's argv; ``faults`` goes into the canary's FRAGRANCE_FAULTS."""
-        argv = [sys.executable, "-m", "pytest", "--canary-version", CANARY_VERSION, "--stage", str(stage),
-                "--observation-period", f"{period:g}", f"--canary-run-dir={self.run_dir}",
-                "--canary-env", LATENCY_ENV, "--production-env", LATENCY_ENV,
-                "-p", "no:cacheprovider", f"--junitxml={junit}", "-q"]
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--canary-version",
+            CANARY_VERSION,
+            "--stage",
+            str(stage),
+            "--observation-period",
+            f"{period:g}",
+            f"--canary-run-dir={self.run_dir}",
+            "--canary-env",
+            LATENCY_ENV,
+            "--production-env",
+            LATENCY_ENV,
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            "-q",
+        ]
         if faults:
             argv += ["--canary-env", f"FRAGRANCE_FAULTS={faults}"]
         return argv + list(extra)
@@ -215,9 +241,15 @@ class StageRunner:
         log = self.base / f"session-{self._count}.log"
         junit = self.base / f"session-{self._count}.xml"
         output = log.open("wb")
-        process = subprocess.Popen(self.command(stage, period, extra, faults, junit), cwd=REPO,
-                                   env=self.environ(), stdin=subprocess.DEVNULL, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            self.command(stage, period, extra, faults, junit),
+            cwd=REPO,
+            env=self.environ(),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         running = BackgroundStage(process, log, junit, time.monotonic(), output)
         self._running.append(running)
         return running
@@ -228,8 +260,9 @@ class StageRunner:
             returncode = running.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self._stop(running)
-            raise AssertionError(f"stage session still running after {timeout:g} s:\n"
-                                 f"{running.output()[-4000:]}") from None
+            raise AssertionError(
+                f"stage session still running after {timeout:g} s:\n{running.output()[-4000:]}"
+            ) from None
         duration = time.monotonic() - running.started
         running.output_file.close()
         self._running.remove(running)
@@ -244,8 +277,10 @@ class StageRunner:
 
         def seen() -> re.Match[str] | None:
             if running.process.poll() is not None:
-                raise AssertionError(f"the session ended (exit {running.process.returncode}) before "
-                                     f"printing {pattern!r}:\n{running.output()[-4000:]}")
+                raise AssertionError(
+                    f"the session ended (exit {running.process.returncode}) before "
+                    f"printing {pattern!r}:\n{running.output()[-4000:]}"
+                )
             return re.search(pattern, running.output())
 
         match = wait_until(seen, timeout, 0.1, f"{pattern!r} in the session's output")

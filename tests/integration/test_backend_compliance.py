@@ -68,11 +68,23 @@ class Harness:
     run_dir: Path
     handles: list[ServiceHandle]
 
-    def spec(self, version: str = "v0.2.0", *, role: str = "canary", port: int | None = None,
-             env: dict[str, str] | None = None) -> ServiceSpec:
+    def spec(
+        self,
+        version: str = "v0.2.0",
+        *,
+        role: str = "canary",
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ServiceSpec:
         """A spec on a free port (unless given), logging into the run dir."""
-        return ServiceSpec(role=role, version=version, port=port or free_port(), env={**FAST_ENV, **(env or {})},
-                           log_path=self.run_dir / "logs" / f"{role}.log", run_dir=self.run_dir)
+        return ServiceSpec(
+            role=role,
+            version=version,
+            port=port or free_port(),
+            env={**FAST_ENV, **(env or {})},
+            log_path=self.run_dir / "logs" / f"{role}.log",
+            run_dir=self.run_dir,
+        )
 
     def start(self, spec: ServiceSpec) -> ServiceHandle:
         """Start ``spec`` and remember the handle for teardown."""

@@ -127,8 +127,9 @@ def test_local_stack_on_compose(compose_test_image: str, run_dir: Path) -> None:
         status = stack.status()
         assert status.ok and status.canary_weight == 25, status
         services = {
-            run(["docker", "inspect", "--format", '{{ index .Config.Labels "com.docker.compose.service" }}', c])
-            .stdout.strip()
+            run(
+                ["docker", "inspect", "--format", '{{ index .Config.Labels "com.docker.compose.service" }}', c]
+            ).stdout.strip()
             for c in project_containers(run_dir / "logs")
         }
         assert services == {"app", "app-canary"}

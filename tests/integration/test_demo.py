@@ -74,11 +74,21 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     """A place for one demo run on free ports; everything it started is stopped at teardown."""
     nginx, production, canary = free_ports(3)
     run_dir = tmp_path / "run"
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(("CANARY_", "PYTEST_", "FRAGRANCE_", "DEMO_"))}
-    env.update(CANARY_NGINX_PORT=str(nginx), CANARY_PRODUCTION_PORT=str(production),
-               CANARY_CANARY_PORT=str(canary), CANARY_RUN_DIR=str(run_dir), DEMO_KEEP_STACK="1",
-               DEMO_FULL_PERIOD=str(WINDOW_100_S), DEMO_BAD_PERIOD=str(WINDOW_BAD_S), PYTHONUNBUFFERED="1")
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("CANARY_", "PYTEST_", "FRAGRANCE_", "DEMO_"))
+    }
+    env.update(
+        CANARY_NGINX_PORT=str(nginx),
+        CANARY_PRODUCTION_PORT=str(production),
+        CANARY_CANARY_PORT=str(canary),
+        CANARY_RUN_DIR=str(run_dir),
+        DEMO_KEEP_STACK="1",
+        DEMO_FULL_PERIOD=str(WINDOW_100_S),
+        DEMO_BAD_PERIOD=str(WINDOW_BAD_S),
+        PYTHONUNBUFFERED="1",
+    )
     place = Demo(run_dir, nginx, env)
     yield place
     place.stop()
@@ -95,24 +105,30 @@ def service_pids(run_dir: Path) -> set[int]:
 def test_demo_decides_promotes_catches_the_bad_release_and_builds_the_report(demo: Demo) -> None:
     """Decided PASS at 25 %, promotion, the bad release rolled back, the report built, nothing left running."""
     demo.process = subprocess.Popen(
-        ["bash", "scripts/demo.sh", "v0.2.0", str(WINDOW_25_S), "process"], cwd=REPO, env=demo.env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        ["bash", "scripts/demo.sh", "v0.2.0", str(WINDOW_25_S), "process"],
+        cwd=REPO,
+        env=demo.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     output, _ = demo.process.communicate(timeout=DEMO_TIMEOUT_S)
     tail = output[-6000:]
     assert demo.process.returncode == 0, tail
 
     verdicts = [entry for entry in journal.read(demo.run_dir) if entry.event == "stage_verdict"]
-    assert [(entry.stage, entry.details["passed"]) for entry in verdicts] == [(25, True), (100, True), (5, False)], \
-        tail
+    assert [(entry.stage, entry.details["passed"]) for entry in verdicts] == [(25, True), (100, True), (5, False)], tail
     # 1. The healthy release at 25 %: a decided PASS, every check shown (not "passed undecided").
     healthy = StageRecord.read(Path(verdicts[0].details["record"])).verdict
     assert healthy is not None and healthy["state"] == "PASS" and healthy["decided"], healthy
     assert {check["name"]: check["state"] for check in healthy["checks"]} == dict.fromkeys(
-        (check["name"] for check in healthy["checks"]), "PASS"), healthy
+        (check["name"] for check in healthy["checks"]), "PASS"
+    ), healthy
     assert "passed: every check decided PASS" in verdicts[0].reason
     events = [entry.event for entry in journal.read(demo.run_dir)]
-    assert "promote" in events and "rollback" in events[events.index("promote"):], events  # promoted, then caught
+    assert "promote" in events and "rollback" in events[events.index("promote") :], events  # promoted, then caught
 
     # 2. The bad release: FAIL on the error rate, the message naming metric, value, threshold, sample, evidence.
     bad = StageRecord.read(Path(verdicts[2].details["record"])).verdict
@@ -132,16 +148,21 @@ def test_demo_decides_promotes_catches_the_bad_release_and_builds_the_report(dem
     match = REPORT_RE.search(output)
     assert match is not None, tail
     assert Path(match.group(1)).is_file() and Path(match.group(1)).stat().st_size > 0
-    verdict_results = [json.loads(path.read_text())["name"]
-                       for path in (demo.run_dir / "allure-results").glob("*-result.json")]
+    verdict_results = [
+        json.loads(path.read_text())["name"] for path in (demo.run_dir / "allure-results").glob("*-result.json")
+    ]
     assert sorted(name for name in verdict_results if " verdict: " in name) == [
-        "stage 100% verdict: PASS", "stage 25% verdict: PASS", "stage 5% verdict: FAIL"], verdict_results
+        "stage 100% verdict: PASS",
+        "stage 25% verdict: PASS",
+        "stage 5% verdict: FAIL",
+    ], verdict_results
 
     # 5. Nothing left once the stack is stopped: every service, NGINX, locust and the demo's own group.
     state = load_state(demo.run_dir)
     assert state is not None and state.canary is None, state
-    started = service_pids(demo.run_dir) | {handle.pid for handle in (state.nginx, state.production)
-                                           if handle is not None and handle.pid is not None}
+    started = service_pids(demo.run_dir) | {
+        handle.pid for handle in (state.nginx, state.production) if handle is not None and handle.pid is not None
+    }
     assert len(started) >= 4, started  # production twice (v0.1.0, then the promoted v0.2.0), two canaries
     LocalStack(StackSettings(run_dir=demo.run_dir)).down()
     assert [pid for pid in sorted(started) if pids.is_alive(pid)] == []

@@ -47,8 +47,14 @@ def run_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def spec(run_dir: Path, version: str = "v0.2.0", role: str = "canary") -> ServiceSpec:
-    return ServiceSpec(role=role, version=version, port=free_port(), env=dict(FAST_ENV),
-                       log_path=run_dir / "logs" / f"{role}.log", run_dir=run_dir)
+    return ServiceSpec(
+        role=role,
+        version=version,
+        port=free_port(),
+        env=dict(FAST_ENV),
+        log_path=run_dir / "logs" / f"{role}.log",
+        run_dir=run_dir,
+    )
 
 
 def test_container_carries_labels_and_a_run_dir_name(run_dir: Path) -> None:
@@ -58,11 +64,19 @@ def test_container_carries_labels_and_a_run_dir_name(run_dir: Path) -> None:
     assert container.name == container_name(run_dir, "canary")
     port = handle.url.rsplit(":", 1)[1]
     assert {k: container.labels[k] for k in (LABEL_ROLE, LABEL_VERSION, LABEL_RUN_DIR, LABEL_PORT)} == {
-        LABEL_ROLE: "canary", LABEL_VERSION: "v0.2.0", LABEL_RUN_DIR: str(run_dir), LABEL_PORT: port}
+        LABEL_ROLE: "canary",
+        LABEL_VERSION: "v0.2.0",
+        LABEL_RUN_DIR: str(run_dir),
+        LABEL_PORT: port,
+    }
     assert container.attrs["HostConfig"]["NetworkMode"] == "host"
     [found] = DockerBackend().find_containers(run_dir)
-    assert (found.role, found.version, found.url, found.container_id) == ("canary", "v0.2.0", handle.url,
-                                                                         handle.container_id)
+    assert (found.role, found.version, found.url, found.container_id) == (
+        "canary",
+        "v0.2.0",
+        handle.url,
+        handle.container_id,
+    )
 
 
 def test_missing_image_names_the_build_command(run_dir: Path) -> None:
@@ -161,7 +175,8 @@ def test_bad_backend_is_a_usage_error_naming_value_and_source(workdir: Path, run
 
 
 def test_without_an_engine_a_process_stack_skips_the_search_and_a_docker_stack_says_why(
-        run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
     assert not LocalStack(StackSettings(run_dir=run_dir)).down()
     with pytest.raises(BackendError, match="Docker engine not reachable"):

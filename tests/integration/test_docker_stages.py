@@ -35,7 +35,8 @@ def containers(run_dir: Path) -> dict[str, list[dict[str, str]]]:
     found: dict[str, list[dict[str, str]]] = {}
     for item in docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_RUN_DIR}={run_dir}"}):
         found.setdefault(item.labels[LABEL_ROLE], []).append(
-            {"id": item.id, "version": item.labels[LABEL_VERSION], "status": item.status})
+            {"id": item.id, "version": item.labels[LABEL_VERSION], "status": item.status}
+        )
     return found
 
 
@@ -49,7 +50,8 @@ def test_healthy_stage_25_passes_on_containers(stage_runner: StageRunner) -> Non
     assert state is not None and state.canary is not None and state.production is not None
     found = containers(stage_runner.run_dir)
     assert [(c["id"], c["version"], c["status"]) for c in found["canary"]] == [
-        (state.canary.container_id, "v0.2.0", "running")]
+        (state.canary.container_id, "v0.2.0", "running")
+    ]
     assert [(c["id"], c["version"]) for c in found["production"]] == [(state.production.container_id, "v0.1.0")]
     split = probe_split(stage_runner.base_url, PROBE_REQUESTS, concurrency=4)
     low, high = binomial_bounds(PROBE_REQUESTS, 0.25)
@@ -60,9 +62,22 @@ def test_healthy_stage_25_passes_on_containers(stage_runner: StageRunner) -> Non
     data = json.loads(state.state_file.read_text())
     data["canary"] = None
     state.state_file.write_text(json.dumps(data))
-    down = subprocess.run([sys.executable, "-c", "import sys; from canary_harness.cli import main; sys.exit(main())",
-                           "stack", "down", "--run-dir", str(stage_runner.run_dir)],
-                          cwd=REPO, env=stage_runner.environ(), capture_output=True, text=True, timeout=90)
+    down = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from canary_harness.cli import main; sys.exit(main())",
+            "stack",
+            "down",
+            "--run-dir",
+            str(stage_runner.run_dir),
+        ],
+        cwd=REPO,
+        env=stage_runner.environ(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert down.returncode == 0, down.stderr
     assert containers(stage_runner.run_dir) == {}, down.stdout
 
@@ -96,12 +111,36 @@ def test_rollout_then_promote_replaces_the_production_container(workdir: tuple[P
 
     def canary(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-c", "import sys; from canary_harness.cli import main; sys.exit(main())", *args,
-             "--run-dir", str(run_dir)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False)
+            [
+                sys.executable,
+                "-c",
+                "import sys; from canary_harness.cli import main; sys.exit(main())",
+                *args,
+                "--run-dir",
+                str(run_dir),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
 
-    rollout = canary("rollout", "--version", "v0.2.0", "--stages", "50,100", "--observation-period", "4",
-                     "--canary-env", LATENCY_ENV, "--production-env", LATENCY_ENV, *DOCKER)
+    rollout = canary(
+        "rollout",
+        "--version",
+        "v0.2.0",
+        "--stages",
+        "50,100",
+        "--observation-period",
+        "4",
+        "--canary-env",
+        LATENCY_ENV,
+        "--production-env",
+        LATENCY_ENV,
+        *DOCKER,
+    )
     assert rollout.returncode == 0, rollout.stdout[-4000:] + rollout.stderr[-2000:]
     before = containers(run_dir)
     [old_production] = before["production"]

@@ -29,8 +29,9 @@ from canary_harness.waiting import wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("fragrance-ai") is None,
-                       reason="fragrance-ai is not installed (pip install -e app)"),
+    pytest.mark.skipif(
+        shutil.which("fragrance-ai") is None, reason="fragrance-ai is not installed (pip install -e app)"
+    ),
     pytest.mark.skipif(not locust_available(), reason="locust is not installed"),
 ]
 
@@ -64,7 +65,11 @@ def _start_service(directory: Path, version: str, extra_env: dict[str, str]) -> 
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             ["fragrance-ai", "--host", "127.0.0.1", "--port", str(port), "--version", version],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
 
@@ -74,8 +79,7 @@ def _start_service(directory: Path, version: str, extra_env: dict[str, str]) -> 
                     raise AssertionError(f"fragrance-ai exited with {proc.returncode}:\n{log_text}")
                 return httpx.get(f"{url}/health", timeout=1.0).status_code == 200
 
-            wait_until(healthy, 30, 0.05, f"fragrance-ai {version} on {url}/health",
-                       ignore=(httpx.HTTPError,))
+            wait_until(healthy, 30, 0.05, f"fragrance-ai {version} on {url}/health", ignore=(httpx.HTTPError,))
             yield Service(url, version, proc.pid)
         finally:
             _stop(proc)
@@ -90,8 +94,7 @@ def healthy_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servic
 @pytest.fixture(scope="module")
 def faulty_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """A fragrance-ai instance that answers 30 % of API requests with a 500."""
-    yield from _start_service(tmp_path_factory.mktemp("faulty"), "v2.0.0-bad",
-                              {"FRAGRANCE_FAULTS": "error_rate=0.3"})
+    yield from _start_service(tmp_path_factory.mktemp("faulty"), "v2.0.0-bad", {"FRAGRANCE_FAULTS": "error_rate=0.3"})
 
 
 def _gone(pid: int) -> bool:
@@ -115,13 +118,13 @@ def _run_to_end(run: LoadRun, limit_s: float) -> LoadStats:
 @pytest.fixture(scope="module")
 def healthy_run(healthy_service: Service, tmp_path_factory: pytest.TempPathFactory) -> LoadStats:
     """A 4 s closed-loop journey run against the healthy instance (shared by the tests that read it)."""
-    run = LoadRun(healthy_service.url, 4, LoadSettings(users=8, mix=MIX, engine="locust"),
-                  tmp_path_factory.mktemp("healthy-run"))
+    run = LoadRun(
+        healthy_service.url, 4, LoadSettings(users=8, mix=MIX, engine="locust"), tmp_path_factory.mktemp("healthy-run")
+    )
     return _run_to_end(run, 30)
 
 
-def test_healthy_run_sends_load_and_counts_no_failures(
-        healthy_run: LoadStats, healthy_service: Service) -> None:
+def test_healthy_run_sends_load_and_counts_no_failures(healthy_run: LoadStats, healthy_service: Service) -> None:
     assert healthy_run.engine == "locust" and healthy_run.requests > 100
     assert healthy_run.failures == 0, healthy_run.errors
     assert healthy_run.by_version == {healthy_service.version: healthy_run.requests}
@@ -143,8 +146,7 @@ def test_mode_mix_is_honoured_within_a_binomial_bound(healthy_run: LoadStats) ->
         assert 0 <= healthy_run.by_mode[mode] - healthy_run.by_name[f"/dna/create [{mode}]"].requests <= 8
 
 
-def test_failures_are_counted_when_the_service_answers_badly(
-        faulty_service: Service, tmp_path: Path) -> None:
+def test_failures_are_counted_when_the_service_answers_badly(faulty_service: Service, tmp_path: Path) -> None:
     run = LoadRun(faulty_service.url, 3, LoadSettings(users=6, engine="locust"), tmp_path)
     stats = _run_to_end(run, 30)
     assert stats.requests > 100
@@ -173,13 +175,11 @@ def test_master_and_two_workers_give_combined_stats(healthy_service: Service, tm
     assert stats.by_version == {healthy_service.version: 400}
 
 
-def test_stop_before_the_end_stops_master_and_workers_promptly(
-        healthy_service: Service, tmp_path: Path) -> None:
+def test_stop_before_the_end_stops_master_and_workers_promptly(healthy_service: Service, tmp_path: Path) -> None:
     run = LoadRun(healthy_service.url, 60, LoadSettings(users=4, workers=2, engine="locust"), tmp_path)
     try:
         run.start()
-        wait_until(lambda: _csv_requests(tmp_path / "locust_stats.csv") > 0, 30, 0.1,
-                   "locust to report requests")
+        wait_until(lambda: _csv_requests(tmp_path / "locust_stats.csv") > 0, 30, 0.1, "locust to report requests")
         asked = time.monotonic()
         stats = run.stop(timeout=20)
         took = time.monotonic() - asked
@@ -202,7 +202,8 @@ def _csv_requests(path: Path) -> int:
 
 
 def test_builtin_engine_gives_the_same_stats_shape(
-        healthy_service: Service, healthy_run: LoadStats, tmp_path: Path) -> None:
+    healthy_service: Service, healthy_run: LoadStats, tmp_path: Path
+) -> None:
     run = LoadRun(healthy_service.url, 2, LoadSettings(users=4, mix=MIX, engine="builtin"), tmp_path)
     stats = _run_to_end(run, 20)
     assert stats.engine == "builtin" and run.pids() == []
@@ -225,9 +226,29 @@ def test_light_profile_probes_health_and_metrics(healthy_service: Service, tmp_p
 def test_locust_command_from_the_checkout(healthy_service: Service) -> None:
     """`locust --config load/locust.conf --headless ...` from the repository root, stats as JSON on stdout."""
     done = subprocess.run(
-        [sys.executable, "-m", "locust", "--config", "load/locust.conf", "--headless", "-u", "4", "-r", "4",
-         "-t", "2s", "--host", healthy_service.url, "--json", "--skip-log"],
-        cwd=REPO, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "--config",
+            "load/locust.conf",
+            "--headless",
+            "-u",
+            "4",
+            "-r",
+            "4",
+            "-t",
+            "2s",
+            "--host",
+            healthy_service.url,
+            "--json",
+            "--skip-log",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     entries = json.loads(done.stdout)
     assert sum(entry["num_requests"] for entry in entries) > 0
@@ -241,14 +262,37 @@ def web_ui(healthy_service: Service, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     with (tmp_path / "ui.log").open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", "load/", "--web-host", "127.0.0.1",
-             "--web-port", str(port), "--host", healthy_service.url,
-             "--canary-max-requests", "2000", "--canary-max-time", "60"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                "load/",
+                "--web-host",
+                "127.0.0.1",
+                "--web-port",
+                str(port),
+                "--host",
+                healthy_service.url,
+                "--canary-max-requests",
+                "2000",
+                "--canary-max-time",
+                "60",
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_until(lambda: httpx.get(url, timeout=1.0).status_code == 200, 30, 0.1, "locust web UI",
-                       ignore=(httpx.HTTPError,))
+            wait_until(
+                lambda: httpx.get(url, timeout=1.0).status_code == 200,
+                30,
+                0.1,
+                "locust web UI",
+                ignore=(httpx.HTTPError,),
+            )
             yield url
         finally:
             _stop(proc)

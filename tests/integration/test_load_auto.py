@@ -29,8 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "import sys; from canary_harness.cli import main; sys.exit(main())"]
 REAL_RPS = 40.0
 WINDOW_S = 8
-REAL_RE = re.compile(r"load rate auto: (?:(\S+) req/s with \d+ users|no load) \(.*real traffic (?:already )?brings "
-                     r"(\S+) req/s[^\n]*")
+REAL_RE = re.compile(
+    r"load rate auto: (?:(\S+) req/s with \d+ users|no load) \(.*real traffic (?:already )?brings "
+    r"(\S+) req/s[^\n]*"
+)
 
 
 class Place:
@@ -61,8 +63,12 @@ def place(service_factory: ServiceFactory, tmp_path: Path) -> Iterator[Place]:
     up = subprocess.run([*CLI, "stack", "up", "--production-url", here.production.url, "--canary-url",
                          here.canary.url, "--nginx-port", str(here.nginx_port), "--run-dir", str(here.run_dir)],
                         capture_output=True, text=True, timeout=90, check=False)  # fmt: skip
-    users = LoadRun(f"http://127.0.0.1:{here.nginx_port}", 240,
-                    LoadSettings(users=40, rate_rps=REAL_RPS, spawn_rate=40), tmp_path / "real-users")
+    users = LoadRun(
+        f"http://127.0.0.1:{here.nginx_port}",
+        240,
+        LoadSettings(users=40, rate_rps=REAL_RPS, spawn_rate=40),
+        tmp_path / "real-users",
+    )
     try:
         assert up.returncode == 0, up.stderr
         users.start()

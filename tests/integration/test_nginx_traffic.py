@@ -97,9 +97,7 @@ def run_load(
                         break
                     with result.lock:
                         result.answered_ids.append(attempt_id)
-                        result.records.append(
-                            (started, response.headers.get("X-Upstream", ""), response.status_code)
-                        )
+                        result.records.append((started, response.headers.get("X-Upstream", ""), response.status_code))
                     break
 
     threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
@@ -165,9 +163,7 @@ def test_status_endpoint_and_state_are_loopback_answers(canary_stack_at_zero: Lo
 
 # ------------------------------------------------------------------------------------------ reloads
 @pytest.mark.parametrize("connections", ["fresh", "keep-alive"])
-def test_reloads_under_concurrent_load_lose_no_request(
-    canary_stack_at_zero: LocalStack, connections: str
-) -> None:
+def test_reloads_under_concurrent_load_lose_no_request(canary_stack_at_zero: LocalStack, connections: str) -> None:
     """Eight reloads while four clients keep sending: every request is answered 200.
 
     Fresh connections: not one error. Keep-alive: a worker that shuts down closes its idle keep-alive
@@ -285,7 +281,8 @@ def test_killing_the_canary_mid_traffic_keeps_answering_from_production(stack_fa
     assert len(after) >= 300 and set(after) == {"production"}
     # NGINX retried at least one request that met the dead canary on production.
     failovers = [
-        entry for entry in read_jsonl(traffic.access_log)
+        entry
+        for entry in read_jsonl(traffic.access_log)
         if str(entry["upstream_addr"]).startswith(traffic.canary + ", ")
     ]
     assert failovers and all(e["upstream"] == "production" and e["status"] == 200 for e in failovers)

@@ -31,12 +31,30 @@ def stage_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     """A run directory and ports for the module's stages; the stack is stopped at the end."""
     run_dir = tmp_path_factory.mktemp("notify") / "run"
     nginx, production, canary = free_ports(3)
-    env = {**os.environ, "CANARY_NGINX_PORT": str(nginx), "CANARY_PRODUCTION_PORT": str(production),
-           "CANARY_CANARY_PORT": str(canary), "CANARY_RUN_DIR": str(run_dir),
-           "CANARY_LOAD_RATE": "0"}  # the closed loop these tests were written for, not --load-rate auto
+    env = {
+        **os.environ,
+        "CANARY_NGINX_PORT": str(nginx),
+        "CANARY_PRODUCTION_PORT": str(production),
+        "CANARY_CANARY_PORT": str(canary),
+        "CANARY_RUN_DIR": str(run_dir),
+        "CANARY_LOAD_RATE": "0",
+    }  # the closed loop these tests were written for, not --load-rate auto
     yield run_dir, env
-    subprocess.run([sys.executable, "-c", "from canary_harness.cli import main; raise SystemExit(main())",
-                    "stack", "down", "--run-dir", str(run_dir)], cwd=REPO, env=env, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from canary_harness.cli import main; raise SystemExit(main())",
+            "stack",
+            "down",
+            "--run-dir",
+            str(run_dir),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -48,19 +66,50 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _command(run_dir: Path, stage: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "--canary-version", "v0.2.0", "--stage", str(stage),
-            "--observation-period", "40", f"--canary-run-dir={run_dir}", "--production-env", FAST,
-            "--canary-env", FAST, "--canary-env", f"NOTIFY_TEST_TOKEN={SECRET}", "--load-users", "20",
-            "-q", "-p", "no:cacheprovider", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--canary-version",
+        "v0.2.0",
+        "--stage",
+        str(stage),
+        "--observation-period",
+        "40",
+        f"--canary-run-dir={run_dir}",
+        "--production-env",
+        FAST,
+        "--canary-env",
+        FAST,
+        "--canary-env",
+        f"NOTIFY_TEST_TOKEN={SECRET}",
+        "--load-users",
+        "20",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *extra,
+    ]
 
 
 def test_approved_stage_notifies_in_order_and_a_dead_receiver_changes_nothing(
-        stage_env: tuple[Path, dict[str, str]], receiver: Receiver, tmp_path: Path) -> None:
+    stage_env: tuple[Path, dict[str, str]], receiver: Receiver, tmp_path: Path
+) -> None:
     run_dir, env = stage_env
     dead = f"http://127.0.0.1:{free_port()}/hook"
     approval, log = tmp_path / "approve-stage-25", tmp_path / "stage.log"
-    command = _command(run_dir, 25, "--canary-notify", receiver.url, "--canary-notify", dead,
-                       "--canary-approval-file", str(approval), "--canary-approval-timeout", "120")
+    command = _command(
+        run_dir,
+        25,
+        "--canary-notify",
+        receiver.url,
+        "--canary-notify",
+        dead,
+        "--canary-approval-file",
+        str(approval),
+        "--canary-approval-timeout",
+        "120",
+    )
     with log.open("w") as out:
         child = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -84,12 +133,27 @@ def test_approved_stage_notifies_in_order_and_a_dead_receiver_changes_nothing(
 
 
 def test_failed_stage_notifies_verdict_and_rollback_despite_a_dead_receiver(
-        stage_env: tuple[Path, dict[str, str]], receiver: Receiver) -> None:
+    stage_env: tuple[Path, dict[str, str]], receiver: Receiver
+) -> None:
     run_dir, env = stage_env
     dead = f"http://127.0.0.1:{free_port()}/hook"
-    done = subprocess.run(_command(run_dir, 100, "--canary-env", "FRAGRANCE_FAULTS=error_rate=0.05",
-                                   "--canary-notify", dead, "--canary-notify", receiver.url),
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        _command(
+            run_dir,
+            100,
+            "--canary-env",
+            "FRAGRANCE_FAULTS=error_rate=0.05",
+            "--canary-notify",
+            dead,
+            "--canary-notify",
+            receiver.url,
+        ),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1, done.stdout[-3000:]
     assert "stage verdict: FAIL" in done.stdout and "rolled back v0.2.0" in done.stdout
     assert [event["event"] for event in receiver.events] == ["stage_applied", "verdict", "rollback"]
@@ -99,13 +163,19 @@ def test_failed_stage_notifies_verdict_and_rollback_despite_a_dead_receiver(
     assert SECRET not in str(receiver.events) and "error_rate=0.05" not in str(receiver.events)
 
 
-def test_a_stage_not_approved_in_time_exits_4_without_starting(stage_env: tuple[Path, dict[str, str]],
-                                                                 tmp_path: Path) -> None:
+def test_a_stage_not_approved_in_time_exits_4_without_starting(
+    stage_env: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
     run_dir, env = stage_env
     before = len(list(journal.read(run_dir)))
-    done = subprocess.run(_command(run_dir, 5, "--canary-approval-file", str(tmp_path / "never"),
-                                   "--canary-approval-timeout", "1.5"),
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        _command(run_dir, 5, "--canary-approval-file", str(tmp_path / "never"), "--canary-approval-timeout", "1.5"),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 4, done.stdout[-2000:] + done.stderr[-2000:]
     assert "stage 5% not approved" in done.stdout + done.stderr
     assert len(list(journal.read(run_dir))) == before  # nothing moved, nothing recorded

@@ -26,8 +26,9 @@ from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import MetricsError, NoDataError
 from canary_harness.judge import JudgeSettings, make_judge
 from canary_harness.metrics.histogram import histogram_quantile
-from canary_harness.metrics.prometheus import DEFAULT_QUERIES, FIGURE_QUERIES, PrometheusSource
+from canary_harness.metrics.prometheus import PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus, check_config
+from canary_harness.metrics.promql import DEFAULT_QUERIES, FIGURE_QUERIES
 from canary_harness.metrics.scrape import ScrapeSource
 from canary_harness.metrics.types import Buckets, MetricsSnapshot
 from canary_harness.waiting import wait_until
@@ -41,8 +42,10 @@ MODES = ("fast", "balanced", "creative")
 VERSIONS = {"production": "v0.1.0", "canary": "v0.2.0"}
 ENV = {
     "production": {"FRAGRANCE_LATENCY_SCALE": "0.02"},
-    "canary": {"FRAGRANCE_LATENCY_SCALE": "0.02",
-               "FRAGRANCE_FAULTS": "error_rate=0.2,latency_add_ms.creative=100,loss_factor=3"},
+    "canary": {
+        "FRAGRANCE_LATENCY_SCALE": "0.02",
+        "FRAGRANCE_FAULTS": "error_rate=0.2,latency_add_ms.creative=100,loss_factor=3",
+    },
 }
 JOURNEYS_PER_ARM = 80  # create + evolve + feedback each: ~200 API requests per arm
 BURST_DEADLINE_S = 30.0
@@ -101,8 +104,10 @@ def arms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Service
     """Production v0.1.0 and the bad canary v0.2.0 on free ports, stopped by PID at the end."""
     logs = tmp_path_factory.mktemp("arms")
     backend = ProcessBackend()
-    specs = [ServiceSpec(role=role, version=VERSIONS[role], port=free_port(), env=ENV[role],
-                         log_path=logs / f"{role}.log") for role in ROLES]
+    specs = [
+        ServiceSpec(role=role, version=VERSIONS[role], port=free_port(), env=ENV[role], log_path=logs / f"{role}.log")
+        for role in ROLES
+    ]
     started: dict[str, ServiceHandle] = {}
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -120,9 +125,7 @@ def targets_of(arms: Mapping[str, ServiceHandle]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def prometheus(
-    arms: dict[str, ServiceHandle], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LocalPrometheus]:
+def prometheus(arms: dict[str, ServiceHandle], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPrometheus]:
     """A local Prometheus scraping both arms every second, with both targets up."""
     with LocalPrometheus(targets_of(arms), run_dir=tmp_path_factory.mktemp("prometheus")) as server:
         server.wait_for_targets_up(timeout=20.0)
@@ -138,8 +141,10 @@ def stage(prometheus: LocalPrometheus, arms: dict[str, ServiceHandle]) -> Iterat
     def read_both(after: float) -> dict[str, dict[str, MetricsSnapshot]]:
         for role in ROLES:  # a scrape that started after `after` covers everything counted before it
             source.wait_for_scrape(role, after, timeout=10.0)
-        return {"prometheus": {role: source.snapshot(role) for role in ROLES},
-                "direct": {role: direct.snapshot(role) for role in ROLES}}
+        return {
+            "prometheus": {role: source.snapshot(role) for role in ROLES},
+            "direct": {role: direct.snapshot(role) for role in ROLES},
+        }
 
     started_at = time.time()
     before = read_both(started_at)
@@ -231,8 +236,7 @@ def test_promql_figures_agree_with_the_direct_reading(stage: Stage) -> None:
 
 def test_history_is_a_range_query_over_the_stage(stage: Stage) -> None:
     end = time.time()
-    points = stage.source.history("canary", "request_rate", start=stage.started_at, end=end, step=1,
-                                  window_s=5)
+    points = stage.source.history("canary", "request_rate", start=stage.started_at, end=end, step=1, window_s=5)
     assert len(points) >= 3
     assert max(value for _, value in points) > 0
 
@@ -243,8 +247,9 @@ def test_bad_canary_is_judged_the_same_through_either_source(stage: Stage) -> No
         verdicts = []
         for source in ("prometheus", "direct"):
             judge = make_judge(kind, settings)
-            verdicts.append(judge.conclude(60.0, stage.delta(source, "canary"),
-                                           stage.delta(source, "production"), 50).to_dict())
+            verdicts.append(
+                judge.conclude(60.0, stage.delta(source, "canary"), stage.delta(source, "production"), 50).to_dict()
+            )
         assert verdicts[0] == verdicts[1], kind
         assert verdicts[0]["state"] == "FAIL", verdicts[0]["reason"]
         failed = {check["name"] for check in verdicts[0]["checks"] if check["state"] == "FAIL"}

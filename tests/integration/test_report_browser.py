@@ -24,8 +24,16 @@ from tests.integration.stackfixtures import free_ports
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # A value that must never reach any report file (environment values are never reported).
 SECRET = "report-secret-7f3a9c"
 FAST = "FRAGRANCE_LATENCY_SCALE=0.05"
@@ -42,8 +50,14 @@ class BuiltReport:
 
 
 def _canary(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from canary_harness.cli import main; raise SystemExit(main())",
-                           *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", "from canary_harness.cli import main; raise SystemExit(main())", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +71,42 @@ def built_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltRepo
     base = tmp_path_factory.mktemp("report")
     run_dir, results = base / "run", base / "allure-results"
     nginx, production, canary = free_ports(3)
-    env = {**os.environ, "CANARY_NGINX_PORT": str(nginx), "CANARY_PRODUCTION_PORT": str(production),
-           "CANARY_CANARY_PORT": str(canary), "CANARY_RUN_DIR": str(run_dir),
-           "CANARY_LOAD_RATE": "0"}  # the closed loop these tests were written for, not --load-rate auto
+    env = {
+        **os.environ,
+        "CANARY_NGINX_PORT": str(nginx),
+        "CANARY_PRODUCTION_PORT": str(production),
+        "CANARY_CANARY_PORT": str(canary),
+        "CANARY_RUN_DIR": str(run_dir),
+        "CANARY_LOAD_RATE": "0",
+    }  # the closed loop these tests were written for, not --load-rate auto
     env.pop("CI", None)
 
     def stage(number: int, period: int, *canary_env: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "pytest", "--canary-version", "v0.2.0", "--stage", str(number),
-                   "--observation-period", str(period), f"--canary-run-dir={run_dir}", f"--alluredir={results}",
-                   "--production-env", FAST, "--canary-env", FAST, "--canary-env", f"REPORT_TEST_TOKEN={SECRET}",
-                   *(item for value in canary_env for item in ("--canary-env", value)),
-                   "--load-users", "20", "-q", "-p", "no:cacheprovider"]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--canary-version",
+            "v0.2.0",
+            "--stage",
+            str(number),
+            "--observation-period",
+            str(period),
+            f"--canary-run-dir={run_dir}",
+            f"--alluredir={results}",
+            "--production-env",
+            FAST,
+            "--canary-env",
+            FAST,
+            "--canary-env",
+            f"REPORT_TEST_TOKEN={SECRET}",
+            *(item for value in canary_env for item in ("--canary-env", value)),
+            "--load-users",
+            "20",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ]
         return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
     try:
@@ -98,8 +137,11 @@ def test_the_html_report_and_its_results_exist(built_report: BuiltReport) -> Non
 
 
 def test_no_environment_value_reaches_any_report_file(built_report: BuiltReport) -> None:
-    leaks = [path for path in [*built_report.results.iterdir(), *built_report.index.parent.iterdir()]
-             if path.is_file() and SECRET.encode() in path.read_bytes()]
+    leaks = [
+        path
+        for path in [*built_report.results.iterdir(), *built_report.index.parent.iterdir()]
+        if path.is_file() and SECRET.encode() in path.read_bytes()
+    ]
     assert leaks == []
     assert "REPORT_TEST_TOKEN" in (built_report.results / "environment.properties").read_text()
 
@@ -124,12 +166,16 @@ def _open_until_visible(page: Any, url: str, text: str, tmp_path: Path) -> None:
                 ) from exc
 
 
-@pytest.mark.parametrize(("stage", "state", "category"), [
-    (25, "PASS", None),
-    (100, "FAIL", "regression caught"),
-])
-def test_chromium_shows_the_stage_its_verdict_and_a_plot(built_report: BuiltReport, tmp_path: Path, stage: int,
-                                                         state: str, category: str | None) -> None:
+@pytest.mark.parametrize(
+    ("stage", "state", "category"),
+    [
+        (25, "PASS", None),
+        (100, "FAIL", "regression caught"),
+    ],
+)
+def test_chromium_shows_the_stage_its_verdict_and_a_plot(
+    built_report: BuiltReport, tmp_path: Path, stage: int, state: str, category: str | None
+) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)

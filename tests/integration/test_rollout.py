@@ -97,8 +97,9 @@ def test_healthy_release_goes_through_every_stage(completed_rollout: CompletedRo
     weights = [entry.details["weight"] for entry in entries if entry.event == "weight"]
     assert weights == list(FULL_STAGES)
     verdicts = [entry for entry in entries if entry.event == "stage_verdict"]
-    assert all(entry.details["passed"] is True and entry.details["dry_run"] is False for entry in verdicts), \
-        [entry.to_dict() for entry in verdicts]
+    assert all(entry.details["passed"] is True and entry.details["dry_run"] is False for entry in verdicts), [
+        entry.to_dict() for entry in verdicts
+    ]
     end = entries[-1]
     assert end.details["passed"] is True and end.reason == "completed", end.to_dict()
     assert [outcome["exit_code"] for outcome in end.details["outcomes"]] == [0, 0, 0, 0]
@@ -142,16 +143,22 @@ def test_promote_after_a_completed_rollout(completed_rollout: CompletedRollout) 
 def test_promote_is_refused_without_a_completed_rollout(rollout_cli: RolloutCli) -> None:
     cli = rollout_cli
     start_stack_with_canary(cli, 25)
-    before = ((cli.run_dir / "state.json").read_text(), len(cli.journal()),
-              (cli.run_dir / "nginx" / "conf.d" / "upstream.conf").read_text())
+    before = (
+        (cli.run_dir / "state.json").read_text(),
+        len(cli.journal()),
+        (cli.run_dir / "nginx" / "conf.d" / "upstream.conf").read_text(),
+    )
 
     refused = cli("promote", "--version", CANARY_VERSION)
 
     assert refused.returncode == 1, describe(refused)
     assert "refused" in refused.stderr and "no complete successful rollout" in refused.stderr, refused.stderr
     assert f"canary rollout --version {CANARY_VERSION}" in refused.stderr  # says what to do instead
-    after = ((cli.run_dir / "state.json").read_text(), len(cli.journal()),
-             (cli.run_dir / "nginx" / "conf.d" / "upstream.conf").read_text())
+    after = (
+        (cli.run_dir / "state.json").read_text(),
+        len(cli.journal()),
+        (cli.run_dir / "nginx" / "conf.d" / "upstream.conf").read_text(),
+    )
     assert after == before
     # Nothing moved: production still runs the old version and the canary still gets its 25 %.
     split = cli.probe(400)
@@ -228,8 +235,14 @@ def test_a_second_rollout_on_the_same_run_dir_is_refused(rollout_cli: RolloutCli
     assert first.wait() == 0, first.output()[-4000:]
     entries = cli.journal()
     assert not [entry.to_dict() for entry in entries if entry.version == "v0.3.0"]
-    assert trail(entries) == [("rollout_start", None), ("weight", 5), ("stage_verdict", 5),
-                              ("weight", 100), ("stage_verdict", 100), ("rollout_end", None)]
+    assert trail(entries) == [
+        ("rollout_start", None),
+        ("weight", 5),
+        ("stage_verdict", 5),
+        ("weight", 100),
+        ("stage_verdict", 100),
+        ("rollout_end", None),
+    ]
     assert entries[-1].details["passed"] is True
 
 
@@ -274,8 +287,10 @@ def test_manual_rollback_is_idempotent(rollout_cli: RolloutCli) -> None:
     assert only_production(split), split.to_dict()
     assert canary_is_stopped(cli)
     rollbacks = [entry for entry in cli.journal() if entry.event == "rollback"]
-    assert [(entry.details["weight_before"], entry.details["weight_after"], entry.details["canary_stopped"])
-            for entry in rollbacks] == [(25, 0, True), (0, 0, False)], [entry.to_dict() for entry in rollbacks]
+    assert [
+        (entry.details["weight_before"], entry.details["weight_after"], entry.details["canary_stopped"])
+        for entry in rollbacks
+    ] == [(25, 0, True), (0, 0, False)], [entry.to_dict() for entry in rollbacks]
     assert all(entry.details["probe"]["canary"] == 0 for entry in rollbacks)
 
 

@@ -21,8 +21,17 @@ from tests.integration.stagefixtures import REPO
 
 pytestmark = pytest.mark.integration
 
-SMOKE = ("--canary-version", "v0.2.0", "--backend", "testcontainers", "--canary-env", "FRAGRANCE_LATENCY_SCALE=0.05",
-         "-p", "no:cacheprovider", "-q")
+SMOKE = (
+    "--canary-version",
+    "v0.2.0",
+    "--backend",
+    "testcontainers",
+    "--canary-env",
+    "FRAGRANCE_LATENCY_SCALE=0.05",
+    "-p",
+    "no:cacheprovider",
+    "-q",
+)
 OWN_TEST = '''
 import time
 from pathlib import Path
@@ -61,8 +70,15 @@ def run_dir(tmp_path: Path) -> Iterator[Path]:
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # An explicit path: without one the plugin collects the release checks in canary_tests/.
-    return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=cwd, env=environ(), capture_output=True,
-                          text=True, timeout=240, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=cwd,
+        env=environ(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
 
 
 def own_test(tmp_path: Path, body: str) -> Path:
@@ -76,8 +92,13 @@ def own_test(tmp_path: Path, body: str) -> Path:
 def test_release_smoke_checks_pass_against_a_throwaway_container(run_dir: Path) -> None:
     result = run(REPO, "canary_tests", "-m", "smoke", f"--canary-run-dir={run_dir}", *SMOKE, "-rA")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    for name in ("test_llm_brief_fields", "test_rl_update_fields", "test_series_present",
-                 "test_canary_serves_the_release_version", "test_health[canary_client]"):
+    for name in (
+        "test_llm_brief_fields",
+        "test_rl_update_fields",
+        "test_series_present",
+        "test_canary_serves_the_release_version",
+        "test_health[canary_client]",
+    ):
         assert "PASSED canary_tests/" in result.stdout and name in result.stdout, result.stdout[-3000:]
     assert "7 deselected" in result.stdout  # the release gates need a stage: not smoke checks
     [log] = list((run_dir / "smoke").glob("canary-v0.2.0-*.jsonl"))
@@ -97,9 +118,14 @@ def test_a_failing_own_test_still_removes_the_container(tmp_path: Path, run_dir:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_removes_the_container(tmp_path: Path, run_dir: Path, signum: int) -> None:
     project = own_test(tmp_path, "time.sleep(60)")
-    process = subprocess.Popen([sys.executable, "-m", "pytest", ".", f"--canary-run-dir={run_dir}", *SMOKE],
-                               cwd=project, env=environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", ".", f"--canary-run-dir={run_dir}", *SMOKE],
+        cwd=project,
+        env=environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: (project / "started").exists(), 60, 0.1, "the test to reach its container")
         assert len(containers(run_dir)) == 1

@@ -60,8 +60,7 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
     work = tmp_path / "work"
     work.mkdir()
     (work / "canary.toml").write_text(
-        f"[stack]\nnginx_port = {nginx_port}\nproduction_port = {production_port}\n"
-        f"canary_port = {canary_port}\n"
+        f"[stack]\nnginx_port = {nginx_port}\nproduction_port = {production_port}\ncanary_port = {canary_port}\n"
     )
     runner = Cli(cwd=work, run_dir=work / ".canary", nginx_port=nginx_port)
     yield runner

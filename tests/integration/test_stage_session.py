@@ -113,12 +113,23 @@ FAULTS = [
     pytest.param(Fault("error_rate=0.2", 25, "error_rate", "test_5xx_error_rate", "5xx rate"), id="5xx"),
     # Slow canary journeys hold users (closed loop) and finish late: the split check must not take that
     # for a broken traffic split and mask the latency regression.
-    pytest.param(Fault("latency_add_ms.creative=5000", 25, "p95_latency[creative]", "test_p95_latency[creative]",
-                       "p95 latency (creative)"), id="creative-latency"),
-    pytest.param(Fault("schema_rate=0.5", 25, "schema_failures", "test_zero_schema_failures", "schema failures"),
-                 id="schema"),
-    pytest.param(Fault("loss_factor=5", 50, "rl_loss", "test_rl_loss_against_production_baseline", "RL loss",
-                       PPO_FAST), id="rl-loss"),
+    pytest.param(
+        Fault(
+            "latency_add_ms.creative=5000",
+            25,
+            "p95_latency[creative]",
+            "test_p95_latency[creative]",
+            "p95 latency (creative)",
+        ),
+        id="creative-latency",
+    ),
+    pytest.param(
+        Fault("schema_rate=0.5", 25, "schema_failures", "test_zero_schema_failures", "schema failures"), id="schema"
+    ),
+    pytest.param(
+        Fault("loss_factor=5", 50, "rl_loss", "test_rl_loss_against_production_baseline", "RL loss", PPO_FAST),
+        id="rl-loss",
+    ),
 ]
 
 
@@ -161,8 +172,12 @@ def test_sequential_judge_rolls_back_long_before_the_period_ends(stage_runner: S
 
 def test_ctrl_c_during_observation_rolls_back(stage_runner: StageRunner) -> None:
     running = stage_runner.start(25, 60)
-    wait_until(lambda: any(entry.event == "weight" for entry in journal.read(stage_runner.run_dir)),
-               90.0, 0.1, "the stage's weight entry in the journal")
+    wait_until(
+        lambda: any(entry.event == "weight" for entry in journal.read(stage_runner.run_dir)),
+        90.0,
+        0.1,
+        "the stage's weight entry in the journal",
+    )
     stage_runner.wait_for_output(running, PROGRESS_LINE.format(stage=25), 30.0)
     assert processes_naming(stage_runner.run_dir / "load"), "no load running during the observation"
     running.interrupt()

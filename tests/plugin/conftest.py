@@ -34,6 +34,7 @@ def isolated_canary_env(monkeypatch: pytest.MonkeyPatch, run_dir: Path) -> None:
     for name in list(os.environ):
         if name.startswith("CANARY_"):
             monkeypatch.delenv(name)
-    for name, port in zip(("CANARY_NGINX_PORT", "CANARY_PRODUCTION_PORT", "CANARY_CANARY_PORT"),
-                          free_ports(3), strict=True):
+    for name, port in zip(
+        ("CANARY_NGINX_PORT", "CANARY_PRODUCTION_PORT", "CANARY_CANARY_PORT"), free_ports(3), strict=True
+    ):
         monkeypatch.setenv(name, str(port))

@@ -51,27 +51,58 @@ BAD_INPUTS = [
     pytest.param(["--stage", "abc"], {}, "", "", "'abc'", "from --stage", id="stage-abc"),
     pytest.param(["--stage", "5.5"], {}, "", "", "'5.5'", "from --stage", id="stage-5.5"),
     pytest.param(["--stage", "0"], {}, "", "", "'0'", "from --stage", id="stage-0"),
-    pytest.param(["--stage", "5", "--canary-version", "v1;rm -rf /"], {}, "", "", "'v1;rm -rf /'",
-                 "from --canary-version", id="version-shell"),
+    pytest.param(
+        ["--stage", "5", "--canary-version", "v1;rm -rf /"],
+        {},
+        "",
+        "",
+        "'v1;rm -rf /'",
+        "from --canary-version",
+        id="version-shell",
+    ),
     pytest.param([], {"CANARY_STAGE": "abc"}, "", "", "'abc'", "from environment CANARY_STAGE", id="env-stage"),
     pytest.param([], {}, "canary_stage = 0", "", "'0'", "from ini option canary_stage", id="ini-stage"),
-    pytest.param(["--stage", "5"], {"CANARY_OBSERVATION_PERIOD": "-5"}, "", "", "'-5'",
-                 "from environment CANARY_OBSERVATION_PERIOD", id="env-period"),
-    pytest.param(["--stage", "5"], {}, "", '[stage]\nobservation_period = "soon"\n', "'soon'",
-                 "from canary.toml [stage] observation_period", id="toml-period"),
-    pytest.param(["--stage", "5", "--canary-env", "1BAD=x"], {}, "", "", "'1BAD'=***", "from --canary-env",
-                 id="canary-env"),
-    pytest.param(["--stage", "5"], {}, "canary_judge = bayes", "", "'bayes'", "from ini option canary_judge",
-                 id="ini-judge"),
-    pytest.param(["--stage", "5"], {}, "canary_dry_run = maybe", "", "'maybe'", "from ini option canary_dry_run",
-                 id="ini-flag"),
+    pytest.param(
+        ["--stage", "5"],
+        {"CANARY_OBSERVATION_PERIOD": "-5"},
+        "",
+        "",
+        "'-5'",
+        "from environment CANARY_OBSERVATION_PERIOD",
+        id="env-period",
+    ),
+    pytest.param(
+        ["--stage", "5"],
+        {},
+        "",
+        '[stage]\nobservation_period = "soon"\n',
+        "'soon'",
+        "from canary.toml [stage] observation_period",
+        id="toml-period",
+    ),
+    pytest.param(
+        ["--stage", "5", "--canary-env", "1BAD=x"], {}, "", "", "'1BAD'=***", "from --canary-env", id="canary-env"
+    ),
+    pytest.param(
+        ["--stage", "5"], {}, "canary_judge = bayes", "", "'bayes'", "from ini option canary_judge", id="ini-judge"
+    ),
+    pytest.param(
+        ["--stage", "5"], {}, "canary_dry_run = maybe", "", "'maybe'", "from ini option canary_dry_run", id="ini-flag"
+    ),
 ]
 
 
 @pytest.mark.parametrize(("args", "env", "ini", "toml", "value", "source"), BAD_INPUTS)
 def test_bad_value_is_a_usage_error_naming_value_and_source(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, run_dir: Path, args: list[str],
-    env: dict[str, str], ini: str, toml: str, value: str, source: str,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    run_dir: Path,
+    args: list[str],
+    env: dict[str, str],
+    ini: str,
+    toml: str,
+    value: str,
+    source: str,
 ) -> None:
     pytester.makepyfile(TRIVIAL_TEST)
     if ini:
@@ -107,15 +138,20 @@ LEVELS = {
 }
 
 
-@pytest.mark.parametrize(("present", "expected"), [
-    (("cli", "env", "ini", "toml"), 10.0),
-    (("env", "ini", "toml"), 20.0),
-    (("ini", "toml"), 30.0),
-    (("toml",), 40.0),
-    ((), 900.0),
-], ids=["cli", "env", "ini", "toml", "default"])
-def test_precedence_cli_env_ini_toml_default(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
-                                              present: tuple[str, ...], expected: float) -> None:
+@pytest.mark.parametrize(
+    ("present", "expected"),
+    [
+        (("cli", "env", "ini", "toml"), 10.0),
+        (("env", "ini", "toml"), 20.0),
+        (("ini", "toml"), 30.0),
+        (("toml",), 40.0),
+        ((), 900.0),
+    ],
+    ids=["cli", "env", "ini", "toml", "default"],
+)
+def test_precedence_cli_env_ini_toml_default(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, present: tuple[str, ...], expected: float
+) -> None:
     args = ["--canary-version", "v0.2.0", "--stage", "5"]
     if "cli" in present:
         args += ["--observation-period", str(LEVELS["cli"])]
@@ -132,10 +168,10 @@ def test_precedence_cli_env_ini_toml_default(pytester: pytest.Pytester, monkeypa
     assert (options.canary_version, options.stage) == ("v0.2.0", 5)
 
 
-def test_canary_env_pairs_from_flag_and_environment(pytester: pytest.Pytester,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    config = pytester.parseconfigure(*NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "25",
-                                     "--canary-env", "A=1", "--canary-env", "B=x=y")
+def test_canary_env_pairs_from_flag_and_environment(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = pytester.parseconfigure(
+        *NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "25", "--canary-env", "A=1", "--canary-env", "B=x=y"
+    )
     assert dict(config.stash[OPTIONS_KEY].canary_env) == {"A": "1", "B": "x=y"}
     assert dict(config.stash[OPTIONS_KEY].stack.canary_env) == {"A": "1", "B": "x=y"}
     monkeypatch.setenv("CANARY_ENV", "C=3 D=4")
@@ -147,8 +183,9 @@ def test_ports_come_from_the_environment(pytester: pytest.Pytester) -> None:
     config = pytester.parseconfigure(*NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "5")
     stack = config.stash[OPTIONS_KEY].stack
     ports = (stack.nginx_port, stack.production_port, stack.canary_port)
-    expected = tuple(int(os.environ[name]) for name in
-                     ("CANARY_NGINX_PORT", "CANARY_PRODUCTION_PORT", "CANARY_CANARY_PORT"))
+    expected = tuple(
+        int(os.environ[name]) for name in ("CANARY_NGINX_PORT", "CANARY_PRODUCTION_PORT", "CANARY_CANARY_PORT")
+    )
     assert ports == expected
 
 
@@ -159,11 +196,13 @@ def test_help_shows_the_canary_group_with_ini_and_env_twins(pytester: pytest.Pyt
     assert "canary release verification:" in text
     # Each option's help names its ini twin and environment variable; pytest wraps long help lines.
     flat = " ".join(text.split())
-    for flag, ini, env in [("--canary-version", "canary_version", "CANARY_VERSION"),
-                           ("--stage", "canary_stage", "CANARY_STAGE"),
-                           ("--observation-period", "canary_observation_period", "CANARY_OBSERVATION_PERIOD"),
-                           ("--dry-run", "canary_dry_run", "CANARY_DRY_RUN"),
-                           ("--canary-env", "canary_env", "CANARY_ENV")]:
+    for flag, ini, env in [
+        ("--canary-version", "canary_version", "CANARY_VERSION"),
+        ("--stage", "canary_stage", "CANARY_STAGE"),
+        ("--observation-period", "canary_observation_period", "CANARY_OBSERVATION_PERIOD"),
+        ("--dry-run", "canary_dry_run", "CANARY_DRY_RUN"),
+        ("--canary-env", "canary_env", "CANARY_ENV"),
+    ]:
         assert flag in text, f"{flag} missing from --help"
         assert f"[ini {ini}, env {env}]" in flat, f"{flag}: ini/env twins not named in --help"
         result.stdout.fnmatch_lines([f"*{ini} (*):*"])

@@ -33,8 +33,15 @@ CLI_ENTRY = "import sys; from canary_harness.cli import main; sys.exit(main())"
 
 # Every command reading canary.toml, as argv after `canary` (the config and run dir are appended).
 CONFIG_COMMANDS = [
-    ("stack", "up"), ("stack", "status"), ("stack", "down"), ("weights", "0"), ("plan", "--stage", "5", "--rps", "10"),
-    ("history",), ("rollback",), ("promote", "--version", "v0.2.0"), ("rollout", "--version", "v0.2.0"),
+    ("stack", "up"),
+    ("stack", "status"),
+    ("stack", "down"),
+    ("weights", "0"),
+    ("plan", "--stage", "5", "--rps", "10"),
+    ("history",),
+    ("rollback",),
+    ("promote", "--version", "v0.2.0"),
+    ("rollout", "--version", "v0.2.0"),
 ]
 
 
@@ -49,8 +56,9 @@ def _bad_toml(tmp_path: Path, kind: str) -> tuple[Path, str]:
 
 
 def _canary(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", CLI_ENTRY, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", CLI_ENTRY, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def _one_clear_line(stderr: str, *needles: str) -> str:
@@ -79,17 +87,41 @@ def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path: Path, command: tuple
 def test_a_bad_config_file_refuses_the_stage_session_with_exit_4(tmp_path: Path, kind: str) -> None:
     config, problem = _bad_toml(tmp_path, kind)
     run_dir = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "pytest", "--canary-version", "v0.2.0", "--stage", "5",
-                             f"--canary-config={config}", f"--canary-run-dir={run_dir}", "-p", "no:cacheprovider"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--canary-version",
+            "v0.2.0",
+            "--stage",
+            "5",
+            f"--canary-config={config}",
+            f"--canary-run-dir={run_dir}",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-2000:] + result.stderr[-2000:]
     _one_clear_line(result.stderr, str(config), problem)
     assert not run_dir.exists()
 
 
 # ------------------------------------------------------------------------------------------------ journal
-GOOD = {"time": 1.0, "event": "rollout_start", "version": "v0.2.0", "stage": None, "actor": "t", "reason": "r",
-        "details": {}}
+GOOD = {
+    "time": 1.0,
+    "event": "rollout_start",
+    "version": "v0.2.0",
+    "stage": None,
+    "actor": "t",
+    "reason": "r",
+    "details": {},
+}
 BAD_LINES = {"list": b"[]\n", "not-utf8": b'{"time": 2.0, "event": "w\xff"}\n', "no-event": b'{"time": 2.0}\n'}
 
 
@@ -101,8 +133,9 @@ def _journal_with(run_dir: Path, bad: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("bad", BAD_LINES.values(), ids=BAD_LINES.keys())
-def test_the_rollout_reader_skips_a_damaged_line_with_a_warning(tmp_path: Path, bad: bytes,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_the_rollout_reader_skips_a_damaged_line_with_a_warning(
+    tmp_path: Path, bad: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
     run_dir = tmp_path / "run"
     _journal_with(run_dir, bad)
     with caplog.at_level(logging.WARNING, logger="canary_harness.journal"):
@@ -161,16 +194,37 @@ def list_health_url() -> Iterator[str]:
 
 
 @pytest.mark.integration
-def test_a_health_answering_a_json_list_fails_the_preflight_naming_the_url(tmp_path: Path,
-                                                                          list_health_url: str) -> None:
+def test_a_health_answering_a_json_list_fails_the_preflight_naming_the_url(
+    tmp_path: Path, list_health_url: str
+) -> None:
     run_dir = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "pytest", "--canary-version", "v0.2.0", "--stage", "5",
-                             "--dry-run", f"--canary-url={list_health_url}",
-                             # the same server under another name: the two URLs must differ
-                             f"--production-url={list_health_url.replace('127.0.0.1', 'localhost')}",
-                             "--no-load", "--observation-period", "2", f"--canary-run-dir={run_dir}",
-                             "-p", "no:cacheprovider", "-q"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--canary-version",
+            "v0.2.0",
+            "--stage",
+            "5",
+            "--dry-run",
+            f"--canary-url={list_health_url}",
+            # the same server under another name: the two URLs must differ
+            f"--production-url={list_health_url.replace('127.0.0.1', 'localhost')}",
+            "--no-load",
+            "--observation-period",
+            "2",
+            f"--canary-run-dir={run_dir}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     assert "Traceback" not in output and "AttributeError" not in output, output[-3000:]
@@ -190,16 +244,26 @@ def _rss_kib(pid: int) -> int:
 def test_a_50_mib_body_gets_413_without_echo_or_memory_growth(tmp_path: Path) -> None:
     backend = ProcessBackend()
     (port,) = free_ports(1)
-    handle = backend.start(ServiceSpec(role="canary", version="v0.2.0", port=port, log_path=tmp_path / "svc.log",
-                                       env={"FRAGRANCE_LATENCY_SCALE": "0"}))
+    handle = backend.start(
+        ServiceSpec(
+            role="canary",
+            version="v0.2.0",
+            port=port,
+            log_path=tmp_path / "svc.log",
+            env={"FRAGRANCE_LATENCY_SCALE": "0"},
+        )
+    )
     try:
         assert handle.pid is not None
         before = _rss_kib(handle.pid)
         big = b'{"brief": "' + b"x" * (50 * 1024 * 1024) + b'", "mode": "fast"}'
         with httpx.Client(base_url=handle.url, timeout=60) as client:
             declared = client.post("/dna/create", content=big, headers={"Content-Type": "application/json"})
-            chunked = client.post("/dna/create", content=(big[i:i + 65536] for i in range(0, len(big), 65536)),
-                                  headers={"Content-Type": "application/json"})
+            chunked = client.post(
+                "/dna/create",
+                content=(big[i : i + 65536] for i in range(0, len(big), 65536)),
+                headers={"Content-Type": "application/json"},
+            )
             # Within the limit but invalid (brief over 2000 characters): a 422 that does not echo the input.
             invalid = client.post("/dna/create", json={"brief": "y" * 500_000, "mode": "fast"})
             healthy = client.get("/health")

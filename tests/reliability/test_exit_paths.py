@@ -62,28 +62,28 @@ def test_traffic_while_the_checks_run(canary_stage):
     split = probe_split(canary_stage.nginx_url, 200)
     Path(os.environ["EXITPATHS_PROBE"]).write_text(json.dumps(split.to_dict()))
 '''
-CANARY_CHECK = '''
+CANARY_CHECK = """
 def test_canary_answers(canary_client):
     canary_client.get("/health").raise_for_status()
-'''
-FAILING_CHECK = '''
+"""
+FAILING_CHECK = """
 def test_a_release_check_fails(canary_stage):
     assert canary_stage.canary_version == "not this one", "a failing release check"
-'''
-EXIT_42_CONFTEST = '''
+"""
+EXIT_42_CONFTEST = """
 import pytest
 
 
 def pytest_canary_verdict(config, record):
     pytest.exit("a site plugin ends the session with its own status", returncode=42)
-'''
-FOREIGN_SESSIONFINISH_CONFTEST = '''
+"""
+FOREIGN_SESSIONFINISH_CONFTEST = """
 def pytest_sessionfinish(session, exitstatus):
     raise RuntimeError("a foreign plugin's sessionfinish fails")
-'''
+"""
 # Arms pytest-timeout's own signal-method timer (its hook, its SIGALRM handler) when the weight is
 # applied, so that it fires in the middle of the observation as a per-test timeout would.
-TIMEOUT_CONFTEST = '''
+TIMEOUT_CONFTEST = """
 import types
 
 from pytest_timeout import Settings
@@ -94,7 +94,7 @@ def pytest_canary_stage_applied(config, record):
     config.hook.pytest_timeout_set_timer(
         item=item, settings=Settings(timeout=2.0, method="signal", func_only=False,
                                      disable_debugger_detection=True))
-'''
+"""
 
 
 class ExitPathRunner(StageRunner):
@@ -162,35 +162,61 @@ def _kill(role: str) -> Callable[[ExitPathRunner, BackgroundStage], int | None]:
 CHECKS_FAIL = {"test_probe.py": PROBE_CHECK, "test_fails.py": FAILING_CHECK}
 CASES = {
     "failing-release-check": Case(3, CHECKS_FAIL, reason="pytest exit status 1 (TESTS_FAILED)"),
-    "verdict-fail": Case(40, {"test_probe.py": PROBE_CHECK}, faults="error_rate=0.2", reason="verdict FAIL",
-                         early=True),
-    "harness-error": Case(40, {"test_probe.py": PROBE_CHECK}, reason="unreachable", early=True,
-                          extra=("--prometheus-url", f"http://127.0.0.1:{free_port()}")),
-    "sigint": Case(60, CHECKS_FAIL, act=_signal_session(signal.SIGINT), exit_codes=(2,),
-                   reason="interrupted by SIGINT"),
-    "sigterm": Case(60, CHECKS_FAIL, act=_signal_session(signal.SIGTERM), exit_codes=(2,),
-                    reason="interrupted by SIGTERM"),
-    "sighup": Case(60, CHECKS_FAIL, act=_signal_session(signal.SIGHUP), exit_codes=(2,),
-                   reason="interrupted by SIGHUP"),
+    "verdict-fail": Case(
+        40, {"test_probe.py": PROBE_CHECK}, faults="error_rate=0.2", reason="verdict FAIL", early=True
+    ),
+    "harness-error": Case(
+        40,
+        {"test_probe.py": PROBE_CHECK},
+        reason="unreachable",
+        early=True,
+        extra=("--prometheus-url", f"http://127.0.0.1:{free_port()}"),
+    ),
+    "sigint": Case(
+        60, CHECKS_FAIL, act=_signal_session(signal.SIGINT), exit_codes=(2,), reason="interrupted by SIGINT"
+    ),
+    "sigterm": Case(
+        60, CHECKS_FAIL, act=_signal_session(signal.SIGTERM), exit_codes=(2,), reason="interrupted by SIGTERM"
+    ),
+    "sighup": Case(
+        60, CHECKS_FAIL, act=_signal_session(signal.SIGHUP), exit_codes=(2,), reason="interrupted by SIGHUP"
+    ),
     # The second SIGTERM lands during the rollback (deferred) or after it (the default handler again).
-    "sigterm-twice": Case(60, CHECKS_FAIL, act=_signal_session(signal.SIGTERM, times=2),
-                          exit_codes=(2, -signal.SIGTERM), reason="interrupted by SIGTERM"),
+    "sigterm-twice": Case(
+        60,
+        CHECKS_FAIL,
+        act=_signal_session(signal.SIGTERM, times=2),
+        exit_codes=(2, -signal.SIGTERM),
+        reason="interrupted by SIGTERM",
+    ),
     "pytest-timeout": Case(60, {"conftest.py": TIMEOUT_CONFTEST, **CHECKS_FAIL}, reason="Timeout"),
-    "pytest-exit-42": Case(3, {"conftest.py": EXIT_42_CONFTEST, **CHECKS_FAIL}, exit_codes=(42,),
-                           reason="pytest exit status 42"),
+    "pytest-exit-42": Case(
+        3, {"conftest.py": EXIT_42_CONFTEST, **CHECKS_FAIL}, exit_codes=(42,), reason="pytest exit status 42"
+    ),
     # Its own sessionfinish raises, and junitxml (a later --junitxml wins) cannot write its report.
-    "foreign-sessionfinish": Case(3, {"conftest.py": FOREIGN_SESSIONFINISH_CONFTEST, **CHECKS_FAIL},
-                                  extra=("--junitxml=/dev/null/report.xml",), exit_codes=(1, 3),
-                                  reason="pytest exit status 1"),
+    "foreign-sessionfinish": Case(
+        3,
+        {"conftest.py": FOREIGN_SESSIONFINISH_CONFTEST, **CHECKS_FAIL},
+        extra=("--junitxml=/dev/null/report.xml",),
+        exit_codes=(1, 3),
+        reason="pytest exit status 1",
+    ),
     # The stage's first weight entry fails: a harness error (traffic withdrawn at once), not a crash.
     "unwritable-journal": Case(3, CHECKS_FAIL, journal_writable=False, early=True),
-    "canary-crash": Case(40, {"test_probe.py": PROBE_CHECK}, faults="crash_after_s=10", reason="unreachable",
-                         early=True),
-    "canary-hung": Case(40, {"test_probe.py": PROBE_CHECK, "test_canary.py": CANARY_CHECK},
-                        act=_stop_canary_process, reason="unreachable", early=True),
+    "canary-crash": Case(
+        40, {"test_probe.py": PROBE_CHECK}, faults="crash_after_s=10", reason="unreachable", early=True
+    ),
+    "canary-hung": Case(
+        40,
+        {"test_probe.py": PROBE_CHECK, "test_canary.py": CANARY_CHECK},
+        act=_stop_canary_process,
+        reason="unreachable",
+        early=True,
+    ),
     "nginx-killed": Case(6, CHECKS_FAIL, act=_kill("nginx"), exit_codes=(3,), rollback_fails=True),
-    "production-dead": Case(40, {"test_probe.py": PROBE_CHECK}, act=_kill("production"), exit_codes=(3,),
-                            rollback_fails=True),
+    "production-dead": Case(
+        40, {"test_probe.py": PROBE_CHECK}, act=_kill("production"), exit_codes=(3,), rollback_fails=True
+    ),
 }
 
 
@@ -249,8 +275,9 @@ def test_exit_path_leaves_no_traffic_on_the_canary(runner: ExitPathRunner, tmp_p
             journal_file.unlink(missing_ok=True)
             journal_file.mkdir()  # every append fails (IsADirectoryError), as on a full or read-only disk
         # The repository's pytest.ini still applies (markers, pytest-timeout's default) to checks kept outside it.
-        running = runner.start(STAGE, case.period, "-c", str(REPO / "pytest.ini"), str(checks), *case.extra,
-                               faults=case.faults)
+        running = runner.start(
+            STAGE, case.period, "-c", str(REPO / "pytest.ini"), str(checks), *case.extra, faults=case.faults
+        )
         if case.act is not None:
             runner.wait_for_output(running, PROGRESS_LINE, 90.0)
             hung_pid = case.act(runner, running)
@@ -312,8 +339,7 @@ def _assert_withdrawn_before_checks(runner: ExitPathRunner, run: StageRun, recor
     assert "weight 0 % in force" in run.output, run.describe()
 
 
-def _assert_rollback_failed(runner: ExitPathRunner, run: StageRun, since: float, canary_pid: int,
-                            name: str) -> None:
+def _assert_rollback_failed(runner: ExitPathRunner, run: StageRun, since: float, canary_pid: int, name: str) -> None:
     entries = _entries_since(runner.run_dir, since)
     assert [entry for entry in entries if entry.event == "rollback_failed"], run.describe()
     assert not [entry for entry in entries if entry.event == "rollback"], run.describe()

@@ -37,16 +37,31 @@ HOLDER = f"rollout of {CANARY_VERSION} already running (pid "
 
 def weight_in_force(cli: RolloutCli) -> int:
     """The canary weight NGINX has in force (read from the live upstream), not what a command claims."""
-    ports = {"CANARY_NGINX_PORT": str(cli.nginx_port), "CANARY_PRODUCTION_PORT": str(cli.production_port),
-             "CANARY_CANARY_PORT": str(cli.canary_port)}
+    ports = {
+        "CANARY_NGINX_PORT": str(cli.nginx_port),
+        "CANARY_PRODUCTION_PORT": str(cli.production_port),
+        "CANARY_CANARY_PORT": str(cli.canary_port),
+    }
     return LocalStack(resolve_stack_settings(environ=ports, run_dir=str(cli.run_dir))).traffic().canary_weight()
 
 
 def _stage_session(cli: RolloutCli) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "pytest", "--canary-version", CANARY_VERSION, "--stage", "50",
-               "--observation-period", "5", f"--canary-run-dir={cli.run_dir}", "-p", "no:cacheprovider", "-q"]
-    return subprocess.run(command, cwd=REPO, env=cli.env, capture_output=True, text=True, timeout=120,
-                          check=False)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--canary-version",
+        CANARY_VERSION,
+        "--stage",
+        "50",
+        "--observation-period",
+        "5",
+        f"--canary-run-dir={cli.run_dir}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
+    return subprocess.run(command, cwd=REPO, env=cli.env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_commands_are_refused_while_a_rollout_runs_and_its_stage_inherits_the_lock(
@@ -80,8 +95,9 @@ def cli_in_rollout(rollout_cli: RolloutCli) -> RolloutCli:
     """A rollout observing its first stage (5 %) in the background; stopped by SIGTERM at teardown."""
     cli = rollout_cli
     run = cli.start(*rollout_args(stages="5,100", period=LONG_PERIOD_S))
-    cli.wait_for_entry("the 5 % stage applied", lambda e: e.event == "weight" and e.details.get("weight") == 5,
-                       timeout=90, run=run)
+    cli.wait_for_entry(
+        "the 5 % stage applied", lambda e: e.event == "weight" and e.details.get("weight") == 5, timeout=90, run=run
+    )
     cli.wait_for_output(run, "% t=", timeout=60)  # observing: the stage session is past its start
     return cli
 
@@ -106,8 +122,12 @@ def test_a_dry_run_never_replaces_the_canary_nor_rolls_it_back(rollout_cli: Roll
     assert other_env.returncode == 1, describe(other_env)
     assert "a dry run never replaces a canary that serves traffic" in other_env.stdout, other_env.stdout[-3000:]
     # 2. The same canary: its stage FAILs (30 % 5xx) and nothing is rolled back.
-    failing = cli(*rollout_args("--dry-run", "--partial", "--canary-env", "FRAGRANCE_FAULTS=error_rate=0.3",
-                                stages="5", period=20), timeout=150)
+    failing = cli(
+        *rollout_args(
+            "--dry-run", "--partial", "--canary-env", "FRAGRANCE_FAULTS=error_rate=0.3", stages="5", period=20
+        ),
+        timeout=150,
+    )
     assert failing.returncode == 1, describe(failing)
     assert "nothing is rolled back" in failing.stdout, failing.stdout[-3000:]
     assert "Dry run failed: no traffic was moved" in failing.stdout

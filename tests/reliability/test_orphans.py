@@ -55,15 +55,18 @@ def stray() -> Iterator[list[subprocess.Popen[bytes]]]:
         proc.wait(timeout=10)
 
 
-def test_ctrl_c_during_the_health_wait_stops_the_service(tmp_path: Path,
-                                                          stray: list[subprocess.Popen[bytes]]) -> None:
+def test_ctrl_c_during_the_health_wait_stops_the_service(tmp_path: Path, stray: list[subprocess.Popen[bytes]]) -> None:
     silent = tmp_path / "silent-service"
     silent.write_text("#!/bin/sh\nexec sleep 120\n")
     silent.chmod(0o700)
     run_dir = tmp_path / "run"
     ports = [str(port) for port in free_ports(3)]
-    starter = subprocess.Popen([sys.executable, "-c", UP_WITH_SILENT_SERVICE, str(run_dir), str(silent), *ports],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    starter = subprocess.Popen(
+        [sys.executable, "-c", UP_WITH_SILENT_SERVICE, str(run_dir), str(silent), *ports],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     stray.append(starter)
 
     def recorded() -> tuple[int, int] | None:

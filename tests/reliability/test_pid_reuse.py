@@ -31,8 +31,7 @@ def stranger() -> Iterator[subprocess.Popen[bytes]]:
     proc.wait(timeout=10)
 
 
-def test_a_reused_master_pid_is_neither_reloaded_nor_stopped(tmp_path: Path,
-                                                              stranger: subprocess.Popen[bytes]) -> None:
+def test_a_reused_master_pid_is_neither_reloaded_nor_stopped(tmp_path: Path, stranger: subprocess.Popen[bytes]) -> None:
     real_start = pids.process_start_time(stranger.pid)
     assert real_start is not None
     nginx = NginxProcess(tmp_path / "nginx")
@@ -53,8 +52,13 @@ def test_terminate_spares_an_extra_pid_whose_start_time_changed(stranger: subpro
     pids.track_child(target)
     other_start = pids.process_start_time(stranger.pid)
     assert other_start is not None
-    pids.terminate(target.pid, start_time=pids.process_start_time(target.pid), timeout=0.2,
-                   term_signal=0, also_kill=((stranger.pid, other_start + 1),))
+    pids.terminate(
+        target.pid,
+        start_time=pids.process_start_time(target.pid),
+        timeout=0.2,
+        term_signal=0,
+        also_kill=((stranger.pid, other_start + 1),),
+    )
     assert target.poll() is not None, "the target survived"
     assert stranger.poll() is None, "an extra PID with another start time was killed"
 
@@ -67,8 +71,9 @@ def test_state_and_record_are_private_and_leave_no_temporary_file(tmp_path: Path
         path = run_dir / "state.json"
     else:
         path = run_dir / "stages" / "stage-5.json"
-        StageRecord(canary_version="v0.2.0", production_version="v0.1.0", stage=5, dry_run=False,
-                    judge="sequential").save(path)
+        StageRecord(
+            canary_version="v0.2.0", production_version="v0.1.0", stage=5, dry_run=False, judge="sequential"
+        ).save(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert [entry.name for entry in path.parent.iterdir() if entry.name.startswith(".")] == []

@@ -53,8 +53,14 @@ def test_unconfirmed_reload_to_zero_keeps_the_zero_file(canary_stack_at_zero: Lo
 def test_rollback_at_zero_rewrites_a_live_file_that_says_otherwise(canary_stack_at_zero: LocalStack) -> None:
     traffic = canary_stack_at_zero.traffic()
     assert traffic.canary_weight() == 0
-    stale = render_upstream(traffic.upstream_template.read_text(), 75, 25, production=traffic.production,
-                            canary=traffic.canary, generation="stale-25")
+    stale = render_upstream(
+        traffic.upstream_template.read_text(),
+        75,
+        25,
+        production=traffic.production,
+        canary=traffic.canary,
+        generation="stale-25",
+    )
     traffic.upstream_conf.write_text(stale)  # left by a reload that was never confirmed
     result = rollback(canary_stack_at_zero.settings, version="v0.2.0", stage=25, reason="test", keep_canary=True)
     assert result.rewrote_upstream and result.weight_before == 0 and result.weight_after == 0
@@ -67,7 +73,8 @@ def test_rollback_at_zero_rewrites_a_live_file_that_says_otherwise(canary_stack_
 
 
 def test_rollback_with_production_down_fails_and_keeps_the_canary(
-        stack_factory: StackFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    stack_factory: StackFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     stack = stack_factory(canary_weight=25)
     state = load_state(stack.run_dir)
     assert state is not None and state.production is not None and state.canary is not None

@@ -71,11 +71,19 @@ def test_planted_secrets_appear_nowhere_and_the_run_dir_is_private(
     allure = tmp_path / "allure"
     # The canary's key by name from the rollout's environment (as CI passes secrets); production's given
     # as KEY=VALUE, so that it is on the operator's own command line and must go no further.
-    args = rollout_args("--canary-env", "OPENAI_API_KEY", "--production-env", f"DB_PASSWORD={production_secret}",
-                        stages="5,100", period=4, pytest_args=("-q", f"--alluredir={allure}"))
+    args = rollout_args(
+        "--canary-env",
+        "OPENAI_API_KEY",
+        "--production-env",
+        f"DB_PASSWORD={production_secret}",
+        stages="5,100",
+        period=4,
+        pytest_args=("-q", f"--alluredir={allure}"),
+    )
     monkeypatch.setenv("OPENAI_API_KEY", canary_secret)
     run = cli.start(*args)
     monkeypatch.delenv("OPENAI_API_KEY")  # later commands (promote) do not have it: it must come from the store
+
     # While a stage session runs: its argv (and every other process's) holds neither value.
     def stage_child() -> int | None:
         # The stage session runs in its own process group, as a child of the rollout.
@@ -92,8 +100,11 @@ def test_planted_secrets_appear_nowhere_and_the_run_dir_is_private(
 
     child = wait_until(stage_child, 60, 0.05, "the first stage session of the rollout")
     assert child is not None
-    leaking = {pid: argv for pid, argv in _all_cmdlines().items()
-               if any(needle in argv for needle in needles) and pid != run.pid}
+    leaking = {
+        pid: argv
+        for pid, argv in _all_cmdlines().items()
+        if any(needle in argv for needle in needles) and pid != run.pid
+    }
     assert not leaking, f"secret on a command line: {sorted(leaking)}"
     assert needles[0] not in Path(f"/proc/{run.pid}/cmdline").read_bytes()
     code = run.wait()

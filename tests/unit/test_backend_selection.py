@@ -28,14 +28,18 @@ def test_parse_backend_names_value_and_source() -> None:
         parse_backend("vm", "from --backend")
 
 
-@pytest.mark.parametrize(("cli", "environ", "toml", "expected"), [
-    ("docker", {"CANARY_BACKEND": "process"}, {"backend": "process"}, "docker"),
-    (None, {"CANARY_BACKEND": "docker"}, {"backend": "process"}, "docker"),
-    (None, {}, {"backend": "docker"}, "docker"),
-    (None, {}, {}, "process"),
-])
-def test_stack_backend_precedence(cli: str | None, environ: dict[str, str], toml: dict[str, str],
-                                  expected: str) -> None:
+@pytest.mark.parametrize(
+    ("cli", "environ", "toml", "expected"),
+    [
+        ("docker", {"CANARY_BACKEND": "process"}, {"backend": "process"}, "docker"),
+        (None, {"CANARY_BACKEND": "docker"}, {"backend": "process"}, "docker"),
+        (None, {}, {"backend": "docker"}, "docker"),
+        (None, {}, {}, "process"),
+    ],
+)
+def test_stack_backend_precedence(
+    cli: str | None, environ: dict[str, str], toml: dict[str, str], expected: str
+) -> None:
     settings = resolve_stack_settings(toml={"stack": toml}, environ=environ, backend=cli)
     assert settings.backend == expected
 
@@ -49,6 +53,7 @@ def test_handle_without_container_id_reads_as_before() -> None:
     old = {"role": "canary", "version": "v0.2.0", "url": "http://127.0.0.1:8001", "pid": 12, "log_path": "l.log"}
     handle = ServiceHandle.from_json(old)
     assert handle.container_id is None and handle.backend == "process"
-    container = ServiceHandle("canary", "v0.2.0", "http://127.0.0.1:8001", None, Path("l.log"), backend="docker",
-                              container_id="abc123")
+    container = ServiceHandle(
+        "canary", "v0.2.0", "http://127.0.0.1:8001", None, Path("l.log"), backend="docker", container_id="abc123"
+    )
     assert ServiceHandle.from_json(container.to_json()) == container

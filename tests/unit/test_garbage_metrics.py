@@ -17,15 +17,23 @@ from tests.unit.judge.judge_synthetic import arms, run_stage
 from tests.unit.test_scrape import EXPOSITION
 
 REQUESTS = 'http_requests_total{app_version="v0.2.0",method="POST",route="/dna/create",status="200"} 90.0'
-BUCKET = ('http_request_duration_seconds_bucket{app_version="v0.2.0",le="+Inf",method="POST",mode="fast",'
-          'route="/dna/create",status="200"} 90.0')
+BUCKET = (
+    'http_request_duration_seconds_bucket{app_version="v0.2.0",le="+Inf",method="POST",mode="fast",'
+    'route="/dna/create",status="200"} 90.0'
+)
 
 
-@pytest.mark.parametrize(("line", "garbage"), [
-    (REQUESTS, "NaN"), (REQUESTS, "+Inf"), (REQUESTS, "-4.0"), (BUCKET, "NaN"),
-    ('llm_brief_total{app_version="v0.2.0",mode="fast"} 94.0', "-1.0"),
-    ('rl_update_loss_count{app_version="v0.2.0"} 3.0', "NaN"),
-])
+@pytest.mark.parametrize(
+    ("line", "garbage"),
+    [
+        (REQUESTS, "NaN"),
+        (REQUESTS, "+Inf"),
+        (REQUESTS, "-4.0"),
+        (BUCKET, "NaN"),
+        ('llm_brief_total{app_version="v0.2.0",mode="fast"} 94.0', "-1.0"),
+        ('rl_update_loss_count{app_version="v0.2.0"} 3.0', "NaN"),
+    ],
+)
 def test_a_garbage_count_is_refused_naming_the_series(line: str, garbage: str) -> None:
     text = EXPOSITION.replace(line, line.rsplit(" ", 1)[0] + " " + garbage)
     assert text != EXPOSITION

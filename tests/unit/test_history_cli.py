@@ -22,14 +22,20 @@ def run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CANARY_RUN_DIR", raising=False)
     directory = tmp_path / "run"
-    journal.append(directory, "rollout_start", version="v0.2.0", reason="canary rollout", actor="ci",
-                   stages=[1, 5])
-    journal.append(directory, "weight", version="v0.2.0", stage=1, reason="stage applied", actor="ci",
-                   weight=1)
-    journal.append(directory, "stage_verdict", version="v0.2.0", stage=1, reason="all checks passed",
-                   actor="ci", passed=True)
-    journal.append(directory, "rollback", version="v0.3.0", stage=5,
-                   reason="p95 creative 5.1s > 4.5s\nsecond line", actor="alice", weight=0)
+    journal.append(directory, "rollout_start", version="v0.2.0", reason="canary rollout", actor="ci", stages=[1, 5])
+    journal.append(directory, "weight", version="v0.2.0", stage=1, reason="stage applied", actor="ci", weight=1)
+    journal.append(
+        directory, "stage_verdict", version="v0.2.0", stage=1, reason="all checks passed", actor="ci", passed=True
+    )
+    journal.append(
+        directory,
+        "rollback",
+        version="v0.3.0",
+        stage=5,
+        reason="p95 creative 5.1s > 4.5s\nsecond line",
+        actor="alice",
+        weight=0,
+    )
     return directory
 
 
@@ -53,7 +59,7 @@ def test_table_shows_every_entry_in_order(run_dir: Path, capsys: pytest.CaptureF
     assert "p95 creative 5.1s > 4.5s second line" in rows[4]
     # Columns line up: every row has its EVENT where the header has it.
     column = rows[0].index("EVENT")
-    assert all(row[column - 2: column] == "  " and row[column] != " " for row in rows[1:])
+    assert all(row[column - 2 : column] == "  " and row[column] != " " for row in rows[1:])
 
 
 def test_version_filter_and_limit(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,8 +104,12 @@ def test_run_dir_from_environment_and_config(
 
 @pytest.mark.parametrize(
     ("args", "named"),
-    [(["--limit", "0"], "'0'"), (["--limit", "abc"], "'abc'"), (["--limit", "-1"], "'-1'"),
-     (["--version", "v1 v2"], "'v1 v2'")],
+    [
+        (["--limit", "0"], "'0'"),
+        (["--limit", "abc"], "'abc'"),
+        (["--limit", "-1"], "'-1'"),
+        (["--version", "v1 v2"], "'v1 v2'"),
+    ],
 )
 def test_bad_input_exits_2_naming_it(
     run_dir: Path, args: list[str], named: str, capsys: pytest.CaptureFixture[str]

@@ -28,8 +28,14 @@ def _journey(mix: dict[str, float] | None = None, seed: int = 7) -> Journey:
 
 
 def _create_answer(dna_id: str = "dna_1") -> str:
-    return json.dumps({"dna_id": dna_id, "version": "v0.2.0", "brief": {},
-                       "notes": {"top": ["bergamot"], "heart": [], "base": ["musk"]}})
+    return json.dumps(
+        {
+            "dna_id": dna_id,
+            "version": "v0.2.0",
+            "brief": {},
+            "notes": {"top": ["bergamot"], "heart": [], "base": ["musk"]},
+        }
+    )
 
 
 def _options_answer(dna_id: str = "dna_1", count: int = NUM_OPTIONS) -> str:
@@ -102,14 +108,13 @@ def test_a_full_journey_plans_each_step_from_the_previous_answer() -> None:
         (200, {}, _create_answer(), "no X-Served-Version or X-App-Version header"),
         (200, HEADERS, "<html>", "body is not JSON"),
         (200, HEADERS, "[1, 2]", "JSON list"),
-        (200, HEADERS, json.dumps({"dna_id": "x_1", "version": "v", "notes": {}}),
-         "does not start with 'dna_'"),
-        (200, HEADERS, json.dumps({"dna_id": "dna_1", "version": "v", "notes": {"top": []}}),
-         "notes must hold"),
+        (200, HEADERS, json.dumps({"dna_id": "x_1", "version": "v", "notes": {}}), "does not start with 'dna_'"),
+        (200, HEADERS, json.dumps({"dna_id": "dna_1", "version": "v", "notes": {"top": []}}), "notes must hold"),
     ],
 )
 def test_a_wrong_create_answer_fails_with_its_reason_and_restarts(
-        status: int, headers: dict[str, str], text: str, reason: str) -> None:
+    status: int, headers: dict[str, str], text: str, reason: str
+) -> None:
     journey = _journey()
     journey.next_request()
     verdict = journey.record(status, headers, text)
@@ -123,8 +128,10 @@ def test_a_wrong_create_answer_fails_with_its_reason_and_restarts(
         (_options_answer(count=2), "2 options, expected 3"),
         (_options_answer(count=4), "4 options, expected 3"),
         (_options_answer(dna_id="dna_other"), "is not the one asked for"),
-        (json.dumps({"experiment_id": "exp_1", "dna_id": "dna_1", "options": [{"id": "opt_1"}] * 3}),
-         "lacks its action or dna"),
+        (
+            json.dumps({"experiment_id": "exp_1", "dna_id": "dna_1", "options": [{"id": "opt_1"}] * 3}),
+            "lacks its action or dna",
+        ),
         (json.dumps({"experiment_id": "run_1", "dna_id": "dna_1", "options": []}), "'exp_'"),
     ],
 )

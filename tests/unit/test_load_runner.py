@@ -53,14 +53,16 @@ def test_find_locustfile_dir(tmp_path: Path) -> None:
     assert str(tmp_path / "missing") in str(info.value) and "LoadSettings.locustfile" in str(info.value)
 
 
-@pytest.mark.parametrize(("url", "duration", "fragment"), [
-    ("127.0.0.1:8080", 5, "'127.0.0.1:8080'"),
-    ("ftp://127.0.0.1", 5, "must start with http"),
-    ("http://127.0.0.1:8080", 0, "duration 0"),
-    ("http://127.0.0.1:8080", -3, "duration -3"),
-])
-def test_load_run_refuses_bad_target_or_duration(
-        tmp_path: Path, url: str, duration: float, fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("url", "duration", "fragment"),
+    [
+        ("127.0.0.1:8080", 5, "'127.0.0.1:8080'"),
+        ("ftp://127.0.0.1", 5, "must start with http"),
+        ("http://127.0.0.1:8080", 0, "duration 0"),
+        ("http://127.0.0.1:8080", -3, "duration -3"),
+    ],
+)
+def test_load_run_refuses_bad_target_or_duration(tmp_path: Path, url: str, duration: float, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         LoadRun(url, duration, LoadSettings(), tmp_path)
 

@@ -12,7 +12,8 @@ from canary_harness.load import DEFAULT_MIX, LoadSettings, format_mix, parse_mix
 
 def test_parse_mix_normalises_percentages_in_mode_order() -> None:
     assert parse_mix("creative=15, fast=50 ,balanced=35", "test") == pytest.approx(
-        {"fast": 0.5, "balanced": 0.35, "creative": 0.15})
+        {"fast": 0.5, "balanced": 0.35, "creative": 0.15}
+    )
     assert list(parse_mix("creative=1,fast=3", "test")) == ["fast", "balanced", "creative"]
 
 
@@ -55,9 +56,18 @@ def test_defaults() -> None:
 
 def test_from_mapping_reads_canary_toml_values() -> None:
     settings = LoadSettings.from_mapping(
-        {"users": 8, "spawn_rate": "4", "rate_rps": 25, "mix": {"fast": 1, "creative": 1},
-         "profile": "light", "workers": 2, "max_requests": 500, "engine": "locust", "client": "http",
-         "seed": 0},
+        {
+            "users": 8,
+            "spawn_rate": "4",
+            "rate_rps": 25,
+            "mix": {"fast": 1, "creative": 1},
+            "profile": "light",
+            "workers": 2,
+            "max_requests": 500,
+            "engine": "locust",
+            "client": "http",
+            "seed": 0,
+        },
         "canary.toml [load]",
     )
     assert (settings.users, settings.spawn_rate, settings.rate_rps) == (8, 4.0, 25.0)
@@ -102,4 +112,7 @@ def test_construction_and_replace_run_the_same_checks() -> None:
     with pytest.raises(ConfigError, match="needs engine"):
         LoadSettings(engine="builtin", workers=2)
     assert dataclasses.replace(base, mix={"fast": 3, "balanced": 1}).mix == {
-        "fast": 0.75, "balanced": 0.25, "creative": 0.0}
+        "fast": 0.75,
+        "balanced": 0.25,
+        "creative": 0.0,
+    }

@@ -13,8 +13,7 @@ from canary_harness.load.stats import build_stats
 from canary_harness.load.tally import MAX_ERROR_KINDS, OTHER_ERRORS, Histogram, Tally, percentile_ms, round_ms
 
 
-@pytest.mark.parametrize(("ms", "rounded"),
-                         [(42.4, 42), (99.6, 100), (147, 150), (3432, 3400), (58760, 59000)])
+@pytest.mark.parametrize(("ms", "rounded"), [(42.4, 42), (99.6, 100), (147, 150), (3432, 3400), (58760, 59000)])
 def test_round_ms_keeps_two_significant_digits_like_locust(ms: float, rounded: int) -> None:
     assert round_ms(ms) == rounded and isinstance(round_ms(ms), int)
 
@@ -67,12 +66,18 @@ def test_tally_bounds_the_number_of_failure_reasons() -> None:
     assert len(errors) == MAX_ERROR_KINDS + 1 and errors[OTHER_ERRORS] == 10
 
 
-def _entry(name: str, requests: int, failures: int, times: dict[str, int],
-           method: str = "POST") -> dict[str, Any]:
-    return {"name": name, "method": method, "num_requests": requests, "num_failures": failures,
-            "total_response_time": sum(int(k) * v for k, v in times.items()),
-            "max_response_time": max(int(k) for k in times), "response_times": times,
-            "start_time": 1000.0, "last_request_timestamp": 1009.0}
+def _entry(name: str, requests: int, failures: int, times: dict[str, int], method: str = "POST") -> dict[str, Any]:
+    return {
+        "name": name,
+        "method": method,
+        "num_requests": requests,
+        "num_failures": failures,
+        "total_response_time": sum(int(k) * v for k, v in times.items()),
+        "max_response_time": max(int(k) for k in times),
+        "response_times": times,
+        "start_time": 1000.0,
+        "last_request_timestamp": 1009.0,
+    }
 
 
 ENTRIES = [
@@ -80,10 +85,18 @@ ENTRIES = [
     _entry("/dna/create [creative]", 40, 0, {"30": 40}),
 ]
 TALLY = {
-    "started": 1000.0, "stopped": 1010.0, "target_rps": 10, "workers": 2, "users": 5, "client": "fast",
-    "versions": {"v2": {"requests": 70, "failures": 3, "response_times": {"10": 60, "200": 10}},
-                 "v1": {"requests": 30, "failures": 0, "response_times": {"30": 30}}},
-    "modes": {"creative": 40, "fast": 60}, "errors": {"/dna/create [fast]: HTTP 500": 3},
+    "started": 1000.0,
+    "stopped": 1010.0,
+    "target_rps": 10,
+    "workers": 2,
+    "users": 5,
+    "client": "fast",
+    "versions": {
+        "v2": {"requests": 70, "failures": 3, "response_times": {"10": 60, "200": 10}},
+        "v1": {"requests": 30, "failures": 0, "response_times": {"30": 30}},
+    },
+    "modes": {"creative": 40, "fast": 60},
+    "errors": {"/dna/create [fast]: HTTP 500": 3},
     "sources": {"worker-1": 45, "worker-0": 55},
 }
 
@@ -122,8 +135,17 @@ def test_to_dict_is_json_and_format_table_names_everything() -> None:
     assert data["requests"] == 100 and data["by_name"]["/dna/create [creative]"]["requests"] == 40
     assert data["failure_ratio"] == pytest.approx(0.03)
     table = stats.format_table()
-    for fragment in ("locust/fast", "100 requests", "3 failures", "of 10 target", "/dna/create [creative]",
-                     "v2 70 reqs", "fast 60", "worker-0 55", "HTTP 500"):
+    for fragment in (
+        "locust/fast",
+        "100 requests",
+        "3 failures",
+        "of 10 target",
+        "/dna/create [creative]",
+        "v2 70 reqs",
+        "fast 60",
+        "worker-0 55",
+        "HTTP 500",
+    ):
         assert fragment in table
 
 

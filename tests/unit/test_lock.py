@@ -59,8 +59,9 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
 
     def start(code: str, *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         started.append(process)
         return process
 
@@ -112,8 +113,13 @@ def test_lock_held_by_another_process_refuses_then_frees_when_it_is_killed(
     tmp_path: Path, spawn: Callable[..., subprocess.Popen[str]]
 ) -> None:
     holder = spawn(HOLDER, str(tmp_path), "v0.2.0")
-    wait_until(lambda: lock_path(tmp_path).exists() and _recorded(tmp_path).get("pid") == holder.pid,
-               20, 0.02, "the holder process to take the lock", ignore=(ValueError,))
+    wait_until(
+        lambda: lock_path(tmp_path).exists() and _recorded(tmp_path).get("pid") == holder.pid,
+        20,
+        0.02,
+        "the holder process to take the lock",
+        ignore=(ValueError,),
+    )
 
     with pytest.raises(RolloutError) as refused:
         RolloutLock(tmp_path, version="v0.3.0").acquire()

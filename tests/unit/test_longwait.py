@@ -44,8 +44,9 @@ def test_a_terminal_gets_a_spinner_redrawn_on_one_line(monkeypatch: pytest.Monke
     assert is_terminal(stream)
     with LongWait("building v0.2.0", stream=stream) as wait:
         assert wait.spinner
-        wait_until(lambda: re.search(r"\r\| building v0\.2\.0 \d+ s", stream.getvalue()), 5.0, 0.01,
-                   "the spinner drawn")
+        wait_until(
+            lambda: re.search(r"\r\| building v0\.2\.0 \d+ s", stream.getvalue()), 5.0, 0.01, "the spinner drawn"
+        )
         wait.line("step 1/3")
     text = stream.getvalue()
     assert "\r\x1b[Kstep 1/3\n" in text  # a line during the wait clears the spinner first

@@ -58,28 +58,46 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _record() -> StageRecord:
-    record = StageRecord(canary_version="v0.2.0", production_version="v0.1.0", stage=25, dry_run=False,
-                         judge="sequential", weight_in_force=25)
-    record.verdict = {"state": "FAIL", "decided": True, "warning": False, "elapsed_s": 4.0, "judge": "sequential",
-                      "reason": "FAIL after 4 s, roll back: 5xx rate 5.88% > SLO 0.50% over 153 requests (canary)",
-                      "checks": [{"name": "error_rate", "state": "FAIL", "message": "5xx rate 5.88% > SLO 0.50%"},
-                                 {"name": "rl_loss", "state": "RUNNING", "message": "..."}]}
+    record = StageRecord(
+        canary_version="v0.2.0",
+        production_version="v0.1.0",
+        stage=25,
+        dry_run=False,
+        judge="sequential",
+        weight_in_force=25,
+    )
+    record.verdict = {
+        "state": "FAIL",
+        "decided": True,
+        "warning": False,
+        "elapsed_s": 4.0,
+        "judge": "sequential",
+        "reason": "FAIL after 4 s, roll back: 5xx rate 5.88% > SLO 0.50% over 153 requests (canary)",
+        "checks": [
+            {"name": "error_rate", "state": "FAIL", "message": "5xx rate 5.88% > SLO 0.50%"},
+            {"name": "rl_loss", "state": "RUNNING", "message": "..."},
+        ],
+    }
     return record
 
 
 def test_settings_from_toml_and_flags() -> None:
-    settings = notify.NotifySettings.from_mapping({"urls": ["http://a/x"], "timeout_s": 2, "retries": 0},
-                                                  "canary.toml [notify]", ["http://b/y", "http://a/x"])
+    settings = notify.NotifySettings.from_mapping(
+        {"urls": ["http://a/x"], "timeout_s": 2, "retries": 0}, "canary.toml [notify]", ["http://b/y", "http://a/x"]
+    )
     assert settings.urls == ("http://a/x", "http://b/y") and settings.timeout_s == 2 and settings.retries == 0
 
 
-@pytest.mark.parametrize(("data", "extra", "message"), [
-    ({"urls": "http://a"}, [], "urls must be a list"),
-    ({"timeout_s": 0}, [], "timeout_s must be a positive number"),
-    ({"retries": -1}, [], "retries must be an integer ≥ 0"),
-    ({"url": ["http://a"]}, [], "unknown key(s) ['url']"),
-    ({}, ["ftp://a/b"], "notify URL 'ftp://a/b' (flag --canary-notify / --notify)"),
-])
+@pytest.mark.parametrize(
+    ("data", "extra", "message"),
+    [
+        ({"urls": "http://a"}, [], "urls must be a list"),
+        ({"timeout_s": 0}, [], "timeout_s must be a positive number"),
+        ({"retries": -1}, [], "retries must be an integer ≥ 0"),
+        ({"url": ["http://a"]}, [], "unknown key(s) ['url']"),
+        ({}, ["ftp://a/b"], "notify URL 'ftp://a/b' (flag --canary-notify / --notify)"),
+    ],
+)
 def test_bad_settings_name_the_value_and_source(data: dict[str, Any], extra: list[str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         notify.NotifySettings.from_mapping(data, "canary.toml [notify]", extra)
@@ -115,8 +133,9 @@ def test_receiver_gets_the_events_in_order(receiver: Receiver) -> None:
 def test_a_failing_receiver_is_retried_then_succeeds() -> None:
     server = Receiver(statuses=[503, 500])
     try:
-        notifier = notify.Notifier(notify.NotifySettings(urls=(server.url,), retries=2, backoff_s=0.01),
-                                   lambda text: None)
+        notifier = notify.Notifier(
+            notify.NotifySettings(urls=(server.url,), retries=2, backoff_s=0.01), lambda text: None
+        )
         notifier.send(notify.promotion("v0.2.0"))
         notifier.close()
         assert [event["event"] for event in server.events] == ["promotion"]
@@ -128,8 +147,9 @@ def test_a_failing_receiver_is_retried_then_succeeds() -> None:
 def test_a_dead_receiver_costs_a_warning_not_an_exception() -> None:
     dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
     warnings: list[str] = []
-    notifier = notify.Notifier(notify.NotifySettings(urls=(dead,), timeout_s=1, retries=1, backoff_s=0.01),
-                               warnings.append)
+    notifier = notify.Notifier(
+        notify.NotifySettings(urls=(dead,), timeout_s=1, retries=1, backoff_s=0.01), warnings.append
+    )
     notifier.send(notify.verdict(_record()))
     notifier.close()
     assert len(warnings) == 1 and dead in warnings[0] and "verdict not delivered" in warnings[0]

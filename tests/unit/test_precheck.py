@@ -15,15 +15,8 @@ import pytest
 
 from canary_harness.cli import main
 from canary_harness.errors import ConfigError
-from canary_harness.precheck import (
-    CheckResult,
-    PrecheckReport,
-    Status,
-    is_semver,
-    load_manifest,
-    record_release,
-    run_precheck,
-)
+from canary_harness.precheck import CheckResult, PrecheckReport, Status, run_precheck
+from canary_harness.release_manifest import is_semver, load_manifest, record_release
 from canary_harness.traffic.nginx_process import find_nginx
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,8 +72,15 @@ def snapshot(root: Path) -> dict[str, str]:
 def test_the_repository_release_passes_strict(version: str) -> None:
     report = run_precheck(version, root=REPO, environ={"OPENAI_API_KEY": "set-for-the-test"})
     results = by_name(report)
-    expected = {"version", "release", f"artifact fragrance-ai-{version}.tar.gz", "secret OPENAI_API_KEY",
-                "nginx templates", "nginx -t", "runbook"}
+    expected = {
+        "version",
+        "release",
+        f"artifact fragrance-ai-{version}.tar.gz",
+        "secret OPENAI_API_KEY",
+        "nginx templates",
+        "nginx -t",
+        "runbook",
+    }
     assert expected <= set(results)
     if not _has_nginx():
         assert results["nginx -t"].status is Status.WARN and "skipped" in results["nginx -t"].reason
@@ -99,7 +99,9 @@ def test_copy_passes_and_optional_secret_only_warns(repo: Path) -> None:
     assert report.ok() and not report.ok(strict=True)
     statuses = {name: result.status for name, result in results.items()}
     assert [name for name, status in statuses.items() if status is not Status.PASS] == [
-        "secret OPENAI_API_KEY", "nginx -t"]
+        "secret OPENAI_API_KEY",
+        "nginx -t",
+    ]
 
 
 # --------------------------------------------------------------------------- each failure
@@ -159,8 +161,9 @@ def test_missing_artifact_fails(repo: Path) -> None:
 def test_artifact_outside_the_root_is_refused(repo: Path) -> None:
     (repo.parent / "outside.txt").write_text("x")
     path = repo / "releases" / f"{VERSION}.toml"
-    text = path.read_text().replace(f'path = "releases/artifacts/fragrance-ai-{VERSION}.tar.gz"',
-                                    'path = "../outside.txt"')
+    text = path.read_text().replace(
+        f'path = "releases/artifacts/fragrance-ai-{VERSION}.tar.gz"', 'path = "../outside.txt"'
+    )
     path.write_text(text)
     result = by_name(precheck(repo))["artifact outside.txt"]
     assert result.status is Status.FAIL and "leaves the repository root" in result.reason
@@ -181,7 +184,8 @@ def test_missing_required_secret_fails(repo: Path) -> None:
     assert by_name(blank)["secret FRAGRANCE_DEPLOY_TOKEN"].status is Status.FAIL
     present = precheck(repo, environ={"FRAGRANCE_DEPLOY_TOKEN": "t0k3n"})
     assert by_name(present)["secret FRAGRANCE_DEPLOY_TOKEN"] == CheckResult(
-        "secret FRAGRANCE_DEPLOY_TOKEN", Status.PASS, "set")
+        "secret FRAGRANCE_DEPLOY_TOKEN", Status.PASS, "set"
+    )
 
 
 def test_secret_values_never_appear_in_the_output(
@@ -211,17 +215,14 @@ def test_bad_canary_toml_fails_the_config_check(repo: Path) -> None:
         ('[stack]\nnginx_port = "eighty"\n', "config [stack]", Status.FAIL, "port 'eighty'"),
         ("[stack]\nnginx_port = 18080\ncolour = 1\n", "config [stack]", Status.WARN, "unknown key 'colour'"),
         ("[stage]\nobservation_period = -5\n", "config [stage]", Status.FAIL, "value -5"),
-        ("[judge]\nno_such_setting = 1\n", "config [judge]", Status.FAIL,
-         "unknown judge setting 'no_such_setting'"),
-        ('[load]\nno_such_setting = 1\n', "config [load]", Status.FAIL, "no_such_setting"),
+        ("[judge]\nno_such_setting = 1\n", "config [judge]", Status.FAIL, "unknown judge setting 'no_such_setting'"),
+        ("[load]\nno_such_setting = 1\n", "config [load]", Status.FAIL, "no_such_setting"),
         ("[grafana]\nurl = 'x'\n", "config [grafana]", Status.WARN, "unknown section"),
         ("stack = 3\n", "config [stack]", Status.FAIL, "must be a table"),
         ("[stack]\nnginx_port = 18080\n[stage]\njudge = 'fixed'\n", "config [stage]", Status.PASS, "valid"),
     ],
 )
-def test_canary_toml_sections_are_validated(
-    repo: Path, text: str, section: str, status: Status, reason: str
-) -> None:
+def test_canary_toml_sections_are_validated(repo: Path, text: str, section: str, status: Status, reason: str) -> None:
     (repo / "canary.toml").write_text(text)
     report = precheck(repo)
     results = by_name(report)
@@ -252,15 +253,15 @@ def test_empty_runbook_fails(repo: Path) -> None:
     ("edit", "reason"),
     [
         # The placeholder is gone altogether.
-        (lambda text: text.replace("weight=${CANARY_WEIGHT} ", "").replace('"${CANARY_WEIGHT}"', '"0"'),
-         "${CANARY_WEIGHT} missing from the template"),
+        (
+            lambda text: text.replace("weight=${CANARY_WEIGHT} ", "").replace('"${CANARY_WEIGHT}"', '"0"'),
+            "${CANARY_WEIGHT} missing from the template",
+        ),
         # Still present elsewhere, but the canary's server line carries a fixed weight.
         (lambda text: text.replace("weight=${CANARY_WEIGHT} ", "weight=1 "), "rendered weights"),
     ],
 )
-def test_template_that_cannot_carry_the_weights_fails(
-    repo: Path, edit: Callable[[str], str], reason: str
-) -> None:
+def test_template_that_cannot_carry_the_weights_fails(repo: Path, edit: Callable[[str], str], reason: str) -> None:
     template = repo / "nginx" / "conf.d" / "upstream.conf.template"
     template.write_text(edit(template.read_text()))
     results = by_name(precheck(repo))
@@ -292,8 +293,9 @@ def test_nginx_t_rejects_a_broken_main_config(repo: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the command
-def test_strict_turns_warnings_into_exit_1(repo: Path, capsys: pytest.CaptureFixture[str],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_strict_turns_warnings_into_exit_1(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     args = ["precheck", "--version", VERSION, "--root", str(repo), "--nginx-bin", NO_NGINX]
     assert main(args) == 0
@@ -326,8 +328,16 @@ def test_not_semver_is_a_failed_check(repo: Path) -> None:
 
 @pytest.mark.parametrize(
     ("version", "ok"),
-    [("v0.2.0", True), ("v10.0.1-rc.1", True), ("v1.0.0+build.5", True), ("0.2.0", False),
-     ("v1.2", False), ("v01.2.3", False), ("v1.2.3-", False), ("v1.2.3-01", False)],
+    [
+        ("v0.2.0", True),
+        ("v10.0.1-rc.1", True),
+        ("v1.0.0+build.5", True),
+        ("0.2.0", False),
+        ("v1.2", False),
+        ("v01.2.3", False),
+        ("v1.2.3-", False),
+        ("v1.2.3-01", False),
+    ],
 )
 def test_semver_rules(version: str, ok: bool) -> None:
     assert is_semver(version) is ok
@@ -386,19 +396,24 @@ def test_record_release_is_reproducible_and_tracks_source_changes(service: Path)
 
 def test_record_release_keeps_secrets_and_runbook(service: Path) -> None:
     path, _ = record_release("v1.0.0", root=service)
-    path.write_text(path.read_text().replace('runbook = "docs/runbook.md"', 'runbook = "docs/ops.md"')
-                    + '\n[[required_secrets]]\nname = "API_TOKEN"\nrequired = true\n')
+    path.write_text(
+        path.read_text().replace('runbook = "docs/runbook.md"', 'runbook = "docs/ops.md"')
+        + '\n[[required_secrets]]\nname = "API_TOKEN"\nrequired = true\n'
+    )
     _, kept = record_release("v1.0.0", root=service)
     assert kept.runbook == "docs/ops.md"
     assert [(secret.name, secret.required) for secret in kept.secrets] == [("API_TOKEN", True)]
 
 
-@pytest.mark.parametrize(("args", "named"), [
-    (["--version", "v1.0"], "'v1.0'"),
-    (["--version", "v1.0.0", "--date", "2nd of May"], "'2nd of May'"),
-    (["--version", "v1.0.0", "--source", "nowhere"], "'nowhere'"),
-    (["--version", "v1.0.0", "--source", "../.."], "'../..'"),
-])
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--version", "v1.0"], "'v1.0'"),
+        (["--version", "v1.0.0", "--date", "2nd of May"], "'2nd of May'"),
+        (["--version", "v1.0.0", "--source", "nowhere"], "'nowhere'"),
+        (["--version", "v1.0.0", "--source", "../.."], "'../..'"),
+    ],
+)
 def test_release_manifest_refuses_bad_input_and_writes_nothing(
     service: Path, args: list[str], named: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,9 +28,17 @@ def test_short_values_are_masked_only_under_secret_names() -> None:
     assert redact("seed 42, pw q7z") == "seed 42, pw ***"
 
 
-@pytest.mark.parametrize(("name", "secret"), [("OPENAI_API_KEY", True), ("GITHUB_TOKEN", True),
-                                               ("db_passwd", True), ("AWS_SECRET_ACCESS_KEY", True),
-                                               ("FRAGRANCE_LATENCY_SCALE", False), ("PORT", False)])
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("OPENAI_API_KEY", True),
+        ("GITHUB_TOKEN", True),
+        ("db_passwd", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("FRAGRANCE_LATENCY_SCALE", False),
+        ("PORT", False),
+    ],
+)
 def test_secret_names(name: str, secret: bool) -> None:
     assert is_secret_name(name) is secret
 
@@ -81,8 +89,15 @@ def test_a_corrupt_store_is_reported_without_its_content(tmp_path: Path) -> None
 
 
 def test_a_service_handle_records_the_hash_not_the_environment(tmp_path: Path) -> None:
-    handle = ServiceHandle("canary", "v1", "http://127.0.0.1:1", 1, tmp_path / "c.log",
-                           env={"OPENAI_API_KEY": "sk-handle"}, env_digest="hmac-sha256:ab")
+    handle = ServiceHandle(
+        "canary",
+        "v1",
+        "http://127.0.0.1:1",
+        1,
+        tmp_path / "c.log",
+        env={"OPENAI_API_KEY": "sk-handle"},
+        env_digest="hmac-sha256:ab",
+    )
     data = handle.to_json()
     assert "env" not in data and "sk-handle" not in repr(data) and "sk-handle" not in repr(handle)
     assert ServiceHandle.from_json(data).env_digest == "hmac-sha256:ab"

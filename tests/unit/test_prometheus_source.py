@@ -16,23 +16,21 @@ import httpx
 import pytest
 
 from canary_harness.errors import ConfigError, MetricsError, NoDataError
-from canary_harness.metrics.prometheus import (
+from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
+from canary_harness.metrics.prometheus_server import LocalPrometheus, render_config
+from canary_harness.metrics.promql import (
     DEFAULT_QUERIES,
     FIGURE_QUERIES,
     SNAPSHOT_COUNTERS,
-    PrometheusSettings,
-    PrometheusSource,
     promql_duration,
     queries_from_mapping,
     render,
 )
-from canary_harness.metrics.prometheus_server import LocalPrometheus, render_config
 from canary_harness.metrics.scrape import parse_exposition
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = "http://127.0.0.1:9"
 EDGES = ("0.5", "2.5", "+Inf")
-
 
 
 # --------------------------------------------------------------------------- canned server
@@ -54,8 +52,9 @@ def canned(answers: Mapping[str, dict[str, Any]], seen: list[dict[str, str]] | N
     return httpx.Client(transport=httpx.MockTransport(handle))
 
 
-def source_with(answers: Mapping[str, dict[str, Any]], seen: list[dict[str, str]] | None = None,
-                **kwargs: Any) -> PrometheusSource:
+def source_with(
+    answers: Mapping[str, dict[str, Any]], seen: list[dict[str, str]] | None = None, **kwargs: Any
+) -> PrometheusSource:
     """A PrometheusSource on the canned answers."""
     return PrometheusSource(URL, client=canned(answers, seen), **kwargs)
 
@@ -67,9 +66,11 @@ def q(name: str, role: str = "canary", **values: str) -> str:
 
 def healthy_answers(role: str = "canary") -> dict[str, dict[str, Any]]:
     """Answers that make a complete snapshot of ``role``: 97 requests, 5 errors, two modes of buckets."""
-    buckets = [({"mode": mode, "le": le}, count)
-               for mode, counts in (("fast", ("80", "84", "94")), ("creative", ("1", "3", "3")))
-               for le, count in zip(EDGES, counts, strict=True)]
+    buckets = [
+        ({"mode": mode, "le": le}, count)
+        for mode, counts in (("fast", ("80", "84", "94")), ("creative", ("1", "3", "3")))
+        for le, count in zip(EDGES, counts, strict=True)
+    ]
     return {
         q("present", role): vector(({"app_version": "v0.2.0"}, "9")),
         q("requests", role): vector(({}, "97")),
@@ -94,24 +95,31 @@ def test_snapshot_assembles_counters_and_buckets() -> None:
 
 
 def test_snapshot_equals_the_direct_reading_of_the_same_counters() -> None:
-    exposition = "\n".join([
-        "# TYPE http_requests_total counter",
-        'http_requests_total{app_version="v0.2.0",method="GET",route="/health",status="200"} 9.0',
-        'http_requests_total{app_version="v0.2.0",method="POST",route="/dna/create",status="200"} 92.0',
-        'http_requests_total{app_version="v0.2.0",method="POST",route="/dna/create",status="500"} 5.0',
-        "# TYPE http_request_duration_seconds histogram",
-        *(f'http_request_duration_seconds_bucket{{app_version="v0.2.0",le="{le}",method="POST",mode="{mode}",'
-          f'route="/dna/create",status="200"}} {count}'
-          for mode, counts in (("fast", ("80", "84", "94")), ("creative", ("1", "3", "3")))
-          for le, count in zip(EDGES, counts, strict=True)),
-        "# TYPE llm_brief_total counter",
-        'llm_brief_total{app_version="v0.2.0",mode="fast"} 94.0',
-        "# TYPE llm_brief_schema_failures_total counter",
-        'llm_brief_schema_failures_total{app_version="v0.2.0",mode="fast"} 2.0',
-        "# TYPE rl_update_loss summary",
-        'rl_update_loss_count{app_version="v0.2.0"} 3.0',
-        'rl_update_loss_sum{app_version="v0.2.0"} 1.5',
-    ]) + "\n"
+    exposition = (
+        "\n".join(
+            [
+                "# TYPE http_requests_total counter",
+                'http_requests_total{app_version="v0.2.0",method="GET",route="/health",status="200"} 9.0',
+                'http_requests_total{app_version="v0.2.0",method="POST",route="/dna/create",status="200"} 92.0',
+                'http_requests_total{app_version="v0.2.0",method="POST",route="/dna/create",status="500"} 5.0',
+                "# TYPE http_request_duration_seconds histogram",
+                *(
+                    f'http_request_duration_seconds_bucket{{app_version="v0.2.0",le="{le}",method="POST",mode="{mode}",'
+                    f'route="/dna/create",status="200"}} {count}'
+                    for mode, counts in (("fast", ("80", "84", "94")), ("creative", ("1", "3", "3")))
+                    for le, count in zip(EDGES, counts, strict=True)
+                ),
+                "# TYPE llm_brief_total counter",
+                'llm_brief_total{app_version="v0.2.0",mode="fast"} 94.0',
+                "# TYPE llm_brief_schema_failures_total counter",
+                'llm_brief_schema_failures_total{app_version="v0.2.0",mode="fast"} 2.0',
+                "# TYPE rl_update_loss summary",
+                'rl_update_loss_count{app_version="v0.2.0"} 3.0',
+                'rl_update_loss_sum{app_version="v0.2.0"} 1.5',
+            ]
+        )
+        + "\n"
+    )
     direct = parse_exposition(exposition, taken_at=0.0)
     through_prometheus = source_with(healthy_answers()).snapshot("canary")
     assert through_prometheus == replace(direct, taken_at=through_prometheus.taken_at)
@@ -241,8 +249,13 @@ def test_figures_keys_values_and_no_data_as_none() -> None:
     }  # rl_loss_mean and p95 creative: empty results
     figures = source_with(answers).figures("canary", 30)
     assert figures == {
-        "request_rate": 12.5, "error_rate": 0.2, "p95_fast": 0.04, "p95_balanced": None, "p95_creative": None,
-        "schema_failures_increase": 0.0, "rl_loss_mean": None,
+        "request_rate": 12.5,
+        "error_rate": 0.2,
+        "p95_fast": 0.04,
+        "p95_balanced": None,
+        "p95_creative": None,
+        "schema_failures_increase": 0.0,
+        "rl_loss_mean": None,
     }
 
 
@@ -254,9 +267,15 @@ def test_figures_with_several_series_is_an_error() -> None:
 
 def test_history_reads_a_range_query_and_drops_nan_points() -> None:
     seen: list[dict[str, str]] = []
-    body = {"status": "success", "data": {"resultType": "matrix", "result": [
-        {"metric": {}, "values": [[10, "0.1"], [11, "NaN"], [12, "0.3"]]},
-    ]}}
+    body = {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [
+                {"metric": {}, "values": [[10, "0.1"], [11, "NaN"], [12, "0.3"]]},
+            ],
+        },
+    }
     source = source_with({q("error_rate", window="5s"): body}, seen)
     points = source.history("canary", "error_rate", start=10, end=12, step=1, window_s=5)
     assert points == [(10.0, 0.1), (12.0, 0.3)]
@@ -296,8 +315,7 @@ def test_query_override_is_applied() -> None:
         ({"requests": "sum(x)"}, r"lacks placeholder\(s\) \{version\}"),
         ({"requests": 'sum(x{version="{versoin}"})'}, r"unknown placeholder\(s\) \{versoin\}"),
         ({"requests": 'sum(x{version="{version}",mode="{mode}"})'}, r"unknown placeholder\(s\) \{mode\}"),
-        ({"p95": 'histogram_quantile(0.95, x{version="{version}"}[{window}])'},
-         r"lacks placeholder\(s\) \{mode\}"),
+        ({"p95": 'histogram_quantile(0.95, x{version="{version}"}[{window}])'}, r"lacks placeholder\(s\) \{mode\}"),
         ({"requests": ""}, "must be a non-empty string"),
         ({"requests": 3}, "must be a non-empty string"),
     ],
@@ -318,8 +336,13 @@ def test_constructor_checks_queries_url_and_labels() -> None:
 
 def test_settings_from_mapping() -> None:
     settings = PrometheusSettings.from_mapping(
-        {"url": "http://127.0.0.1:9090/", "job": "fa", "versions": {"canary": "green"}, "window": 30,
-         "queries": {"requests": 'sum(r{version="{version}"})'}},
+        {
+            "url": "http://127.0.0.1:9090/",
+            "job": "fa",
+            "versions": {"canary": "green"},
+            "window": 30,
+            "queries": {"requests": 'sum(r{version="{version}"})'},
+        },
         "canary.toml",
     )
     assert settings.url == "http://127.0.0.1:9090"
@@ -369,9 +392,7 @@ def test_rendered_config_labels_targets_and_bounds_the_scrape_timeout() -> None:
     assert 'job_name: "fragrance-ai"' in text
 
 
-@pytest.mark.parametrize(
-    "target", ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:99999", "http://127.0.0.1:80", "a b:1"]
-)
+@pytest.mark.parametrize("target", ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:99999", "http://127.0.0.1:80", "a b:1"])
 def test_bad_targets_are_refused_before_anything_starts(target: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape(repr(target))):
         LocalPrometheus({"canary": target}, run_dir=tmp_path / "prom")
@@ -388,8 +409,16 @@ def _dashboard() -> dict[str, Any]:
 def test_dashboard_has_the_comparison_panels_with_promql() -> None:
     panels = [p for p in _dashboard()["panels"] if p["type"] != "row"]
     titles = " | ".join(p["title"] for p in panels).lower()
-    for topic in ("request rate", "share", "5xx", "p95 latency: fast", "p95 latency: balanced",
-                  "p95 latency: creative", "schema failures", "rl loss"):
+    for topic in (
+        "request rate",
+        "share",
+        "5xx",
+        "p95 latency: fast",
+        "p95 latency: balanced",
+        "p95 latency: creative",
+        "schema failures",
+        "rl loss",
+    ):
         assert topic in titles, topic
     for panel in panels:
         assert panel["targets"], panel["title"]

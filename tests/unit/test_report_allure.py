@@ -17,16 +17,39 @@ from canary_harness.reporting.allure_cli import rollout_allure_args
 DATA = Path(__file__).parent / "data"
 
 
-def _record(state: str | None, *, failed_check: bool = False, warning: bool = False,
-            error: str | None = None) -> StageRecord:
-    record = StageRecord(canary_version="v0.2.0", production_version="v0.1.0", stage=25, dry_run=False,
-                         judge="sequential", error=error, plan="plan text")
+def _record(
+    state: str | None, *, failed_check: bool = False, warning: bool = False, error: str | None = None
+) -> StageRecord:
+    record = StageRecord(
+        canary_version="v0.2.0",
+        production_version="v0.1.0",
+        stage=25,
+        dry_run=False,
+        judge="sequential",
+        error=error,
+        plan="plan text",
+    )
     if state is not None:
-        check = {"name": "error_rate", "state": "FAIL" if failed_check else "PASS", "metric": "5xx",
-                 "measured": 0.05, "threshold": 0.005, "sample_size": 150, "unit": "ratio", "evidence": {},
-                 "message": "5xx rate 5.00% > SLO 0.50% over 150 requests (canary)"}
-        record.verdict = {"state": state, "decided": True, "warning": warning, "reason": f"{state} reason",
-                          "elapsed_s": 4.0, "checks": [check], "judge": "sequential"}
+        check = {
+            "name": "error_rate",
+            "state": "FAIL" if failed_check else "PASS",
+            "metric": "5xx",
+            "measured": 0.05,
+            "threshold": 0.005,
+            "sample_size": 150,
+            "unit": "ratio",
+            "evidence": {},
+            "message": "5xx rate 5.00% > SLO 0.50% over 150 requests (canary)",
+        }
+        record.verdict = {
+            "state": state,
+            "decided": True,
+            "warning": warning,
+            "reason": f"{state} reason",
+            "elapsed_s": 4.0,
+            "checks": [check],
+            "judge": "sequential",
+        }
     record.trace = json.loads((DATA / "trace-fail.json").read_text())
     return record
 
@@ -38,16 +61,20 @@ def _category(status: str, message: str) -> str | None:
     return None
 
 
-@pytest.mark.parametrize(("record", "rollback_failed", "status", "category"), [
-    (_record("FAIL", failed_check=True), None, "failed", "regression caught"),
-    (_record("FAIL"), None, "failed", "inconclusive (underpowered)"),
-    (_record("PASS", warning=True), None, "passed", "inconclusive (underpowered)"),
-    (_record("PASS"), None, "passed", None),
-    (_record(None, error="observation: metrics unreadable"), None, "broken", "harness error"),
-    (_record("FAIL", failed_check=True), "weight still 25 %", "broken", "rollback failed"),
-])
-def test_each_outcome_lands_in_its_category(record: StageRecord, rollback_failed: str | None, status: str,
-                                            category: str | None) -> None:
+@pytest.mark.parametrize(
+    ("record", "rollback_failed", "status", "category"),
+    [
+        (_record("FAIL", failed_check=True), None, "failed", "regression caught"),
+        (_record("FAIL"), None, "failed", "inconclusive (underpowered)"),
+        (_record("PASS", warning=True), None, "passed", "inconclusive (underpowered)"),
+        (_record("PASS"), None, "passed", None),
+        (_record(None, error="observation: metrics unreadable"), None, "broken", "harness error"),
+        (_record("FAIL", failed_check=True), "weight still 25 %", "broken", "rollback failed"),
+    ],
+)
+def test_each_outcome_lands_in_its_category(
+    record: StageRecord, rollback_failed: str | None, status: str, category: str | None
+) -> None:
     outcome = allure_results.outcome(record, "rolled back", rollback_failed)
     assert outcome.status == status
     assert _category(outcome.status, outcome.message) == category
@@ -73,8 +100,14 @@ def test_stage_result_carries_plots_trace_plan_and_suite(tmp_path: Path) -> None
 
 def test_environment_names_variables_never_their_values(tmp_path: Path) -> None:
     values = allure_results.environment(
-        _record("PASS"), JudgeSettings(), period=30, tick=1, backend="process",
-        env_names={"canary": ["FRAGRANCE_FAULTS", "API_TOKEN"], "production": []}, cwd=tmp_path)
+        _record("PASS"),
+        JudgeSettings(),
+        period=30,
+        tick=1,
+        backend="process",
+        env_names={"canary": ["FRAGRANCE_FAULTS", "API_TOKEN"], "production": []},
+        cwd=tmp_path,
+    )
     assert values["canary.env_names"] == "API_TOKEN, FRAGRANCE_FAULTS"
     assert values["production.env_names"] == "(none)"
     assert values["git.sha"] == "unknown"  # tmp_path is no git checkout
@@ -88,7 +121,9 @@ def test_environment_names_variables_never_their_values(tmp_path: Path) -> None:
 
 def test_rollout_shares_one_results_dir_cleaned_at_its_first_stage(tmp_path: Path) -> None:
     assert rollout_allure_args(tmp_path, (), first_stage=True) == [
-        f"--alluredir={tmp_path / 'allure-results'}", "--clean-alluredir"]
+        f"--alluredir={tmp_path / 'allure-results'}",
+        "--clean-alluredir",
+    ]
     assert rollout_allure_args(tmp_path, (), first_stage=False) == [f"--alluredir={tmp_path / 'allure-results'}"]
     assert rollout_allure_args(tmp_path, ("--alluredir=mine",), first_stage=True) == []
 

@@ -12,10 +12,26 @@ from canary_harness.reporting.live import LiveObservation, check_table
 
 def _verdict(elapsed: float, state: State = State.RUNNING, decided: bool = False) -> StageVerdict:
     checks = (
-        CheckResult("error_rate", State.PASS, "5xx", 0.0, 0.005, 1825, "ratio",
-                    {"e_fail_slo": 0.00146, "e_pass_slo": 450.0, "e_max_pass_slo": 450.0}),
-        CheckResult("p95_latency[fast]", State.RUNNING, "p95", 0.174, 2.5, 658, "s",
-                    {"e_fail_threshold": 4e-9, "e_pass_threshold": 1.5e11}),
+        CheckResult(
+            "error_rate",
+            State.PASS,
+            "5xx",
+            0.0,
+            0.005,
+            1825,
+            "ratio",
+            {"e_fail_slo": 0.00146, "e_pass_slo": 450.0, "e_max_pass_slo": 450.0},
+        ),
+        CheckResult(
+            "p95_latency[fast]",
+            State.RUNNING,
+            "p95",
+            0.174,
+            2.5,
+            658,
+            "s",
+            {"e_fail_threshold": 4e-9, "e_pass_threshold": 1.5e11},
+        ),
     )
     return StageVerdict(state, decided, False, "r", elapsed, checks, "sequential")
 

@@ -74,15 +74,24 @@ def test_trace_csv_has_one_row_per_tick_and_every_e_value() -> None:
     rows = list(csv.reader(io.StringIO(trace.to_csv())))
     assert len(rows) == 1 + len(trace.rows)
     header = rows[0]
-    assert {"t_s", "canary_requests", "error_rate:e_fail_slo", "traffic_split:e_mismatch",
-            "error_rate:state"} <= set(header)
+    assert {"t_s", "canary_requests", "error_rate:e_fail_slo", "traffic_split:e_mismatch", "error_rate:state"} <= set(
+        header
+    )
     assert rows[-1][header.index("error_rate:state")] == "F"
     assert float(rows[-1][header.index("error_rate:e_fail_slo")]) >= trace.bounds["fail"]
 
 
 def _verdict(elapsed: float, e_fail: float) -> StageVerdict:
-    check = CheckResult("error_rate", State.RUNNING, "5xx", 0.0, 0.005, elapsed, "ratio",
-                        {"e_fail_slo": e_fail, "e_max_fail_slo": e_fail, "canary_errors": 0.0})
+    check = CheckResult(
+        "error_rate",
+        State.RUNNING,
+        "5xx",
+        0.0,
+        0.005,
+        elapsed,
+        "ratio",
+        {"e_fail_slo": e_fail, "e_max_fail_slo": e_fail, "canary_errors": 0.0},
+    )
     return StageVerdict(State.RUNNING, False, False, "running", elapsed, (check,), "sequential")
 
 

@@ -31,8 +31,14 @@ def started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[list[str]]:
 
     monkeypatch.setattr(subprocess, "Popen", refuse)
     monkeypatch.chdir(tmp_path)
-    for name in ("CANARY_RUN_DIR", "CANARY_VERSION", "CANARY_NGINX_PORT", "CANARY_PRODUCTION_PORT",
-                 "CANARY_CANARY_PORT", "CANARY_PRODUCTION_VERSION"):
+    for name in (
+        "CANARY_RUN_DIR",
+        "CANARY_VERSION",
+        "CANARY_NGINX_PORT",
+        "CANARY_PRODUCTION_PORT",
+        "CANARY_CANARY_PORT",
+        "CANARY_PRODUCTION_VERSION",
+    ):
         monkeypatch.delenv(name, raising=False)
     return calls
 
@@ -42,8 +48,7 @@ def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
 
 
-@pytest.mark.parametrize("stages", ["0,5", "5,1", "a,b", "1,5,150", "1,5", "", "1,,100", "5,5,100", "-1,100",
-                                    "²,100"])
+@pytest.mark.parametrize("stages", ["0,5", "5,1", "a,b", "1,5,150", "1,5", "", "1,,100", "5,5,100", "-1,100", "²,100"])
 def test_bad_stages_are_refused_before_anything_starts(
     stages: str, started: list[list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -70,16 +75,23 @@ def test_bad_version_is_refused_before_anything_starts(
     assert started == []
 
 
-@pytest.mark.parametrize(("flag", "value", "named"), [
-    ("--observation-period", "0", "value '0' (from --observation-period)"),
-    ("--observation-period", "-5", "value '-5' (from --observation-period)"),
-    ("--observation-period", "soon", "value 'soon' (from --observation-period)"),
-    ("--observation-period", "inf", "value 'inf' (from --observation-period)"),
-    ("--canary-env", "FRAGRANCE_FAULTS", "environment entry 'FRAGRANCE_FAULTS' (from --canary-env)"),
-    ("--production-env", "=1", "environment entry ''=*** (from --production-env)"),
-])
+@pytest.mark.parametrize(
+    ("flag", "value", "named"),
+    [
+        ("--observation-period", "0", "value '0' (from --observation-period)"),
+        ("--observation-period", "-5", "value '-5' (from --observation-period)"),
+        ("--observation-period", "soon", "value 'soon' (from --observation-period)"),
+        ("--observation-period", "inf", "value 'inf' (from --observation-period)"),
+        ("--canary-env", "FRAGRANCE_FAULTS", "environment entry 'FRAGRANCE_FAULTS' (from --canary-env)"),
+        ("--production-env", "=1", "environment entry ''=*** (from --production-env)"),
+    ],
+)
 def test_other_bad_rollout_values_are_refused(
-    flag: str, value: str, named: str, started: list[list[str]], tmp_path: Path,
+    flag: str,
+    value: str,
+    named: str,
+    started: list[list[str]],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code = main(["rollout", "--version", "v0.2.0", f"{flag}={value}", "--run-dir", str(run_dir(tmp_path))])
@@ -91,11 +103,14 @@ def test_other_bad_rollout_values_are_refused(
     assert started == []
 
 
-@pytest.mark.parametrize("argv", [
-    ["rollout"],  # --version is required
-    ["rollout", "--version", "v0.2.0", "--judge", "bogus"],
-    ["promote"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["rollout"],  # --version is required
+        ["rollout", "--version", "v0.2.0", "--judge", "bogus"],
+        ["promote"],
+    ],
+)
 def test_usage_errors_exit_2(argv: list[str], started: list[list[str]], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -108,8 +123,21 @@ def test_usage_errors_exit_2(argv: list[str], started: list[list[str]], capsys: 
 def test_valid_arguments_reach_the_first_stage_session(started: list[list[str]], tmp_path: Path) -> None:
     """The control of the tests above: with good arguments the same harness does see a process start."""
     with pytest.raises(ProcessStarted):
-        main(["rollout", "--version", "v0.2.0", "--stages", "5,100", "--observation-period", "4",
-              "--run-dir", str(run_dir(tmp_path)), "--", "-q"])
+        main(
+            [
+                "rollout",
+                "--version",
+                "v0.2.0",
+                "--stages",
+                "5,100",
+                "--observation-period",
+                "4",
+                "--run-dir",
+                str(run_dir(tmp_path)),
+                "--",
+                "-q",
+            ]
+        )
 
     assert len(started) == 1
     argv = started[0]

@@ -29,8 +29,7 @@ def test_stage_lists() -> None:
 
 
 def _end(run_dir: Path, version: str, passed: bool, stages: list[int], dry_run: bool = False) -> None:
-    journal.append(run_dir, "rollout_end", version=version, actor="t", passed=passed, stages=stages,
-                   dry_run=dry_run)
+    journal.append(run_dir, "rollout_end", version=version, actor="t", passed=passed, stages=stages, dry_run=dry_run)
 
 
 def test_promotion_needs_a_complete_real_rollout(tmp_path: Path) -> None:
@@ -54,14 +53,25 @@ def test_rollback_after_success_withdraws_the_promotion_right(tmp_path: Path) ->
 
 
 def test_stage_command_is_the_pytest_session_a_person_would_run(tmp_path: Path) -> None:
-    plan = RolloutPlan(version="v0.2.0", stages=(1, 100), stack=StackSettings(run_dir=tmp_path),
-                       observation_period=30, dry_run=True, canary_env={"FRAGRANCE_FAULTS": "error_rate=0.1"},
-                       pytest_args=("-x",))
+    plan = RolloutPlan(
+        version="v0.2.0",
+        stages=(1, 100),
+        stack=StackSettings(run_dir=tmp_path),
+        observation_period=30,
+        dry_run=True,
+        canary_env={"FRAGRANCE_FAULTS": "error_rate=0.1"},
+        pytest_args=("-x",),
+    )
     command = plan.stage_command(5)
     assert command[1:3] == ["-m", "pytest"]
     joined = " ".join(command)
-    for part in ("--canary-version v0.2.0", "--stage 5", "--observation-period 30", "--dry-run",
-                 f"--canary-run-dir={tmp_path}"):
+    for part in (
+        "--canary-version v0.2.0",
+        "--stage 5",
+        "--observation-period 30",
+        "--dry-run",
+        f"--canary-run-dir={tmp_path}",
+    ):
         assert part in joined
     assert command[-1] == "-x"
     # The services' environment travels in the child's environment, never on its command line.

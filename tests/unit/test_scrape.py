@@ -72,8 +72,13 @@ def test_foreign_exposition_is_no_data() -> None:
 
 def test_delta_since_baseline_and_restart_detection() -> None:
     later = parse_exposition(EXPOSITION, taken_at=2.0)
-    base = MetricsSnapshot(taken_at=1.0, requests=7, errors_5xx=1,
-                           latency_buckets={"fast": ((2.5, 4.0), (math.inf, 4.0))}, version="v0.2.0")
+    base = MetricsSnapshot(
+        taken_at=1.0,
+        requests=7,
+        errors_5xx=1,
+        latency_buckets={"fast": ((2.5, 4.0), (math.inf, 4.0))},
+        version="v0.2.0",
+    )
     delta = later.minus(base)
     assert (delta.requests, delta.errors_5xx) == (90, 4)
     assert delta.latency_buckets["fast"] == ((2.5, 80.0), (math.inf, 90.0))

@@ -48,8 +48,9 @@ def test_damaged_state_names_the_file(tmp_path: Path, content: str, needle: str)
 
 def test_bad_service_entry_names_its_source() -> None:
     with pytest.raises(StackError, match="my-source"):
-        ServiceHandle.from_json({"role": "canary", "version": "v1", "url": "u", "pid": "x", "log_path": "l"},
-                                source="my-source")
+        ServiceHandle.from_json(
+            {"role": "canary", "version": "v1", "url": "u", "pid": "x", "log_path": "l"}, source="my-source"
+        )
 
 
 def test_spec_refuses_an_unknown_role() -> None:

@@ -33,7 +33,11 @@ def test_external_from_toml_takes_addresses_from_stack() -> None:
 def test_environment_wins_over_toml() -> None:
     settings = resolve_traffic_settings(
         toml={"traffic": {"nginx": "managed"}},
-        environ={"CANARY_NGINX": "external", "CANARY_NGINX_DIR": "/etc/nginx", "CANARY_NGINX_URL": "http://127.0.0.1:80"},
+        environ={
+            "CANARY_NGINX": "external",
+            "CANARY_NGINX_DIR": "/etc/nginx",
+            "CANARY_NGINX_URL": "http://127.0.0.1:80",
+        },
     )
     assert settings.nginx == "external" and settings.nginx_dir == Path("/etc/nginx")
 

@@ -43,8 +43,10 @@ def _validation_message(exc: RequestValidationError) -> str:
 def _without_input(errors: Sequence[Any]) -> list[dict[str, Any]]:
     """Validation errors without the offending input: a 422 must never echo a request back (it may be
     megabytes long, or hold what the client should not see repeated)."""
-    return [{key: value for key, value in dict(error).items() if key not in ("input", "ctx", "url")}
-            for error in errors]
+    return [
+        {key: value for key, value in dict(error).items() if key not in ("input", "ctx", "url")}
+        for error in errors
+    ]
 
 
 def startup_fields(settings: Settings) -> dict[str, Any]:
@@ -111,8 +113,10 @@ def create_app(
     async def on_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(
             status_code=422,
-            content={"detail": jsonable_encoder(_without_input(exc.errors())),
-                     "message": _validation_message(exc)},
+            content={
+                "detail": jsonable_encoder(_without_input(exc.errors())),
+                "message": _validation_message(exc),
+            },
         )
 
     @app.exception_handler(NotFoundError)

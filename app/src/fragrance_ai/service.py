@@ -60,7 +60,9 @@ class FragranceService:
         weights = settings.active_weights if providers is None else (1.0,) * len(active)
         self.ensemble = Ensemble(active, weights, self.injector)
         self.learner = Learner(
-            batch_size=settings.ppo_batch_size, seed=settings.seed, loss_factor=settings.faults.loss_factor,
+            batch_size=settings.ppo_batch_size,
+            seed=settings.seed,
+            loss_factor=settings.faults.loss_factor,
             loss_nan=settings.faults.loss_nan,
         )
         self._mutation_rng = np.random.default_rng(settings.seed + 1)

@@ -61,16 +61,18 @@ def _row(entry: journal.JournalEntry) -> tuple[str, ...]:
     when = dt.datetime.fromtimestamp(entry.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     details = " ".join(f"{key}={_compact(value)}" for key, value in sorted(entry.details.items()))
     stage = "" if entry.stage is None else f"{entry.stage}%"
-    return tuple(_cell(value) for value in (when, entry.event, entry.version or "", stage, entry.actor,
-                                            entry.reason, details))
+    return tuple(
+        _cell(value) for value in (when, entry.event, entry.version or "", stage, entry.actor, entry.reason, details)
+    )
 
 
 def format_table(entries: Sequence[journal.JournalEntry]) -> str:
     """The entries as an aligned table, one line each."""
     rows = [_COLUMNS, *(_row(entry) for entry in entries)]
     widths = [max(len(row[index]) for row in rows) for index in range(len(_COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def _history(args: argparse.Namespace) -> int:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from canary_harness.config import load_toml, parse_percent, parse_positive_float
+from canary_harness.config import load_toml, parse_percent, parse_positive_float, pick
 from canary_harness.errors import ConfigError
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.settings import JudgeSettings
@@ -25,9 +26,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--observation-period",
         default=None,
-        help="seconds the stage is observed (default: judge max_duration_s, 900)",
+        help="seconds the stage is observed (default: CANARY_OBSERVATION_PERIOD, canary.toml [stage] "
+        "observation_period, else [judge] max_duration_s, 900)",
     )
-    parser.add_argument("--config", default=None, help="canary.toml to read the [judge] table from")
+    parser.add_argument("--config", default=None, help="canary.toml to read [judge] and [stage] from")
     parser.set_defaults(handler=run)
 
 
@@ -39,16 +41,33 @@ def run(args: argparse.Namespace) -> int:
     toml = load_toml(path)
     source = f"{path or 'canary.toml'} [judge]"
     settings = JudgeSettings.from_mapping(toml.get("judge", {}), source)
-    if args.observation_period is not None:
-        period = parse_positive_float(args.observation_period, "from --observation-period")
+    stage_section = toml.get("stage", {})
+    if not isinstance(stage_section, Mapping):
+        raise ConfigError(f"{path or 'canary.toml'} [stage]: must be a table, got {stage_section!r}")
+    # The stage's own precedence: flag, environment, canary.toml [stage]; without any, [judge] max_duration_s.
+    period = pick(
+        "observation-period",
+        parse_positive_float,
+        None,
+        cli=args.observation_period,
+        env="CANARY_OBSERVATION_PERIOD",
+        toml=stage_section,
+        toml_key="observation_period",
+    )
+    if period is not None:
         settings = _with_period(settings, period)
     print(format_plan(plan_stage(stage, rps, settings)))
     return 0
 
 
 def _with_period(settings: JudgeSettings, period: float) -> JudgeSettings:
-    """Settings observed for ``period`` seconds (a min soak or warm-up longer than that is an error)."""
-    try:
-        return settings.replace(max_duration_s=period)
-    except ConfigError as exc:
-        raise ConfigError(f"--observation-period {period:g}: {exc}") from None
+    """The settings a stage observed for ``period`` seconds judges with.
+
+    As in the stage session: a soak longer than the window soaks for the whole window, a warm-up is cut
+    to half of it.
+    """
+    return settings.replace(
+        max_duration_s=period,
+        min_soak_s=min(settings.min_soak_s, period),
+        warmup_s=min(settings.warmup_s, period / 2),
+    )

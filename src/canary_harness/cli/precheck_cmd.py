@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.config import parse_version
-from canary_harness.precheck import PrecheckReport, Status, record_release, run_precheck
+from canary_harness.precheck import PrecheckReport, Status, run_precheck
+from canary_harness.release_manifest import record_release
 
 _COLORS = {Status.PASS: "\033[32m", Status.WARN: "\033[33m", Status.FAIL: "\033[31;1m"}
 _RESET = "\033[0m"
@@ -53,8 +54,11 @@ def _use_color() -> bool:
 def format_report(report: PrecheckReport, *, strict: bool = False, color: bool = False) -> str:
     """The checklist as an aligned table with a verdict line; multi-line reasons continue indented."""
     width = max([len("CHECK"), *(len(result.name) for result in report.results)])
-    lines = [f"canary precheck {report.version}  (root {report.root.resolve()})", "",
-             f"  {'CHECK':<{width}}  RESULT  REASON"]
+    lines = [
+        f"canary precheck {report.version}  (root {report.root.resolve()})",
+        "",
+        f"  {'CHECK':<{width}}  RESULT  REASON",
+    ]
     for result in report.results:
         status = result.status.value
         if color:
@@ -71,8 +75,7 @@ def format_report(report: PrecheckReport, *, strict: bool = False, color: bool =
         why = ": warnings count as failures with --strict"
     elif warned:
         why = " (--strict would fail on the warnings)"
-    lines += ["", f"precheck {report.version}: {passed} passed, {warned} warning(s), {failed} failed: "
-                  f"{verdict}{why}"]
+    lines += ["", f"precheck {report.version}: {passed} passed, {warned} warning(s), {failed} failed: {verdict}{why}"]
     return "\n".join(lines)
 
 

@@ -42,15 +42,17 @@ def _add_stack_flags(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> StackSettings:
     toml = load_toml(Path(args.config_file) if args.config_file else None)
-    return resolve_stack_settings(toml=toml, run_dir=args.run_dir, backend=getattr(args, "backend", None),
-                                  **overrides)
+    return resolve_stack_settings(toml=toml, run_dir=args.run_dir, backend=getattr(args, "backend", None), **overrides)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Register rollout, promote and rollback."""
-    rollout = subparsers.add_parser("rollout", help="progressive rollout 1 → 5 → 25 → 100 %%, gated per stage",
-                                    description="Run one pytest stage session per stage; stop and roll back at "
-                                                "the first failure. Arguments after -- go to every pytest run.")
+    rollout = subparsers.add_parser(
+        "rollout",
+        help="progressive rollout 1 → 5 → 25 → 100 %%, gated per stage",
+        description="Run one pytest stage session per stage; stop and roll back at "
+        "the first failure. Arguments after -- go to every pytest run.",
+    )
     rollout.add_argument("--version", required=True, help="canary release version, e.g. v0.2.0")
     rollout.add_argument("--stages", default=",".join(map(str, DEFAULT_STAGES)), help="default 1,5,25,100")
     rollout.add_argument("--partial", action="store_true", help="allow a stage list that does not end at 100")
@@ -67,8 +69,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     prom = subparsers.add_parser("promote", help="after a full rollout, production becomes the new version")
     prom.add_argument("--version", required=True)
-    prom.add_argument("--notify", action="append", default=[], metavar="URL",
-                      help="post the promotion as JSON to URL (repeatable; also canary.toml [notify] urls)")
+    prom.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="post the promotion as JSON to URL (repeatable; also canary.toml [notify] urls)",
+    )
     add_backend_option(prom)
     _add_stack_flags(prom)
     prom.set_defaults(handler=_promote)
@@ -84,21 +91,33 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def _rollout(args: argparse.Namespace) -> int:
     version = parse_version(args.version, "from --version")
     stages = parse_stages(args.stages, "from --stages", require_full=not args.partial)
-    period = None if args.observation_period is None else \
-        parse_positive_float(args.observation_period, "from --observation-period")
+    period = (
+        None
+        if args.observation_period is None
+        else parse_positive_float(args.observation_period, "from --observation-period")
+    )
     settings = _settings(args, production_version=args.production_version)
     extra = list(args.pytest_args)
     if extra[:1] == ["--"]:
         extra = extra[1:]
     plan = RolloutPlan(
-        version=version, stages=stages, stack=settings, observation_period=period, dry_run=args.dry_run,
-        judge=args.judge, canary_env=parse_env_pairs(args.canary_env, "from --canary-env"),
+        version=version,
+        stages=stages,
+        stack=settings,
+        observation_period=period,
+        dry_run=args.dry_run,
+        judge=args.judge,
+        canary_env=parse_env_pairs(args.canary_env, "from --canary-env"),
         production_env=parse_env_pairs(args.production_env, "from --production-env"),
-        config_file=args.config_file, pytest_args=tuple(extra),
+        config_file=args.config_file,
+        pytest_args=tuple(extra),
     )
     with RolloutLock(settings.run_dir, version=version) as lock:
-        print(f"=== canary rollout {version}: stages {' -> '.join(f'{s}%' for s in stages)}"
-              f"{'  (DRY RUN: no traffic will move)' if plan.dry_run else ''} ===", flush=True)
+        print(
+            f"=== canary rollout {version}: stages {' -> '.join(f'{s}%' for s in stages)}"
+            f"{'  (DRY RUN: no traffic will move)' if plan.dry_run else ''} ===",
+            flush=True,
+        )
         print(f"    each stage runs: {shlex.join(plan.stage_command(stages[0]))}{plan.env_note()}", flush=True)
         started = time.time()
         outcomes = run_rollout(plan, lambda text: print(text, flush=True), lock)
@@ -137,7 +156,8 @@ def _rollback(args: argparse.Namespace) -> int:
     if version is None and state is not None and state.canary is not None:
         version = state.canary.version
     with RolloutLock(settings.run_dir, version=version or "", command="canary rollback"):
-        result = rollback(settings, version=version, stage=None, reason=args.reason,
-                          keep_canary=args.keep_canary, actor=None)
+        result = rollback(
+            settings, version=version, stage=None, reason=args.reason, keep_canary=args.keep_canary, actor=None
+        )
     print(f"canary: {result.summary()}")
     return 0

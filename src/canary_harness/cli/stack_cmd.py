@@ -22,16 +22,17 @@ from canary_harness.stack import LocalStack, StackState, StackStatus, load_state
 
 def add_location_options(parser: argparse.ArgumentParser) -> None:
     """``--run-dir`` and ``--config``: where a stack is recorded (shared by the stack-reading commands)."""
-    parser.add_argument(
-        "--run-dir", help="run directory holding state.json (default .canary; env CANARY_RUN_DIR)"
-    )
+    parser.add_argument("--run-dir", help="run directory holding state.json (default .canary; env CANARY_RUN_DIR)")
     parser.add_argument("--config", type=Path, help="TOML config file (default ./canary.toml if present)")
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
     """``--backend``: how the command starts services (recorded ones are stopped the way they started)."""
-    parser.add_argument("--backend", help="process, docker or compose: how services are started "
-                        "(default process; env CANARY_BACKEND, canary.toml [stack] backend)")
+    parser.add_argument(
+        "--backend",
+        help="process, docker or compose: how services are started "
+        "(default process; env CANARY_BACKEND, canary.toml [stack] backend)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> StackSettings:
@@ -127,8 +128,10 @@ def _up(args: argparse.Namespace) -> int:
 
 def _print_unrecorded(handles: list[ServiceHandle], verb: str) -> None:
     for handle in handles:
-        print(f"{handle.role:<11} container {str(handle.container_id)[:12]}  {handle.url}  {handle.version}  "
-              f"({verb}: labelled with this run dir, not recorded)")
+        print(
+            f"{handle.role:<11} container {str(handle.container_id)[:12]}  {handle.url}  {handle.version}  "
+            f"({verb}: labelled with this run dir, not recorded)"
+        )
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -154,8 +157,10 @@ def _down(args: argparse.Namespace) -> int:
     elif not removed:
         print(f"canary stack down: nothing recorded in {stack.run_dir}")
     if removed.pids:
-        print(f"canary stack down: also stopped {len(removed.pids)} unrecorded process(es) the harness started "
-              f"for {stack.run_dir}: PIDs {', '.join(map(str, removed.pids))}")
+        print(
+            f"canary stack down: also stopped {len(removed.pids)} unrecorded process(es) the harness started "
+            f"for {stack.run_dir}: PIDs {', '.join(map(str, removed.pids))}"
+        )
     return 0
 
 
@@ -173,8 +178,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     up = actions.add_parser("up", help="start NGINX, production and (with --canary-version) the canary")
     up.add_argument("--production-version", help="production version (default v0.1.0)")
     up.add_argument("--canary-version", help="start a canary at this version")
-    up.add_argument("--canary-env", action="append", default=[], metavar="K=V",
-                    help="environment for the canary (repeatable), e.g. FRAGRANCE_FAULTS=...")
+    up.add_argument(
+        "--canary-env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="environment for the canary (repeatable), e.g. FRAGRANCE_FAULTS=...",
+    )
     up.add_argument("--canary-weight", help="initial canary weight 0..100 (default 0; needs a canary)")
     up.add_argument("--nginx-port", help="NGINX listen port on 127.0.0.1 (default 8080)")
     up.add_argument("--production-port", help="production port (default 8000)")

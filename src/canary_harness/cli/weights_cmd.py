@@ -64,8 +64,13 @@ def _weights(args: argparse.Namespace) -> int:
                 traffic.set_canary_weight(percent, reason=args.reason or "canary weights command")
         finally:
             logging.getLogger("canary_harness.traffic").removeHandler(handler)
-        journal.append(stack.run_dir, "weight", version=state.canary.version if state.canary else None,
-                       reason=args.reason or "canary weights command", weight=percent)
+        journal.append(
+            stack.run_dir,
+            "weight",
+            version=state.canary.version if state.canary else None,
+            reason=args.reason or "canary weights command",
+            weight=percent,
+        )
     _print_in_force(traffic.weights_in_force())
     return 0
 

@@ -185,8 +185,10 @@ class ComposeBackend:
             raise BackendError(f"{what}: port {spec.host}:{spec.port} is already in use")
         if spec.host not in ("127.0.0.1", "localhost"):
             raise BackendError(f"{what}: host {spec.host!r}: the compose services bind 127.0.0.1 only")
-        self._run([self._docker, "image", "inspect", "--format", "{{.Id}}", image],
-                  f"{what}: image {image} not found (build it: canary images build --version {spec.version})")
+        self._run(
+            [self._docker, "image", "inspect", "--format", "{{.Id}}", image],
+            f"{what}: image {image} not found (build it: canary images build --version {spec.version})",
+        )
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         override = override_path(spec.log_path)
         override.write_text(render_override(spec))

@@ -78,8 +78,9 @@ class DockerBackend:
 
     name = "docker"
 
-    def __init__(self, repository: str = IMAGE_REPOSITORY, *, extra_env: dict[str, str] | None = None,
-                 client: Any = None) -> None:
+    def __init__(
+        self, repository: str = IMAGE_REPOSITORY, *, extra_env: dict[str, str] | None = None, client: Any = None
+    ) -> None:
         """``repository`` names the images; ``extra_env`` goes under each spec's env; ``client`` an SDK client."""
         self.repository = repository
         self._extra_env = dict(extra_env or {})

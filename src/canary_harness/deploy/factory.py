@@ -39,6 +39,8 @@ def backend_for(name: str) -> Backend:
 
         return ExternalBackend()
     if name == "testcontainers":
-        raise ConfigError("backend 'testcontainers': only for smoke runs (pytest canary_tests -m smoke), "
-                          "not for a stack; use process, docker or compose")
+        raise ConfigError(
+            "backend 'testcontainers': only for smoke runs (pytest canary_tests -m smoke), "
+            "not for a stack; use process, docker or compose"
+        )
     raise ConfigError(f"backend {name!r}: must be one of {', '.join(STACK_BACKENDS)}")

@@ -176,7 +176,7 @@ def _marker_of(pid: int) -> str | None:
     prefix = HARNESS_MARKER.encode() + b"="
     for entry in raw.split(b"\0"):
         if entry.startswith(prefix):
-            return entry[len(prefix):].decode(errors="replace")
+            return entry[len(prefix) :].decode(errors="replace")
     return None
 
 

@@ -72,8 +72,13 @@ class ProcessBackend:
 
     name = "process"
 
-    def __init__(self, executable: str | None = None, *, extra_env: dict[str, str] | None = None,
-                 on_spawn: Callable[[ServiceHandle], None] | None = None) -> None:
+    def __init__(
+        self,
+        executable: str | None = None,
+        *,
+        extra_env: dict[str, str] | None = None,
+        on_spawn: Callable[[ServiceHandle], None] | None = None,
+    ) -> None:
         """``executable`` overrides the console script lookup; ``extra_env`` goes under each spec's env;
         ``on_spawn`` is called with the handle as soon as the process exists, before the health wait
         (``LocalStack`` records it in the state file then)."""
@@ -98,8 +103,13 @@ class ProcessBackend:
             raise BackendError(f"{spec.role} {spec.version}: port {spec.host}:{spec.port} is already in use")
         # The stage session's copy of the services' environment (JSON twins) is not the service's business.
         inherited = {key: value for key, value in os.environ.items() if key not in _HARNESS_ONLY_ENV}
-        env = {**inherited, "PYTHONUNBUFFERED": "1", **self._extra_env, **dict(spec.env),
-               **pids.marker_env(spec.log_path.parent)}
+        env = {
+            **inherited,
+            "PYTHONUNBUFFERED": "1",
+            **self._extra_env,
+            **dict(spec.env),
+            **pids.marker_env(spec.log_path.parent),
+        }
         with os.fdopen(open_private_append(spec.log_path), "ab") as out:
             try:
                 proc = subprocess.Popen(
@@ -130,9 +140,7 @@ class ProcessBackend:
                 raise BackendError(f"exited with code {proc.returncode} before becoming healthy")
             data = health(spec.url, timeout=1.0)
             if data is not None and data.get("version") != spec.version:
-                raise BackendError(
-                    f"/health reports version {data.get('version')!r}, expected {spec.version!r}"
-                )
+                raise BackendError(f"/health reports version {data.get('version')!r}, expected {spec.version!r}")
             return data is not None
 
         try:
@@ -159,9 +167,7 @@ class ProcessBackend:
         try:
             pids.terminate(handle.pid, start_time=handle.pid_start_time, timeout=timeout)
         except OSError as exc:
-            raise BackendError(
-                f"{handle.role} {handle.version} (PID {handle.pid}) did not stop: {exc}"
-            ) from exc
+            raise BackendError(f"{handle.role} {handle.version} (PID {handle.pid}) did not stop: {exc}") from exc
 
     def is_running(self, handle: ServiceHandle) -> bool:
         """True if the recorded process is still alive."""

@@ -1,7 +1,7 @@
 """The releases an image is built from: ``releases/<version>.toml`` and its source archive
 ``releases/artifacts/fragrance-ai-<version>.tar.gz``, verified against the manifest's SHA-256.
 
-Only reads files. The manifest format itself belongs to :mod:`canary_harness.precheck`; this module picks
+Only reads files. The manifest format itself belongs to :mod:`canary_harness.release_manifest`; this module picks
 the archive of a release out of it, refuses an archive whose bytes changed, and reads the dependencies
 the archive's own ``pyproject.toml`` declares (so an image is made from the release, not the work tree).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from canary_harness.config import parse_version
 from canary_harness.errors import ConfigError
-from canary_harness.precheck import ARTIFACTS_DIR, load_manifest, manifest_path, sha256_of
+from canary_harness.release_manifest import ARTIFACTS_DIR, load_manifest, manifest_path, sha256_of
 
 SERVICE_NAME = "fragrance-ai"
 

@@ -255,9 +255,7 @@ class Engine:
             states[key], inc["canary_errors"], inc["production_errors"], request_share
         )
         key = f"{SPLIT}:mismatch"
-        states[key] = self.split_share.update(
-            states[key], inc["canary_units"], inc["production_units"], weight
-        )
+        states[key] = self.split_share.update(states[key], inc["canary_units"], inc["production_units"], weight)
         if SCHEMA + ":fail_relative" in states:
             key = f"{SCHEMA}:fail_relative"
             states[key] = self.schema_share.update(
@@ -283,9 +281,7 @@ class Engine:
     def _refresh(self, elapsed_s: float) -> None:
         c = self.counts
         log_e = self.log_e
-        log_e[f"{ERROR_RATE}:fail_relative"] = self.error_share.log_e(
-            self.share_states[f"{ERROR_RATE}:fail_relative"]
-        )
+        log_e[f"{ERROR_RATE}:fail_relative"] = self.error_share.log_e(self.share_states[f"{ERROR_RATE}:fail_relative"])
         log_e[f"{ERROR_RATE}:fail_slo"] = self.error_fail.log_e(c["canary_errors"], c["canary_requests"])
         log_e[f"{ERROR_RATE}:pass_slo"] = self.error_pass.log_e(c["canary_errors"], c["canary_requests"])
         for mode in self.modes:
@@ -293,9 +289,7 @@ class Engine:
             over, total = c[f"{mode}:canary_over_threshold"], c[f"{mode}:canary_requests"]
             log_e[f"{name}:fail_threshold"] = self.latency_fail.log_e(over, total)
             log_e[f"{name}:pass_threshold"] = self.latency_pass.log_e(over, total)
-            log_e[f"{name}:fail_relative"] = self.latency_share.log_e(
-                self.share_states[f"{name}:fail_relative"]
-            )
+            log_e[f"{name}:fail_relative"] = self.latency_share.log_e(self.share_states[f"{name}:fail_relative"])
         # The two parts of the loss FAIL test, kept for the report; the test itself is their average.
         sign = self.loss_fail.log_e(c["loss_exceed"], c["loss_blocks"])
         size = self.loss_excess.log_e(c["loss_excess"], c["loss_excess_pairs"])
@@ -305,9 +299,7 @@ class Engine:
         )
         log_e[f"{RL_LOSS}:pass"] = self.loss_pass.log_e(c["loss_exceed"], c["loss_blocks"])
         if f"{SCHEMA}:fail_relative" in log_e:
-            log_e[f"{SCHEMA}:fail_relative"] = self.schema_share.log_e(
-                self.share_states[f"{SCHEMA}:fail_relative"]
-            )
+            log_e[f"{SCHEMA}:fail_relative"] = self.schema_share.log_e(self.share_states[f"{SCHEMA}:fail_relative"])
         log_e[f"{SPLIT}:mismatch"] = self.split_share.log_e(self.share_states[f"{SPLIT}:mismatch"])
         for spec in self.specs:
             self.peak[spec.key] = np.maximum(self.peak[spec.key], log_e[spec.key])

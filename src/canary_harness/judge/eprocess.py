@@ -80,9 +80,7 @@ class BernoulliMixture:
         grid = np.asarray(self.grid, dtype=np.float64)
         object.__setattr__(self, "_event", np.log(grid / self.p0))
         object.__setattr__(self, "_non_event", np.log((1 - grid) / (1 - self.p0)))
-        object.__setattr__(
-            self, "_pairs", tuple(zip(self._event.tolist(), self._non_event.tolist(), strict=True))
-        )
+        object.__setattr__(self, "_pairs", tuple(zip(self._event.tolist(), self._non_event.tolist(), strict=True)))
 
     @classmethod
     def fail_form(cls, p0: float, multipliers: tuple[float, ...] = FAIL_MULTIPLIERS) -> BernoulliMixture:
@@ -163,9 +161,7 @@ class ShareTest:
         w = np.clip(np.nan_to_num(w_raw, nan=0.5), 1e-12, 1 - 1e-12)
         theta_null = w * self.r0 / (w * self.r0 + 1 - w)
         theta_alt = w * self._ratios / (w * self._ratios + 1 - w)
-        step = x_c * (np.log(theta_alt) - np.log(theta_null)) + x_p * (
-            np.log1p(-theta_alt) - np.log1p(-theta_null)
-        )
+        step = x_c * (np.log(theta_alt) - np.log(theta_null)) + x_p * (np.log1p(-theta_alt) - np.log1p(-theta_null))
         return np.asarray(state + np.where(informative, step, 0.0), dtype=np.float64)
 
     def log_e(self, state: FloatArray) -> FloatArray:

@@ -66,9 +66,7 @@ class _Context:
 
     def peaks(self, check: str) -> dict[str, EvidenceValue]:
         """The largest e so far of each test of ``check``, as ``e_max_<test>``."""
-        return {
-            f"e_max_{spec.key.split(':', 1)[1]}": self.peak(spec.key) for spec in self.engine.tests_of(check)
-        }
+        return {f"e_max_{spec.key.split(':', 1)[1]}": self.peak(spec.key) for spec in self.engine.tests_of(check)}
 
     def decided(self, key: str) -> str:
         """ "e=… ≥ 1/α=…" with the largest e so far (crossings are final even if e fell since)."""
@@ -101,9 +99,7 @@ class _Context:
         return 1 / self.engine.beta_i
 
 
-def build_checks(
-    engine: Engine, feed: SnapshotFeed, decision: Decision, final: bool
-) -> tuple[CheckResult, ...]:
+def build_checks(engine: Engine, feed: SnapshotFeed, decision: Decision, final: bool) -> tuple[CheckResult, ...]:
     """One CheckResult per check, in report order."""
     ctx = _Context(engine, feed, decision, final)
     results = [_error_rate(ctx)]
@@ -163,9 +159,7 @@ def _error_rate(ctx: _Context) -> CheckResult:
             f"(canary); {ctx.decided(keys['pass_slo'])}"
         )
     elif requests == 0:
-        message = (
-            "5xx rate: no canary requests" + (" in the whole stage" if ctx.final else " yet") + _warming(ctx)
-        )
+        message = "5xx rate: no canary requests" + (" in the whole stage" if ctx.final else " yet") + _warming(ctx)
     else:
         message = (
             f"{head}, SLO {fmt_pct(s.error_rate_slo)}; e_fail={fmt_e(ctx.e(keys['fail_slo']))}, "
@@ -358,9 +352,7 @@ def _schema(ctx: _Context) -> CheckResult:
     elif state is State.PASS:
         message = f"schema failures 0 over {briefs:.0f} briefs (canary)"
         if s.schema_policy == "relative":
-            message = (
-                f"schema failures {failures:.0f} over {briefs:.0f} briefs (canary), not above production's"
-            )
+            message = f"schema failures {failures:.0f} over {briefs:.0f} briefs (canary), not above production's"
     else:
         message = "schema: no llm briefs checked" + (
             " in the whole stage: the schema was never exercised" if ctx.final else " yet"
@@ -402,14 +394,10 @@ def _split(ctx: _Context) -> CheckResult:
         message = f"{head}: no mismatch (e={fmt_e(ctx.e(key))})"
     else:
         message = "traffic split: no canary requests" + (" in the whole stage" if ctx.final else " yet")
-    return CheckResult(
-        SPLIT, state, "canary traffic share", share, configured, total, "ratio", evidence, message
-    )
+    return CheckResult(SPLIT, state, "canary traffic share", share, configured, total, "ratio", evidence, message)
 
 
-def _would_decide(
-    ctx: _Context, evidence: dict[str, EvidenceValue], needed: int | None, got: float, unit: str
-) -> str:
+def _would_decide(ctx: _Context, evidence: dict[str, EvidenceValue], needed: int | None, got: float, unit: str) -> str:
     """What would have decided an undecided check: a longer window at the measured rate, or a higher rate.
 
     Sets ``window_needed_s`` and ``rate_needed`` in ``evidence`` and returns the sentence.

@@ -185,9 +185,7 @@ class SnapshotFeed:
         means = self.production_blocks.means
         return statistics.median(means) if len(means) >= self.settings.loss_reference_blocks else None
 
-    def push(
-        self, elapsed_s: float, canary: MetricsSnapshot, production: MetricsSnapshot, weight_percent: int
-    ) -> Tick:
+    def push(self, elapsed_s: float, canary: MetricsSnapshot, production: MetricsSnapshot, weight_percent: int) -> Tick:
         """The increments since the previous tick (only schema counts during warm-up)."""
         weight = weight_percent / 100.0
         self.weight = weight
@@ -231,8 +229,7 @@ class SnapshotFeed:
         result = ModeTick(
             canary_requests=now_c.latency_count(mode) - previous_c.latency_count(mode),
             production_requests=now_p.latency_count(mode) - previous_p.latency_count(mode),
-            canary_over_threshold=now_c.latency_over(mode, threshold)
-            - previous_c.latency_over(mode, threshold),
+            canary_over_threshold=now_c.latency_over(mode, threshold) - previous_c.latency_over(mode, threshold),
         )
         if mode in self.tau:
             tau = self.tau[mode]
@@ -259,9 +256,7 @@ class SnapshotFeed:
         fresh = self.production_blocks.advance(self.production.rl_updates, self.production.rl_loss_sum)
         # A production block with a non-positive mean has no log: it cannot serve as a reference.
         self.pending_production.extend(mean for mean in fresh if mean > 0)
-        self.pending_canary.extend(
-            self.canary_blocks.advance(self.canary.rl_updates, self.canary.rl_loss_sum)
-        )
+        self.pending_canary.extend(self.canary_blocks.advance(self.canary.rl_updates, self.canary.rl_loss_sum))
         if not self.pending_canary or not self.pending_production:
             return 0.0, 0.0, 0.0, 0.0
         canary, production = self.pending_canary, self.pending_production

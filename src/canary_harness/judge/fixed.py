@@ -124,8 +124,7 @@ class FixedJudge:
                 0.0,
                 "s",
                 evidence,
-                f"p95 latency ({mode}): no canary requests in mode {mode}"
-                + (" in the window" if final else " yet"),
+                f"p95 latency ({mode}): no canary requests in mode {mode}" + (" in the window" if final else " yet"),
             )
         state = self._state(final, p95 <= threshold)
         relation = {State.PASS: "≤", State.FAIL: ">"}.get(state, "vs")
@@ -133,9 +132,7 @@ class FixedJudge:
             f"p95 latency ({mode}) {p95:.2f} s {relation} {threshold:g} s over {requests:.0f} requests "
             f"(canary, fixed window)"
         )
-        return CheckResult(
-            name, state, f"p95 latency ({mode})", p95, threshold, requests, "s", evidence, message
-        )
+        return CheckResult(name, state, f"p95 latency ({mode})", p95, threshold, requests, "s", evidence, message)
 
     def _schema(self, final: bool) -> CheckResult:
         raw = self.feed.canary_raw
@@ -152,9 +149,7 @@ class FixedJudge:
         else:
             state = State.PASS if final else State.RUNNING
             message = f"schema failures 0 over {briefs:.0f} briefs (canary)"
-        return CheckResult(
-            SCHEMA, state, "schema failures", failures, 0.0, briefs, "failures", evidence, message
-        )
+        return CheckResult(SCHEMA, state, "schema failures", failures, 0.0, briefs, "failures", evidence, message)
 
     def _loss(self, final: bool) -> CheckResult:
         s = self.settings
@@ -163,8 +158,17 @@ class FixedJudge:
 
         def undecided(message: str) -> CheckResult:
             state = State.INCONCLUSIVE if final else State.RUNNING
-            return CheckResult(RL_LOSS, state, "RL loss vs production mean", None, s.loss_ratio,
-                               canary.rl_updates, "× production mean", evidence, message)
+            return CheckResult(
+                RL_LOSS,
+                state,
+                "RL loss vs production mean",
+                None,
+                s.loss_ratio,
+                canary.rl_updates,
+                "× production mean",
+                evidence,
+                message,
+            )
 
         if canary.rl_updates == 0 or production.rl_updates == 0:
             return undecided("RL loss: no RL updates on " + ("the canary" if canary.rl_updates == 0 else "production"))
@@ -172,10 +176,18 @@ class FixedJudge:
         production_mean = production.rl_loss_sum / production.rl_updates
         evidence.update(canary_mean=canary_mean, production_mean=production_mean)
         if not math.isfinite(canary_mean):
-            return CheckResult(RL_LOSS, State.FAIL, "RL loss vs production mean", None, s.loss_ratio,
-                               canary.rl_updates, "× production mean", evidence,
-                               f"RL loss: the canary's mean loss is {canary_mean} over {canary.rl_updates:.0f} "
-                               "updates (non-finite: the model diverged)")
+            return CheckResult(
+                RL_LOSS,
+                State.FAIL,
+                "RL loss vs production mean",
+                None,
+                s.loss_ratio,
+                canary.rl_updates,
+                "× production mean",
+                evidence,
+                f"RL loss: the canary's mean loss is {canary_mean} over {canary.rl_updates:.0f} "
+                "updates (non-finite: the model diverged)",
+            )
         if not math.isfinite(production_mean):
             return undecided(f"RL loss: production's mean loss is {production_mean}, no reference")
         if production_mean <= 0:
@@ -233,6 +245,4 @@ class FixedJudge:
             f"canary share {fmt_pct(share)} of {total:.0f} requests {relation} ±{s.split_tolerance:.0%} "
             f"of the configured {fmt_pct(weight)}"
         )
-        return CheckResult(
-            SPLIT, state, "canary traffic share", share, weight, total, "ratio", evidence, message
-        )
+        return CheckResult(SPLIT, state, "canary traffic share", share, weight, total, "ratio", evidence, message)

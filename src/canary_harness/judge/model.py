@@ -48,9 +48,7 @@ def _latency_median(settings: JudgeSettings, mode: str) -> float:
     return p95 / math.exp(_NORMAL.inv_cdf(1 - LATENCY_TAIL) * settings.latency_sigma)
 
 
-def latency_exceedance(
-    settings: JudgeSettings, mode: str, factor: float = 1.0, cut: float | None = None
-) -> float:
+def latency_exceedance(settings: JudgeSettings, mode: str, factor: float = 1.0, cut: float | None = None) -> float:
     """P(latency > cut) with latencies multiplied by ``factor`` (cut defaults to the threshold)."""
     cut = settings.p95_thresholds[mode] if cut is None else cut
     median = _latency_median(settings, mode) * factor

@@ -237,9 +237,7 @@ class _Planner:
         )
 
     def _not_applicable(self, key: str, effect: str, why: str) -> TestPlan:
-        return self._empty(
-            key, f"{self.engine.spec(key).description} ({why})", effect, "requests", NOT_APPLICABLE
-        )
+        return self._empty(key, f"{self.engine.spec(key).description} ({why})", effect, "requests", NOT_APPLICABLE)
 
     def _share_plan(
         self,
@@ -276,9 +274,7 @@ class _Planner:
                 self.total_rps - self.canary_rps,
                 f"{bad} vs {s.healthy_error_rate:.2%}",
             ),
-            self._plan(
-                f"{ERROR_RATE}:pass_slo", e.error_pass, s.healthy_error_rate, self.canary_rps, healthy
-            ),
+            self._plan(f"{ERROR_RATE}:pass_slo", e.error_pass, s.healthy_error_rate, self.canary_rps, healthy),
         ]
 
     def latency_tests(self, mode: str, mix: float) -> list[TestPlan]:
@@ -306,13 +302,9 @@ class _Planner:
                 relative,
             )
         return [
-            self._plan(
-                f"{name}:fail_threshold", e.latency_fail, bad, canary_rps, f"{slower} ({bad:.1%} over)"
-            ),
+            self._plan(f"{name}:fail_threshold", e.latency_fail, bad, canary_rps, f"{slower} ({bad:.1%} over)"),
             relative_plan,
-            self._plan(
-                f"{name}:pass_threshold", e.latency_pass, healthy, canary_rps, f"healthy ({healthy:.1%} over)"
-            ),
+            self._plan(f"{name}:pass_threshold", e.latency_pass, healthy, canary_rps, f"healthy ({healthy:.1%} over)"),
         ]
 
     def loss_tests(self) -> list[TestPlan]:
@@ -333,16 +325,25 @@ class _Planner:
         # The FAIL test is ¼·sign + ¾·magnitude: it crosses once the sign part reaches 1/(¼·α_i) or
         # the magnitude part 1/(¾·α_i). The plan is the faster of those two sufficient conditions.
         sign = self._plan(
-            f"{RL_LOSS}:fail", e.loss_fail, bad, rate, effect, unit="pairs", wait_s=wait,
+            f"{RL_LOSS}:fail",
+            e.loss_fail,
+            bad,
+            rate,
+            effect,
+            unit="pairs",
+            wait_s=wait,
             budget=self.engine.alpha_i * (1 - MAGNITUDE_WEIGHT),
         )
         limit = int(min(200_000, max(20_000, 3 * rate * self.window)))
         sizes = magnitude_sample_sizes(
-            e.loss_excess, loss_pair_effect(s, s.mde_loss_factor, per_canary),
-            self.engine.alpha_i * MAGNITUDE_WEIGHT, limit,
+            e.loss_excess,
+            loss_pair_effect(s, s.mde_loss_factor, per_canary),
+            self.engine.alpha_i * MAGNITUDE_WEIGHT,
+            limit,
         )
-        magnitude = self._plan(f"{RL_LOSS}:fail", e.loss_fail, bad, rate, effect, unit="pairs", wait_s=wait,
-                               sizes=sizes)
+        magnitude = self._plan(
+            f"{RL_LOSS}:fail", e.loss_fail, bad, rate, effect, unit="pairs", wait_s=wait, sizes=sizes
+        )
         fail = magnitude if _faster(magnitude, sign) else sign
         return [
             fail,
@@ -352,6 +353,7 @@ class _Planner:
 
 def _faster(one: TestPlan, other: TestPlan) -> bool:
     """Whether ``one`` expects to decide sooner (by n50, then n90; None is never)."""
+
     def key(plan: TestPlan) -> tuple[float, float]:
         return (math.inf if plan.n50 is None else plan.n50, math.inf if plan.n90 is None else plan.n90)
 
@@ -374,8 +376,7 @@ def _notes(plan: StagePlan, settings: JudgeSettings) -> tuple[str, ...]:
     blockers = [t for t in plan.tests if t.role == "pass" and t.reach == NEVER]
     if blockers:
         details = "; ".join(
-            f"{t.check} needs at least {_n(t.n_min)} {t.unit}, the stage gets ~{t.available:.0f}"
-            for t in blockers
+            f"{t.check} needs at least {_n(t.n_min)} {t.unit}, the stage gets ~{t.available:.0f}" for t in blockers
         )
         notes.append(
             f"This stage can never reach a PASS verdict within {window} at {plan.total_rps:g} rps: "
@@ -386,9 +387,7 @@ def _notes(plan: StagePlan, settings: JudgeSettings) -> tuple[str, ...]:
         if t90 is not None and t90 <= settings.max_duration_s:
             notes.append(f"A healthy canary should PASS after ~{t50:.0f} s (90 %: {t90:.0f} s) of {window}.")
         elif t50 is not None and t50 <= settings.max_duration_s:
-            notes.append(
-                f"A healthy canary PASSes within {window} only about half the time (median ~{t50:.0f} s)."
-            )
+            notes.append(f"A healthy canary PASSes within {window} only about half the time (median ~{t50:.0f} s).")
         else:
             notes.append(
                 f"A healthy canary will rarely PASS within {window}: expect INCONCLUSIVE "
@@ -398,25 +397,18 @@ def _notes(plan: StagePlan, settings: JudgeSettings) -> tuple[str, ...]:
     for check in checks:
         fails = [t for t in plan.tests if t.check == check and t.role == "fail" and t.reach != NOT_APPLICABLE]
         if fails and all(t.reach == NEVER for t in fails):
-            notes.append(
-                f"{check}: even the minimum detectable regression can never be caught within {window}."
-            )
+            notes.append(f"{check}: even the minimum detectable regression can never be caught within {window}.")
         elif fails:
             fastest = min(fails, key=lambda t: math.inf if t.seconds50 is None else t.seconds50)
             median = "unknown" if fastest.seconds50 is None else f"~{fastest.seconds50:.0f} s"
             if fastest.reach == LIKELY or any(t.reach == LIKELY for t in fails):
-                notes.append(
-                    f"{check}: {fastest.effect} is caught after {median} (median, {fastest.description})."
-                )
+                notes.append(f"{check}: {fastest.effect} is caught after {median} (median, {fastest.description}).")
             elif fastest.reach == POSSIBLE:
                 notes.append(
-                    f"{check}: {fastest.effect} is caught within {window} only about half the time "
-                    f"(median {median})."
+                    f"{check}: {fastest.effect} is caught within {window} only about half the time (median {median})."
                 )
             else:
-                notes.append(
-                    f"{check}: {fastest.effect} is unlikely to be caught within {window} (median {median})."
-                )
+                notes.append(f"{check}: {fastest.effect} is unlikely to be caught within {window} (median {median}).")
     if settings.schema_policy == "zero_tolerance":
         notes.append(f"{SCHEMA}: the first schema failure fails the stage at once.")
     return tuple(notes)

@@ -19,9 +19,7 @@ def running_reason(checks: Sequence[CheckResult], elapsed_s: float) -> str:
     """Progress in one line: how many checks are shown so far."""
     shown = sum(c.state is State.PASS for c in checks)
     pending = [c.name for c in checks if c.state is not State.PASS]
-    return (
-        f"observing for {elapsed_s:.0f} s: {shown}/{len(checks)} checks shown; pending: {', '.join(pending)}"
-    )
+    return f"observing for {elapsed_s:.0f} s: {shown}/{len(checks)} checks shown; pending: {', '.join(pending)}"
 
 
 def suspect_checks(checks: Sequence[CheckResult], fail_bound: float) -> list[tuple[str, float]]:
@@ -133,6 +131,15 @@ def restarted_canary(judge: str, elapsed_s: float, detail: str) -> StageVerdict:
     """FAIL: the canary's counters went backwards, so it restarted (crashed) during the stage. Its
     figures since the restart cannot be compared with the window's, and a release that restarts under
     load is not one to promote."""
-    check = CheckResult(CANARY_RESTART, State.FAIL, "canary process restarts", 1.0, 0.0, 1.0, "restarts", {},
-                        f"the canary restarted during the stage: {detail}")
+    check = CheckResult(
+        CANARY_RESTART,
+        State.FAIL,
+        "canary process restarts",
+        1.0,
+        0.0,
+        1.0,
+        "restarts",
+        {},
+        f"the canary restarted during the stage: {detail}",
+    )
     return StageVerdict(State.FAIL, True, False, failed_reason((check,), elapsed_s), elapsed_s, (check,), judge)

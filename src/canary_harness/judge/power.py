@@ -84,9 +84,7 @@ def crossing_edge(test: BernoulliMixture, budget: float, trials: int) -> int:
     return low
 
 
-def sample_sizes(
-    test: BernoulliMixture, true_rate: float, budget: float, limit: int = DEFAULT_LIMIT
-) -> SampleSize:
+def sample_sizes(test: BernoulliMixture, true_rate: float, budget: float, limit: int = DEFAULT_LIMIT) -> SampleSize:
     """n50 / n90 of ``test`` at level ``budget`` when events occur at ``true_rate`` per sample."""
     if not 0 <= true_rate <= 1:
         raise ValueError(f"true rate {true_rate!r} must lie in [0, 1]")
@@ -186,9 +184,7 @@ def _clipped_moments(effect: float, cap: float) -> tuple[float, float]:
     return mean, float(((clipped - mean) ** 2 * density).sum())
 
 
-def magnitude_sample_sizes(
-    test: ExcessTest, effect: float, budget: float, limit: int = DEFAULT_LIMIT
-) -> SampleSize:
+def magnitude_sample_sizes(test: ExcessTest, effect: float, budget: float, limit: int = DEFAULT_LIMIT) -> SampleSize:
     """n50 / n90 (pairs) of the magnitude loss test when each pair's standardised excess is N(effect, 1).
 
     A normal approximation of Σζ at each n against the test's crossing edge (log E grows with Σζ),

@@ -120,8 +120,15 @@ class SequentialJudge:
         if value is None:
             return checks
         updates = self.feed.canary_raw.rl_updates
-        failed = CheckResult(RL_LOSS, State.FAIL, "RL loss vs production median", None, self.settings.loss_ratio,
-                             updates, "× production median", {"canary_loss_sum": None},
-                             f"RL loss: the canary's loss sum is {value} after {updates:.0f} updates "
-                             "(non-finite: the model diverged)")
+        failed = CheckResult(
+            RL_LOSS,
+            State.FAIL,
+            "RL loss vs production median",
+            None,
+            self.settings.loss_ratio,
+            updates,
+            "× production median",
+            {"canary_loss_sum": None},
+            f"RL loss: the canary's loss sum is {value} after {updates:.0f} updates (non-finite: the model diverged)",
+        )
         return tuple(failed if check.name == RL_LOSS else check for check in checks)

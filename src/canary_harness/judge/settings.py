@@ -110,8 +110,7 @@ class JudgeSettings:
                 )
             if not _finite_positive(threshold):
                 raise ConfigError(
-                    f"judge setting 'p95_thresholds.{mode}' = {threshold!r}: "
-                    "must be a positive number of seconds"
+                    f"judge setting 'p95_thresholds.{mode}' = {threshold!r}: must be a positive number of seconds"
                 )
         if not self.p95_thresholds:
             raise ConfigError("judge setting 'p95_thresholds' is empty: give at least one mode's threshold")
@@ -166,9 +165,7 @@ class JudgeSettings:
 
 # ---------------------------------------------------------------------- validation tables
 def _finite_positive(value: Any) -> bool:
-    return (
-        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def _open_unit(upper: float = 1.0) -> Callable[[Any], str]:
@@ -258,9 +255,7 @@ def _parse_value(key: str, raw: Any, kind: str, source: str) -> Any:
     if kind == "table":
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{where}: must be a table of mode = seconds")
-        return {
-            str(mode): _parse_value(f"{key}.{mode}", value, "float", source) for mode, value in raw.items()
-        }
+        return {str(mode): _parse_value(f"{key}.{mode}", value, "float", source) for mode, value in raw.items()}
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
         raise ConfigError(f"{where}: must be a finite number")
     return float(raw)

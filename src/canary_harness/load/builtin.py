@@ -60,8 +60,12 @@ class BuiltinEngine:
         self._started = time.time()
         deadline = time.monotonic() + self.duration_s
         for index in range(self.settings.users):
-            thread = threading.Thread(target=self._user, args=(index / self.settings.spawn_rate, deadline),
-                                      name=f"canary-load-{index}", daemon=True)
+            thread = threading.Thread(
+                target=self._user,
+                args=(index / self.settings.spawn_rate, deadline),
+                name=f"canary-load-{index}",
+                daemon=True,
+            )
             self._threads.append(thread)
             thread.start()
 
@@ -84,8 +88,15 @@ class BuiltinEngine:
         for thread in self._threads:
             thread.join(max(0.0, end - time.monotonic()))
         entries = self._locust_entries()
-        tally = {"started": self._started, "stopped": stopped, "target_rps": self.settings.rate_rps,
-                 "workers": 0, "users": self.settings.users, "client": "httpx", **self._tally.to_dict()}
+        tally = {
+            "started": self._started,
+            "stopped": stopped,
+            "target_rps": self.settings.rate_rps,
+            "workers": 0,
+            "users": self.settings.users,
+            "client": "httpx",
+            **self._tally.to_dict(),
+        }
         # The same two documents as a locust run, so a stage's stats directory looks alike either way.
         (self.stats_dir / "locust.json").write_text(json.dumps(entries, indent=1), encoding="utf-8")
         (self.stats_dir / "canary.json").write_text(json.dumps(tally, indent=1), encoding="utf-8")
@@ -119,8 +130,7 @@ class BuiltinEngine:
             self._tally.journey_started(planned.mode)
         started = time.perf_counter()
         try:
-            response = client.request(planned.method, planned.path, json=planned.body,
-                                      headers=dict(planned.headers))
+            response = client.request(planned.method, planned.path, json=planned.body, headers=dict(planned.headers))
             status, headers, text = response.status_code, dict(response.headers), response.text
         except httpx.HTTPError:
             status, headers, text = 0, {}, ""
@@ -137,9 +147,17 @@ class BuiltinEngine:
     def _locust_entries(self) -> list[dict[str, Any]]:
         """Per-name stats in the shape of locust's --json-file entries."""
         with self._lock:
-            return [{"name": name, "method": method, "num_requests": hist.requests,
-                     "num_failures": hist.failures, "total_response_time": hist.total_ms,
-                     "max_response_time": hist.max_ms, "response_times": hist.to_dict()["response_times"],
-                     "start_time": self._first[(name, method)],
-                     "last_request_timestamp": self._last[(name, method)]}
-                    for (name, method), hist in sorted(self._entries.items())]
+            return [
+                {
+                    "name": name,
+                    "method": method,
+                    "num_requests": hist.requests,
+                    "num_failures": hist.failures,
+                    "total_response_time": hist.total_ms,
+                    "max_response_time": hist.max_ms,
+                    "response_times": hist.to_dict()["response_times"],
+                    "start_time": self._first[(name, method)],
+                    "last_request_timestamp": self._last[(name, method)],
+                }
+                for (name, method), hist in sorted(self._entries.items())
+            ]

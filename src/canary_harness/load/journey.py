@@ -162,21 +162,33 @@ class Journey:
             self._journey_id = f"j{self.rng.getrandbits(64):016x}"
             return self._plan("/dna/create", {"brief": self._brief, "mode": self._mode}, starts_journey=True)
         if self._step == "options":
-            return self._plan("/evolve/options", {"dna_id": self._dna_id, "brief": self._brief,
-                                                  "mode": self._mode, "algorithm": "PPO",
-                                                  "num_options": NUM_OPTIONS})
-        return self._plan("/evolve/feedback", {"experiment_id": self._experiment_id,
-                                               "chosen_id": self.rng.choice(self._option_ids),
-                                               "rating": self.rng.randint(1, 5)})
+            return self._plan(
+                "/evolve/options",
+                {
+                    "dna_id": self._dna_id,
+                    "brief": self._brief,
+                    "mode": self._mode,
+                    "algorithm": "PPO",
+                    "num_options": NUM_OPTIONS,
+                },
+            )
+        return self._plan(
+            "/evolve/feedback",
+            {
+                "experiment_id": self._experiment_id,
+                "chosen_id": self.rng.choice(self._option_ids),
+                "rating": self.rng.randint(1, 5),
+            },
+        )
 
     def _plan(self, path: str, body: Mapping[str, Any], *, starts_journey: bool = False) -> PlannedRequest:
-        return PlannedRequest("POST", path, f"{path} [{self._mode}]", body, self._mode, starts_journey,
-                              {JOURNEY_HEADER: self._journey_id})
+        return PlannedRequest(
+            "POST", path, f"{path} [{self._mode}]", body, self._mode, starts_journey, {JOURNEY_HEADER: self._journey_id}
+        )
 
     def record(self, status: int, headers: Mapping[str, str], text: str) -> Verdict:
         """Check the answer to the current step and advance (or restart after a failure)."""
-        checks = {"create": self._check_create, "options": self._check_options,
-                  "feedback": self._check_feedback}
+        checks = {"create": self._check_create, "options": self._check_options, "feedback": self._check_feedback}
         verdict = _judge(status, headers, checks[self._step], text)
         if not verdict.ok:
             self._step = "create"
@@ -188,8 +200,7 @@ class Journey:
         if not isinstance(body.get("version"), str) or not body["version"]:
             raise _Failed("version missing from the body")
         notes = body.get("notes")
-        if not isinstance(notes, dict) or not all(isinstance(notes.get(key), list)
-                                                  for key in ("top", "heart", "base")):
+        if not isinstance(notes, dict) or not all(isinstance(notes.get(key), list) for key in ("top", "heart", "base")):
             raise _Failed("notes must hold top, heart and base lists")
         self._dna_id, self._step = dna_id, "options"
 

@@ -10,6 +10,7 @@ and tell the workers to quit; anything still alive after the timeout gets SIGKIL
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -54,12 +55,13 @@ def find_locustfile_dir(explicit: Path | None = None, environ: dict[str, str] | 
 
 @functools.cache
 def locust_available() -> bool:
-    """True when ``python -m locust`` can run here (checked once, in a subprocess)."""
-    try:
-        done = subprocess.run([sys.executable, "-c", "import locust"], capture_output=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
+    """True when locust and gevent are installed here, so ``python -m locust`` can run.
+
+    Found, not imported: importing locust would patch this process with gevent, and importing it in a
+    subprocess (as this did before) cost every stage ~0.9 s before its load could start. A locust that is
+    installed yet broken fails in its own process, with its output in the LoadError.
+    """
+    return all(importlib.util.find_spec(name) is not None for name in ("locust", "gevent"))
 
 
 def free_port() -> int:
@@ -69,34 +71,86 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def locust_argv(base_url: str, duration_s: float, settings: LoadSettings, stats_dir: Path,
-                locust_dir: Path, master_port: int | None = None) -> list[str]:
+def locust_argv(
+    base_url: str,
+    duration_s: float,
+    settings: LoadSettings,
+    stats_dir: Path,
+    locust_dir: Path,
+    master_port: int | None = None,
+) -> list[str]:
     """The command line of a headless locust run (a master when ``master_port`` is given)."""
     run_time = max(1, math.ceil(duration_s))
     argv = [
-        sys.executable, "-m", "locust", "-f", str(locust_dir), "--headless", "--only-summary",
-        "--host", base_url, "--users", str(settings.users), "--spawn-rate", f"{settings.spawn_rate:g}",
-        "--run-time", f"{run_time}s", "--exit-code-on-error", "0",
-        "--json-file", str(stats_dir / "locust"), "--csv", str(stats_dir / "locust"),
-        "--html", str(stats_dir / "locust.html"), "--logfile", str(stats_dir / "locust.log"),
-        "--canary-mix", format_mix(settings.mix),
-        "--canary-rate", f"{settings.rate_rps or 0:g}",
-        "--canary-max-requests", str(settings.max_requests or 0),
-        "--canary-max-time", f"{run_time + SAFETY_MARGIN_S:g}",
-        "--canary-timeout", f"{settings.request_timeout_s:g}",
-        "--canary-seed", str(-1 if settings.seed is None else settings.seed),
-        "--canary-stats-file", str(stats_dir / "canary.json"),
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(locust_dir),
+        "--headless",
+        "--only-summary",
+        "--host",
+        base_url,
+        "--users",
+        str(settings.users),
+        "--spawn-rate",
+        f"{settings.spawn_rate:g}",
+        "--run-time",
+        f"{run_time}s",
+        "--exit-code-on-error",
+        "0",
+        "--json-file",
+        str(stats_dir / "locust"),
+        "--csv",
+        str(stats_dir / "locust"),
+        "--logfile",
+        str(stats_dir / "locust.log"),
+        "--canary-mix",
+        format_mix(settings.mix),
+        "--canary-rate",
+        f"{settings.rate_rps or 0:g}",
+        "--canary-max-requests",
+        str(settings.max_requests or 0),
+        "--canary-max-time",
+        f"{run_time + SAFETY_MARGIN_S:g}",
+        "--canary-timeout",
+        f"{settings.request_timeout_s:g}",
+        "--canary-seed",
+        str(-1 if settings.seed is None else settings.seed),
+        "--canary-stats-file",
+        str(stats_dir / "canary.json"),
     ]
     if master_port is not None:
-        argv += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
-                 "--expect-workers", str(settings.workers), "--expect-workers-max-wait", str(WORKER_WAIT_S)]
+        argv += [
+            "--master",
+            "--master-bind-host",
+            "127.0.0.1",
+            "--master-bind-port",
+            str(master_port),
+            "--expect-workers",
+            str(settings.workers),
+            "--expect-workers-max-wait",
+            str(WORKER_WAIT_S),
+        ]
     return argv + [USER_CLASSES[settings.profile]]
 
 
 def worker_argv(locust_dir: Path, master_port: int, log_file: Path) -> list[str]:
     """The command line of one local worker (it takes every run option from the master)."""
-    return [sys.executable, "-m", "locust", "-f", str(locust_dir), "--worker", "--master-host", "127.0.0.1",
-            "--master-port", str(master_port), "--logfile", str(log_file)]
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(locust_dir),
+        "--worker",
+        "--master-host",
+        "127.0.0.1",
+        "--master-port",
+        str(master_port),
+        "--logfile",
+        str(log_file),
+    ]
 
 
 def tail(path: Path, lines: int = _TAIL_LINES) -> str:
@@ -132,13 +186,16 @@ class LocustEngine:
         settings = replace(self.settings, workers=min(self.settings.workers, self.settings.users))
         port = free_port() if settings.workers else None
         try:
-            self._master = self._spawn(locust_argv(self.base_url, self.duration_s, settings,
-                                                   self.stats_dir, locust_dir, port), "locust.out")
+            self._master = self._spawn(
+                locust_argv(self.base_url, self.duration_s, settings, self.stats_dir, locust_dir, port), "locust.out"
+            )
             if port is not None:
                 for index in range(settings.workers):
-                    self._workers.append(self._spawn(
-                        worker_argv(locust_dir, port, self.stats_dir / f"worker-{index}.log"),
-                        f"worker-{index}.out"))
+                    self._workers.append(
+                        self._spawn(
+                            worker_argv(locust_dir, port, self.stats_dir / f"worker-{index}.log"), f"worker-{index}.out"
+                        )
+                    )
         except OSError as exc:
             self._kill_all()
             raise LoadError(f"could not start locust ({exc})") from exc
@@ -147,11 +204,11 @@ class LocustEngine:
         output = (self.stats_dir / output_name).open("wb")
         self._outputs.append(output)
         env = {key: value for key, value in os.environ.items() if not key.startswith("LOCUST_")}
-        env.update({"CANARY_LOAD_CLIENT": self.settings.client, "PYTHONUNBUFFERED": "1",
-                    **marker_env(self.stats_dir)})
+        env.update({"CANARY_LOAD_CLIENT": self.settings.client, "PYTHONUNBUFFERED": "1", **marker_env(self.stats_dir)})
         # cwd = stats dir: locust also reads ./locust.conf and ./pyproject.toml, which must not leak in.
-        return subprocess.Popen(argv, cwd=self.stats_dir, env=env, stdin=subprocess.DEVNULL,
-                                stdout=output, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            argv, cwd=self.stats_dir, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+        )
 
     def pids(self) -> list[int]:
         """PIDs of every process of this run (master or single process first)."""
@@ -196,7 +253,8 @@ class LocustEngine:
             raise LoadError(
                 f"locust (pid {self._master.pid}) exited with code {code} without writing its stats "
                 f"to {self.stats_dir}; last output:\n{tail(self.stats_dir / 'locust.out')}\n"
-                f"{tail(self.stats_dir / 'locust.log')}")
+                f"{tail(self.stats_dir / 'locust.log')}"
+            )
         try:
             entries: Any = json.loads(entries_path.read_text(encoding="utf-8"))
             tally: Any = json.loads(tally_path.read_text(encoding="utf-8"))

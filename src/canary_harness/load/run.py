@@ -37,9 +37,11 @@ def resolve_engine(settings: LoadSettings) -> str:
     if locust_available():
         return "locust"
     if settings.engine == "locust" or settings.workers:
-        raise LoadError(f"load engine {settings.engine!r} with {settings.workers} workers needs locust, "
-                        f"which is not importable here; install it (pip install 'canary-harness[load]') "
-                        f"or use engine 'builtin' without workers")
+        raise LoadError(
+            f"load engine {settings.engine!r} with {settings.workers} workers needs locust, "
+            f"which is not importable here; install it (pip install 'canary-harness[load]') "
+            f"or use engine 'builtin' without workers"
+        )
     return "builtin"
 
 
@@ -55,11 +57,11 @@ class LoadRun:
     def __init__(self, base_url: str, duration_s: float, settings: LoadSettings, stats_dir: Path) -> None:
         url = str(base_url).strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"load target URL {base_url!r} (LoadRun base_url): "
-                              f"must start with http:// or https://")
+            raise ConfigError(f"load target URL {base_url!r} (LoadRun base_url): must start with http:// or https://")
         if not duration_s > 0:
-            raise ConfigError(f"load duration {duration_s!r} (LoadRun duration_s): "
-                              f"must be a positive number of seconds")
+            raise ConfigError(
+                f"load duration {duration_s!r} (LoadRun duration_s): must be a positive number of seconds"
+            )
         self.base_url, self.duration_s, self.settings = url, float(duration_s), settings
         self.stats_dir = Path(stats_dir).resolve()  # the locust subprocess runs in another cwd
         self.stats: LoadStats | None = None
@@ -109,8 +111,9 @@ class LoadRun:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         if self.stats is not None:
             return
         if exc is None:

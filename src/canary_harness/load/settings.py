@@ -33,16 +33,19 @@ def parse_mix(raw: str, source: str) -> dict[str, float]:
         mode, sep, number = item.partition("=")
         mode = mode.strip()
         if not sep or not mode:
-            raise ConfigError(f"mix {raw!r} ({source}): entry {item!r} must be MODE=WEIGHT, "
-                              f"e.g. fast=50,balanced=35,creative=15")
+            raise ConfigError(
+                f"mix {raw!r} ({source}): entry {item!r} must be MODE=WEIGHT, e.g. fast=50,balanced=35,creative=15"
+            )
         weights[_check_mode(mode, raw, source, repeated=mode in weights)] = _weight(number, mode, raw, source)
     return _normalise(weights, raw, source)
 
 
 def mix_from_mapping(raw: Mapping[str, Any], source: str) -> dict[str, float]:
     """A mix given as a table (``mix = {fast = 50, balanced = 35, creative = 15}``)."""
-    weights = {_check_mode(str(mode), raw, source, repeated=False): _weight(value, str(mode), raw, source)
-               for mode, value in raw.items()}
+    weights = {
+        _check_mode(str(mode), raw, source, repeated=False): _weight(value, str(mode), raw, source)
+        for mode, value in raw.items()
+    }
     return _normalise(weights, raw, source)
 
 
@@ -117,7 +120,8 @@ class LoadSettings:
             "mix": mix_from_mapping(self.mix, f"{source} mix"),
             "profile": _one_of(self.profile, PROFILES, "profile", source),
             "workers": _int_at_least(self.workers, 0, "workers", source),
-            "max_requests": None if self.max_requests is None
+            "max_requests": None
+            if self.max_requests is None
             else _int_at_least(self.max_requests, 1, "max_requests", source),
             "engine": _one_of(self.engine, ENGINES, "engine", source),
             "client": _one_of(self.client, CLIENTS, "client", source),
@@ -127,8 +131,10 @@ class LoadSettings:
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         if self.engine == "builtin" and self.workers:
-            raise ConfigError(f"load workers {self.workers} ({source}): distributed mode needs engine "
-                              f"'locust' or 'auto', not 'builtin'")
+            raise ConfigError(
+                f"load workers {self.workers} ({source}): distributed mode needs engine "
+                f"'locust' or 'auto', not 'builtin'"
+            )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str) -> LoadSettings:
@@ -138,8 +144,9 @@ class LoadSettings:
         for key, raw in data.items():
             where = f"{source} key {key!r}"
             if key not in known:
-                raise ConfigError(f"load setting {key!r} ({source}): unknown; known keys are "
-                                  f"{', '.join(sorted(known))}")
+                raise ConfigError(
+                    f"load setting {key!r} ({source}): unknown; known keys are {', '.join(sorted(known))}"
+                )
             values[key] = _PARSERS[key](raw, where)
         return cls(**values)
 
@@ -171,8 +178,10 @@ def _one_of(raw: object, choices: tuple[str, ...], name: str, source: str) -> st
 
 def _optional(parse: Any, off: tuple[str, ...] = ("", "0", "none")) -> Any:
     """In canary.toml, 0 or "" switches an optional limit off (TOML has no null)."""
+
     def parse_optional(raw: object, source: str) -> Any:
         return None if str(raw).strip().lower() in off else parse(raw, source)
+
     return parse_optional
 
 

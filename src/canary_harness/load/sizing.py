@@ -71,8 +71,10 @@ def load_bound(max_rps: float, machine_rps: float) -> float:
 def name_bound(rate_rps: float, why: str, max_rps: float, machine_rps: float) -> AutoLoad:
     """The planner's choice (made under ``load_bound``); when the machine held it down, the reason says so."""
     if rate_rps >= machine_rps and machine_rps < max_rps:
-        why = (f"{why} (this machine's bound: {SUSTAINED_RPS_PER_CORE:g} req/s per core keeps latency "
-               f"uninflated; --load-max-rps is {max_rps:g})")
+        why = (
+            f"{why} (this machine's bound: {SUSTAINED_RPS_PER_CORE:g} req/s per core keeps latency "
+            f"uninflated; --load-max-rps is {max_rps:g})"
+        )
     return AutoLoad(rate_rps, rate_rps, why)
 
 
@@ -80,7 +82,11 @@ def missing_rate(auto: AutoLoad, real_rps: float) -> AutoLoad:
     """With real user traffic flowing, the load only adds what the checks still miss (possibly nothing)."""
     add = max(0.0, auto.load_rps - real_rps)
     if add <= 0:
-        return AutoLoad(auto.needed_rps, 0.0,
-                        f"{auto.why}; real traffic already brings {real_rps:.1f} req/s: no load added")
-    return AutoLoad(auto.needed_rps, math.ceil(add * 10) / 10,
-                    f"{auto.why}; real traffic brings {real_rps:.1f} req/s, the load adds the rest")
+        return AutoLoad(
+            auto.needed_rps, 0.0, f"{auto.why}; real traffic already brings {real_rps:.1f} req/s: no load added"
+        )
+    return AutoLoad(
+        auto.needed_rps,
+        math.ceil(add * 10) / 10,
+        f"{auto.why}; real traffic brings {real_rps:.1f} req/s, the load adds the rest",
+    )

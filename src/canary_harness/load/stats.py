@@ -77,8 +77,9 @@ class LoadStats:
     @classmethod
     def empty(cls, engine: str) -> LoadStats:
         """A run that sent nothing (never started, or stopped before it began)."""
-        return cls(engine=engine, duration_s=0.0, requests=0, failures=0, rps=0.0,
-                   by_name={}, by_version={}, by_mode={})
+        return cls(
+            engine=engine, duration_s=0.0, requests=0, failures=0, rps=0.0, by_name={}, by_version={}, by_mode={}
+        )
 
     @property
     def failure_ratio(self) -> float:
@@ -105,12 +106,18 @@ class LoadStats:
         if self.total is not None:
             rows.append(("total", self.total))
         for name, item in rows:
-            lines.append(f"  {name:<34} {item.requests:>7} {item.failures:>6} {item.p50_ms:>7.0f} "
-                         f"{item.p95_ms:>7.0f} {item.p99_ms:>7.0f} {item.rps:>7.1f}")
+            lines.append(
+                f"  {name:<34} {item.requests:>7} {item.failures:>6} {item.p50_ms:>7.0f} "
+                f"{item.p95_ms:>7.0f} {item.p99_ms:>7.0f} {item.rps:>7.1f}"
+            )
         if self.version_stats:
-            lines.append("  by served version: " + ", ".join(
-                f"{version} {item.requests} reqs / {item.failures} fails / p95 {item.p95_ms:.0f} ms"
-                for version, item in sorted(self.version_stats.items())))
+            lines.append(
+                "  by served version: "
+                + ", ".join(
+                    f"{version} {item.requests} reqs / {item.failures} fails / p95 {item.p95_ms:.0f} ms"
+                    for version, item in sorted(self.version_stats.items())
+                )
+            )
         if self.by_worker:
             lines.append("  by worker: " + ", ".join(f"{w} {n}" for w, n in self.by_worker.items()))
         if self.by_mode:

@@ -71,8 +71,13 @@ class Histogram:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data."""
-        return {"requests": self.requests, "failures": self.failures, "total_ms": self.total_ms,
-                "max_ms": self.max_ms, "response_times": {str(k): v for k, v in self.response_times.items()}}
+        return {
+            "requests": self.requests,
+            "failures": self.failures,
+            "total_ms": self.total_ms,
+            "max_ms": self.max_ms,
+            "response_times": {str(k): v for k, v in self.response_times.items()},
+        }
 
 
 class Tally:
@@ -108,8 +113,12 @@ class Tally:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data: versions, modes, errors."""
         with self._lock:
-            return {"versions": {name: hist.to_dict() for name, hist in self.versions.items()},
-                    "modes": dict(self.modes), "errors": dict(self.errors), "sources": dict(self.sources)}
+            return {
+                "versions": {name: hist.to_dict() for name, hist in self.versions.items()},
+                "modes": dict(self.modes),
+                "errors": dict(self.errors),
+                "sources": dict(self.sources),
+            }
 
     def drain(self) -> dict[str, Any]:
         """``to_dict`` and reset (a locust worker ships its counts since the last report)."""

@@ -1,9 +1,6 @@
-"""Prometheus as the metrics source: readable PromQL templates run over the HTTP API.
-
-Each arm is the scrape target labelled ``version="production"`` or ``version="canary"`` (a target
-label, so it never clashes with the service's own ``app_version`` label) in the job ``fragrance-ai``.
-Templates name their holes ``{job}``, ``{version}``, ``{window}`` and ``{mode}``; PromQL's own braces
-(label matchers) are left alone, because a matcher always has an operator and a hole never has one.
+"""Prometheus as the metrics source: the ``[prometheus]`` settings and :class:`PrometheusSource`, which runs
+the PromQL templates of :mod:`canary_harness.metrics.promql` over the HTTP API (answers parsed by
+:mod:`canary_harness.metrics.prometheus_api`).
 
 Two uses:
 
@@ -28,279 +25,35 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import httpx
 
 from canary_harness.config import MODES, parse_positive_float
 from canary_harness.errors import ConfigError, MetricsError, NoDataError
-from canary_harness.metrics.types import Buckets, MetricsSnapshot
+from canary_harness.metrics.prometheus_api import (
+    Sample,
+    Series,
+    buckets_from_samples,
+    describe,
+    parse_instant,
+    parse_range,
+    single_value,
+)
+from canary_harness.metrics.promql import (
+    DEFAULT_QUERIES,
+    DEFAULT_VERSION_LABELS,
+    DEFAULT_WINDOW_S,
+    FIGURE_QUERIES,
+    JOB,
+    SNAPSHOT_COUNTERS,
+    check_label_value,
+    promql_duration,
+    queries_from_mapping,
+    render,
+)
+from canary_harness.metrics.types import MetricsSnapshot
 from canary_harness.waiting import wait_until
-
-JOB = "fragrance-ai"
-DEFAULT_VERSION_LABELS: Mapping[str, str] = MappingProxyType({"production": "production", "canary": "canary"})
-DEFAULT_WINDOW_S = 60.0
-
-_TARGET = 'job="{job}",version="{version}"'
-_API = _TARGET + ',route!~"/health|/metrics"'
-
-DEFAULT_QUERIES: Mapping[str, str] = MappingProxyType({
-    # snapshot(): cumulative counters of one arm at one instant
-    "present": f"count by (app_version) (http_requests_total{{{_TARGET}}})",
-    "requests": f"sum(http_requests_total{{{_API}}})",
-    "errors_5xx": f'sum(http_requests_total{{{_API},status=~"5.."}})',
-    "journeys": f'sum(http_requests_total{{{_TARGET},route="/dna/create"}})',
-    "latency_buckets": f'sum by (mode, le) (http_request_duration_seconds_bucket{{{_TARGET},mode!="none"}})',
-    "briefs": f"sum(llm_brief_total{{{_TARGET}}})",
-    "schema_failures": f"sum(llm_brief_schema_failures_total{{{_TARGET}}})",
-    "rl_updates": f"sum(rl_update_loss_count{{{_TARGET}}})",
-    "rl_loss_sum": f"sum(rl_update_loss_sum{{{_TARGET}}})",
-    # last_scrape(): start of the arm's latest successful scrape (unix seconds)
-    "last_scrape": f"max(timestamp(up{{{_TARGET}}}) and up{{{_TARGET}}} == 1)",
-    # figures(): the classic checks over {window}
-    "request_rate": f"sum(rate(http_requests_total{{{_API}}}[{{window}}]))",
-    "error_rate": (
-        f'(sum(rate(http_requests_total{{{_API},status=~"5.."}}[{{window}}])) or vector(0))'
-        f" / sum(rate(http_requests_total{{{_API}}}[{{window}}]))"
-    ),
-    "p95": (
-        "histogram_quantile(0.95, sum by (le) "
-        f'(rate(http_request_duration_seconds_bucket{{{_TARGET},mode="{{mode}}"}}[{{window}}])))'
-    ),
-    # "or vector(0)" only while the target is present: a dead target gives no data, never 0.
-    "schema_failures_increase": (
-        f"(sum(increase(llm_brief_schema_failures_total{{{_TARGET}}}[{{window}}])) or vector(0))"
-        f" and on() count(http_requests_total{{{_TARGET}}})"
-    ),
-    "rl_loss_mean": (
-        f"sum(increase(rl_update_loss_sum{{{_TARGET}}}[{{window}}]))"
-        f" / sum(increase(rl_update_loss_count{{{_TARGET}}}[{{window}}]))"
-    ),
-})  # fmt: skip
-
-SNAPSHOT_COUNTERS: tuple[str, ...] = (
-    "requests", "errors_5xx", "journeys", "briefs", "schema_failures", "rl_updates", "rl_loss_sum",
-)  # fmt: skip
-FIGURE_QUERIES: tuple[str, ...] = (
-    "request_rate", "error_rate", "p95", "schema_failures_increase", "rl_loss_mean",
-)  # fmt: skip
-PLACEHOLDERS: tuple[str, ...] = ("job", "version", "window", "mode")
-
-_HOLE_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,128}$")
-
-
-# --------------------------------------------------------------------------- templates
-def _placeholder_rules(name: str) -> tuple[frozenset[str], frozenset[str]]:
-    """(required, allowed) holes of the query ``name``."""
-    required = {"version"}
-    if name in FIGURE_QUERIES:
-        required.add("window")
-    if name == "p95":
-        required.add("mode")
-    return frozenset(required), frozenset(required | {"job"})
-
-
-def check_template(name: str, template: object, source: str) -> str:
-    """A query template after checking its name and holes; ConfigError naming ``source`` otherwise."""
-    if name not in DEFAULT_QUERIES:
-        raise ConfigError(
-            f"unknown Prometheus query {name!r} ({source}); known queries: {', '.join(DEFAULT_QUERIES)}"
-        )
-    if not isinstance(template, str) or not template.strip():
-        raise ConfigError(f"Prometheus query {name!r} = {template!r} ({source}): must be a non-empty string")
-    required, allowed = _placeholder_rules(name)
-    holes = set(_HOLE_RE.findall(template))
-    unknown = holes - allowed
-    if unknown:
-        raise ConfigError(
-            f"Prometheus query {name!r} ({source}) uses unknown placeholder(s) "
-            f"{', '.join('{' + hole + '}' for hole in sorted(unknown))}; "
-            f"this query may use {', '.join('{' + hole + '}' for hole in sorted(allowed))}"
-        )
-    missing = required - holes
-    if missing:
-        raise ConfigError(
-            f"Prometheus query {name!r} ({source}) lacks placeholder(s) "
-            f"{', '.join('{' + hole + '}' for hole in sorted(missing))}: without them it would not "
-            "select one arm (or one window / mode)"
-        )
-    return template
-
-
-def queries_from_mapping(data: Mapping[str, Any], source: str) -> dict[str, str]:
-    """DEFAULT_QUERIES with the overrides of a canary.toml ``[prometheus.queries]`` table applied.
-
-    Every name must be a known query and every template must use exactly the placeholders its
-    query allows ({version} always; {window} in figure queries; {mode} in p95; {job} optionally).
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"Prometheus queries ({source}): must be a table of name = PromQL, got {data!r}")
-    merged = dict(DEFAULT_QUERIES)
-    for name, template in data.items():
-        merged[str(name)] = check_template(str(name), template, f"{source}, key {name!r}")
-    return merged
-
-
-def check_label_value(value: object, what: str, source: str) -> str:
-    """A label value safe to put inside a PromQL double-quoted string (no quotes, no backslashes)."""
-    text = str(value)
-    if not _LABEL_VALUE_RE.match(text):
-        raise ConfigError(
-            f"{what} {value!r} ({source}): must be 1-128 letters, digits or '_.:+-' "
-            "(it is placed inside a PromQL label matcher)"
-        )
-    return text
-
-
-def promql_duration(seconds: float) -> str:
-    """A PromQL range duration for ``seconds``: whole seconds as ``60s``, otherwise milliseconds."""
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"window {seconds!r}: must be a positive number of seconds")
-    millis = round(seconds * 1000)
-    if millis < 1:
-        raise ConfigError(f"window {seconds!r}: must be at least one millisecond")
-    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
-
-
-def render(template: str, values: Mapping[str, str]) -> str:
-    """Fill the ``{hole}`` placeholders of ``template`` (PromQL label-matcher braces are untouched)."""
-
-    def fill(match: re.Match[str]) -> str:
-        hole = match.group(1)
-        if hole not in values:
-            raise ConfigError(f"query {template!r}: no value for placeholder {{{hole}}}")
-        return values[hole]
-
-    return _HOLE_RE.sub(fill, template)
-
-
-# --------------------------------------------------------------------------- API results
-@dataclass(frozen=True)
-class Sample:
-    """One element of an instant-query result: the series' labels, its value and evaluation time."""
-
-    labels: Mapping[str, str]
-    value: float
-    at: float
-
-
-@dataclass(frozen=True)
-class Series:
-    """One series of a range-query result: labels and ``(unix seconds, value)`` points."""
-
-    labels: Mapping[str, str]
-    points: tuple[tuple[float, float], ...]
-
-
-def _number(raw: Any, query: str) -> float:
-    # Prometheus sends sample values as strings ("1", "NaN", "+Inf") to keep them exact.
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        raise MetricsError(f"query {query!r}: value {raw!r} is not a number") from None
-
-
-def _point(raw: Any, query: str) -> tuple[float, float]:
-    if not isinstance(raw, list | tuple) or len(raw) != 2:
-        raise MetricsError(f"query {query!r}: malformed sample {raw!r} (expected [time, value])")
-    return _number(raw[0], query), _number(raw[1], query)
-
-
-def _labels(raw: Any, query: str) -> dict[str, str]:
-    if not isinstance(raw, Mapping):
-        raise MetricsError(f"query {query!r}: malformed series labels {raw!r}")
-    return {str(key): str(value) for key, value in raw.items()}
-
-
-def parse_instant(data: Any, query: str) -> list[Sample]:
-    """The samples of an instant query's ``data`` object (vector or scalar result)."""
-    if not isinstance(data, Mapping):
-        raise MetricsError(f"query {query!r}: malformed response data {data!r}")
-    kind, result = data.get("resultType"), data.get("result")
-    if kind == "scalar":
-        at, value = _point(result, query)
-        return [Sample({}, value, at)]
-    if kind != "vector" or not isinstance(result, list):
-        raise MetricsError(f"query {query!r}: expected an instant vector, got result type {kind!r}")
-    samples = []
-    for item in result:
-        if not isinstance(item, Mapping):
-            raise MetricsError(f"query {query!r}: malformed vector element {item!r}")
-        at, value = _point(item.get("value"), query)
-        samples.append(Sample(_labels(item.get("metric", {}), query), value, at))
-    return samples
-
-
-def parse_range(data: Any, query: str) -> list[Series]:
-    """The series of a range query's ``data`` object (matrix result)."""
-    if not isinstance(data, Mapping):
-        raise MetricsError(f"query {query!r}: malformed response data {data!r}")
-    kind, result = data.get("resultType"), data.get("result")
-    if kind != "matrix" or not isinstance(result, list):
-        raise MetricsError(f"query {query!r}: expected a range vector (matrix), got result type {kind!r}")
-    series = []
-    for item in result:
-        if not isinstance(item, Mapping) or not isinstance(item.get("values"), list):
-            raise MetricsError(f"query {query!r}: malformed matrix element {item!r}")
-        points = tuple(_point(raw, query) for raw in item["values"])
-        series.append(Series(_labels(item.get("metric", {}), query), points))
-    return series
-
-
-def _describe(samples: Sequence[Sample]) -> str:
-    return "; ".join("{" + ", ".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}"
-                     for s in samples[:5]) + (" ..." if len(samples) > 5 else "")
-
-
-def single_value(samples: Sequence[Sample], query: str, *, finite: bool = True) -> float | None:
-    """The one finite value of a result, None if empty; MetricsError for several series, NaN or ±Inf
-    (unless ``finite`` is False: a service's own figure, such as its RL loss, which the judge rates)."""
-    if not samples:
-        return None
-    if len(samples) > 1:
-        raise MetricsError(
-            f"query {query!r} returned {len(samples)} series where one was expected: {_describe(samples)} "
-            "(aggregate it with sum() or narrow its label matchers)"
-        )
-    value = samples[0].value
-    if not finite:
-        return value
-    if math.isnan(value):
-        raise MetricsError(f"query {query!r} returned NaN")
-    if math.isinf(value):
-        raise MetricsError(f"query {query!r} returned {value}")
-    return value
-
-
-def buckets_from_samples(samples: Sequence[Sample], query: str) -> dict[str, Buckets]:
-    """Per-mode cumulative buckets from a ``sum by (mode, le)`` result."""
-    per_mode: dict[str, dict[float, float]] = {}
-    for sample in samples:
-        mode, le = sample.labels.get("mode"), sample.labels.get("le")
-        if mode is None or le is None:
-            raise MetricsError(
-                f"query {query!r}: series {_describe([sample])} lacks the 'mode' or 'le' label "
-                "(the query must keep them: sum by (mode, le))"
-            )
-        try:
-            edge = float(le)
-        except ValueError:
-            raise MetricsError(f"query {query!r}: bucket edge le={le!r} is not a number") from None
-        if not math.isfinite(sample.value) or sample.value < 0:
-            raise MetricsError(f"query {query!r}: bucket {_describe([sample])} has value {sample.value}")
-        edges = per_mode.setdefault(mode, {})
-        if edge in edges:
-            raise MetricsError(f"query {query!r}: several series for mode={mode!r} le={le!r}")
-        edges[edge] = sample.value
-    result: dict[str, Buckets] = {}
-    for mode, edges in per_mode.items():
-        ordered = tuple(sorted(edges.items()))
-        if not math.isinf(ordered[-1][0]):
-            raise MetricsError(f"query {query!r}: mode {mode!r} has no +Inf bucket")
-        result[mode] = ordered
-    return result
 
 
 # --------------------------------------------------------------------------- settings
@@ -328,9 +81,7 @@ class PrometheusSettings:
         known = ("url", "job", "versions", "window", "timeout", "queries")
         for key in data:
             if key not in known:
-                raise ConfigError(
-                    f"unknown [prometheus] key {key!r} ({source}); known keys: {', '.join(known)}"
-                )
+                raise ConfigError(f"unknown [prometheus] key {key!r} ({source}); known keys: {', '.join(known)}")
         base = cls()
         url = base.url if "url" not in data else check_base_url(data["url"], f"{source}, key 'url'")
         job = check_label_value(data.get("job", base.job), "job", f"{source}, key 'job'")
@@ -341,8 +92,7 @@ class PrometheusSettings:
         for role, label in raw_versions.items():
             if role not in DEFAULT_VERSION_LABELS:
                 raise ConfigError(
-                    f"[prometheus.versions] key {role!r} ({source}): "
-                    f"must be one of {', '.join(DEFAULT_VERSION_LABELS)}"
+                    f"[prometheus.versions] key {role!r} ({source}): must be one of {', '.join(DEFAULT_VERSION_LABELS)}"
                 )
             where = f"{source}, versions.{role}"
             versions[role] = check_label_value(label, f"version label of {role}", where)
@@ -397,8 +147,14 @@ class PrometheusSource:
         url = base_url or settings.url
         if url is None:
             raise ConfigError("no Prometheus URL: give --prometheus-url or [prometheus] url in canary.toml")
-        return cls(url, queries=settings.queries, client=client, timeout=settings.timeout_s,
-                   job=settings.job, versions=settings.versions)
+        return cls(
+            url,
+            queries=settings.queries,
+            client=client,
+            timeout=settings.timeout_s,
+            job=settings.job,
+            versions=settings.versions,
+        )
 
     # ------------------------------------------------------------------ raw API
     def query(self, promql: str, at: float | None = None) -> list[Sample]:
@@ -411,8 +167,9 @@ class PrometheusSource:
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[Series]:
         """Range query (``/api/v1/query_range``) from ``start`` to ``end`` every ``step`` seconds."""
         if not step > 0 or end < start:
-            raise MetricsError(f"range query {promql!r}: need start <= end and step > 0 "
-                               f"(start={start}, end={end}, step={step})")
+            raise MetricsError(
+                f"range query {promql!r}: need start <= end and step > 0 (start={start}, end={end}, step={step})"
+            )
         params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         return parse_range(self._api("query_range", params), promql)
 
@@ -424,8 +181,7 @@ class PrometheusSource:
             response = self._client.post(url, data=dict(params))
         except httpx.HTTPError as exc:
             raise MetricsError(
-                f"Prometheus at {self.base_url} unreachable ({endpoint} {query!r}): "
-                f"{exc.__class__.__name__}: {exc}"
+                f"Prometheus at {self.base_url} unreachable ({endpoint} {query!r}): {exc.__class__.__name__}: {exc}"
             ) from exc
         try:
             body = response.json()
@@ -482,9 +238,7 @@ class PrometheusSource:
                 "(target not scraped yet, down, or labelled differently)"
             )
         if len(present) > 1:
-            raise MetricsError(
-                f"{self._where(role)} exposes several app_version labels at once: {_describe(present)}"
-            )
+            raise MetricsError(f"{self._where(role)} exposes several app_version labels at once: {describe(present)}")
         counters: dict[str, float] = {}
         for name in SNAPSHOT_COUNTERS:
             promql = self.render(name, role)
@@ -533,7 +287,7 @@ class PrometheusSource:
         at = time.time()
         result: dict[str, float | None] = {}
         for name in FIGURE_QUERIES:
-            for mode in (modes if name == "p95" else (None,)):
+            for mode in modes if name == "p95" else (None,):
                 key = name if mode is None else f"p95_{mode}"
                 promql = self.render(name, role, window_s=window_s, mode=mode)
                 result[key] = self._figure(promql, at, role)
@@ -594,8 +348,7 @@ class PrometheusSource:
         except TimeoutError:
             seen = "never" if last[0] is None else f"{last[0]:.3f}"
             raise NoDataError(
-                f"no scrape of {self._where(role)} after {after:.3f} within {timeout:g}s "
-                f"(last scrape: {seen})"
+                f"no scrape of {self._where(role)} after {after:.3f} within {timeout:g}s (last scrape: {seen})"
             ) from None
         assert last[0] is not None
         return last[0]

@@ -26,7 +26,7 @@ import httpx
 from canary_harness.deploy import pids
 from canary_harness.deploy.pids import port_is_free, tail
 from canary_harness.errors import ConfigError, MetricsError
-from canary_harness.metrics.prometheus import JOB, check_label_value
+from canary_harness.metrics.promql import JOB, check_label_value
 from canary_harness.waiting import wait_until
 
 DEFAULT_SCRAPE_INTERVAL_S = 1.0
@@ -209,8 +209,14 @@ class LocalPrometheus:
         self.dir = self._given_dir or Path(tempfile.mkdtemp(prefix="canary-prometheus-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         config, data = self.dir / "prometheus.yml", self.dir / "data"
-        config.write_text(render_config(self.targets, job=self.job, scrape_interval_s=self.scrape_interval_s,
-                                        header="Written by canary-harness for one stage."))
+        config.write_text(
+            render_config(
+                self.targets,
+                job=self.job,
+                scrape_interval_s=self.scrape_interval_s,
+                header="Written by canary-harness for one stage.",
+            )
+        )
         try:
             check_config(config)
             argv = self.command(config, data)
@@ -304,6 +310,4 @@ class LocalPrometheus:
                 + (f" ({last[role]['lastError']})" if last.get(role, {}).get("lastError") else "")
                 for role in self.targets
             )
-            raise MetricsError(
-                f"Prometheus at {self.url}: targets not up within {timeout:g}s: {states}"
-            ) from None
+            raise MetricsError(f"Prometheus at {self.url}: targets not up within {timeout:g}s: {states}") from None

@@ -23,8 +23,15 @@ NO_MODE = "none"
 # Samples that count something: NaN, ±Inf or a negative value there is garbage, refused with the series
 # named. rl_update_loss_sum is not among them: a non-finite loss is the canary's own defect, which the
 # judges FAIL (a loss sum may also be negative).
-COUNTER_SAMPLES = frozenset({"http_requests_total", "http_request_duration_seconds_bucket", "llm_brief_total",
-                             "llm_brief_schema_failures_total", "rl_update_loss_count"})
+COUNTER_SAMPLES = frozenset(
+    {
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "llm_brief_total",
+        "llm_brief_schema_failures_total",
+        "rl_update_loss_count",
+    }
+)
 
 
 def parse_exposition(text: str, *, taken_at: float | None = None) -> MetricsSnapshot:
@@ -44,8 +51,9 @@ def parse_exposition(text: str, *, taken_at: float | None = None) -> MetricsSnap
                 versions.add(labels["app_version"])
             name = sample.name
             if name in COUNTER_SAMPLES and not (math.isfinite(sample.value) and sample.value >= 0):
-                raise MetricsError(f"counter {name}{_labels(labels)} has value {sample.value}: a count must be "
-                                   "finite and >= 0")
+                raise MetricsError(
+                    f"counter {name}{_labels(labels)} has value {sample.value}: a count must be finite and >= 0"
+                )
             if name == "http_requests_total":
                 seen_requests = True
                 if labels.get("route") in NON_API_ROUTES:

@@ -72,16 +72,24 @@ def passed_reason(record: StageRecord | None) -> str:
     return f"all release checks passed; {outcome_summary(StageVerdict.from_dict(record.verdict))}"
 
 
-def early_withdraw(options: StageOptions, record: StageRecord, state: ExitState,
-                   say: Callable[[str], None]) -> Callable[[str], None]:
+def early_withdraw(
+    options: StageOptions, record: StageRecord, state: ExitState, say: Callable[[str], None]
+) -> Callable[[str], None]:
     """The stage's ``on_failed``: weight 0 now, verified; the canary is stopped at session end."""
 
     def withdraw_now(reason: str) -> None:
         started = time.monotonic()
         with state.guard.deferred():
             try:
-                result = withdraw(options.stack, version=options.canary_version, stage=options.stage,
-                                  reason=reason, actor=ACTOR, since=started, external=external_traffic(options))
+                result = withdraw(
+                    options.stack,
+                    version=options.canary_version,
+                    stage=options.stage,
+                    reason=reason,
+                    actor=ACTOR,
+                    since=started,
+                    external=external_traffic(options),
+                )
             except (RollbackError, CanaryError) as exc:
                 state.early_error = str(exc)
                 record.rollback = {"ok": False, "error": str(exc)}
@@ -93,12 +101,19 @@ def early_withdraw(options: StageOptions, record: StageRecord, state: ExitState,
                 say(f"canary: stage failed ({reason}): no traffic to withdraw ({'; '.join(result.notes)})")
                 return
             zero_s = result.seconds_to_zero if result.seconds_to_zero is not None else 0.0
-            record.rollback = {"ok": True, "reason": reason, "verdict_to_zero_s": zero_s,
-                               "weight_before": result.weight_before, "weight_after": result.weight_after,
-                               "probe": result.probe}
-            say(f"canary: stage failed ({reason}): canary weight 0 % in force {zero_s:.2f} s after the failure, "
+            record.rollback = {
+                "ok": True,
+                "reason": reason,
+                "verdict_to_zero_s": zero_s,
+                "weight_before": result.weight_before,
+                "weight_after": result.weight_after,
+                "probe": result.probe,
+            }
+            say(
+                f"canary: stage failed ({reason}): canary weight 0 % in force {zero_s:.2f} s after the failure, "
                 f"{result.probe.get('canary', 0)}/{result.probe.get('total', 0)} verification requests reached "
-                "the canary; the release checks now report on the record")
+                "the canary; the release checks now report on the record"
+            )
 
     return withdraw_now
 
@@ -134,14 +149,23 @@ def finish_session(session: pytest.Session, say: Callable[[str], None]) -> None:
         reason = failure or f"pytest exit status {status_text(session.exitstatus)}"
 
     def verdict_entry() -> None:
-        journal.append(options.stack.run_dir, "stage_verdict", version=options.canary_version, stage=options.stage,
-                       reason=reason if failed else passed_reason(record), passed=not failed,
-                       dry_run=options.dry_run, record=str(config.stash[RECORD_PATH_KEY]))
+        journal.append(
+            options.stack.run_dir,
+            "stage_verdict",
+            version=options.canary_version,
+            stage=options.stage,
+            reason=reason if failed else passed_reason(record),
+            passed=not failed,
+            dry_run=options.dry_run,
+            record=str(config.stash[RECORD_PATH_KEY]),
+        )
 
     if not failed:
         _append(verdict_entry, say)
-        say(f"canary: stage {options.stage}% PASSED for {options.canary_version}"
-            f"{' (dry run)' if options.dry_run else f'; weight left at {options.stage}%'}")
+        say(
+            f"canary: stage {options.stage}% PASSED for {options.canary_version}"
+            f"{' (dry run)' if options.dry_run else f'; weight left at {options.stage}%'}"
+        )
         return
     if options.no_rollback:
         _append(verdict_entry, say)
@@ -155,12 +179,21 @@ def finish_session(session: pytest.Session, say: Callable[[str], None]) -> None:
     external = external_traffic(options)
     try:
         # Verified again even after an early withdrawal: nothing may have moved the weight since.
-        result = withdraw(options.stack, version=options.canary_version, stage=options.stage, reason=reason,
-                          actor=ACTOR, external=external)
+        result = withdraw(
+            options.stack,
+            version=options.canary_version,
+            stage=options.stage,
+            reason=reason,
+            actor=ACTOR,
+            external=external,
+        )
         if state.early is not None:
             result.weight_before = state.early.weight_before
-            result.seconds_to_zero = (record.rollback or {}).get("verdict_to_zero_s", result.seconds_to_zero) \
-                if record is not None else result.seconds_to_zero
+            result.seconds_to_zero = (
+                (record.rollback or {}).get("verdict_to_zero_s", result.seconds_to_zero)
+                if record is not None
+                else result.seconds_to_zero
+            )
             result.notes.append("traffic withdrawn at the stage failure, before the release checks")
         finish(options.stack, result, keep_canary=options.keep_canary, actor=ACTOR, external=external)
     except (RollbackError, CanaryError) as exc:
@@ -168,14 +201,17 @@ def finish_session(session: pytest.Session, say: Callable[[str], None]) -> None:
         _append(verdict_entry, say)
         say("canary: " + "!" * 70)
         say(f"canary: ROLLBACK FAILED: {exc}")
-        say("canary: the canary may still receive traffic, or users may get errors. Next: `canary stack status`, "
-            "`canary rollback`")
+        say(
+            "canary: the canary may still receive traffic, or users may get errors. Next: `canary stack status`, "
+            "`canary rollback`"
+        )
         say("canary: " + "!" * 70)
         return
     _append(verdict_entry, say)
     for note in result.notes:
         if note.startswith("journal not written"):
             say(f"canary: WARNING: {note}; the rollback itself is done")
-    config.hook.pytest_canary_rollback(config=config, version=options.canary_version, stage=options.stage,
-                                       reason=reason, result=result)
+    config.hook.pytest_canary_rollback(
+        config=config, version=options.canary_version, stage=options.stage, reason=reason, result=result
+    )
     say(f"canary: {result.summary()}")

@@ -58,8 +58,7 @@ def canary_verdict(canary_stage: StageRecord) -> StageVerdict:
     if canary_stage.stage == SMOKE_STAGE:
         pytest.skip("smoke run (--backend testcontainers): no stage, no verdict")
     if canary_stage.error:
-        pytest.fail(f"canary stage {canary_stage.stage}% ended before a verdict: {canary_stage.error}",
-                    pytrace=False)
+        pytest.fail(f"canary stage {canary_stage.stage}% ended before a verdict: {canary_stage.error}", pytrace=False)
     if canary_stage.verdict is None:
         pytest.fail("canary stage produced no verdict", pytrace=False)
     return StageVerdict.from_dict(canary_stage.verdict)
@@ -94,8 +93,13 @@ def canary_thresholds(canary_options: StageOptions) -> JudgeSettings:
     return JudgeSettings.from_mapping(canary_options.toml.get("judge", {}), "canary.toml [judge]")
 
 
-def _client(record: StageRecord, url: str | None, what: str, headers: dict[str, str] | None = None,
-            timeout: float | httpx.Timeout = CLIENT_TIMEOUT_S) -> Iterator[httpx.Client]:
+def _client(
+    record: StageRecord,
+    url: str | None,
+    what: str,
+    headers: dict[str, str] | None = None,
+    timeout: float | httpx.Timeout = CLIENT_TIMEOUT_S,
+) -> Iterator[httpx.Client]:
     if url is None:
         pytest.fail(f"no {what} URL: the stage ended in {record.error or 'an unknown state'}", pytrace=False)
     with httpx.Client(base_url=url, timeout=timeout, headers=headers) as client:
@@ -155,10 +159,14 @@ def _canary_allure_phases(request: pytest.FixtureRequest, canary_stage: StageRec
         with allure.step(f"{phase.name}: {'ok' if phase.ok else 'FAILED'} — {phase.detail}"[:300]):
             pass
     if canary_stage.verdict is not None:
-        allure.attach(format_table(StageVerdict.from_dict(canary_stage.verdict)), name="stage figures",
-                      attachment_type=allure.attachment_type.TEXT)
+        allure.attach(
+            format_table(StageVerdict.from_dict(canary_stage.verdict)),
+            name="stage figures",
+            attachment_type=allure.attachment_type.TEXT,
+        )
     if canary_stage.upstream_config:
-        allure.attach(canary_stage.upstream_config, name="upstream config in force",
-                      attachment_type=allure.attachment_type.TEXT)
+        allure.attach(
+            canary_stage.upstream_config, name="upstream config in force", attachment_type=allure.attachment_type.TEXT
+        )
     if canary_stage.plan:
         allure.attach(canary_stage.plan, name="stage plan", attachment_type=allure.attachment_type.TEXT)

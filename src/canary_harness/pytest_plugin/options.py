@@ -135,49 +135,119 @@ class OptionSpec:
 
 
 SPECS: tuple[OptionSpec, ...] = (
-    OptionSpec("canary_version", "--canary-version", parse_version, None,
-               "Version of the canary release; activates the plugin (inert without it)."),
+    OptionSpec(
+        "canary_version",
+        "--canary-version",
+        parse_version,
+        None,
+        "Version of the canary release; activates the plugin (inert without it).",
+    ),
     OptionSpec("stage", "--stage", parse_stage, None, "Canary traffic share of this stage, percent 1..100."),
-    OptionSpec("production_version", "--production-version", parse_version, "v0.1.0",
-               "Version production runs (started if no stack is up).", toml_key="production_version"),
-    OptionSpec("backend", "--backend", parse_backend, None,
-               "process | docker | compose | testcontainers (smoke only): how service versions are started "
-               "(default: canary.toml [stack] backend, else process)."),
-    OptionSpec("observation_period", "--observation-period", parse_positive_float, 900.0,
-               "Maximum observation window of the stage in seconds (default 900).",
-               toml_key="observation_period"),
-    OptionSpec("canary_env", "--canary-env", parse_env_pairs, {}, "K=V for the canary's environment (repeatable).",
-               kind="append"),
-    OptionSpec("production_env", "--production-env", parse_env_pairs, {},
-               "K=V for production's environment when the plugin starts it (repeatable).", kind="append"),
+    OptionSpec(
+        "production_version",
+        "--production-version",
+        parse_version,
+        "v0.1.0",
+        "Version production runs (started if no stack is up).",
+        toml_key="production_version",
+    ),
+    OptionSpec(
+        "backend",
+        "--backend",
+        parse_backend,
+        None,
+        "process | docker | compose | testcontainers (smoke only): how service versions are started "
+        "(default: canary.toml [stack] backend, else process).",
+    ),
+    OptionSpec(
+        "observation_period",
+        "--observation-period",
+        parse_positive_float,
+        900.0,
+        "Maximum observation window of the stage in seconds (default 900).",
+        toml_key="observation_period",
+    ),
+    OptionSpec(
+        "canary_env",
+        "--canary-env",
+        parse_env_pairs,
+        {},
+        "K=V for the canary's environment (repeatable).",
+        kind="append",
+    ),
+    OptionSpec(
+        "production_env",
+        "--production-env",
+        parse_env_pairs,
+        {},
+        "K=V for production's environment when the plugin starts it (repeatable).",
+        kind="append",
+    ),
     OptionSpec("canary_url", "--canary-url", parse_url, None, "Canary already running there: nothing is started."),
-    OptionSpec("production_url", "--production-url", parse_url, None,
-               "Production already running there: nothing is started."),
-    OptionSpec("prometheus_url", "--prometheus-url", parse_url, None,
-               "Read metrics from this Prometheus instead of each instance's /metrics."),
-    OptionSpec("prometheus", "--prometheus", _choice(("off", "local")), "off",
-               "local: start a Prometheus for the stage and read metrics through PromQL.",
-               toml_key="prometheus"),
+    OptionSpec(
+        "production_url", "--production-url", parse_url, None, "Production already running there: nothing is started."
+    ),
+    OptionSpec(
+        "prometheus_url",
+        "--prometheus-url",
+        parse_url,
+        None,
+        "Read metrics from this Prometheus instead of each instance's /metrics.",
+    ),
+    OptionSpec(
+        "prometheus",
+        "--prometheus",
+        _choice(("off", "local")),
+        "off",
+        "local: start a Prometheus for the stage and read metrics through PromQL.",
+        toml_key="prometheus",
+    ),
     OptionSpec("no_load", "--no-load", parse_bool, False, "Send no load (real traffic is present).", kind="flag"),
     OptionSpec("load_users", "--load-users", parse_positive_int, None, "Simulated users of the load driver."),
-    OptionSpec("load_rate", "--load-rate", parse_load_rate, None,
-               "Total load rate in requests/s; auto (the default unless canary.toml [load] sets rate_rps): the "
-               "rate at which the checks can decide; 0: closed loop with --load-users users."),
-    OptionSpec("load_max_rps", "--load-max-rps", parse_positive_float, 200.0,
-               "Upper bound of --load-rate auto in requests/s (also bounded by what this machine sustains)."),
+    OptionSpec(
+        "load_rate",
+        "--load-rate",
+        parse_load_rate,
+        None,
+        "Total load rate in requests/s; auto (the default unless canary.toml [load] sets rate_rps): the "
+        "rate at which the checks can decide; 0: closed loop with --load-users users.",
+    ),
+    OptionSpec(
+        "load_max_rps",
+        "--load-max-rps",
+        parse_positive_float,
+        200.0,
+        "Upper bound of --load-rate auto in requests/s (also bounded by what this machine sustains).",
+    ),
     OptionSpec("load_mix", "--load-mix", parse_text, None, "LLM mode mix, e.g. fast=50,balanced=35,creative=15."),
-    OptionSpec("load_workers", "--load-workers", parse_non_negative_int, None,
-               "Local locust workers (0 = one process)."),
-    OptionSpec("keep_canary", "--keep-canary", parse_bool, False, "Leave the canary running after a rollback.",
-               kind="flag"),
-    OptionSpec("no_rollback", "--no-rollback", parse_bool, False, "Do not roll back on failure (debugging only).",
-               kind="flag"),
-    OptionSpec("config_file", "--canary-config", parse_text, None,
-               "canary.toml with thresholds, judge and load settings."),
-    OptionSpec("dry_run", "--dry-run", parse_bool, False,
-               "Move no traffic: judge the canary on load sent to it directly.", kind="flag"),
-    OptionSpec("judge", "--judge", _choice(JUDGES), "sequential", "Stage judge: sequential (default) or fixed.",
-               toml_key="judge"),
+    OptionSpec(
+        "load_workers", "--load-workers", parse_non_negative_int, None, "Local locust workers (0 = one process)."
+    ),
+    OptionSpec(
+        "keep_canary", "--keep-canary", parse_bool, False, "Leave the canary running after a rollback.", kind="flag"
+    ),
+    OptionSpec(
+        "no_rollback", "--no-rollback", parse_bool, False, "Do not roll back on failure (debugging only).", kind="flag"
+    ),
+    OptionSpec(
+        "config_file", "--canary-config", parse_text, None, "canary.toml with thresholds, judge and load settings."
+    ),
+    OptionSpec(
+        "dry_run",
+        "--dry-run",
+        parse_bool,
+        False,
+        "Move no traffic: judge the canary on load sent to it directly.",
+        kind="flag",
+    ),
+    OptionSpec(
+        "judge",
+        "--judge",
+        _choice(JUDGES),
+        "sequential",
+        "Stage judge: sequential (default) or fixed.",
+        toml_key="judge",
+    ),
     OptionSpec("tick", "--canary-tick", parse_positive_float, 1.0, "Seconds between metric reads.", toml_key="tick"),
     OptionSpec("run_dir", "--canary-run-dir", parse_text, None, "Run directory of the local stack (default .canary)."),
 )
@@ -205,8 +275,15 @@ def add_options(parser: pytest.Parser) -> None:
             group.addoption(*flags, dest=spec.dest, action="store_true", default=None, help=help_text)
             parser.addini(spec.ini, spec.help, default=None)  # parse_bool names a bad value's source
         elif spec.kind == "append":
-            group.addoption(*flags, dest=spec.dest, action="append", default=None, metavar="K=V",
-                            type=_argparse_type(spec), help=help_text)
+            group.addoption(
+                *flags,
+                dest=spec.dest,
+                action="append",
+                default=None,
+                metavar="K=V",
+                type=_argparse_type(spec),
+                help=help_text,
+            )
             parser.addini(spec.ini, spec.help, type="linelist", default=[])
         else:
             group.addoption(*flags, dest=spec.dest, default=None, type=_argparse_type(spec), help=help_text)
@@ -245,8 +322,9 @@ class StageOptions:
     toml: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _resolve_one(spec: OptionSpec, config: pytest.Config, toml_stage: Mapping[str, Any],
-                 environ: Mapping[str, str]) -> Any:
+def _resolve_one(
+    spec: OptionSpec, config: pytest.Config, toml_stage: Mapping[str, Any], environ: Mapping[str, str]
+) -> Any:
     cli = config.getoption(spec.dest)
     if cli is not None:
         return spec.parse(cli, f"from {spec.flag}")
@@ -292,11 +370,16 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         if values["stage"] is None and values["backend"] != "testcontainers":
             raise ConfigError("--stage is required with --canary-version (the canary's traffic share, 1..100)")
         stack = resolve_stack_settings(
-            toml=toml, environ=environ, run_dir=values["run_dir"], backend=values["backend"],
-            production_version=values["production_version"], canary_version=values["canary_version"],
+            toml=toml,
+            environ=environ,
+            run_dir=values["run_dir"],
+            backend=values["backend"],
+            production_version=values["production_version"],
+            canary_version=values["canary_version"],
         )
-        stack = StackSettings(**{**stack.__dict__, "canary_env": values["canary_env"],
-                                 "production_env": values["production_env"]})
+        stack = StackSettings(
+            **{**stack.__dict__, "canary_env": values["canary_env"], "production_env": values["production_env"]}
+        )
         values["backend"] = stack.backend  # the flag, its env/ini twin, else [stack] backend, else process
         if values["stage"] is None:
             values["stage"] = 0  # a smoke run (testcontainers) has no stage

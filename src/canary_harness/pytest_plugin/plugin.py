@@ -93,11 +93,13 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
     collection_failed = session.testsfailed and not config.option.continue_on_collection_errors
     if options is not None and options.backend == SMOKE_BACKEND:
         say(config, f"canary: smoke run of {options.canary_version} in a throwaway container (no stage, no NGINX)")
-    elif options is not None and not _is_worker(config) and not config.option.collectonly \
-            and not collection_failed:
-        say(config, f"canary: stage {options.stage}% for {options.canary_version} "
-                     f"(production {options.production_version}, judge {options.judge}"
-                     f"{', dry run' if options.dry_run else ''})")
+    elif options is not None and not _is_worker(config) and not config.option.collectonly and not collection_failed:
+        say(
+            config,
+            f"canary: stage {options.stage}% for {options.canary_version} "
+            f"(production {options.production_version}, judge {options.judge}"
+            f"{', dry run' if options.dry_run else ''})",
+        )
         _take_lock(config, options)
         stage = StageSession(options, lambda text: say(config, text))
         # From here until the rollback decision, SIGTERM/SIGHUP end the session like Ctrl-C.
@@ -136,8 +138,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
             finish_session(session, lambda text: say(config, text))
         except Exception:  # a bug must not also silence the other plugins' sessionfinish (reports)
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-            say(config, f"canary: ROLLBACK FAILED (unexpected error):\n{traceback.format_exc()}"
-                         "canary: run `canary rollback` and check `canary stack status`")
+            say(
+                config,
+                f"canary: ROLLBACK FAILED (unexpected error):\n{traceback.format_exc()}"
+                "canary: run `canary rollback` and check `canary stack status`",
+            )
         finally:
             _disarm(config)
     return (yield)
@@ -163,8 +168,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def _take_lock(config: pytest.Config, options: StageOptions) -> None:
     """Hold the run directory's lock (or inherit a parent rollout's) until unconfigure; refused: exit 4."""
-    lock = RolloutLock(options.stack.run_dir, version=options.canary_version,
-                       command=f"stage session {options.stage}%")
+    lock = RolloutLock(options.stack.run_dir, version=options.canary_version, command=f"stage session {options.stage}%")
     try:
         lock.acquire()
     except RolloutError as exc:
@@ -187,5 +191,4 @@ def _disarm(config: pytest.Config) -> None:
 def pytest_canary_verdict(config: pytest.Config, record: StageRecord) -> None:
     """Default: one summary line (site hooks in plugins/ run first)."""
     state = (record.verdict or {}).get("state", "ERROR")
-    say(config, f"canary: verdict {state} for stage {record.stage}%"
-                 f"{': ' + record.error if record.error else ''}")
+    say(config, f"canary: verdict {state} for stage {record.stage}%{': ' + record.error if record.error else ''}")

@@ -113,8 +113,9 @@ def _journal(run_dir: Path, event: str, **fields: Any) -> None:
 def _healthy_but_canary(stack: LocalStack) -> bool:
     """NGINX and production run and answer; the canary's health does not matter (it is replaced if down)."""
     components = {item.name: item for item in stack.status().components}
-    return all(name in components and components[name].running and components[name].healthy
-               for name in ("nginx", "production"))
+    return all(
+        name in components and components[name].running and components[name].healthy for name in ("nginx", "production")
+    )
 
 
 def _check_dry_run_may_start(running: ServiceHandle | None, weight: int, version: str) -> None:
@@ -144,15 +145,21 @@ class StageSession:
         self._limit_s = options.observation_period
         # The live view on a terminal (set by the plugin); plain progress lines when None.
         self.progress: ProgressFactory | None = None
+        self._load_dir = options.stack.run_dir / "load"  # per stage once run() knows the record's name
         self.record = StageRecord(
-            canary_version=options.canary_version, production_version=options.production_version,
-            stage=options.stage, dry_run=options.dry_run, judge=options.judge,
+            canary_version=options.canary_version,
+            production_version=options.production_version,
+            stage=options.stage,
+            dry_run=options.dry_run,
+            judge=options.judge,
         )
 
     # ------------------------------------------------------------------ phases
     def run(self, record_path: Path, on_applied: Callable[[StageRecord], None]) -> StageRecord:
         """Every phase in order; saves the record whatever happens."""
         record = self.record
+        # Each stage keeps its load files beside its record (same name): a later stage does not overwrite them.
+        self._load_dir = self.options.stack.run_dir / "load" / record_path.stem
         current = record.begin("start")
         try:
             self._start_services()
@@ -219,25 +226,36 @@ class StageSession:
         state = load_state(options.stack.run_dir)
         if state is None or not _healthy_but_canary(stack):
             if state is not None and options.dry_run:
-                raise ConfigError(f"dry run: the stack recorded in {options.stack.run_dir} is not healthy; a dry "
-                                  "run never restarts it (canary stack status shows what is wrong)")
+                raise ConfigError(
+                    f"dry run: the stack recorded in {options.stack.run_dir} is not healthy; a dry "
+                    "run never restarts it (canary stack status shows what is wrong)"
+                )
             if state is not None:
                 self.say(f"canary: the stack recorded in {options.stack.run_dir} is not healthy: restarting it")
                 stack.down()
             with LongWait(f"canary: starting the local stack (production {options.production_version})", say=self.say):
                 state = stack.up(with_canary=False)
         canary = state.canary
-        if canary is None or canary.version != options.canary_version or \
-                canary.env_digest != stack.env_digest(options.canary_env) or not stack.is_healthy(canary):
+        if (
+            canary is None
+            or canary.version != options.canary_version
+            or canary.env_digest != stack.env_digest(options.canary_env)
+            or not stack.is_healthy(canary)
+        ):
             traffic = stack.traffic()
             if options.dry_run:
                 _check_dry_run_may_start(canary, traffic.canary_weight(), options.canary_version)
             if traffic.canary_weight() != 0:
                 # Never let a replaced canary take the previous stage's share before its preflight.
                 traffic.set_canary_weight(0, reason="canary replaced")
-                _journal(options.stack.run_dir, "weight", version=options.canary_version,
-                               stage=options.stage, reason="canary replaced: weight 0 before it starts",
-                               weight=0)
+                _journal(
+                    options.stack.run_dir,
+                    "weight",
+                    version=options.canary_version,
+                    stage=options.stage,
+                    reason="canary replaced: weight 0 before it starts",
+                    weight=0,
+                )
             with LongWait(f"canary: starting canary {options.canary_version}", say=self.say):
                 canary = stack.start_canary(options.canary_version, options.canary_env)
             state = stack.state()
@@ -255,8 +273,9 @@ class StageSession:
         record = self.record
         assert record.canary_url is not None
         with httpx.Client(base_url=record.canary_url, timeout=30.0) as client:
-            steps = require_smoke(client, expected_version=self.options.canary_version,
-                                  target=f"canary {record.canary_url}")
+            steps = require_smoke(
+                client, expected_version=self.options.canary_version, target=f"canary {record.canary_url}"
+            )
         record.preflight = [step.to_dict() for step in steps]
 
     def _apply_weight(self) -> None:
@@ -267,8 +286,14 @@ class StageSession:
         self.traffic.set_canary_weight(options.stage, reason=f"stage {options.stage}%")
         in_force = self.traffic.canary_weight()
         record.weight_in_force = in_force
-        _journal(options.stack.run_dir, "weight", version=options.canary_version, stage=options.stage,
-                       reason="stage applied", weight=in_force)
+        _journal(
+            options.stack.run_dir,
+            "weight",
+            version=options.canary_version,
+            stage=options.stage,
+            reason="stage applied",
+            weight=in_force,
+        )
         if in_force != options.stage:
             raise TrafficError(f"weight in force is {in_force} % after setting {options.stage} %")
         if isinstance(self.traffic, NginxTrafficController):
@@ -276,8 +301,9 @@ class StageSession:
         assert record.nginx_url is not None
         split = probe_split(record.nginx_url, SPLIT_PROBE_REQUESTS)
         record.split_probe = split.to_dict()
-        low, high = (SPLIT_PROBE_REQUESTS,) * 2 if in_force == 100 else \
-            binomial_interval(SPLIT_PROBE_REQUESTS, in_force / 100)
+        low, high = (
+            (SPLIT_PROBE_REQUESTS,) * 2 if in_force == 100 else binomial_interval(SPLIT_PROBE_REQUESTS, in_force / 100)
+        )
         if not low <= split.canary <= high:
             raise TrafficError(
                 f"split check: {split.canary} of {split.total} probe requests reached the canary at "
@@ -295,8 +321,13 @@ class StageSession:
         base = JudgeSettings.from_mapping(self.options.toml.get("judge", {}), "canary.toml [judge]")
         period = self.options.observation_period
         # A window shorter than the soak (demos, CI) soaks for the whole window.
-        return dataclasses.replace(base, max_duration_s=period, tick_s=self.options.tick,
-                                   min_soak_s=min(base.min_soak_s, period), warmup_s=min(base.warmup_s, period / 2))
+        return dataclasses.replace(
+            base,
+            max_duration_s=period,
+            tick_s=self.options.tick,
+            min_soak_s=min(base.min_soak_s, period),
+            warmup_s=min(base.warmup_s, period / 2),
+        )
 
     def _load_settings(self) -> LoadSettings:
         options = self.options
@@ -338,8 +369,9 @@ class StageSession:
             return load
         users = users_for_rate(auto.load_rps, load.users)
         self._auto_line = f"load rate auto: {auto.load_rps:g} req/s with {users} users ({auto.why})"
-        return dataclasses.replace(load, rate_rps=auto.load_rps, users=users,
-                                   spawn_rate=spawn_rate_for(users, load.spawn_rate))
+        return dataclasses.replace(
+            load, rate_rps=auto.load_rps, users=users, spawn_rate=spawn_rate_for(users, load.spawn_rate)
+        )
 
     def _real_traffic(self, source: MetricsSource) -> float:
         """Requests/s real users send through both arms (services given by URL), before any load of ours."""
@@ -347,8 +379,9 @@ class StageSession:
         started = time.monotonic()
         time.sleep(REAL_TRAFFIC_S)  # a measurement interval: the counters' rate over it is the result
         after = [source.snapshot(role) for role in ("canary", "production")]
-        return real_rate(sum(item.requests for item in before), sum(item.requests for item in after),
-                         time.monotonic() - started)
+        return real_rate(
+            sum(item.requests for item in before), sum(item.requests for item in after), time.monotonic() - started
+        )
 
     def _metrics_source(self, stack: ExitStack) -> MetricsSource:
         """Each instance's /metrics by default; a Prometheus (given, or started for the stage) if asked."""
@@ -361,11 +394,17 @@ class StageSession:
             return stack.enter_context(closing(ScrapeSource(urls)))
         if url is None:
             targets = {role: urlsplit(address).netloc for role, address in urls.items()}
-            server = stack.enter_context(LocalPrometheus(
-                targets, run_dir=options.stack.run_dir / "prometheus", job=settings.job,
-                scrape_interval_s=min(1.0, options.tick)))
-            with LongWait(f"canary: waiting for the local Prometheus (pid {server.pid}) to scrape both arms",
-                          say=self.say):
+            server = stack.enter_context(
+                LocalPrometheus(
+                    targets,
+                    run_dir=options.stack.run_dir / "prometheus",
+                    job=settings.job,
+                    scrape_interval_s=min(1.0, options.tick),
+                )
+            )
+            with LongWait(
+                f"canary: waiting for the local Prometheus (pid {server.pid}) to scrape both arms", say=self.say
+            ):
                 server.wait_for_targets_up(PROMETHEUS_READY_S)
             url = server.url
             self.say(f"canary: local Prometheus {url} (pid {server.pid}) scraping both arms")
@@ -387,14 +426,16 @@ class StageSession:
         canary_users = max(1, round(settings.users * share))
         arms = [(record.canary_url, share, canary_users, "canary")]
         if share < 1:
-            arms.append((record.production_url, 1 - share, max(1, round(canary_users * (1 - share) / share)),
-                         "production"))
+            arms.append(
+                (record.production_url, 1 - share, max(1, round(canary_users * (1 - share) / share)), "production")
+            )
         runs = []
         for url, part, users, name in arms:
             assert url is not None
             rate = None if settings.rate_rps is None else settings.rate_rps * part
-            runs.append(LoadRun(url, duration, dataclasses.replace(settings, users=users, rate_rps=rate),
-                                stats_dir / name))
+            runs.append(
+                LoadRun(url, duration, dataclasses.replace(settings, users=users, rate_rps=rate), stats_dir / name)
+            )
         return runs
 
     def _observe(self) -> StageVerdict:
@@ -411,19 +452,28 @@ class StageSession:
         self._auto_line = ""
         if auto:
             load_settings, rps = self._auto_rate(load_settings, rps, settings)
-        plan = (plan_stage(options.stage, rps, settings, dict(load_settings.mix)) if previous is None
-                else plan_from(options.stage, settings, previous))
+        plan = (
+            plan_stage(options.stage, rps, settings, dict(load_settings.mix))
+            if previous is None
+            else plan_from(options.stage, settings, previous)
+        )
         self._replan = Replanner(options.stage, settings, plan, previous)
-        record.plan = format_plan(plan) if previous is None else (
-            f"planned from the rates {previous.source} ({describe(previous)}):\n{format_plan(plan)}")
+        record.plan = (
+            format_plan(plan)
+            if previous is None
+            else (f"planned from the rates {previous.source} ({describe(previous)}):\n{format_plan(plan)}")
+        )
         if self._auto_line:  # the plan states the rate the load was sized to, and why
             record.plan = f"{self._auto_line}\n{record.plan}"
         self.say(record.plan)
         weight = record.weight_in_force if record.weight_in_force is not None else options.stage
         self._trace = DecisionTrace.start(judge, settings, options.stage, weight)
         interval = max(5.0, options.tick)
-        view = self.progress(self.say, interval, self._limit_s, plan.pass_seconds[0]) if self.progress \
+        view = (
+            self.progress(self.say, interval, self._limit_s, plan.pass_seconds[0])
+            if self.progress
             else nullcontext(ProgressPrinter(self.say, interval=interval))
+        )
         with ExitStack() as resources:
             source = self._metrics_source(resources)
             if auto and options.canary_url and options.production_url:  # not our services: users may be there
@@ -432,15 +482,14 @@ class StageSession:
                 self.say(self._auto_line)
                 record.plan = f"{self._auto_line}\n{record.plan}"
             sends = not options.no_load and not (auto and self._auto.load_rps <= 0)
-            runs = self._load_runs(load_settings, options.stack.run_dir / "load") if sends else []
+            runs = self._load_runs(load_settings, self._load_dir) if sends else []
             try:
                 base_canary, base_production = source.snapshot("canary"), source.snapshot("production")
                 for run in runs:
                     run.start()
                 started = time.monotonic()
                 with view as printer:
-                    verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started,
-                                              printer)
+                    verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
                 if verdict.state == State.FAIL:
                     self.failed(f"verdict FAIL: {verdict.reason}")
             finally:
@@ -457,9 +506,16 @@ class StageSession:
         self.say(format_table(verdict))
         return verdict
 
-    def _tick_loop(self, judge: Judge, source: MetricsSource, base_canary: MetricsSnapshot,
-                   base_production: MetricsSnapshot,
-                   weight: int, started: float, printer: Printer) -> StageVerdict:
+    def _tick_loop(
+        self,
+        judge: Judge,
+        source: MetricsSource,
+        base_canary: MetricsSnapshot,
+        base_production: MetricsSnapshot,
+        weight: int,
+        started: float,
+        printer: Printer,
+    ) -> StageVerdict:
         options = self.options
         deadline = started + self._limit_s
         next_tick = started

@@ -64,9 +64,15 @@ def is_smoke_run(options: StageOptions) -> bool:
 
 def smoke_record(options: StageOptions, container: CanaryContainer) -> StageRecord:
     """The stage record the release checks read, for a smoke run: the canary only, no NGINX, no verdict."""
-    return StageRecord(canary_version=options.canary_version, production_version=options.production_version,
-                       stage=SMOKE_STAGE, dry_run=True, judge=options.judge, canary_url=container.url,
-                       canary_log=str(container.log_path))
+    return StageRecord(
+        canary_version=options.canary_version,
+        production_version=options.production_version,
+        stage=SMOKE_STAGE,
+        dry_run=True,
+        judge=options.judge,
+        canary_url=container.url,
+        canary_log=str(container.log_path),
+    )
 
 
 def _free_port(host: str) -> int:
@@ -98,13 +104,25 @@ def start_canary_container(options: StageOptions, *, host: str = "127.0.0.1") ->
     log_dir = run_dir / "smoke"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_name = f"canary-{version}-{os.getpid()}.jsonl"
-    spec = ServiceSpec(role="canary", version=version, host=host, port=port, env=dict(options.canary_env),
-                       log_path=log_dir / log_name, run_dir=run_dir)
+    spec = ServiceSpec(
+        role="canary",
+        version=version,
+        host=host,
+        port=port,
+        env=dict(options.canary_env),
+        log_path=log_dir / log_name,
+        run_dir=run_dir,
+    )
     image = DockerBackend().require_image(spec)  # one clear line, before testcontainers tries to pull it
     if not port_is_free(host, port):
         raise BackendError(f"smoke canary {version}: port {host}:{port} is already in use")
-    labels = {LABEL_ROLE: "canary", LABEL_VERSION: version, LABEL_RUN_DIR: str(run_dir), LABEL_PORT: str(port),
-              LABEL_PURPOSE: "smoke"}
+    labels = {
+        LABEL_ROLE: "canary",
+        LABEL_VERSION: version,
+        LABEL_RUN_DIR: str(run_dir),
+        LABEL_PORT: str(port),
+        LABEL_PURPOSE: "smoke",
+    }
     container = (
         _testcontainer(image)
         .with_command(f"--host {host} --port {port} --version {version} --log-file {CONTAINER_LOG_DIR}/{log_name}")
@@ -132,8 +150,10 @@ def start_canary_container(options: StageOptions, *, host: str = "127.0.0.1") ->
     except Exception as exc:  # whatever failed (engine, wait, SDK), remove the container first
         logs = _last_lines(container)
         container.stop()
-        raise BackendError(f"smoke canary {version} ({image}) did not become healthy: {exc}\n"
-                           f"--- last lines of the container's output ---\n{logs}") from exc
+        raise BackendError(
+            f"smoke canary {version} ({image}) did not become healthy: {exc}\n"
+            f"--- last lines of the container's output ---\n{logs}"
+        ) from exc
     return container, CanaryContainer(spec.url, version, spec.log_path, wrapped.id)
 
 

@@ -27,8 +27,11 @@ GROUP_BY = ["parentSuite", "suite", "subSuite"]
 
 def allure_config(name: str) -> dict[str, object]:
     """The Allure 3 configuration of the report: categories, grouping, a single HTML file."""
-    return {"name": name, "categories": CATEGORIES,
-            "plugins": {"awesome": {"options": {"groupBy": GROUP_BY, "singleFile": True, "reportName": name}}}}
+    return {
+        "name": name,
+        "categories": CATEGORIES,
+        "plugins": {"awesome": {"options": {"groupBy": GROUP_BY, "singleFile": True, "reportName": name}}},
+    }
 
 
 def rollout_allure_args(run_dir: Path, pytest_args: tuple[str, ...], first_stage: bool) -> list[str]:
@@ -43,16 +46,16 @@ def allure_command() -> str:
     """The Allure CLI on PATH; ReportError naming how to install it otherwise."""
     found = shutil.which("allure")
     if found is None:
-        raise ReportError("no `allure` command on PATH: install it with scripts/install.sh "
-                          "(npm install -g allure@3)")
+        raise ReportError("no `allure` command on PATH: install it with scripts/install.sh (npm install -g allure@3)")
     return found
 
 
 def build_report(results: Path, output: Path, *, name: str = "canary rollout") -> Path:
     """Generate the HTML report of ``results`` into ``output`` (replaced); returns its index.html."""
     if not results.is_dir() or not any(results.glob("*-result.json")):
-        raise ConfigError(f"no Allure results in {results}: run a stage with --alluredir={results} "
-                          "(canary rollout does it for you)")
+        raise ConfigError(
+            f"no Allure results in {results}: run a stage with --alluredir={results} (canary rollout does it for you)"
+        )
     command = allure_command()
     if output.exists():
         shutil.rmtree(output)

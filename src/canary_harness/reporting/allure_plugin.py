@@ -7,6 +7,8 @@ categories into the results directory.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Generator
 from pathlib import Path
 
@@ -17,6 +19,10 @@ from canary_harness.judge.settings import JudgeSettings
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.reporting import allure_results
+from canary_harness.reporting.plot_job import PlotJob
+from canary_harness.reporting.trace import DecisionTrace
+
+PLOT_JOB_KEY = pytest.StashKey[PlotJob]()
 
 
 def results_dir(config: pytest.Config) -> Path | None:
@@ -34,8 +40,11 @@ def _canary_allure_suite(request: pytest.FixtureRequest) -> None:
         return
     import allure
 
-    labels = allure_results.suite_labels(record) if record is not None else {
-        "parentSuite": f"rollout {options.canary_version}", "suite": f"stage {options.stage}%"}
+    labels = (
+        allure_results.suite_labels(record)
+        if record is not None
+        else {"parentSuite": f"rollout {options.canary_version}", "suite": f"stage {options.stage}%"}
+    )
     allure.dynamic.parent_suite(labels["parentSuite"])
     allure.dynamic.suite(labels["suite"])
     allure.dynamic.sub_suite(request.node.module.__name__ if request.node.module else "release checks")
@@ -49,14 +58,39 @@ def rollback_outcome(run_dir: Path, record: StageRecord) -> tuple[str | None, st
     started (a failed early withdrawal followed by a successful rollback counts as rolled back)."""
     last = None
     for entry in journal.read(run_dir):
-        if entry.time >= record.started_at and entry.version == record.canary_version \
-                and entry.stage == record.stage and entry.event in ("rollback", "rollback_failed"):
+        if (
+            entry.time >= record.started_at
+            and entry.version == record.canary_version
+            and entry.stage == record.stage
+            and entry.event in ("rollback", "rollback_failed")
+        ):
             last = entry
     if last is None:
         return None, None
     if last.event == "rollback_failed":
         return None, last.reason
     return f"rolled back by {last.actor}: weight {last.details.get('weight_after', '?')} % in force after", None
+
+
+def pytest_canary_stage_applied(config: pytest.Config, record: StageRecord) -> None:
+    """Observation begins: start the child that will draw the stage's plots (it warms up meanwhile)."""
+    if results_dir(config) is not None and not hasattr(config, "workerinput") and PLOT_JOB_KEY not in config.stash:
+        config.stash[PLOT_JOB_KEY] = PlotJob(Path(tempfile.mkdtemp(prefix="canary-plots-")))
+
+
+def pytest_canary_verdict(config: pytest.Config, record: StageRecord) -> None:
+    """The trace is final: the child draws it while the release checks run."""
+    job = config.stash.get(PLOT_JOB_KEY, None)
+    if job is not None and record.trace:
+        job.draw(DecisionTrace.from_dict(record.trace))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """No plot child outlives the session (one whose stage never reached a verdict, or a failed finish)."""
+    job = config.stash.get(PLOT_JOB_KEY, None)
+    if job is not None:
+        job.cancel()
+        shutil.rmtree(job.directory, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -69,13 +103,24 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
         record = config.stash.get(RECORD_KEY, None)
         options = config.stash.get(OPTIONS_KEY, None)
         target = results_dir(config)
-        if record is not None and options is not None and target is not None \
-                and not hasattr(config, "workerinput"):
+        if record is not None and options is not None and target is not None and not hasattr(config, "workerinput"):
             rollback, rollback_failed = rollback_outcome(options.stack.run_dir, record)
-            allure_results.write_stage_result(target, record, rollback=rollback, rollback_failed=rollback_failed)
+            job = config.stash.get(PLOT_JOB_KEY, None)
+            plots = job.result() if job is not None and job.trace is not None else None
+            allure_results.write_stage_result(
+                target, record, rollback=rollback, rollback_failed=rollback_failed, plots=plots
+            )
             settings = JudgeSettings.from_mapping(options.toml.get("judge", {}), "canary.toml [judge]")
-            allure_results.write_environment(target, allure_results.environment(
-                record, settings, period=options.observation_period, tick=options.tick, backend=options.backend,
-                env_names={"canary": list(options.canary_env), "production": list(options.production_env)},
-                cwd=config.rootpath))
+            allure_results.write_environment(
+                target,
+                allure_results.environment(
+                    record,
+                    settings,
+                    period=options.observation_period,
+                    tick=options.tick,
+                    backend=options.backend,
+                    env_names={"canary": list(options.canary_env), "production": list(options.production_env)},
+                    cwd=config.rootpath,
+                ),
+            )
             allure_results.write_categories(target)

@@ -30,13 +30,22 @@ from canary_harness.reporting.trace import DecisionTrace
 # [\s\S] rather than (?s): the patterns must work in Java (Allure 2) and JavaScript (Allure 3) alike.
 _ANY = "[\\s\\S]*"
 CATEGORIES: list[dict[str, Any]] = [
-    {"name": "rollback failed", "matchedStatuses": ["failed", "broken"],
-     "messageRegex": f"{_ANY}rollback failed{_ANY}"},
+    {
+        "name": "rollback failed",
+        "matchedStatuses": ["failed", "broken"],
+        "messageRegex": f"{_ANY}rollback failed{_ANY}",
+    },
     {"name": "harness error", "matchedStatuses": ["broken"], "messageRegex": _ANY},
-    {"name": "inconclusive (underpowered)", "matchedStatuses": ["failed", "skipped", "passed"],
-     "messageRegex": f"{_ANY}inconclusive \\(underpowered\\){_ANY}"},
-    {"name": "regression caught", "matchedStatuses": ["failed"],
-     "messageRegex": f"(regression caught: {_ANY}|{_ANY}(≥ 1/α|> SLO|schema failures [1-9]){_ANY})"},
+    {
+        "name": "inconclusive (underpowered)",
+        "matchedStatuses": ["failed", "skipped", "passed"],
+        "messageRegex": f"{_ANY}inconclusive \\(underpowered\\){_ANY}",
+    },
+    {
+        "name": "regression caught",
+        "matchedStatuses": ["failed"],
+        "messageRegex": f"(regression caught: {_ANY}|{_ANY}(≥ 1/α|> SLO|schema failures [1-9]){_ANY})",
+    },
 ]
 ENVIRONMENT_FILE = "environment.properties"
 CATEGORIES_FILE = "categories.json"
@@ -72,8 +81,9 @@ def outcome(record: StageRecord, rollback: str | None, rollback_failed: str | No
     return StageOutcome("passed", f"{verdict.state.value}: {verdict.reason}{tail}")
 
 
-def _attach(results: Path, attachments: list[dict[str, str]], name: str, source: Path | str, kind: str,
-            suffix: str) -> None:
+def _attach(
+    results: Path, attachments: list[dict[str, str]], name: str, source: Path | str, kind: str, suffix: str
+) -> None:
     target = results / f"{uuid.uuid4()}-attachment{suffix}"
     if isinstance(source, Path):
         shutil.copyfile(source, target)
@@ -82,39 +92,74 @@ def _attach(results: Path, attachments: list[dict[str, str]], name: str, source:
     attachments.append({"name": name, "source": target.name, "type": kind})
 
 
-def write_stage_result(results: Path, record: StageRecord, *, rollback: str | None = None,
-                       rollback_failed: str | None = None) -> Path:
-    """The stage verdict as one Allure test result in the stage's suite; returns its file."""
+def write_stage_result(
+    results: Path,
+    record: StageRecord,
+    *,
+    rollback: str | None = None,
+    rollback_failed: str | None = None,
+    plots: Mapping[str, Path] | None = None,
+) -> Path:
+    """The stage verdict as one Allure test result in the stage's suite; returns its file.
+
+    ``plots`` (name -> PNG) are the trace's plots when already drawn (a :class:`PlotJob`); else they are
+    drawn here.
+    """
     results.mkdir(parents=True, exist_ok=True)
     attachments: list[dict[str, str]] = []
     if record.verdict is not None:
-        _attach(results, attachments, "stage figures", format_table(StageVerdict.from_dict(record.verdict)),
-                "text/plain", ".txt")
+        _attach(
+            results,
+            attachments,
+            "stage figures",
+            format_table(StageVerdict.from_dict(record.verdict)),
+            "text/plain",
+            ".txt",
+        )
     if record.trace:
         trace = DecisionTrace.from_dict(record.trace)
-        from canary_harness.reporting.plots import save_plots  # matplotlib only when a report is made
-
-        with tempfile.TemporaryDirectory(prefix="canary-plots-") as tmp:
-            for name, path in save_plots(trace, Path(tmp)).items():
+        if plots is not None:
+            for name, path in plots.items():
                 _attach(results, attachments, f"plot: {name}", path, "image/png", ".png")
+        else:
+            from canary_harness.reporting.plots import save_plots  # matplotlib only when a report is made
+
+            with tempfile.TemporaryDirectory(prefix="canary-plots-") as tmp:
+                for name, path in save_plots(trace, Path(tmp)).items():
+                    _attach(results, attachments, f"plot: {name}", path, "image/png", ".png")
         _attach(results, attachments, "decision trace (CSV)", trace.to_csv(), "text/csv", ".csv")
     if record.plan:
         _attach(results, attachments, "stage plan", record.plan, "text/plain", ".txt")
     result = outcome(record, rollback, rollback_failed)
-    steps = [{"name": f"{phase.name}: {'ok' if phase.ok else 'FAILED'} — {phase.detail}"[:300],
-              "status": "passed" if phase.ok else "failed", "stage": "finished",
-              "start": int(phase.started * 1000), "stop": int((phase.ended or phase.started) * 1000)}
-             for phase in record.phases]
+    steps = [
+        {
+            "name": f"{phase.name}: {'ok' if phase.ok else 'FAILED'} — {phase.detail}"[:300],
+            "status": "passed" if phase.ok else "failed",
+            "stage": "finished",
+            "start": int(phase.started * 1000),
+            "stop": int((phase.ended or phase.started) * 1000),
+        }
+        for phase in record.phases
+    ]
     name = f"stage {record.stage}% verdict: {(record.verdict or {}).get('state', 'ERROR')}"
     full_name = f"canary.{record.canary_version}.stage-{record.stage}.verdict"
     labels = [{"name": key, "value": value} for key, value in suite_labels(record).items()]
     labels += [{"name": "subSuite", "value": "verdict"}, {"name": "feature", "value": "stage verdict"}]
     data = {
-        "uuid": str(uuid.uuid4()), "historyId": full_name, "testCaseId": full_name, "fullName": full_name,
-        "name": name, "status": result.status, "stage": "finished",
+        "uuid": str(uuid.uuid4()),
+        "historyId": full_name,
+        "testCaseId": full_name,
+        "fullName": full_name,
+        "name": name,
+        "status": result.status,
+        "stage": "finished",
         "statusDetails": {"message": result.message},
-        "start": int(record.started_at * 1000), "stop": int((record.ended_at or record.started_at) * 1000),
-        "labels": labels, "steps": steps, "attachments": attachments, "parameters": [],
+        "start": int(record.started_at * 1000),
+        "stop": int((record.ended_at or record.started_at) * 1000),
+        "labels": labels,
+        "steps": steps,
+        "attachments": attachments,
+        "parameters": [],
     }
     path = results / f"{data['uuid']}-result.json"
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")
@@ -131,15 +176,24 @@ def _version(package: str) -> str:
 def git_sha(cwd: Path) -> str:
     """The checked-out commit, or "unknown" outside a git checkout."""
     try:
-        done = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True,
-                              text=True, timeout=10, check=False)
+        done = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
 
 
-def environment(record: StageRecord, settings: JudgeSettings, *, period: float, tick: float, backend: str,
-                env_names: Mapping[str, Sequence[str]], cwd: Path) -> dict[str, str]:
+def environment(
+    record: StageRecord,
+    settings: JudgeSettings,
+    *,
+    period: float,
+    tick: float,
+    backend: str,
+    env_names: Mapping[str, Sequence[str]],
+    cwd: Path,
+) -> dict[str, str]:
     """Versions, stage, judge settings and git sha; of the services' environment only the NAMES."""
     names = {f"{arm}.env_names": ", ".join(sorted(set(found))) or "(none)" for arm, found in env_names.items()}
     thresholds = ", ".join(f"{mode} {value:g} s" for mode, value in settings.p95_thresholds.items())

@@ -39,22 +39,35 @@ class Printer(Protocol):
 
 
 def _e_values(check: CheckResult) -> str:
-    parts = [f"{key[2:]}={fmt_e(float(value))}" for key, value in check.evidence.items()
-             if key.startswith("e_") and not key.startswith("e_max_") and isinstance(value, int | float)]
+    parts = [
+        f"{key[2:]}={fmt_e(float(value))}"
+        for key, value in check.evidence.items()
+        if key.startswith("e_") and not key.startswith("e_max_") and isinstance(value, int | float)
+    ]
     return " ".join(parts) or "-"
 
 
 def check_table(verdict: StageVerdict) -> Table:
     """One row per check: name, state, running figure, sample size, e-values."""
     table = Table(title=f"stage verdict so far: {verdict.state.value}", title_justify="left", expand=False)
-    for column, justify in (("check", "left"), ("state", "left"), ("figure", "right"), ("n", "right"),
-                            ("e-values", "left")):
+    for column, justify in (
+        ("check", "left"),
+        ("state", "left"),
+        ("figure", "right"),
+        ("n", "right"),
+        ("e-values", "left"),
+    ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for check in verdict.checks:
         figure = _figure(check).rsplit(" ", 2)[-2]  # "<short name> <value> <state letter>": the value
         # Text, not markup: "p95_latency[fast]" would otherwise be read as a style tag and vanish.
-        table.add_row(Text(check.name), Text(check.state.value, style=_STYLE.get(check.state.value, "")),
-                      Text(figure), f"{check.sample_size:.0f}", Text(_e_values(check)))
+        table.add_row(
+            Text(check.name),
+            Text(check.state.value, style=_STYLE.get(check.state.value, "")),
+            Text(figure),
+            f"{check.sample_size:.0f}",
+            Text(_e_values(check)),
+        )
     return table
 
 
@@ -65,8 +78,9 @@ class LiveObservation:
         self.console = console
         self.limit_s = limit_s
         self.planned_s = planned_s if planned_s is not None and planned_s < limit_s else limit_s
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.fields[clock]}"), console=console)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[clock]}"), console=console
+        )
         self.task = self.progress.add_task("observing", total=self.planned_s, clock="")
         self.live = Live(self.progress, console=console, refresh_per_second=4, transient=False)
         self.started = False
@@ -80,8 +94,12 @@ class LiveObservation:
         if not self.started:
             self.live.start()
             self.started = True
-        self.progress.update(self.task, completed=min(verdict.elapsed_s, self.planned_s),
-                             description=f"stage {stage}%", clock=self._clock(verdict.elapsed_s))
+        self.progress.update(
+            self.task,
+            completed=min(verdict.elapsed_s, self.planned_s),
+            description=f"stage {stage}%",
+            clock=self._clock(verdict.elapsed_s),
+        )
         self.live.update(Group(check_table(verdict), self.progress), refresh=True)
         if verdict.decided:
             self.stop()
@@ -100,8 +118,12 @@ class LiveObservation:
 def is_live_terminal(config: pytest.Config) -> bool:
     """A person's terminal: the reporter writes to a TTY, not in CI, TERM not dumb."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    return bool(reporter is not None and getattr(reporter, "isatty", False) and not os.environ.get("CI")
-                and os.environ.get("TERM") != "dumb")
+    return bool(
+        reporter is not None
+        and getattr(reporter, "isatty", False)
+        and not os.environ.get("CI")
+        and os.environ.get("TERM") != "dumb"
+    )
 
 
 ProgressFactory = Callable[[Callable[[str], None], float, float, "float | None"], AbstractContextManager[Printer]]
@@ -111,8 +133,9 @@ def progress_factory(config: pytest.Config) -> ProgressFactory:
     """For the stage session: a context manager making the live view on a terminal, plain lines otherwise."""
     live = is_live_terminal(config)
 
-    def make(say: Callable[[str], None], interval: float, limit_s: float,
-             planned_s: float | None) -> AbstractContextManager[Printer]:
+    def make(
+        say: Callable[[str], None], interval: float, limit_s: float, planned_s: float | None
+    ) -> AbstractContextManager[Printer]:
         if not live:
             return nullcontext(ProgressPrinter(say, interval=interval))
         return _live_view(config, limit_s, planned_s)

@@ -38,8 +38,14 @@ class LongWait:
     ``stream`` (default stderr), as a spinner when that is a terminal.
     """
 
-    def __init__(self, label: str, *, say: Callable[[str], None] | None = None, stream: TextIO | None = None,
-                 every_s: float = LINE_EVERY_S) -> None:
+    def __init__(
+        self,
+        label: str,
+        *,
+        say: Callable[[str], None] | None = None,
+        stream: TextIO | None = None,
+        every_s: float = LINE_EVERY_S,
+    ) -> None:
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.spinner = say is None and is_terminal(self.stream)
@@ -89,8 +95,9 @@ class LongWait:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

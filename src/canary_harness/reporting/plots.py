@@ -7,6 +7,10 @@ e-values over time against its bound (log scale) with the decision point marked.
 
 from __future__ import annotations
 
+import io
+import json
+import select
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +22,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from canary_harness.reporting.trace import DecisionTrace, rates, running_rate  # noqa: E402
 
+WARM_UP_DELAY_S = 3.0  # the child of PlotJob warms up this long after it starts (see main)
 COLORS = {"canary": "tab:orange", "production": "tab:blue"}
 # e-value tests whose crossing means FAIL, PASS or a split mismatch (names as in the evidence).
 _PASS_PREFIX = "e_pass"
@@ -37,6 +42,25 @@ def _per_bucket(cumulative: list[list[float | None]]) -> tuple[list[float], list
     return edges, shares
 
 
+def _layout(fig: Figure, *, rows: int = 1, suptitle: bool = False) -> None:
+    """Fixed margins in inches for the titles, tick labels and axis labels.
+
+    Not ``tight_layout``: it measures every tick label of every axes, which took over a third of the
+    plots' time, and the plots are drawn at the end of every stage (benchmarks/stage_overhead.py).
+    """
+    width, height = fig.get_size_inches()
+    top, bottom, gap = (0.75 if suptitle else 0.45), 0.55, 0.95  # inches
+    axes_height = max(0.5, (height - top - bottom - gap * (rows - 1)) / rows)
+    fig.subplots_adjust(
+        left=0.8 / width,
+        right=1 - 0.15 / width,
+        top=1 - top / height,
+        bottom=bottom / height,
+        wspace=0.3,
+        hspace=gap / axes_height,
+    )
+
+
 def latency_figure(trace: DecisionTrace) -> Figure:
     """Per mode: canary and production latency distributions from histogram buckets, threshold line."""
     modes = [mode for mode in trace.thresholds if mode in trace.buckets] or list(trace.thresholds)
@@ -46,15 +70,16 @@ def latency_figure(trace: DecisionTrace) -> Figure:
             edges, shares = _per_bucket(trace.buckets.get(mode, {}).get(arm, []))
             if edges:
                 ax.step(edges, shares, where="pre", color=COLORS[arm], label=arm)
-        ax.axvline(trace.thresholds[mode], color="tab:red", linestyle="--",
-                   label=f"threshold {trace.thresholds[mode]:g} s")
+        ax.axvline(
+            trace.thresholds[mode], color="tab:red", linestyle="--", label=f"threshold {trace.thresholds[mode]:g} s"
+        )
         ax.set_xscale("log")
         ax.set_title(f"{mode} mode")
         ax.set_xlabel("latency bucket upper edge (s)")
         ax.set_ylabel("share of requests")
         ax.legend(fontsize="small")
     fig.suptitle(f"stage {trace.stage}%: latency per LLM mode")
-    fig.tight_layout()
+    _layout(fig, suptitle=True)
     return fig
 
 
@@ -70,7 +95,7 @@ def error_rate_figure(trace: DecisionTrace) -> Figure:
     ax.set_ylabel("5xx rate since stage start (%)")
     ax.set_title(f"stage {trace.stage}%: 5xx rate")
     ax.legend(fontsize="small")
-    fig.tight_layout()
+    _layout(fig)
     return fig
 
 
@@ -79,18 +104,23 @@ def loss_figure(trace: DecisionTrace) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for arm in ("production", "canary"):
         means = trace.loss_blocks.get(arm) or []
-        ax.plot(range(1, len(means) + 1), means, marker="o", linestyle="", color=COLORS[arm],
-                label=f"{arm} ({len(means)} blocks)")
+        ax.plot(
+            range(1, len(means) + 1),
+            means,
+            marker="o",
+            linestyle="",
+            color=COLORS[arm],
+            label=f"{arm} ({len(means)} blocks)",
+        )
     reference = trace.loss_blocks.get("reference")
     if reference is not None:
         ax.axhline(reference, color=COLORS["production"], linestyle=":", label=f"B (production median) {reference:.3g}")
-        ax.axhline(reference * trace.loss_ratio, color="tab:red", linestyle="--",
-                   label=f"{trace.loss_ratio:g} × B")
+        ax.axhline(reference * trace.loss_ratio, color="tab:red", linestyle="--", label=f"{trace.loss_ratio:g} × B")
     ax.set_xlabel("loss block (in order)")
     ax.set_ylabel("mean PPO loss of the block")
     ax.set_title(f"stage {trace.stage}%: RL loss blocks")
     ax.legend(fontsize="small")
-    fig.tight_layout()
+    _layout(fig)
     return fig
 
 
@@ -98,8 +128,9 @@ def split_figure(trace: DecisionTrace) -> Figure:
     """The canary's share of journeys (requests when no journeys) per tick vs the configured weight."""
     fig, ax = plt.subplots(figsize=(7, 3.4))
     times = trace.column("t_s")
-    unit = "journeys" if any(trace.column("canary_journeys")) or any(trace.column("production_journeys")) \
-        else "requests"
+    unit = (
+        "journeys" if any(trace.column("canary_journeys")) or any(trace.column("production_journeys")) else "requests"
+    )
     canary, production = trace.column(f"canary_{unit}"), trace.column(f"production_{unit}")
     totals = [None if c is None or p is None else c + p for c, p in zip(canary, production, strict=True)]
     xs, ys = rates(canary, totals, times)
@@ -110,7 +141,7 @@ def split_figure(trace: DecisionTrace) -> Figure:
     ax.set_ylabel("canary share per tick (%)")
     ax.set_title(f"stage {trace.stage}%: traffic split")
     ax.legend(fontsize="small")
-    fig.tight_layout()
+    _layout(fig)
     return fig
 
 
@@ -140,27 +171,36 @@ def evalue_figure(trace: DecisionTrace) -> Figure:
             values = trace.column(column)
             points = [(t, v) for t, v in zip(times, values, strict=True) if t is not None and v is not None]
             label = column.split(":e_", 1)[1]
-            line, = ax.plot([t for t, _ in points], [max(v, 1e-6) for _, v in points], label=label)
+            (line,) = ax.plot([t for t, _ in points], [max(v, 1e-6) for _, v in points], label=label)
             bound = _bound_of(trace, column)
             if bound is not None and bound not in bounds_drawn:
                 bounds_drawn.add(bound)
                 passing = label.startswith("pass")
                 name = "1/β" if passing else "1/α_srm" if label.startswith("mismatch") else "1/α"
-                ax.axhline(bound, color="tab:green" if passing else "tab:red", linestyle="--", linewidth=0.8,
-                           label=f"{name} bound {bound:.3g}")
+                ax.axhline(
+                    bound,
+                    color="tab:green" if passing else "tab:red",
+                    linestyle="--",
+                    linewidth=0.8,
+                    label=f"{name} bound {bound:.3g}",
+                )
         crossed = trace.decision.get("crossed", {}).get(check)
         if crossed is not None:
             ax.axvline(crossed, color="black", linestyle=":", label=f"crossed at {crossed:.0f} s")
         if decided_at is not None:
-            ax.axvline(decided_at, color="tab:purple", linewidth=1.2,
-                       label=f"stage {trace.decision.get('state')} at {decided_at:.0f} s")
+            ax.axvline(
+                decided_at,
+                color="tab:purple",
+                linewidth=1.2,
+                label=f"stage {trace.decision.get('state')} at {decided_at:.0f} s",
+            )
         ax.set_yscale("log")
         ax.set_title(check, fontsize="medium")
         ax.set_xlabel("time since stage start (s)")
         ax.set_ylabel("e-value (log)")
         ax.legend(fontsize="x-small")
     fig.suptitle(f"stage {trace.stage}%: e-values vs 1/α")
-    fig.tight_layout()
+    _layout(fig, rows=rows, suptitle=True)
     return fig
 
 
@@ -186,3 +226,36 @@ def save_plots(trace: DecisionTrace, directory: Path) -> dict[str, Path]:
         finally:
             plt.close(fig)  # pyplot keeps figures alive until closed
     return saved
+
+
+def _warm_up() -> None:
+    """Draw and throw away one small figure: loads the fonts and the log-axis text machinery."""
+    fig, ax = plt.subplots(figsize=(2, 2))
+    try:
+        ax.plot([1, 2], [1, 10], label="warm-up")
+        ax.set_yscale("log")
+        ax.legend()
+        ax.set_title("warm-up")
+        fig.savefig(io.BytesIO(), format="png", dpi=30)
+    finally:
+        plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m canary_harness.reporting.plots DIR``: the child of
+    :class:`canary_harness.reporting.plot_job.PlotJob`. Warms up, then waits for a line on stdin:
+    ``draw`` draws the trace in ``DIR/trace.json`` into DIR; anything else (or end of input) exits."""
+    directory = Path((argv if argv is not None else sys.argv[1:])[0])
+    # Warm up a little after the start: the stage sets up its observation and starts its load meanwhile.
+    ready, _, _ = select.select([sys.stdin], [], [], WARM_UP_DELAY_S)
+    if not ready:
+        _warm_up()
+    if sys.stdin.readline().strip() != "draw":
+        return 0
+    trace = DecisionTrace.from_dict(json.loads((directory / "trace.json").read_text(encoding="utf-8")))
+    save_plots(trace, directory)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

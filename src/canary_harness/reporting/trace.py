@@ -20,8 +20,16 @@ from canary_harness.judge.verdict import StageVerdict
 from canary_harness.metrics.types import Buckets, MetricsSnapshot
 
 MAX_ROWS = 1000
-BASE_COLUMNS = ("t_s", "weight", "canary_requests", "production_requests", "canary_errors",
-                "production_errors", "canary_journeys", "production_journeys")
+BASE_COLUMNS = (
+    "t_s",
+    "weight",
+    "canary_requests",
+    "production_requests",
+    "canary_errors",
+    "production_errors",
+    "canary_journeys",
+    "production_journeys",
+)
 
 
 def _finite(value: Any) -> float | None:
@@ -66,18 +74,28 @@ class DecisionTrace:
     @classmethod
     def start(cls, judge: object, settings: JudgeSettings, stage: int, weight: int) -> DecisionTrace:
         """An empty trace for a stage judged with ``settings`` at ``weight`` %."""
-        return cls(stage=stage, weight=weight, thresholds=dict(settings.p95_thresholds),
-                   error_rate_slo=settings.error_rate_slo, loss_ratio=settings.loss_ratio,
-                   bounds=_bounds(judge, settings))
+        return cls(
+            stage=stage,
+            weight=weight,
+            thresholds=dict(settings.p95_thresholds),
+            error_rate_slo=settings.error_rate_slo,
+            loss_ratio=settings.loss_ratio,
+            bounds=_bounds(judge, settings),
+        )
 
-    def add(self, verdict: StageVerdict, canary: MetricsSnapshot, production: MetricsSnapshot,
-            judge: object | None = None) -> None:
+    def add(
+        self, verdict: StageVerdict, canary: MetricsSnapshot, production: MetricsSnapshot, judge: object | None = None
+    ) -> None:
         """One tick: counts since stage start, every check's e-values and state; the decision if decided."""
         values: dict[str, float | None] = {
-            "t_s": _finite(verdict.elapsed_s), "weight": float(self.weight),
-            "canary_requests": canary.requests, "production_requests": production.requests,
-            "canary_errors": canary.errors_5xx, "production_errors": production.errors_5xx,
-            "canary_journeys": canary.journeys, "production_journeys": production.journeys,
+            "t_s": _finite(verdict.elapsed_s),
+            "weight": float(self.weight),
+            "canary_requests": canary.requests,
+            "production_requests": production.requests,
+            "canary_errors": canary.errors_5xx,
+            "production_errors": production.errors_5xx,
+            "canary_journeys": canary.journeys,
+            "production_journeys": production.journeys,
         }
         for check in verdict.checks:
             for key, value in check.evidence.items():
@@ -93,18 +111,27 @@ class DecisionTrace:
         for check in verdict.checks:
             self.states[check.name].append(check.state.value[0])
         self._bound()
-        self.buckets = {mode: {"canary": _buckets(canary.latency_buckets.get(mode, ())),
-                               "production": _buckets(production.latency_buckets.get(mode, ()))}
-                        for mode in sorted(set(canary.latency_buckets) | set(production.latency_buckets))}
+        self.buckets = {
+            mode: {
+                "canary": _buckets(canary.latency_buckets.get(mode, ())),
+                "production": _buckets(production.latency_buckets.get(mode, ())),
+            }
+            for mode in sorted(set(canary.latency_buckets) | set(production.latency_buckets))
+        }
         feed = getattr(judge, "feed", None)
         if feed is not None:
-            self.loss_blocks = {"canary": [*feed.judged_canary, *feed.pending_canary],
-                                "production": list(feed.production_blocks.means),
-                                "reference": feed.loss_reference}
+            self.loss_blocks = {
+                "canary": [*feed.judged_canary, *feed.pending_canary],
+                "production": list(feed.production_blocks.means),
+                "reference": feed.loss_reference,
+            }
         if verdict.decided:
-            self.decision = {"state": verdict.state.value, "t_s": verdict.elapsed_s, "reason": verdict.reason,
-                             "crossed": {check.name: _finite(check.evidence.get("crossed_at_s"))
-                                         for check in verdict.checks}}
+            self.decision = {
+                "state": verdict.state.value,
+                "t_s": verdict.elapsed_s,
+                "reason": verdict.reason,
+                "crossed": {check.name: _finite(check.evidence.get("crossed_at_s")) for check in verdict.checks},
+            }
 
     def _bound(self) -> None:
         if len(self.rows) <= MAX_ROWS:
@@ -136,30 +163,50 @@ class DecisionTrace:
         writer.writerow([*self.columns, *(f"{name}:state" for name in checks)])
         for index, row in enumerate(self.rows):
             cells = ["" if value is None else f"{value:.6g}" for value in row]
-            writer.writerow([*cells, *(self.states[name][index] if index < len(self.states[name]) else ""
-                                       for name in checks)])
+            writer.writerow(
+                [*cells, *(self.states[name][index] if index < len(self.states[name]) else "" for name in checks)]
+            )
         return out.getvalue()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (stored in the stage record)."""
-        return {"stage": self.stage, "weight": self.weight, "thresholds": self.thresholds,
-                "error_rate_slo": self.error_rate_slo, "loss_ratio": self.loss_ratio, "bounds": self.bounds,
-                "columns": self.columns, "rows": self.rows, "states": self.states, "buckets": self.buckets,
-                "loss_blocks": self.loss_blocks, "decision": self.decision}
+        return {
+            "stage": self.stage,
+            "weight": self.weight,
+            "thresholds": self.thresholds,
+            "error_rate_slo": self.error_rate_slo,
+            "loss_ratio": self.loss_ratio,
+            "bounds": self.bounds,
+            "columns": self.columns,
+            "rows": self.rows,
+            "states": self.states,
+            "buckets": self.buckets,
+            "loss_blocks": self.loss_blocks,
+            "decision": self.decision,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DecisionTrace:
         """The inverse of :meth:`to_dict`."""
-        return cls(stage=int(data["stage"]), weight=int(data["weight"]), thresholds=dict(data["thresholds"]),
-                   error_rate_slo=float(data["error_rate_slo"]), loss_ratio=float(data["loss_ratio"]),
-                   bounds=dict(data["bounds"]), columns=list(data["columns"]),
-                   rows=[list(row) for row in data["rows"]], states={k: list(v) for k, v in data["states"].items()},
-                   buckets=dict(data.get("buckets", {})), loss_blocks=dict(data.get("loss_blocks", {})),
-                   decision=dict(data.get("decision", {})))
+        return cls(
+            stage=int(data["stage"]),
+            weight=int(data["weight"]),
+            thresholds=dict(data["thresholds"]),
+            error_rate_slo=float(data["error_rate_slo"]),
+            loss_ratio=float(data["loss_ratio"]),
+            bounds=dict(data["bounds"]),
+            columns=list(data["columns"]),
+            rows=[list(row) for row in data["rows"]],
+            states={k: list(v) for k, v in data["states"].items()},
+            buckets=dict(data.get("buckets", {})),
+            loss_blocks=dict(data.get("loss_blocks", {})),
+            decision=dict(data.get("decision", {})),
+        )
 
 
-def rates(counts: Sequence[float | None], totals: Sequence[float | None],
-          times: Sequence[float | None]) -> tuple[list[float], list[float]]:
+def rates(
+    counts: Sequence[float | None], totals: Sequence[float | None], times: Sequence[float | None]
+) -> tuple[list[float], list[float]]:
     """Per-tick rate (Δcounts/Δtotals) of cumulative series, at the tick's time; ticks without requests skipped."""
     xs, ys = [], []
     prev_c, prev_n = 0.0, 0.0
@@ -173,9 +220,11 @@ def rates(counts: Sequence[float | None], totals: Sequence[float | None],
     return xs, ys
 
 
-def running_rate(counts: Sequence[float | None], totals: Sequence[float | None],
-                 times: Sequence[float | None]) -> tuple[list[float], list[float]]:
+def running_rate(
+    counts: Sequence[float | None], totals: Sequence[float | None], times: Sequence[float | None]
+) -> tuple[list[float], list[float]]:
     """counts/totals since stage start at each tick (what the judge measures); ticks without requests skipped."""
-    points = [(t, c / n) for t, c, n in zip(times, counts, totals, strict=True)
-              if t is not None and c is not None and n]
+    points = [
+        (t, c / n) for t, c, n in zip(times, counts, totals, strict=True) if t is not None and c is not None and n
+    ]
     return [t for t, _ in points], [r for _, r in points]

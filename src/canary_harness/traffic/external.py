@@ -73,6 +73,7 @@ class ExternalNginxController:
         cls, settings: TrafficSettings, *, production_url: str, canary_url: str
     ) -> ExternalNginxController:
         """The controller routing to the services at these URLs (their ``host:port`` as upstream servers)."""
+
         def address(url: str) -> str:
             return url.split("://", 1)[-1].rstrip("/")
 

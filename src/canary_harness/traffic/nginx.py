@@ -336,7 +336,11 @@ class NginxTrafficController:
             ) from exc
         log.info(
             "in force: production %d%% / canary %d%%, generation %s, workers %s (%.0f ms)",
-            100 - percent, percent, generation, self.process.workers(), (time.monotonic() - started) * 1000,
+            100 - percent,
+            percent,
+            generation,
+            self.process.workers(),
+            (time.monotonic() - started) * 1000,
         )
 
     def _render(self, percent: int, generation: str) -> str:

@@ -71,9 +71,7 @@ def render_upstream(
         if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
             raise TrafficError(f"{name} weight {weight!r}: must be an integer in 0..100")
     if production_weight + canary_weight != 100:
-        raise TrafficError(
-            f"weights production={production_weight} canary={canary_weight}: must add up to 100"
-        )
+        raise TrafficError(f"weights production={production_weight} canary={canary_weight}: must add up to 100")
     check_address(production, "production")
     check_address(canary, "canary")
     if production == canary:

@@ -69,10 +69,7 @@ class SyntheticArm:
 
     def snapshot(self) -> MetricsSnapshot:
         """The cumulative counters now."""
-        buckets = {
-            mode: tuple(zip(EDGES, np.cumsum(hist).tolist(), strict=True))
-            for mode, hist in self.counts.items()
-        }
+        buckets = {mode: tuple(zip(EDGES, np.cumsum(hist).tolist(), strict=True)) for mode, hist in self.counts.items()}
         return MetricsSnapshot(
             taken_at=self.clock,
             requests=self.requests,

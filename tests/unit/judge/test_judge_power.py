@@ -36,9 +36,7 @@ BETA_I = 0.05 / 3  # β = 5 % over three PASS tests
     ],
     ids=["5xx-fail-3%", "5xx-pass-0.2%", "p95-fail-+40%", "loss-fail-3x"],
 )
-def test_reference_figures_of_judge_md(
-    test: BernoulliMixture, rate: float, budget: float, n50: int, n90: int
-) -> None:
+def test_reference_figures_of_judge_md(test: BernoulliMixture, rate: float, budget: float, n50: int, n90: int) -> None:
     size = sample_sizes(test, rate, budget)
     assert (size.n50, size.n90) == (n50, n90)
 

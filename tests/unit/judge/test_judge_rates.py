@@ -82,7 +82,9 @@ def test_later_stages_plan_from_the_previous_stages_rates() -> None:
 
 def test_damaged_rates_are_refused_with_the_place_named() -> None:
     with pytest.raises(ConfigError, match=r"measured rates in run/judge-rates.json"):
-        StreamRates.from_dict({"mode_rps": {"fast": -1}, "canary_blocks_per_request": 0,
-                               "production_blocks_per_request": 0}, "run/judge-rates.json")
+        StreamRates.from_dict(
+            {"mode_rps": {"fast": -1}, "canary_blocks_per_request": 0, "production_blocks_per_request": 0},
+            "run/judge-rates.json",
+        )
     with pytest.raises(ConfigError, match="measured rates in x"):
         StreamRates.from_dict({"mode_rps": {}}, "x")

@@ -48,9 +48,7 @@ def test_early_pass_can_be_switched_off() -> None:
     ],
     ids=["5xx", "latency", "loss"],
 )
-def test_regressions_fail_well_before_the_window_ends(
-    changes: dict[str, Any], check: str, words: str
-) -> None:
+def test_regressions_fail_well_before_the_window_ends(changes: dict[str, Any], check: str, words: str) -> None:
     canary, production = arms(seed=2, weight_percent=5, **changes)
     verdict = run_stage(SequentialJudge(ONE_MODE), canary, production, 5)
     assert verdict.state is State.FAIL and verdict.decided
@@ -151,9 +149,7 @@ def test_extend_keeps_observing_and_passes_once_shown() -> None:
     )
     assert settings.observation_limit_s == 960
     canary, production = arms(seed=9, weight_percent=25)
-    verdict = run_stage(
-        SequentialJudge(settings), canary, production, 25, duration_s=settings.observation_limit_s
-    )
+    verdict = run_stage(SequentialJudge(settings), canary, production, 25, duration_s=settings.observation_limit_s)
     assert verdict.state is State.PASS and not verdict.warning
     assert 60 < verdict.elapsed_s < 960
 
@@ -161,9 +157,7 @@ def test_extend_keeps_observing_and_passes_once_shown() -> None:
 def test_missing_mode_traffic_is_never_a_silent_pass() -> None:
     settings = JudgeSettings(p95_thresholds={"fast": 2.5, "creative": 4.5})
     canary, production = arms(seed=10, weight_percent=25)  # only "fast" requests
-    verdict = run_stage(
-        SequentialJudge(settings.replace(max_duration_s=120)), canary, production, 25, duration_s=120
-    )
+    verdict = run_stage(SequentialJudge(settings.replace(max_duration_s=120)), canary, production, 25, duration_s=120)
     creative = verdict.check("p95_latency[creative]")
     assert creative.state is State.INCONCLUSIVE
     assert "no canary requests in mode creative" in creative.message

@@ -1,0 +1,52 @@
+"""The stage's plots drawn by a warmed-up child process (PlotJob) while the release checks run: the same
+PNGs as drawn in the session, the session's own drawing when the child cannot, and no child left behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from canary_harness.reporting import plot_job, plots
+from canary_harness.reporting.plot_job import FIGURE_NAMES, PlotJob
+from canary_harness.reporting.trace import DecisionTrace
+
+DATA = Path(__file__).parent / "data"
+
+
+def _trace() -> DecisionTrace:
+    return DecisionTrace.from_dict(json.loads((DATA / "trace-fail.json").read_text()))
+
+
+def test_the_job_names_every_figure_plots_draws() -> None:
+    assert FIGURE_NAMES == tuple(plots.FIGURES)
+
+
+def test_the_child_draws_every_plot(tmp_path: Path) -> None:
+    job = PlotJob(tmp_path / "plots")
+    job.draw(_trace())
+    saved = job.result(timeout=60)
+    assert job._process is not None and job._process.returncode == 0  # drawn by the child, not the fallback
+    assert set(saved) == set(FIGURE_NAMES)
+    for path in saved.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+
+
+def test_a_failed_child_falls_back_to_drawing_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `false` (exits 1 at once) in place of the interpreter stands for a child that crashed.
+    monkeypatch.setattr(plot_job, "sys", type("S", (), {"executable": "false"}))
+    job = PlotJob(tmp_path / "plots")
+    job.draw(_trace())
+    saved = job.result(timeout=60)
+    assert job._process is not None and job._process.returncode != 0
+    assert set(saved) == set(FIGURE_NAMES) and all(path.is_file() for path in saved.values())
+
+
+def test_a_job_without_a_verdict_is_cancelled_and_draws_nothing(tmp_path: Path) -> None:
+    job = PlotJob(tmp_path / "plots")
+    job.cancel()
+    assert job._process is not None and job._process.returncode == 0
+    assert not list((tmp_path / "plots").glob("*.png"))
+    with pytest.raises(ValueError, match="before draw"):
+        job.result()
