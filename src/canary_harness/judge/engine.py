@@ -121,6 +121,8 @@ class Decision:
     check_pass: Mapping[str, BoolArray]
     stage_fail: BoolArray
     stage_pass: BoolArray
+    # Checks that cannot be judged in this stage (no FAIL possible, never a PASS): see decide().
+    not_applicable: Mapping[str, BoolArray] = field(default_factory=dict)
 
 
 def _share(canary: FloatArray, production: FloatArray) -> FloatArray:
@@ -170,6 +172,8 @@ class Engine:
             self.share_states[f"{latency_check(mode)}:fail_relative"] = self.latency_share.initial(shape)
         if settings.schema_policy == "relative":
             self.share_states[f"{SCHEMA}:fail_relative"] = self.schema_share.initial(shape)
+        # Whether every tick so far had the canary at full weight (production served no one).
+        self.full_weight = np.ones(shape, dtype=bool)
         self.log_e: dict[str, FloatArray] = {spec.key: zeros.copy() for spec in self.specs}
         # The largest log E so far: the evidence behind a crossing even if E has fallen since.
         self.peak: dict[str, FloatArray] = {spec.key: zeros.copy() for spec in self.specs}
@@ -243,6 +247,7 @@ class Engine:
         c["loss_excess"] = c["loss_excess"] + np.asarray(tick.loss_excess, dtype=np.float64)
         c["loss_excess_pairs"] = c["loss_excess_pairs"] + np.asarray(tick.loss_excess_pairs, dtype=np.float64)
         weight = np.asarray(tick.weight, dtype=np.float64)
+        self.full_weight = self.full_weight & (weight >= 1)
         wrong_arm = np.where(
             weight >= 1, inc["production_requests"], np.where(weight <= 0, inc["canary_requests"], 0.0)
         )
@@ -333,13 +338,17 @@ class Engine:
                 shown = c["canary_requests"] > 0
             fails[check] = fail
             passes[check] = shown & ~fail
+        # At 100 % production serves no traffic and makes no loss blocks: the RL-loss check has nothing
+        # to compare with (it was judged at the previous stage). It neither passes nor holds the stage.
+        no_reference = self.full_weight & (c["loss_blocks"] == 0) & ~fails[RL_LOSS]
+        not_applicable = {RL_LOSS: no_reference}
         stage_fail = np.zeros(self.shape, dtype=bool)
         stage_pass = np.ones(self.shape, dtype=bool)
         for check in self.checks:
             stage_fail = stage_fail | fails[check]
-            stage_pass = stage_pass & passes[check]
+            stage_pass = stage_pass & (passes[check] | not_applicable.get(check, False))
         stage_pass = stage_pass & ~stage_fail & (elapsed_s >= self.settings.min_soak_s)
-        return Decision(check_fail=fails, check_pass=passes, stage_fail=stage_fail, stage_pass=stage_pass)
+        return Decision(fails, passes, stage_fail, stage_pass, not_applicable)
 
 
 _COUNT_NAMES = (

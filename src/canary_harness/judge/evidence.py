@@ -88,6 +88,8 @@ class _Context:
             return State.FAIL
         if bool(self.decision.check_pass[check]):
             return State.PASS
+        if bool(self.decision.not_applicable.get(check, False)):
+            return State.NOT_APPLICABLE
         return State.INCONCLUSIVE if self.final else State.RUNNING
 
     @property
@@ -295,6 +297,11 @@ def _loss(ctx: _Context) -> CheckResult:
     elif state is State.PASS:
         evidence["decided_by"], evidence["crossed_at_s"] = "pass", ctx.at(keys["pass"])
         message = f"{head}, shown within budget; {ctx.decided(keys['pass'])}"
+    elif state is State.NOT_APPLICABLE:
+        message = (
+            "RL loss: not applicable at 100 %: production serves no traffic, so it makes no loss blocks to "
+            "compare with (the check is judged at the stages before)"
+        )
     elif pairs == 0:
         produced = len(ctx.feed.production_blocks.means)
         why = "no production loss block yet" if produced == 0 else "no canary loss block yet"

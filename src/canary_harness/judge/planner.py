@@ -80,7 +80,7 @@ class StagePlan:
             known = [v for v in values if v is not None]
             return None if len(known) < len(values) else max([self.min_soak_s, *known])
 
-        passes = [t for t in self.tests if t.role == "pass"]
+        passes = [t for t in self.tests if t.role == "pass" and t.reach != NOT_APPLICABLE]
         return slowest([t.seconds50 for t in passes]), slowest([t.seconds90 for t in passes])
 
 
@@ -309,6 +309,14 @@ class _Planner:
 
     def loss_tests(self) -> list[TestPlan]:
         s, e = self.s, self.engine
+        if self.canary_rps > 0 and self.canary_rps >= self.total_rps:
+            # At 100 % production makes no loss blocks: the check is not applicable (judged before).
+            why = "n/a at 100 %: no production traffic"
+            return [
+                self._empty(key, f"{e.spec(key).description} ({why})", f"loss ×{s.mde_loss_factor:g}", "pairs",
+                            NOT_APPLICABLE)
+                for key in (f"{RL_LOSS}:fail", f"{RL_LOSS}:pass")
+            ]  # fmt: skip
         canary_rate = 1.0 / s.loss_block_s if self.canary_rps > 0 else 0.0
         production_rate = 1.0 / s.loss_block_s if self.total_rps > self.canary_rps else 0.0
         if self.rates is not None:

@@ -86,7 +86,7 @@ def conclude(
 
     if any(c.state is State.FAIL for c in checks):
         return verdict(State.FAIL, failed_reason(checks, elapsed_s))
-    open_checks = [c for c in checks if c.state is not State.PASS]
+    open_checks = [c for c in checks if c.state not in (State.PASS, State.NOT_APPLICABLE)]
     if not open_checks and soak_done:
         return verdict(State.PASS, f"PASS after {elapsed_s:.0f} s: every check shown")
     details = "; ".join(f"{c.name}: {c.message}" for c in open_checks)

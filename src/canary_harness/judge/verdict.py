@@ -23,6 +23,9 @@ class State(StrEnum):
     PASS = "PASS"
     FAIL = "FAIL"
     INCONCLUSIVE = "INCONCLUSIVE"
+    # A check that cannot be judged in this stage by construction (the RL loss at 100 %: production
+    # serves no traffic, so there is nothing to compare with). Never a PASS: it is said as such.
+    NOT_APPLICABLE = "N/A"
 
 
 def _clean(value: Any) -> EvidenceValue:
@@ -156,7 +159,8 @@ class StageVerdict:
 def outcome_summary(verdict: StageVerdict) -> str:
     """The stage's outcome in the words of a release manager, never overstating it.
 
-    "passed: every check decided PASS", "passed undecided (N checks without evidence; see
+    "passed: every check decided PASS" (naming the checks not applicable in the stage, e.g. the RL
+    loss at 100 %), "passed undecided (N checks without evidence; see
     warnings)" for a PASS that some check could not prove (on_inconclusive let it through), or
     "failed".
     """
@@ -164,9 +168,12 @@ def outcome_summary(verdict: StageVerdict) -> str:
         return "failed"
     if verdict.state is not State.PASS:
         return f"not decided ({verdict.state.value})"
-    undecided = [check.name for check in verdict.checks if check.state is not State.PASS]
+    judged = [check for check in verdict.checks if check.state is not State.NOT_APPLICABLE]
+    skipped = [check.name for check in verdict.checks if check.state is State.NOT_APPLICABLE]
+    undecided = [check.name for check in judged if check.state is not State.PASS]
     if not undecided and not verdict.warning:
-        return "passed: every check decided PASS"
+        aside = f" (not applicable in this stage: {', '.join(skipped)})" if skipped else ""
+        return f"passed: every check decided PASS{aside}"
     count = len(undecided)
     names = f": {', '.join(undecided)}" if undecided else ""
     return f"passed undecided ({count} check{'' if count == 1 else 's'} without evidence{names}; see warnings)"

@@ -80,6 +80,8 @@ def canary_check(canary_verdict: StageVerdict) -> Callable[[str], CheckResult]:
             pytest.fail(result.message, pytrace=False)
         if result.state == State.RUNNING:
             pytest.skip(f"{name} not judged: {canary_verdict.reason}")
+        if result.state == State.NOT_APPLICABLE:
+            pytest.skip(result.message)
         if result.state == State.INCONCLUSIVE:
             warnings.warn(f"canary: {result.message}", UserWarning, stacklevel=2)
         return result

@@ -25,7 +25,7 @@ from canary_harness.judge.evidence import fmt_e
 from canary_harness.judge.verdict import CheckResult, StageVerdict
 from canary_harness.report import ProgressPrinter, _figure
 
-_STYLE = {"PASS": "green", "FAIL": "bold red", "RUNNING": "yellow", "INCONCLUSIVE": "magenta"}
+_STYLE = {"PASS": "green", "FAIL": "bold red", "RUNNING": "yellow", "INCONCLUSIVE": "magenta", "N/A": "dim"}
 
 
 class Printer(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -261,3 +262,24 @@ def test_outcome_summary_never_calls_an_undecided_stage_proven() -> None:
     assert outcome_summary(proven) == "passed: every check decided PASS"
     canary, production = arms(seed=2, weight_percent=25, error_rate=0.05)
     assert outcome_summary(run_stage(SequentialJudge(ONE_MODE), canary, production, 25)) == "failed"
+
+
+def test_rl_loss_is_not_applicable_at_full_weight_and_does_not_hold_the_stage() -> None:
+    """At 100 % production makes no loss blocks: rl_loss says so (N/A, never PASS) and the stage can
+    still end at its first decided PASS; at 25 % the same check is judged."""
+    canary, production = arms(seed=4, weight_percent=100)
+    production.next_block = math.inf  # no requests, no feedback, no PPO update: no loss block
+    full = run_stage(SequentialJudge(ONE_MODE), canary, production, 100)
+    assert full.state is State.PASS and full.decided and not full.warning and full.elapsed_s < 900
+    loss = full.check("rl_loss")
+    assert loss.state is State.NOT_APPLICABLE and "not applicable at 100 %" in loss.message
+    assert outcome_summary(full) == "passed: every check decided PASS (not applicable in this stage: rl_loss)"
+    canary, production = arms(seed=4, weight_percent=25)
+    assert run_stage(SequentialJudge(ONE_MODE), canary, production, 25).check("rl_loss").state is State.PASS
+
+
+def test_rl_loss_failure_is_still_judged_when_production_made_blocks() -> None:
+    """Not applicable means no production block at all: a bad canary at 25 % still fails on its loss."""
+    canary, production = arms(seed=5, weight_percent=25, loss_mean=4.0)
+    verdict = run_stage(SequentialJudge(ONE_MODE), canary, production, 25)
+    assert verdict.state is State.FAIL and verdict.check("rl_loss").state is State.FAIL
