@@ -20,8 +20,8 @@ from canary_harness import journal
 from canary_harness.config import StackSettings
 from canary_harness.errors import CanaryError, RollbackError
 from canary_harness.stack import LocalStack, load_state
-from canary_harness.traffic.external import ExternalNginxController
-from canary_harness.traffic.nginx import NginxTrafficController, probe_split
+from canary_harness.traffic.probe import probe_split
+from canary_harness.traffic.protocol import TrafficController
 
 VERIFY_REQUESTS = 200
 NEXT_STEP_PRODUCTION_DOWN = (
@@ -70,19 +70,17 @@ def _journal(settings: StackSettings, event: str, result: RollbackResult | None,
             result.notes.append(note)
 
 
-def _upstream_file_weight(traffic: object) -> int | None:
-    """The canary weight the live upstream file holds (what the next reload would load), None if unknown."""
-    if not isinstance(traffic, NginxTrafficController):
-        return None
+def _upstream_file_weight(traffic: TrafficController) -> int | None:
+    """The canary weight the router's configuration holds (what the next reload would load), None if unknown."""
     try:
-        return traffic.configured_weights().canary
+        return traffic.configured_canary_weight()
     except (CanaryError, OSError):
         return None
 
 
 def withdraw(settings: StackSettings, *, version: str | None, stage: int | None, reason: str,
              actor: str | None = None, since: float | None = None,
-             external: ExternalNginxController | None = None) -> RollbackResult:
+             external: TrafficController | None = None) -> RollbackResult:
     """Weight 0 in force, proven by VERIFY_REQUESTS requests: none reaches the canary and production
     answers every one with 2xx. Raises RollbackError (journal ``rollback_failed``) otherwise.
 
@@ -136,7 +134,7 @@ def withdraw(settings: StackSettings, *, version: str | None, stage: int | None,
 
 
 def finish(settings: StackSettings, result: RollbackResult, *, keep_canary: bool = False,
-           actor: str | None = None, external: ExternalNginxController | None = None) -> RollbackResult:
+           actor: str | None = None, external: TrafficController | None = None) -> RollbackResult:
     """After a successful ``withdraw``: stop the canary (unless kept, or behind the user's own NGINX:
     services given by URL are never stopped), then one journal ``rollback`` entry."""
     state = load_state(settings.run_dir)
@@ -157,7 +155,7 @@ def rollback(
     reason: str,
     keep_canary: bool = False,
     actor: str | None = None,
-    external: ExternalNginxController | None = None,
+    external: TrafficController | None = None,
 ) -> RollbackResult:
     """Put the canary at 0 % and prove it with traffic; raise RollbackError if that cannot be proven.
 

@@ -44,7 +44,7 @@ from canary_harness.reporting.trace import DecisionTrace
 from canary_harness.smoke import require_smoke
 from canary_harness.stack import LocalStack, load_state
 from canary_harness.traffic.external import ExternalNginxController
-from canary_harness.traffic.nginx import NginxTrafficController, probe_split
+from canary_harness.traffic.probe import probe_split
 from canary_harness.traffic.protocol import TrafficController
 
 SPLIT_PROBE_REQUESTS = 400
@@ -86,6 +86,13 @@ def external_traffic(options: StageOptions) -> ExternalNginxController | None:
     return ExternalNginxController.for_services(
         settings, production_url=options.production_url, canary_url=options.canary_url
     )
+
+
+def stack_router(options: StageOptions) -> str:
+    """The router a stage starts its stack with: "memory" under ``[traffic] nginx = "memory"`` (the in-process
+    test double), else the managed NGINX."""
+    return "memory" if resolve_traffic_settings(toml=options.toml, stack=options.stack).nginx == "memory" \
+        else "managed"
 
 
 def _journal(run_dir: Path, event: str, **fields: Any) -> None:
@@ -212,7 +219,7 @@ class StageSession:
                 self.say(f"canary: the stack recorded in {options.stack.run_dir} is not healthy: restarting it")
                 stack.down()
             self.say(f"canary: starting the local stack (production {options.production_version})")
-            state = stack.up(with_canary=False)
+            state = stack.up(with_canary=False, router=stack_router(options))
         canary = state.canary
         if canary is None or canary.version != options.canary_version or \
                 canary.env_digest != stack.env_digest(options.canary_env) or not stack.is_healthy(canary):
@@ -258,8 +265,7 @@ class StageSession:
                        reason="stage applied", weight=in_force)
         if in_force != options.stage:
             raise TrafficError(f"weight in force is {in_force} % after setting {options.stage} %")
-        if isinstance(self.traffic, NginxTrafficController):
-            record.upstream_config = self.traffic.upstream_conf.read_text(encoding="utf-8")
+        record.upstream_config = self.traffic.config_text() or ""
         assert record.nginx_url is not None
         split = probe_split(record.nginx_url, SPLIT_PROBE_REQUESTS)
         record.split_probe = split.to_dict()

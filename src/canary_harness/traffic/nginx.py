@@ -27,7 +27,6 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -36,6 +35,7 @@ from canary_harness.deploy.pids import tail
 from canary_harness.errors import TrafficError
 from canary_harness.traffic.nginx_process import NginxProcess
 from canary_harness.traffic.probe import SplitCount, probe_split
+from canary_harness.traffic.protocol import InForce
 from canary_harness.traffic.render import (
     UpstreamWeights,
     parse_upstream_weights,
@@ -109,17 +109,6 @@ def _http() -> httpx.Client:
 def new_generation() -> str:
     """A unique label for a rendered upstream: time plus random, so that NGINX's answer proves the reload."""
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
-
-
-@dataclass(frozen=True)
-class InForce:
-    """The split NGINX has loaded, as it reports it."""
-
-    generation: str
-    production_weight: int
-    canary_weight: int
-    production: str
-    canary: str
 
 
 def read_in_force(base_url: str, timeout: float = 2.0) -> InForce:
@@ -261,6 +250,20 @@ class NginxTrafficController:
         """Stop NGINX by its master PID (graceful, then SIGKILL). Idempotent."""
         self.process.stop(timeout)
 
+    def is_running(self) -> bool:
+        """True while the NGINX master runs."""
+        return self.process.is_running()
+
+    @property
+    def pid(self) -> int | None:
+        """The NGINX master's PID (None when it does not run)."""
+        return self.process.pid
+
+    @property
+    def start_time(self) -> int | None:
+        """The master's start time (guards against a reused PID)."""
+        return self.process.start_time
+
     # ------------------------------------------------------------------ reading what is in force
     def weights_in_force(self) -> InForce:
         """Ask the running NGINX which split it has loaded. TrafficError if it does not answer."""
@@ -273,6 +276,14 @@ class NginxTrafficController:
     def configured_weights(self) -> UpstreamWeights:
         """The weights written in the live upstream file (what the next reload would load)."""
         return read_configured_weights(self.upstream_conf, production=self.production, canary=self.canary)
+
+    def configured_canary_weight(self) -> int | None:
+        """The canary weight in the live upstream file (what the next reload would load)."""
+        return self.configured_weights().canary
+
+    def config_text(self) -> str | None:
+        """The live upstream file, for the stage record."""
+        return self.upstream_conf.read_text(encoding="utf-8")
 
     def configured_generation(self) -> str:
         """The generation written in the live upstream file."""
