@@ -6,7 +6,7 @@ A fake service answers what the harness asks of fragrance-ai: ``/health`` (statu
 environment (``--canary-env`` / ``--production-env``), so that a stage's judge sees a chosen outcome
 without load or real models:
 
-``FAKE_RPS`` (default 20)          API requests per second the counters grow by, from the service's start
+``FAKE_RPS`` (default 100)         API requests per second the counters grow by, from the service's start
 ``FAKE_ERROR_RATE`` (default 0)    share of them answered 5xx (``FAKE_ERROR_RATE=0.3``: the 5xx check FAILs)
 ``FAKE_LATENCY_S`` (default 0.2)   the duration every request is recorded with, in every LLM mode
 ``FAKE_START_ERROR``               start fails with this text in the service log (nothing is left running)
@@ -56,14 +56,14 @@ def _number(env: Mapping[str, str], key: str, default: float, low: float, high: 
 class Behaviour:
     """What a fake service's synthetic metrics show (see the module docstring)."""
 
-    rps: float = 20.0
+    rps: float = 100.0
     error_rate: float = 0.0
     latency_s: float = 0.2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Behaviour:
         """Read ``FAKE_*`` from a service environment; ConfigError naming a bad value."""
-        return cls(rps=_number(env, "FAKE_RPS", 20.0, 0.0, 1e6),
+        return cls(rps=_number(env, "FAKE_RPS", 100.0, 0.0, 1e6),
                    error_rate=_number(env, "FAKE_ERROR_RATE", 0.0, 0.0, 1.0),
                    latency_s=_number(env, "FAKE_LATENCY_S", 0.2, 0.0, 1e3))
 
