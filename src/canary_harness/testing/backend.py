@@ -115,10 +115,9 @@ class FakeService:
         b, v = self.behaviour, self.spec.version
         elapsed = (time.monotonic() if now is None else now) - self.started
         per_route = math.floor(b.rps * elapsed / 3)  # three API routes share the traffic
-        errors = math.floor(per_route * b.error_rate)
+        failed = math.floor(per_route * b.error_rate)  # the same share of every route
         lines = ["# TYPE http_requests_total counter"]
         for route in ("/dna/create", "/evolve/options", "/evolve/feedback"):
-            failed = errors if route == "/evolve/options" else 0
             lines.append(f'http_requests_total{{route="{route}",status="200",app_version="{v}"}} {per_route - failed}')
             if failed:
                 lines.append(f'http_requests_total{{route="{route}",status="500",app_version="{v}"}} {failed}')

@@ -6,6 +6,7 @@ handler function ``(method, path, headers, body) -> (status, headers, body)`` in
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a client that keeps its connection open never blocks shutdown
     allow_reuse_address = True
 
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
 
 class ThreadedHTTPServer:
     """Serves ``handler`` on ``host:port`` (0: a free port) from a daemon thread until ``close``."""
@@ -33,6 +39,16 @@ class ThreadedHTTPServer:
             # Headers and body go out in two writes: with Nagle on, each keep-alive answer waits ~40 ms
             # for the client's delayed ACK (a 400-request probe took 18 s instead of under one).
             disable_nagle_algorithm = True
+
+            def setup(self) -> None:
+                super().setup()
+                with server.connections_lock:
+                    server.open_connections.add(self.connection)
+
+            def finish(self) -> None:
+                with server.connections_lock:
+                    server.open_connections.discard(self.connection)
+                super().finish()
 
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -51,7 +67,7 @@ class ThreadedHTTPServer:
                 pass  # the doubles keep their own logs; stderr stays quiet in tests
 
         try:
-            self._server = _Server((host, port), _Handler)
+            server = self._server = _Server((host, port), _Handler)
         except OSError as exc:
             raise error(f"port {host}:{port} is already in use ({exc.strerror})") from exc
         self.host = host
@@ -66,8 +82,16 @@ class ThreadedHTTPServer:
         return f"http://{self.host}:{self.port}"
 
     def close(self) -> None:
-        """Stop serving and release the port (bounded: serve_forever polls every 50 ms). Idempotent."""
+        """Stop serving and release the port (bounded: serve_forever polls every 50 ms), and cut the
+        keep-alive connections still open, as a stopped process would. Idempotent."""
         if self._thread.is_alive():
             self._server.shutdown()
             self._thread.join(timeout=5.0)
         self._server.server_close()
+        with self._server.connections_lock:
+            connections = list(self._server.open_connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
