@@ -164,3 +164,21 @@ def rollback(
     """
     result = withdraw(settings, version=version, stage=stage, reason=reason, actor=actor, external=external)
     return finish(settings, result, keep_canary=keep_canary, actor=actor, external=external)
+
+
+def rollback_stage(settings: StackSettings, *, version: str, stage: int, reason: str, actor: str,
+                   keep_canary: bool = False, external: TrafficController | None = None,
+                   early: RollbackResult | None = None, verdict_to_zero_s: float | None = None) -> RollbackResult:
+    """The rollback at the end of a failed stage session: weight 0 verified again (even after an early
+    withdrawal: nothing may have moved the weight since), canary stopped, one journal entry.
+
+    ``early``: the withdrawal made the moment the stage failed, before the release checks; its weight before
+    and ``verdict_to_zero_s`` (the failure to 0 % in force) are what the result reports then.
+    """
+    result = withdraw(settings, version=version, stage=stage, reason=reason, actor=actor, external=external)
+    if early is not None:
+        result.weight_before = early.weight_before
+        if verdict_to_zero_s is not None:
+            result.seconds_to_zero = verdict_to_zero_s
+        result.notes.append("traffic withdrawn at the stage failure, before the release checks")
+    return finish(settings, result, keep_canary=keep_canary, actor=actor, external=external)
