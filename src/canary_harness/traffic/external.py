@@ -32,7 +32,7 @@ from pathlib import Path
 from canary_harness.config import TrafficSettings
 from canary_harness.deploy import pids
 from canary_harness.errors import TrafficError
-from canary_harness.traffic.nginx import (
+from canary_harness.traffic.nginx_files import (
     UPSTREAM_CONF,
     UPSTREAM_TEMPLATE,
     default_template_dir,
