@@ -65,11 +65,11 @@ class Lifecycle:
         (pytester.mkdir("canary_tests") / "test_release.py").write_text(RELEASE_CHECKS)
 
     def run(self, *extra: str) -> pytest.RunResult:
-        """One stage of v0.2.0 with a 2 s window, no load (the fake services' counters grow by themselves)."""
+        """One stage of v0.2.0 with a 1 s window, no load (the fake services' counters grow by themselves)."""
         return self.pytester.runpytest(
             *NO_LOCUST, "-p", "no:cacheprovider", "--canary-version", "v0.2.0", "--stage", str(STAGE),
             "--backend", "fake", f"--canary-config={self.toml}", f"--canary-run-dir={self.run_dir}",
-            "--observation-period", "2", "--canary-tick", "0.25", "--no-load", *extra)
+            "--observation-period", "1", "--canary-tick", "0.25", "--no-load", *extra)
 
     def weight_in_force(self) -> int:
         """The weight the in-memory router serves now (asked from the router, not from a record)."""
