@@ -234,7 +234,8 @@ def resolve_stack_settings(
 
 
 # --------------------------------------------------------------------------- [traffic]
-NGINX_MODES = ("managed", "external")
+# "memory": canary_harness.testing's in-process router, for the plugin's own lifecycle tests (never a default).
+NGINX_MODES = ("managed", "external", "memory")
 
 
 @dataclass(frozen=True)

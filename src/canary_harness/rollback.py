@@ -20,8 +20,8 @@ from canary_harness import journal
 from canary_harness.config import StackSettings
 from canary_harness.errors import CanaryError, RollbackError
 from canary_harness.stack import LocalStack, load_state
-from canary_harness.traffic.external import ExternalNginxController
-from canary_harness.traffic.nginx import NginxTrafficController, probe_split
+from canary_harness.traffic.probe import probe_split
+from canary_harness.traffic.protocol import TrafficController
 
 VERIFY_REQUESTS = 200
 NEXT_STEP_PRODUCTION_DOWN = (
@@ -72,12 +72,10 @@ def _journal(settings: StackSettings, event: str, result: RollbackResult | None,
             result.notes.append(note)
 
 
-def _upstream_file_weight(traffic: object) -> int | None:
-    """The canary weight the live upstream file holds (what the next reload would load), None if unknown."""
-    if not isinstance(traffic, NginxTrafficController):
-        return None
+def _upstream_file_weight(traffic: TrafficController) -> int | None:
+    """The canary weight the router's configuration holds (what the next reload would load), None if unknown."""
     try:
-        return traffic.configured_weights().canary
+        return traffic.configured_canary_weight()
     except (CanaryError, OSError):
         return None
 
@@ -90,7 +88,7 @@ def withdraw(
     reason: str,
     actor: str | None = None,
     since: float | None = None,
-    external: ExternalNginxController | None = None,
+    external: TrafficController | None = None,
 ) -> RollbackResult:
     """Weight 0 in force, proven by VERIFY_REQUESTS requests: none reaches the canary and production
     answers every one with 2xx. Raises RollbackError (journal ``rollback_failed``) otherwise.
@@ -171,7 +169,7 @@ def finish(
     *,
     keep_canary: bool = False,
     actor: str | None = None,
-    external: ExternalNginxController | None = None,
+    external: TrafficController | None = None,
 ) -> RollbackResult:
     """After a successful ``withdraw``: stop the canary (unless kept, or behind the user's own NGINX:
     services given by URL are never stopped), then one journal ``rollback`` entry."""
@@ -200,7 +198,7 @@ def rollback(
     reason: str,
     keep_canary: bool = False,
     actor: str | None = None,
-    external: ExternalNginxController | None = None,
+    external: TrafficController | None = None,
 ) -> RollbackResult:
     """Put the canary at 0 % and prove it with traffic; raise RollbackError if that cannot be proven.
 
@@ -208,4 +206,31 @@ def rollback(
     which are never stopped).
     """
     result = withdraw(settings, version=version, stage=stage, reason=reason, actor=actor, external=external)
+    return finish(settings, result, keep_canary=keep_canary, actor=actor, external=external)
+
+
+def rollback_stage(
+    settings: StackSettings,
+    *,
+    version: str,
+    stage: int,
+    reason: str,
+    actor: str,
+    keep_canary: bool = False,
+    external: TrafficController | None = None,
+    early: RollbackResult | None = None,
+    verdict_to_zero_s: float | None = None,
+) -> RollbackResult:
+    """The rollback at the end of a failed stage session: weight 0 verified again (even after an early
+    withdrawal: nothing may have moved the weight since), canary stopped, one journal entry.
+
+    ``early``: the withdrawal made the moment the stage failed, before the release checks; its weight before
+    and ``verdict_to_zero_s`` (the failure to 0 % in force) are what the result reports then.
+    """
+    result = withdraw(settings, version=version, stage=stage, reason=reason, actor=actor, external=external)
+    if early is not None:
+        result.weight_before = early.weight_before
+        if verdict_to_zero_s is not None:
+            result.seconds_to_zero = verdict_to_zero_s
+        result.notes.append("traffic withdrawn at the stage failure, before the release checks")
     return finish(settings, result, keep_canary=keep_canary, actor=actor, external=external)

@@ -29,7 +29,7 @@ from canary_harness.redact import show_env
 from canary_harness.reporting.allure_cli import rollout_allure_args
 from canary_harness.rollback import rollback
 from canary_harness.stack import LocalStack, load_state
-from canary_harness.traffic.nginx import probe_split
+from canary_harness.traffic.probe import probe_split
 
 DEFAULT_STAGES: tuple[int, ...] = (1, 5, 25, 100)
 # How long a stage may take to roll back after it was asked to stop.

@@ -24,12 +24,11 @@ from canary_harness.config import StackSettings
 from canary_harness.deploy.external import adopt, is_external
 from canary_harness.deploy.factory import backend_for
 from canary_harness.deploy.pids import is_alive, stop_marked
-from canary_harness.deploy.process import ProcessBackend, health
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
 from canary_harness.envstore import EnvStore
 from canary_harness.errors import BackendError, CanaryError, ConfigError, StackError, TrafficError
 from canary_harness.private import private_dir, write_private
-from canary_harness.traffic.nginx import NginxTrafficController
+from canary_harness.traffic.protocol import ManagedTrafficController
 
 STATE_FILE = "state.json"
 STATE_FORMAT = 1
@@ -50,6 +49,8 @@ class NginxRecord:
     canary: str
     pid: int | None = None
     pid_start_time: int | None = None
+    # Which router runs there: "managed" (the harness's NGINX) or "memory" (the in-process test double).
+    router: str = "managed"
 
     @property
     def base_url(self) -> str:
@@ -66,6 +67,7 @@ class NginxRecord:
             "canary": self.canary,
             "pid": self.pid,
             "pid_start_time": self.pid_start_time,
+            "router": self.router,
         }
 
     @classmethod
@@ -80,6 +82,7 @@ class NginxRecord:
                 canary=str(data["canary"]),
                 pid=_opt_int(data.get("pid")),
                 pid_start_time=_opt_int(data.get("pid_start_time")),
+                router=str(data.get("router", "managed")),  # absent from state files written before it
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StackError(f"{source}: invalid nginx entry: {exc!r}") from exc
@@ -202,8 +205,8 @@ class LocalStack:
         self.settings = settings
         self.run_dir = Path(settings.run_dir).resolve()
         self.backend: Backend = backend or backend_for(settings.backend)
-        if isinstance(self.backend, ProcessBackend) and self.backend.on_spawn is None:
-            # Record each process the moment it exists: an interrupted health wait leaves no unknown PID.
+        if self.backend.on_spawn is None:
+            # Record each service the moment it exists: an interrupted health wait leaves no unknown PID.
             self.backend.on_spawn = self._record_spawn
         self.env_store = EnvStore(self.run_dir)
 
@@ -237,9 +240,19 @@ class LocalStack:
         ]
         if state.nginx and state.nginx.pid and is_alive(state.nginx.pid, state.nginx.pid_start_time):
             alive.append(f"nginx PID {state.nginx.pid}")
+        elif state.nginx and state.nginx.router != "managed" and self._controller_for(state.nginx).is_running():
+            alive.append(f"{state.nginx.router} router {state.nginx.base_url}")
         return alive
 
-    def _controller_for(self, record: NginxRecord) -> NginxTrafficController:
+    def _controller_for(self, record: NginxRecord) -> ManagedTrafficController:
+        if record.router == "memory":
+            from canary_harness.testing.traffic import MemoryTrafficController  # the test double: only when asked
+
+            return MemoryTrafficController.for_record(record)
+        if record.router != "managed":
+            raise StackError(f"{self.run_dir / STATE_FILE}: unknown router {record.router!r} (managed or memory)")
+        from canary_harness.traffic.nginx import NginxTrafficController
+
         controller = NginxTrafficController(
             record.dir,
             listen_port=record.port,
@@ -256,8 +269,8 @@ class LocalStack:
             raise StackError(f"the stack in {self.run_dir} has no NGINX recorded")
         return state.nginx
 
-    def traffic(self) -> NginxTrafficController:
-        """The traffic controller of the recorded NGINX."""
+    def traffic(self) -> ManagedTrafficController:
+        """The traffic controller of the recorded router (NGINX, or the in-memory double)."""
         return self._controller_for(self._nginx_record(self.state()))
 
     def _spec(self, role: str, version: str, port: int, env: Mapping[str, str]) -> ServiceSpec:
@@ -268,8 +281,6 @@ class LocalStack:
 
     def is_healthy(self, handle: ServiceHandle) -> bool:
         """True if ``handle`` answers healthy: through its backend, or by URL alone for a service given by URL."""
-        if is_external(handle):
-            return health(handle.url) is not None
         return self.backend_of(handle).is_healthy(handle)
 
     def _stop(self, handle: ServiceHandle) -> None:
@@ -305,8 +316,12 @@ class LocalStack:
         canary_weight: int = 0,
         production_url: str | None = None,
         canary_url: str | None = None,
+        router: str = "managed",
     ) -> StackState:
         """Start production, the canary if asked, then NGINX at ``canary_weight``; record everything.
+
+        ``router``: "managed" (NGINX) or "memory" (``canary_harness.testing``'s in-process double, which
+        lives only as long as this process: for the plugin's own lifecycle tests).
 
         A service given by URL (``production_url``, ``canary_url``: already running, healthy) is recorded,
         not started, and never stopped. If any step fails, whatever this call started is stopped again
@@ -333,7 +348,7 @@ class LocalStack:
         private_dir(self.run_dir)
         state = StackState(run_dir=self.run_dir)
         state.save()  # a fresh record: each process is added to it the moment it exists (_record_spawn)
-        controller: NginxTrafficController | None = None
+        controller: ManagedTrafficController | None = None
         try:
             if production_url:
                 production = adopt("production", production_url, expected_version=None,
@@ -361,10 +376,11 @@ class LocalStack:
                 port=s.nginx_port,
                 production=production.address,
                 canary=canary_address,
+                router=router,
             )
             controller = self._controller_for(record)
             pid = controller.start(canary_weight)
-            record = replace(record, pid=pid, pid_start_time=controller.process.start_time)
+            record = replace(record, pid=pid, pid_start_time=controller.start_time)
             state = replace(state, nginx=record)
             state.save()
         except BaseException:
@@ -463,7 +479,7 @@ class LocalStack:
         return found
 
     def _stop_all(
-        self, state: StackState, controller: NginxTrafficController | None, *, raise_errors: bool = False
+        self, state: StackState, controller: ManagedTrafficController | None, *, raise_errors: bool = False
     ) -> None:
         errors: list[str] = []
         if controller is not None:
@@ -488,7 +504,7 @@ class LocalStack:
         weights: tuple[int | None, int | None, str | None] = (None, None, None)
         if state.nginx is not None:
             controller = self._controller_for(state.nginx)
-            running = controller.process.is_running()
+            running = controller.is_running()
             detail = ""
             try:
                 in_force = controller.weights_in_force()
@@ -497,22 +513,22 @@ class LocalStack:
                 detail = str(exc)
             components.append(
                 ComponentStatus(
-                    "nginx", controller.process.pid or state.nginx.pid, controller.base_url, running,
+                    "nginx", controller.pid or state.nginx.pid, controller.base_url, running,
                     running and weights[0] is not None, None, detail,
                 )
             )  # fmt: skip
         for handle in (state.production, state.canary):
             if handle is None:
                 continue
-            running = self.backend_of(handle).is_running(handle)
-            data = health(handle.url) if running else None
-            version = str(data.get("version")) if data else None
+            backend = self.backend_of(handle)
+            running = backend.is_running(handle)
+            version = backend.version(handle) if running else None
             details = [f"container {handle.container_id[:12]}"] if handle.container_id else []
-            if data and version != handle.version:
+            if version is not None and version != handle.version:
                 details.append(f"recorded version {handle.version}")
             components.append(
                 ComponentStatus(
-                    handle.role, handle.pid, handle.url, running, data is not None, version, ", ".join(details)
+                    handle.role, handle.pid, handle.url, running, version is not None, version, ", ".join(details)
                 )
             )
         for handle in self.unrecorded_containers(state):

@@ -1,9 +1,11 @@
 """One compliance suite for every Backend: the same contract, checked against real services.
 
-The ``kind`` fixture is parametrized over the backends (``process``, ``docker``); a new backend joins by
-adding one ``BackendKind`` to ``KINDS``. Each test starts real fragrance-ai instances (subprocesses or
-containers of ``fragrance-ai-app:<version>``) on free loopback ports; everything is stopped at teardown,
-also when a test fails, and the docker kind also removes any container labelled with the test's run dir.
+The ``kind`` fixture is parametrized over the backends (``process``, ``docker``, and ``fake``, the
+in-thread test double of ``canary_harness.testing``); a new backend joins by adding one ``BackendKind``
+to ``KINDS``. Each test starts real fragrance-ai instances (subprocesses or containers of
+``fragrance-ai-app:<version>``; tiny HTTP services for ``fake``) on free loopback ports; everything is
+stopped at teardown, also when a test fails, and the docker kind also removes any container labelled
+with the test's run dir.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from canary_harness.deploy.process import ProcessBackend
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError
 from canary_harness.logs import read_events
+from canary_harness.testing import FakeBackend
 from tests.integration.stackfixtures import FAST_ENV, free_port
 
 pytestmark = pytest.mark.integration
@@ -36,10 +39,20 @@ class BackendKind:
     name: str
     make: Callable[[], Backend]
     leftovers: Callable[[Path, list[ServiceHandle]], list[str]]
+    # The environment that makes a start fail, and the text its error must quote from the service's log.
+    failing_env: tuple[dict[str, str], str] = ({"FRAGRANCE_FAULTS": "no_such_fault=1"}, "unknown fault 'no_such_fault'")
+    # The service writes fragrance-ai's structured log (a startup event with its settings).
+    app_log: bool = True
+    # It calls ``on_spawn`` (containers are found by label instead).
+    spawn_hook: bool = True
 
 
 def _process_leftovers(_run_dir: Path, handles: list[ServiceHandle]) -> list[str]:
     return [f"PID {h.pid}" for h in handles if h.pid is not None and pids.is_alive(h.pid, h.pid_start_time)]
+
+
+def _fake_leftovers(_run_dir: Path, handles: list[ServiceHandle]) -> list[str]:
+    return [f"fake service {h.url}" for h in handles if FakeBackend().is_running(h)]
 
 
 def _docker_leftovers(run_dir: Path, _handles: list[ServiceHandle]) -> list[str]:
@@ -49,7 +62,14 @@ def _docker_leftovers(run_dir: Path, _handles: list[ServiceHandle]) -> list[str]
 
 KINDS = [
     BackendKind("process", ProcessBackend, _process_leftovers),
-    BackendKind("docker", DockerBackend, _docker_leftovers),
+    BackendKind("docker", DockerBackend, _docker_leftovers, spawn_hook=False),
+    BackendKind(
+        "fake",
+        FakeBackend,
+        _fake_leftovers,
+        app_log=False,
+        failing_env=({"FAKE_START_ERROR": "boom at start"}, "boom at start"),
+    ),
 ]
 
 
@@ -125,6 +145,8 @@ def test_start_is_healthy_and_serves_its_version(harness: Harness) -> None:
 
 
 def test_environment_reaches_the_service_and_its_log_is_readable(harness: Harness) -> None:
+    if not harness.kind.app_log:
+        pytest.skip(f"{harness.kind.name} runs no fragrance-ai: it writes no structured startup log")
     handle = harness.start(harness.spec(env={"FRAGRANCE_SEED": "4242", "FRAGRANCE_PPO_BATCH_SIZE": "3"}))
     assert handle.app_log_path is not None
     startups = list(read_events(handle.app_log_path, "startup"))
@@ -146,12 +168,13 @@ def test_stop_is_idempotent_and_leaves_nothing_running(harness: Harness) -> None
 
 
 def test_start_failure_reports_log_lines_and_leaves_nothing(harness: Harness) -> None:
-    spec = harness.spec(env={"FRAGRANCE_FAULTS": "no_such_fault=1"})
+    env, quoted = harness.kind.failing_env
+    spec = harness.spec(env=env)
     with pytest.raises(BackendError) as caught:
         harness.backend.start(spec, timeout=START_TIMEOUT_S)
     message = str(caught.value)
     assert "did not become healthy" in message
-    assert "unknown fault 'no_such_fault'" in message, message
+    assert quoted in message, message
     assert harness.leftovers() == []
 
 
@@ -162,6 +185,23 @@ def test_busy_port_is_refused_and_nothing_starts(harness: Harness) -> None:
         harness.backend.start(harness.spec(role="canary", port=port), timeout=START_TIMEOUT_S)
     assert len(harness.leftovers()) == 1  # only the one that holds the port
     assert httpx.get(running.url + "/health", timeout=5).json()["version"] == "v0.1.0"
+
+
+def test_version_is_what_health_reports_while_it_runs(harness: Harness) -> None:
+    handle = harness.start(harness.spec("v0.2.0"))
+    assert harness.backend.version(handle) == "v0.2.0"
+    harness.backend.stop(handle, timeout=10)
+    assert harness.backend.version(handle) is None
+
+
+def test_on_spawn_sees_the_handle_before_start_returns(harness: Harness) -> None:
+    """``on_spawn`` gets the service before ``start`` returns (the stack records it then), or is never called
+    by a backend that finds its services by label."""
+    seen: list[ServiceHandle] = []
+    harness.backend.on_spawn = seen.append
+    handle = harness.start(harness.spec())
+    expected = [(handle.role, handle.version, handle.url)] if harness.kind.spawn_hook else []
+    assert [(h.role, h.version, h.url) for h in seen] == expected
 
 
 def test_handle_round_trips_through_json(harness: Harness) -> None:

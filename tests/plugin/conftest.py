@@ -18,6 +18,14 @@ from canary_harness.config import StackSettings
 from canary_harness.stack import LocalStack, load_state
 from tests.integration.stackfixtures import free_ports
 
+try:
+    # pytester's in-process sessions drop every module first imported inside them, and the hypothesis plugin
+    # imports hypothesis in each session's terminal summary: ~1 s per inner session (assertion rewriting
+    # included), a third of these tests' time. Imported once here, it stays.
+    import hypothesis.internal.observability  # noqa: F401
+except ImportError:  # the plugin is not installed: nothing to pre-import
+    pass
+
 
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Iterator[Path]:

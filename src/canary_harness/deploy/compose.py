@@ -19,11 +19,11 @@ import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from canary_harness.deploy.pids import port_is_free, tail
-from canary_harness.deploy.process import app_log_path, health
+from canary_harness.deploy.process import app_log_path, health, reported_version
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError
 from canary_harness.waiting import wait_until
@@ -105,6 +105,8 @@ class ComposeBackend:
     """Backend over docker-compose 1.29 and the runbook's files (``app`` and ``app-canary``)."""
 
     name = "compose"
+    # Never called: containers are found by their labels, not through a spawn hook.
+    on_spawn: Callable[[ServiceHandle], None] | None = None
 
     def __init__(
         self,
@@ -270,6 +272,10 @@ class ComposeBackend:
             return self.is_running(handle) and health(handle.url) is not None
         except BackendError:
             return False
+
+    def version(self, handle: ServiceHandle) -> str | None:
+        """The version ``/health`` reports while the service answers healthy, else None."""
+        return reported_version(handle.url)
 
 
 def image_name(version: str) -> str:

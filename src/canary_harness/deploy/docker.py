@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from canary_harness.deploy.pids import port_is_free, tail
-from canary_harness.deploy.process import app_log_path, health
+from canary_harness.deploy.process import app_log_path, health, reported_version
 from canary_harness.deploy.protocol import ROLES, ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError
 from canary_harness.waiting import wait_until
@@ -77,6 +77,8 @@ class DockerBackend:
     """Backend that runs each version as a container of ``fragrance-ai-app:<version>`` on the host network."""
 
     name = "docker"
+    # Never called: containers are found by their labels, not through a spawn hook.
+    on_spawn: Callable[[ServiceHandle], None] | None = None
 
     def __init__(
         self, repository: str = IMAGE_REPOSITORY, *, extra_env: dict[str, str] | None = None, client: Any = None
@@ -232,6 +234,10 @@ class DockerBackend:
     def is_healthy(self, handle: ServiceHandle) -> bool:
         """True if the container runs and ``/health`` answers healthy."""
         return self.is_running(handle) and health(handle.url) is not None
+
+    def version(self, handle: ServiceHandle) -> str | None:
+        """The version ``/health`` reports while the service answers healthy, else None."""
+        return reported_version(handle.url)
 
     # ------------------------------------------------------------------ discovery
     def find_containers(self, run_dir: Path) -> list[ServiceHandle]:

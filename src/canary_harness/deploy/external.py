@@ -7,9 +7,10 @@ routes traffic to them, but ``canary stack down`` (and every stop path) leaves t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
-from canary_harness.deploy.process import health
+from canary_harness.deploy.process import health, reported_version
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError, ConfigError, StackError
 
@@ -48,6 +49,8 @@ class ExternalBackend:
     """The backend of services given by URL: it starts and stops nothing, and judges them by ``/health``."""
 
     name = EXTERNAL
+    # Never called: nothing is ever started.
+    on_spawn: Callable[[ServiceHandle], None] | None = None
 
     def start(self, spec: ServiceSpec, *, timeout: float = 30.0) -> ServiceHandle:
         """Refused: a service given by URL is started by its owner, never by the harness."""
@@ -63,3 +66,7 @@ class ExternalBackend:
     def is_healthy(self, handle: ServiceHandle) -> bool:
         """True if the service answers ``/health`` healthy."""
         return health(handle.url) is not None
+
+    def version(self, handle: ServiceHandle) -> str | None:
+        """The version ``/health`` reports while the service answers healthy, else None."""
+        return reported_version(handle.url)

@@ -8,8 +8,9 @@ from canary_harness.errors import ConfigError
 
 # ``testcontainers`` only runs the smoke checks against a throwaway container (pytest -m smoke): it
 # never backs a stack, so ``backend_for`` refuses it.
-BACKENDS: tuple[str, ...] = ("process", "docker", "compose", "testcontainers")
-STACK_BACKENDS: tuple[str, ...] = ("process", "docker", "compose")
+# ``fake`` is canary_harness.testing's in-process double (the plugin's lifecycle tests): never a default.
+BACKENDS: tuple[str, ...] = ("process", "docker", "compose", "testcontainers", "fake")
+STACK_BACKENDS: tuple[str, ...] = ("process", "docker", "compose", "fake")
 
 
 def parse_backend(raw: object, source: str) -> str:
@@ -34,6 +35,10 @@ def backend_for(name: str) -> Backend:
         from canary_harness.deploy.compose import ComposeBackend
 
         return ComposeBackend()
+    if name == "fake":
+        from canary_harness.testing.backend import FakeBackend
+
+        return FakeBackend()
     if name == "external":  # recorded in handles of services given by URL; never chosen by a flag
         from canary_harness.deploy.external import ExternalBackend
 

@@ -67,6 +67,12 @@ def health(url: str, timeout: float = 2.0) -> dict[str, object] | None:
     return None
 
 
+def reported_version(url: str, timeout: float = 2.0) -> str | None:
+    """The version ``GET url/health`` reports while it answers healthy, else None."""
+    data = health(url, timeout)
+    return str(data.get("version")) if data is not None else None
+
+
 class ProcessBackend:
     """Backend that runs ``fragrance-ai --host H --port P --version V --log-file F`` as a subprocess."""
 
@@ -176,3 +182,7 @@ class ProcessBackend:
     def is_healthy(self, handle: ServiceHandle) -> bool:
         """True if the process runs and ``/health`` answers healthy."""
         return self.is_running(handle) and health(handle.url) is not None
+
+    def version(self, handle: ServiceHandle) -> str | None:
+        """The version ``/health`` reports while the service answers healthy, else None."""
+        return reported_version(handle.url)

@@ -1,14 +1,17 @@
 """The backend contract: start a service version, find it healthy, stop it.
 
-``ProcessBackend`` (subprocesses) and ``DockerBackend`` (containers) implement it; ``backend_for(name)``
-in ``canary_harness.deploy.factory`` picks one by the name recorded in each handle.
+``ProcessBackend`` (subprocesses), ``DockerBackend`` and ``ComposeBackend`` (containers),
+``ExternalBackend`` (services given by URL: never started or stopped) and the test double
+``FakeBackend`` (``canary_harness.testing.backend``: tiny in-thread HTTP services) implement it;
+``backend_for(name)`` in ``canary_harness.deploy.factory`` picks one by the name recorded in each handle.
+A new backend passes the compliance suite in ``tests/integration/test_backend_compliance.py``.
 A ``ServiceHandle`` round-trips through JSON so that a later process (``canary stack down``) can stop
 what an earlier one (``canary stack up``) started.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -116,6 +119,13 @@ def _fields(data: object) -> str:
 class Backend(Protocol):
     """Starts and stops service versions (subprocesses, containers, ...)."""
 
+    # The name recorded in each handle it starts (``ServiceHandle.backend``), as ``backend_for`` knows it.
+    name: str
+    # Called with the handle the moment the service exists, before the health wait, so that the caller can
+    # record it (an interrupted start then leaves nothing unknown). Backends that find their services by
+    # other means (containers, by label) never call it.
+    on_spawn: Callable[[ServiceHandle], None] | None
+
     def start(self, spec: ServiceSpec, *, timeout: float = 30.0) -> ServiceHandle:
         """Start ``spec`` and wait (up to ``timeout``) for its ``/health`` to report its version.
 
@@ -133,4 +143,8 @@ class Backend(Protocol):
 
     def is_healthy(self, handle: ServiceHandle) -> bool:
         """True if the service answers ``/health`` with 200 and status ``healthy``."""
+        ...
+
+    def version(self, handle: ServiceHandle) -> str | None:
+        """The version the service reports on ``/health`` while it answers healthy; None otherwise."""
         ...

@@ -3,8 +3,9 @@
 * The moment the stage fails (verdict FAIL or a harness error) ``early_withdraw`` puts the canary at
   0 % and verifies it, inside the stage run, before the load stops and before any release check runs;
   the time from the failure to 0 % in force goes into the stage record.
-* ``finish_session`` runs first in ``pytest_sessionfinish`` (an outermost wrapper, before any other
-  plugin's sessionfinish can raise) and again from ``pytest_unconfigure`` if it never ran. Any exit
+* ``finish_session`` runs first in ``pytest_sessionfinish`` (an outermost wrapper of the stage plugin,
+  ``stage_plugin.CanaryStagePlugin``, before any other plugin's sessionfinish can raise) and again from
+  its ``pytest_unconfigure`` if it never ran; the rollback itself is ``rollback.rollback_stage``. Any exit
   status but OK, whatever its value (``pytest.exit(returncode=42)``), rolls back; the journal is written
   after the rollback and a journal that cannot be written never prevents or masks it; a rollback that
   cannot be proven (NGINX gone, production not answering) makes the session exit 3.
@@ -27,7 +28,7 @@ from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.session import external_traffic
 from canary_harness.pytest_plugin.signals import SignalGuard
 from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
-from canary_harness.rollback import RollbackResult, finish, withdraw
+from canary_harness.rollback import RollbackResult, rollback_stage, withdraw
 
 ACTOR = "pytest"
 
@@ -176,26 +177,18 @@ def finish_session(session: pytest.Session, say: Callable[[str], None]) -> None:
         say(f"canary: dry run FAILED ({reason}): no traffic was moved, so nothing is rolled back")
         return
     say(f"canary: stage {options.stage}% FAILED ({reason}): rolling back {options.canary_version}")
-    external = external_traffic(options)
     try:
-        # Verified again even after an early withdrawal: nothing may have moved the weight since.
-        result = withdraw(
+        result = rollback_stage(
             options.stack,
             version=options.canary_version,
             stage=options.stage,
             reason=reason,
             actor=ACTOR,
-            external=external,
+            keep_canary=options.keep_canary,
+            external=external_traffic(options),
+            early=state.early,
+            verdict_to_zero_s=(record.rollback or {}).get("verdict_to_zero_s") if record is not None else None,
         )
-        if state.early is not None:
-            result.weight_before = state.early.weight_before
-            result.seconds_to_zero = (
-                (record.rollback or {}).get("verdict_to_zero_s", result.seconds_to_zero)
-                if record is not None
-                else result.seconds_to_zero
-            )
-            result.notes.append("traffic withdrawn at the stage failure, before the release checks")
-        finish(options.stack, result, keep_canary=options.keep_canary, actor=ACTOR, external=external)
     except (RollbackError, CanaryError) as exc:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         _append(verdict_entry, say)

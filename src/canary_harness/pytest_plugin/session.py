@@ -55,7 +55,7 @@ from canary_harness.reporting.trace import DecisionTrace
 from canary_harness.smoke import require_smoke
 from canary_harness.stack import LocalStack, load_state
 from canary_harness.traffic.external import ExternalNginxController
-from canary_harness.traffic.nginx import NginxTrafficController, probe_split
+from canary_harness.traffic.probe import probe_split
 from canary_harness.traffic.protocol import TrafficController
 
 SPLIT_PROBE_REQUESTS = 400
@@ -99,6 +99,12 @@ def external_traffic(options: StageOptions) -> ExternalNginxController | None:
     return ExternalNginxController.for_services(
         settings, production_url=options.production_url, canary_url=options.canary_url
     )
+
+
+def stack_router(options: StageOptions) -> str:
+    """The router a stage starts its stack with: "memory" under ``[traffic] nginx = "memory"`` (the in-process
+    test double), else the managed NGINX."""
+    return "memory" if resolve_traffic_settings(toml=options.toml, stack=options.stack).nginx == "memory" else "managed"
 
 
 def _journal(run_dir: Path, event: str, **fields: Any) -> None:
@@ -234,7 +240,7 @@ class StageSession:
                 self.say(f"canary: the stack recorded in {options.stack.run_dir} is not healthy: restarting it")
                 stack.down()
             with LongWait(f"canary: starting the local stack (production {options.production_version})", say=self.say):
-                state = stack.up(with_canary=False)
+                state = stack.up(with_canary=False, router=stack_router(options))
         canary = state.canary
         if (
             canary is None
@@ -296,8 +302,7 @@ class StageSession:
         )
         if in_force != options.stage:
             raise TrafficError(f"weight in force is {in_force} % after setting {options.stage} %")
-        if isinstance(self.traffic, NginxTrafficController):
-            record.upstream_config = self.traffic.upstream_conf.read_text(encoding="utf-8")
+        record.upstream_config = self.traffic.config_text() or ""
         assert record.nginx_url is not None
         split = probe_split(record.nginx_url, SPLIT_PROBE_REQUESTS)
         record.split_probe = split.to_dict()

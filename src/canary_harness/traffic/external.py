@@ -32,15 +32,15 @@ from pathlib import Path
 from canary_harness.config import TrafficSettings
 from canary_harness.deploy import pids
 from canary_harness.errors import TrafficError
-from canary_harness.traffic.nginx import (
+from canary_harness.traffic.nginx_files import (
     UPSTREAM_CONF,
     UPSTREAM_TEMPLATE,
-    InForce,
     default_template_dir,
     new_generation,
     read_configured_weights,
     read_in_force,
 )
+from canary_harness.traffic.protocol import InForce
 from canary_harness.traffic.render import UpstreamWeights, render_upstream
 from canary_harness.waiting import wait_until
 
@@ -62,7 +62,7 @@ class ExternalNginxController:
             raise TrafficError(f"external NGINX control needs nginx = 'external', nginx_dir and nginx_url: {settings}")
         self.settings = settings
         self.dir = settings.nginx_dir
-        self.base_url = settings.nginx_url.rstrip("/")
+        self._base_url = settings.nginx_url.rstrip("/")
         self.production = settings.production
         self.canary = settings.canary
         self._template_dir = template_dir
@@ -78,6 +78,11 @@ class ExternalNginxController:
             return url.split("://", 1)[-1].rstrip("/")
 
         return cls(dataclasses.replace(settings, production=address(production_url), canary=address(canary_url)))
+
+    @property
+    def base_url(self) -> str:
+        """The user's NGINX as clients reach it (``[traffic] nginx_url``)."""
+        return self._base_url
 
     @property
     def upstream_conf(self) -> Path:
@@ -96,6 +101,19 @@ class ExternalNginxController:
     def configured_weights(self) -> UpstreamWeights:
         """The weights written in the upstream file."""
         return read_configured_weights(self.upstream_conf, production=self.production, canary=self.canary)
+
+    def configured_canary_weight(self) -> int | None:
+        """The canary weight in the upstream file (what the next reload would load)."""
+        return self.configured_weights().canary
+
+    def config_text(self) -> str | None:
+        """The upstream file the harness wrote, for the stage record (None before the first change)."""
+        try:
+            return self.upstream_conf.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TrafficError(f"cannot read {self.upstream_conf}: {exc}") from exc
 
     # ------------------------------------------------------------------ NGINX commands
     def _command(self, argv: list[str], what: str) -> str:

@@ -18,142 +18,60 @@ Layout of ``nginx_dir``::
 from __future__ import annotations
 
 import fcntl
-import functools
 import logging
 import os
 import pwd
-import secrets
 import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from canary_harness.deploy.pids import tail
 from canary_harness.errors import TrafficError
+from canary_harness.traffic.nginx_files import (
+    MAIN_TEMPLATE,
+    STATE_PATH,
+    TEMPLATE_DIR_ENV,
+    UPSTREAM_CONF,
+    UPSTREAM_TEMPLATE,
+    default_template_dir,
+    new_generation,
+    read_configured_weights,
+    read_in_force,
+)
+from canary_harness.traffic.nginx_files import write_atomic as _write_atomic
 from canary_harness.traffic.nginx_process import NginxProcess
 from canary_harness.traffic.probe import SplitCount, probe_split
-from canary_harness.traffic.render import (
-    UpstreamWeights,
-    parse_upstream_weights,
-    render_main,
-    render_upstream,
-)
+from canary_harness.traffic.protocol import InForce
+from canary_harness.traffic.render import UpstreamWeights, render_main, render_upstream
 from canary_harness.waiting import wait_until
 
 __all__ = [
+    "MAIN_TEMPLATE",
+    "STATE_PATH",
+    "TEMPLATE_DIR_ENV",
+    "UPSTREAM_CONF",
+    "UPSTREAM_TEMPLATE",
     "InForce",
     "NginxProcess",
     "NginxTrafficController",
     "SplitCount",
     "default_template_dir",
+    "new_generation",
     "probe_split",
+    "read_configured_weights",
+    "read_in_force",
     "render_upstream",
 ]
 
 log = logging.getLogger("canary_harness.traffic")
-
-MAIN_TEMPLATE = "nginx.canary.conf"
-UPSTREAM_TEMPLATE = "conf.d/upstream.conf.template"
-UPSTREAM_CONF = "conf.d/upstream.conf"
-STATE_PATH = "/__canary/state"
-TEMPLATE_DIR_ENV = "CANARY_NGINX_TEMPLATES"
-
-
-def default_template_dir() -> Path:
-    """Where the NGINX templates are read from.
-
-    ``$CANARY_NGINX_TEMPLATES`` if set, else ``./nginx`` when it holds the templates, else the ``nginx/``
-    directory of the source checkout this package is installed from.
-    """
-    env = os.environ.get(TEMPLATE_DIR_ENV, "")
-    candidates = [Path(env)] if env else [Path("nginx"), Path(__file__).resolve().parents[3] / "nginx"]
-    for candidate in candidates:
-        if (candidate / MAIN_TEMPLATE).is_file() and (candidate / UPSTREAM_TEMPLATE).is_file():
-            return candidate.resolve()
-    where = f"${TEMPLATE_DIR_ENV}={env!r}" if env else " or ".join(str(c) for c in candidates)
-    raise TrafficError(f"NGINX templates {MAIN_TEMPLATE} and {UPSTREAM_TEMPLATE} not found in {where}")
 
 
 def _worker_user() -> str | None:
     # As root, NGINX would run workers as "nobody", which cannot enter a private (0700) run directory:
     # keep them on the invoking user. Unprivileged, the user directive is meaningless and left out.
     return pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``, fsynced
-    (the file, then the directory entry), so a crash leaves the old or the new file, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-@functools.cache
-def _http() -> httpx.Client:
-    # One client per process: building one sets up TLS contexts (~50 ms), which loopback HTTP never uses.
-    return httpx.Client(verify=False)
-
-
-def new_generation() -> str:
-    """A unique label for a rendered upstream: time plus random, so that NGINX's answer proves the reload."""
-    return f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
-
-
-@dataclass(frozen=True)
-class InForce:
-    """The split NGINX has loaded, as it reports it."""
-
-    generation: str
-    production_weight: int
-    canary_weight: int
-    production: str
-    canary: str
-
-
-def read_in_force(base_url: str, timeout: float = 2.0) -> InForce:
-    """Ask the NGINX at ``base_url`` which split it has loaded (``/__canary/state``); TrafficError if it
-    does not answer."""
-    url = base_url.rstrip("/") + STATE_PATH
-    try:
-        # A fresh connection each time, so the answer comes from a worker accepting new clients.
-        response = _http().get(url, timeout=timeout, headers={"Connection": "close"})
-        response.raise_for_status()
-        data = response.json()
-        return InForce(
-            generation=str(data["generation"]),
-            production_weight=int(data["production_weight"]),
-            canary_weight=int(data["canary_weight"]),
-            production=str(data["production"]),
-            canary=str(data["canary"]),
-        )
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        raise TrafficError(f"cannot read the split in force from {url}: {exc}") from exc
-
-
-def read_configured_weights(upstream_conf: Path, *, production: str, canary: str) -> UpstreamWeights:
-    """The weights written in an upstream file (what the next reload would load); TrafficError if unreadable.
-
-    Shared by the managed and the external controller: both keep their split in ``conf.d/upstream.conf``.
-    """
-    try:
-        text = upstream_conf.read_text()
-    except FileNotFoundError as exc:
-        raise TrafficError(f"no upstream configuration at {upstream_conf}") from exc
-    except OSError as exc:
-        raise TrafficError(f"cannot read {upstream_conf}: {exc}") from exc
-    return parse_upstream_weights(text, production=production, canary=canary, source=str(upstream_conf))
 
 
 class NginxTrafficController:
@@ -261,6 +179,20 @@ class NginxTrafficController:
         """Stop NGINX by its master PID (graceful, then SIGKILL). Idempotent."""
         self.process.stop(timeout)
 
+    def is_running(self) -> bool:
+        """True while the NGINX master runs."""
+        return self.process.is_running()
+
+    @property
+    def pid(self) -> int | None:
+        """The NGINX master's PID (None when it does not run)."""
+        return self.process.pid
+
+    @property
+    def start_time(self) -> int | None:
+        """The master's start time (guards against a reused PID)."""
+        return self.process.start_time
+
     # ------------------------------------------------------------------ reading what is in force
     def weights_in_force(self) -> InForce:
         """Ask the running NGINX which split it has loaded. TrafficError if it does not answer."""
@@ -273,6 +205,14 @@ class NginxTrafficController:
     def configured_weights(self) -> UpstreamWeights:
         """The weights written in the live upstream file (what the next reload would load)."""
         return read_configured_weights(self.upstream_conf, production=self.production, canary=self.canary)
+
+    def configured_canary_weight(self) -> int | None:
+        """The canary weight in the live upstream file (what the next reload would load)."""
+        return self.configured_weights().canary
+
+    def config_text(self) -> str | None:
+        """The live upstream file, for the stage record."""
+        return self.upstream_conf.read_text(encoding="utf-8")
 
     def configured_generation(self) -> str:
         """The generation written in the live upstream file."""

@@ -1,0 +1,173 @@
+"""One compliance suite for every MetricsSource: what the observation loop relies on, checked the same way.
+
+Parametrized over the direct ``/metrics`` reading (``ScrapeSource``), PromQL through a local Prometheus
+(``PrometheusSource`` with ``LocalPrometheus``, the real binary) and ``CannedMetricsSource``
+(canary_harness.testing). The two reading sources read two fake services (``FakeBackend``) whose synthetic
+counters grow by themselves: production clean, the canary with half its requests answered 5xx. A new
+source joins by adding one ``SourceKind`` to ``KINDS``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
+from canary_harness.errors import MetricsError
+from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
+from canary_harness.metrics.prometheus_server import LocalPrometheus
+from canary_harness.metrics.protocol import MetricsSource
+from canary_harness.metrics.scrape import ScrapeSource
+from canary_harness.metrics.types import MetricsSnapshot
+from canary_harness.testing import ArmRates, CannedMetricsSource, FakeBackend
+from canary_harness.waiting import wait_until
+from tests.integration.stackfixtures import free_port
+
+pytestmark = pytest.mark.integration
+
+VERSIONS = {"production": "v0.1.0", "canary": "v0.2.0"}
+CANARY_ERRORS = 0.5
+
+
+@dataclass
+class Arms:
+    """The two fake services a reading source reads, and how to take one away."""
+
+    handles: dict[str, ServiceHandle]
+    backend: FakeBackend
+
+    def urls(self) -> dict[str, str]:
+        """Each arm's base URL."""
+        return {role: handle.url for role, handle in self.handles.items()}
+
+    def stop(self, role: str) -> None:
+        """The arm stops answering."""
+        self.backend.stop(self.handles[role])
+
+
+def _scrape(arms: Arms, _stack: ExitStack, _tmp: Path) -> tuple[MetricsSource, Callable[[str], None]]:
+    return ScrapeSource(arms.urls()), arms.stop
+
+
+def _prometheus(arms: Arms, stack: ExitStack, tmp: Path) -> tuple[MetricsSource, Callable[[str], None]]:
+    targets = {role: url.split("://", 1)[1] for role, url in arms.urls().items()}
+    server = stack.enter_context(LocalPrometheus(targets, run_dir=tmp / "prometheus", scrape_interval_s=0.5))
+    server.wait_for_targets_up(20.0)
+    source = PrometheusSource.from_settings(PrometheusSettings(), server.url)
+    for role in targets:
+        source.wait_for_scrape(role, time.time(), 20.0)
+    return source, arms.stop
+
+
+def _canned(_arms: Arms, _stack: ExitStack, _tmp: Path) -> tuple[MetricsSource, Callable[[str], None]]:
+    source = CannedMetricsSource(
+        {
+            "production": ArmRates(rps=100, version=VERSIONS["production"]),
+            "canary": ArmRates(rps=100, error_rate=CANARY_ERRORS, version=VERSIONS["canary"]),
+        }
+    )
+    return source, lambda role: source.fail_next(role, MetricsError(f"{role}: programmed failure"))
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """How to build one source over the two arms; it returns the source and how to make an arm unreadable."""
+
+    name: str
+    make: Callable[[Arms, ExitStack, Path], tuple[MetricsSource, Callable[[str], None]]]
+
+
+KINDS = [SourceKind("scrape", _scrape), SourceKind("prometheus", _prometheus), SourceKind("canned", _canned)]
+
+
+@pytest.fixture
+def arms(tmp_path: Path) -> Iterator[Arms]:
+    """Production and canary fake services on free ports; stopped at teardown."""
+    backend = FakeBackend()
+    handles = {}
+    for role, version in VERSIONS.items():
+        env = {"FAKE_RPS": "100", "FAKE_ERROR_RATE": str(CANARY_ERRORS if role == "canary" else 0)}
+        handles[role] = backend.start(
+            ServiceSpec(
+                role=role, version=version, port=free_port(), env=env, log_path=tmp_path / "logs" / f"{role}.log"
+            )
+        )
+    yield Arms(handles, backend)
+    for handle in handles.values():
+        backend.stop(handle)
+
+
+@pytest.fixture(params=KINDS, ids=[kind.name for kind in KINDS])
+def source(
+    request: pytest.FixtureRequest, arms: Arms, tmp_path: Path
+) -> Iterator[tuple[MetricsSource, Callable[[str], None]]]:
+    """A source of each kind over the two arms; closed (and its Prometheus stopped) at teardown."""
+    with ExitStack() as stack:
+        made, break_arm = request.param.make(arms, stack, tmp_path)
+        stack.enter_context(closing(made))
+        yield made, break_arm
+
+
+def grown(source: MetricsSource, role: str, since: MetricsSnapshot) -> MetricsSnapshot:
+    """The arm's next snapshot with more requests than ``since`` (waited for, bounded)."""
+    latest: list[MetricsSnapshot] = []
+
+    def more() -> bool:
+        latest[:] = [source.snapshot(role)]
+        return latest[0].requests > since.requests
+
+    wait_until(more, 15.0, 0.2, f"{role}'s request counter to grow past {since.requests}")
+    return latest[0]
+
+
+def test_snapshots_name_the_arm_version_and_its_error_share(
+    source: tuple[MetricsSource, Callable[[str], None]],
+) -> None:
+    reader, _ = source
+    for role, share in (("production", 0.0), ("canary", CANARY_ERRORS)):
+        first = reader.snapshot(role)
+        later = grown(reader, role, first)
+        assert later.version == VERSIONS[role]
+        delta = later.minus(first)
+        assert delta.requests > 0 and delta.errors_5xx >= 0
+        total = later.requests
+        assert abs(later.errors_5xx / total - share) <= 0.1, (role, later)
+        assert later.latency_count("creative") > 0
+
+
+def test_counters_are_cumulative(source: tuple[MetricsSource, Callable[[str], None]]) -> None:
+    reader, _ = source
+    first = reader.snapshot("canary")
+    later = grown(reader, "canary", first)
+    delta = later.minus(first)  # raises CounterResetError if anything went down
+    assert delta.requests > 0 and delta.journeys >= 0 and delta.briefs >= 0
+
+
+def test_unknown_arm_is_a_metrics_error(source: tuple[MetricsSource, Callable[[str], None]]) -> None:
+    reader, _ = source
+    with pytest.raises(MetricsError):
+        reader.snapshot("staging")
+
+
+def test_unreadable_arm_is_a_metrics_error_never_made_up_zeros(
+    source: tuple[MetricsSource, Callable[[str], None]],
+) -> None:
+    reader, break_arm = source
+    reader.snapshot("canary")
+    break_arm("canary")
+
+    def refused() -> bool:
+        try:
+            reader.snapshot("canary")
+        except MetricsError:
+            return True
+        return False
+
+    # Prometheus marks the series of a target that stopped answering stale at its next scrape.
+    wait_until(refused, 15.0, 0.2, "the stopped canary's snapshot to raise MetricsError")
+    assert reader.snapshot("production").version == VERSIONS["production"]
