@@ -22,7 +22,7 @@ demo: install
 # The whole suite includes the container tests: Docker and the release images are installed first.
 test: export CANARY_DOCKER = 1
 test: install
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest --durations=25
 
 LINTED = src app tests canary_tests load benchmarks plugins conftest.py
 

@@ -23,7 +23,9 @@ WINDOW_S = 180.0
 def test_loss_factor_4_at_25_percent_fails_the_stage_and_rolls_back(stage_runner: StageRunner) -> None:
     """The stage ends FAIL on rl_loss (within the window or its extension) and the canary is rolled back."""
     limit = WINDOW_S + JudgeSettings().extend_limit_s
-    run = stage_runner.wait(stage_runner.start(25, WINDOW_S, faults="loss_factor=4"), limit + SESSION_MARGIN_S)
+    # The user's default load (sized to decide), not the fixtures' old fixed load.
+    started = stage_runner.start(25, WINDOW_S, "--load-rate", "auto", faults="loss_factor=4")
+    run = stage_runner.wait(started, limit + SESSION_MARGIN_S)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.describe()
     assert failed_checks(run) == {"rl_loss"}, run.record().verdict
     verdict = run.record().verdict
