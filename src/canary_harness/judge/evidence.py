@@ -8,12 +8,19 @@ reached, how many a verdict needed, and the smallest regression the stage would 
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from functools import lru_cache
-
+from canary_harness.judge.check_context import (
+    CheckContext,
+    count_text,
+    e_value,
+    fmt_e,
+    fmt_pct,
+    n90,
+    seconds,
+    warming,
+    would_decide,
+)
 from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, Decision, Engine, latency_check
-from canary_harness.judge.eprocess import BernoulliMixture, beta_confidence_interval
+from canary_harness.judge.eprocess import beta_confidence_interval
 from canary_harness.judge.feed import SnapshotFeed
 from canary_harness.judge.model import (
     latency_exceedance,
@@ -21,100 +28,23 @@ from canary_harness.judge.model import (
     loss_exceedance,
     loss_factor_for,
 )
-from canary_harness.judge.power import detectable_rate, sample_sizes
+from canary_harness.judge.power import detectable_rate
 from canary_harness.judge.verdict import CheckResult, EvidenceValue, State
 from canary_harness.metrics.histogram import histogram_quantile
 
-_MAX_LOG_E = 700.0  # keeps exp() finite for display
-
-
-def e_value(log_e: float) -> float:
-    """An e-value from its logarithm, capped so that it stays a finite float."""
-    return math.exp(min(float(log_e), _MAX_LOG_E))
-
-
-def fmt_e(value: float) -> str:
-    """Compact e-value text: 3.1, 312, 4.2e+05."""
-    return f"{value:.3g}" if value < 1e5 else f"{value:.1e}"
-
-
-def fmt_pct(value: float | None) -> str:
-    """A share as a percentage, or "n/a"."""
-    return "n/a" if value is None else f"{value:.2%}"
-
-
-@lru_cache(maxsize=64)
-def _n90(test: BernoulliMixture, rate: float, budget: float) -> int | None:
-    return sample_sizes(test, rate, budget, limit=100_000).n90
-
-
-@dataclass
-class _Context:
-    engine: Engine
-    feed: SnapshotFeed
-    decision: Decision
-    final: bool
-
-    def count(self, name: str) -> float:
-        return float(self.engine.counts[name])
-
-    def e(self, key: str) -> float:
-        return e_value(float(self.engine.log_e[key]))
-
-    def peak(self, key: str) -> float:
-        return e_value(float(self.engine.peak[key]))
-
-    def peaks(self, check: str) -> dict[str, EvidenceValue]:
-        """The largest e so far of each test of ``check``, as ``e_max_<test>``."""
-        return {f"e_max_{spec.key.split(':', 1)[1]}": self.peak(spec.key) for spec in self.engine.tests_of(check)}
-
-    def decided(self, key: str) -> str:
-        """ "e=… ≥ 1/α=…" with the largest e so far (crossings are final even if e fell since)."""
-        spec = self.engine.spec(key)
-        bound, name = (self.pass_bound, "β") if spec.role == "pass" else (self.fail_bound, "α")
-        if spec.role == "split":
-            bound, name = 1 / self.engine.settings.srm_alpha, "α_srm"
-        return f"e={fmt_e(self.peak(key))} ≥ 1/{name}={fmt_e(bound)} at {self.at(key) or 0:.0f} s"
-
-    def crossed(self, key: str) -> bool:
-        return bool(self.engine.crossed[key])
-
-    def at(self, key: str) -> float | None:
-        value = float(self.engine.crossed_at[key])
-        return None if math.isnan(value) else value
-
-    def state(self, check: str) -> State:
-        if bool(self.decision.check_fail[check]):
-            return State.FAIL
-        if bool(self.decision.check_pass[check]):
-            return State.PASS
-        if bool(self.decision.not_applicable.get(check, False)):
-            return State.NOT_APPLICABLE
-        return State.INCONCLUSIVE if self.final else State.RUNNING
-
-    @property
-    def fail_bound(self) -> float:
-        return 1 / self.engine.alpha_i
-
-    @property
-    def pass_bound(self) -> float:
-        return 1 / self.engine.beta_i
+__all__ = ["build_checks"]
 
 
 def build_checks(engine: Engine, feed: SnapshotFeed, decision: Decision, final: bool) -> tuple[CheckResult, ...]:
     """One CheckResult per check, in report order."""
-    ctx = _Context(engine, feed, decision, final)
+    ctx = CheckContext(engine, feed, decision, final)
     results = [_error_rate(ctx)]
     results += [_latency(ctx, mode) for mode in engine.modes]
     results += [_schema(ctx), _loss(ctx), _split(ctx)]
     return tuple(results)
 
 
-def _warming(ctx: _Context) -> str:
-    return "" if ctx.feed.warmed_up else f" (warm-up of {ctx.engine.settings.warmup_s:g} s excluded)"
-
-
-def _error_rate(ctx: _Context) -> CheckResult:
+def _error_rate(ctx: CheckContext) -> CheckResult:
     s = ctx.engine.settings
     errors, requests = ctx.count("canary_errors"), ctx.count("canary_requests")
     p_errors, p_requests = ctx.count("production_errors"), ctx.count("production_requests")
@@ -142,26 +72,23 @@ def _error_rate(ctx: _Context) -> CheckResult:
     head = f"5xx rate {fmt_pct(rate)} over {requests:.0f} requests (canary)"
     if state is State.FAIL:
         if ctx.crossed(keys["fail_slo"]):
-            evidence["decided_by"], evidence["crossed_at_s"] = "fail_slo", ctx.at(keys["fail_slo"])
             message = (
                 f"5xx rate {fmt_pct(rate)} > SLO {fmt_pct(s.error_rate_slo)} over {requests:.0f} requests "
-                f"(canary); {ctx.decided(keys['fail_slo'])}"
+                f"(canary); {ctx.decided_by(evidence, keys, 'fail_slo')}"
             )
         else:
-            evidence["decided_by"], evidence["crossed_at_s"] = "fail_relative", ctx.at(keys["fail_relative"])
             message = (
                 f"5xx rate {fmt_pct(rate)} over {requests:.0f} requests (canary) vs production "
                 f"{fmt_pct(p_rate)} over {p_requests:.0f}: more than {s.error_relative_r0:g}× production's; "
-                f"{ctx.decided(keys['fail_relative'])}"
+                f"{ctx.decided_by(evidence, keys, 'fail_relative')}"
             )
     elif state is State.PASS:
-        evidence["decided_by"], evidence["crossed_at_s"] = "pass_slo", ctx.at(keys["pass_slo"])
         message = (
             f"5xx rate {fmt_pct(rate)} < SLO {fmt_pct(s.error_rate_slo)} shown over {requests:.0f} requests "
-            f"(canary); {ctx.decided(keys['pass_slo'])}"
+            f"(canary); {ctx.decided_by(evidence, keys, 'pass_slo')}"
         )
     elif requests == 0:
-        message = "5xx rate: no canary requests" + (" in the whole stage" if ctx.final else " yet") + _warming(ctx)
+        message = "5xx rate: no canary requests" + ctx.not_yet() + warming(ctx)
     else:
         message = (
             f"{head}, SLO {fmt_pct(s.error_rate_slo)}; e_fail={fmt_e(ctx.e(keys['fail_slo']))}, "
@@ -169,20 +96,20 @@ def _error_rate(ctx: _Context) -> CheckResult:
             f"{fmt_e(ctx.pass_bound)})"
         )
     if state is State.INCONCLUSIVE:
-        needed = _n90(ctx.engine.error_pass, s.healthy_error_rate, ctx.engine.beta_i)
+        needed = n90(ctx.engine.error_pass, s.healthy_error_rate, ctx.engine.beta_i)
         caught = detectable_rate(ctx.engine.error_fail, ctx.engine.alpha_i, int(requests))
         evidence.update(n_needed=needed, detectable_regression=caught)
         message += (
-            f": no verdict; a PASS needed {_count(needed)} requests (n90 at a true "
+            f": no verdict; a PASS needed {count_text(needed)} requests (n90 at a true "
             f"{fmt_pct(s.healthy_error_rate)}), and this stage would have caught a 5xx rate "
             f"≥ {fmt_pct(caught)} with 90 % probability"
-        ) + _would_decide(ctx, evidence, needed, requests, "req/s of the canary")
+        ) + would_decide(ctx, evidence, needed, requests, "req/s of the canary")
     return CheckResult(
         ERROR_RATE, state, "5xx error rate", rate, s.error_rate_slo, requests, "ratio", evidence, message
     )
 
 
-def _latency(ctx: _Context, mode: str) -> CheckResult:
+def _latency(ctx: CheckContext, mode: str) -> CheckResult:
     s = ctx.engine.settings
     name = latency_check(mode)
     threshold = s.p95_thresholds[mode]
@@ -212,42 +139,32 @@ def _latency(ctx: _Context, mode: str) -> CheckResult:
     shown = "n/a" if p95 is None else f"{p95:.2f} s"
     if state is State.FAIL:
         if ctx.crossed(keys["fail_threshold"]):
-            evidence["decided_by"], evidence["crossed_at_s"] = (
-                "fail_threshold",
-                ctx.at(keys["fail_threshold"]),
-            )
             message = (
                 f"p95 latency ({mode}) {shown} > {threshold:g} s over {requests:.0f} requests (canary): "
-                f"{over:.0f} slower than {threshold:g} s; {ctx.decided(keys['fail_threshold'])}"
+                f"{over:.0f} slower than {threshold:g} s; {ctx.decided_by(evidence, keys, 'fail_threshold')}"
             )
         else:
-            evidence["decided_by"], evidence["crossed_at_s"] = "fail_relative", ctx.at(keys["fail_relative"])
             tau = ctx.feed.tau.get(mode)
             message = (
                 f"p95 latency ({mode}) {shown} over {requests:.0f} requests (canary), threshold "
-                f"{threshold:g} s: slower than production (p95 {_seconds(prod_p95, 2)}); requests over "
-                f"{_seconds(tau)} more than {s.latency_relative_r0:g}× as often; "
-                f"{ctx.decided(keys['fail_relative'])}"
+                f"{threshold:g} s: slower than production (p95 {seconds(prod_p95, 2)}); requests over "
+                f"{seconds(tau)} more than {s.latency_relative_r0:g}× as often; "
+                f"{ctx.decided_by(evidence, keys, 'fail_relative')}"
             )
     elif state is State.PASS:
-        evidence["decided_by"], evidence["crossed_at_s"] = "pass_threshold", ctx.at(keys["pass_threshold"])
         message = (
             f"p95 latency ({mode}) {shown} ≤ {threshold:g} s shown over {requests:.0f} requests (canary); "
-            f"{ctx.decided(keys['pass_threshold'])}"
+            f"{ctx.decided_by(evidence, keys, 'pass_threshold')}"
         )
     elif requests == 0:
-        message = (
-            f"p95 latency ({mode}): no canary requests in mode {mode}"
-            + (" in the whole stage" if ctx.final else " yet")
-            + _warming(ctx)
-        )
+        message = f"p95 latency ({mode}): no canary requests in mode {mode}" + ctx.not_yet() + warming(ctx)
     else:
         message = (
             f"p95 latency ({mode}) {shown} over {requests:.0f} requests (canary), threshold {threshold:g} s; "
             f"e_fail={fmt_e(ctx.e(keys['fail_threshold']))}, e_pass={fmt_e(ctx.e(keys['pass_threshold']))}"
         )
     if state is State.INCONCLUSIVE:
-        needed = _n90(ctx.engine.latency_pass, latency_exceedance(s, mode), ctx.engine.beta_i)
+        needed = n90(ctx.engine.latency_pass, latency_exceedance(s, mode), ctx.engine.beta_i)
         caught = detectable_rate(ctx.engine.latency_fail, ctx.engine.alpha_i, int(requests))
         factor = None if caught is None else latency_factor_for(s, mode, caught)
         evidence.update(n_needed=needed, detectable_regression=caught, detectable_latency_factor=factor)
@@ -255,13 +172,13 @@ def _latency(ctx: _Context, mode: str) -> CheckResult:
         if caught is not None and factor is not None:
             tail = f"{fmt_pct(caught)} of requests over {threshold:g} s (≈ +{factor - 1:.0%} latency)"
         message += (
-            f": no verdict; a PASS needed {_count(needed)} requests (n90 for a healthy canary), and this "
+            f": no verdict; a PASS needed {count_text(needed)} requests (n90 for a healthy canary), and this "
             f"stage would have caught {tail} with 90 % probability"
-        ) + _would_decide(ctx, evidence, needed, requests, f"{mode} req/s of the canary")
+        ) + would_decide(ctx, evidence, needed, requests, f"{mode} req/s of the canary")
     return CheckResult(name, state, f"p95 latency ({mode})", p95, threshold, requests, "s", evidence, message)
 
 
-def _loss(ctx: _Context) -> CheckResult:
+def _loss(ctx: CheckContext) -> CheckResult:
     s = ctx.engine.settings
     pairs, over = ctx.count("loss_blocks"), ctx.count("loss_exceed")
     reference = ctx.feed.loss_reference
@@ -292,11 +209,9 @@ def _loss(ctx: _Context) -> CheckResult:
     cut = f"{s.loss_ratio:g}× production's"
     head = f"RL loss {shown} production median; canary above {cut} in {over:.0f} of {pairs:.0f} paired blocks"
     if state is State.FAIL:
-        evidence["decided_by"], evidence["crossed_at_s"] = "fail", ctx.at(keys["fail"])
-        message = f"{head}; {ctx.decided(keys['fail'])}"
+        message = f"{head}; {ctx.decided_by(evidence, keys, 'fail')}"
     elif state is State.PASS:
-        evidence["decided_by"], evidence["crossed_at_s"] = "pass", ctx.at(keys["pass"])
-        message = f"{head}, shown within budget; {ctx.decided(keys['pass'])}"
+        message = f"{head}, shown within budget; {ctx.decided_by(evidence, keys, 'pass')}"
     elif state is State.NOT_APPLICABLE:
         message = (
             "RL loss: not applicable at 100 %: production serves no traffic, so it makes no loss blocks to "
@@ -305,23 +220,23 @@ def _loss(ctx: _Context) -> CheckResult:
     elif pairs == 0:
         produced = len(ctx.feed.production_blocks.means)
         why = "no production loss block yet" if produced == 0 else "no canary loss block yet"
-        message = f"RL loss: {why} (blocks of {s.loss_block_updates} updates)" + _warming(ctx)
+        message = f"RL loss: {why} (blocks of {s.loss_block_updates} updates)" + warming(ctx)
     else:
         message = (
             f"{head}; e_fail={fmt_e(ctx.e(keys['fail']))} (sign {fmt_e(evidence['e_fail_sign'])}, "  # type: ignore[arg-type]
             f"magnitude {fmt_e(evidence['e_fail_magnitude'])}), e_pass={fmt_e(ctx.e(keys['pass']))}"  # type: ignore[arg-type]
         )
     if state is State.INCONCLUSIVE:
-        needed = _n90(ctx.engine.loss_pass, loss_exceedance(s, 1.0, per_canary), ctx.engine.beta_i)
+        needed = n90(ctx.engine.loss_pass, loss_exceedance(s, 1.0, per_canary), ctx.engine.beta_i)
         caught = detectable_rate(ctx.engine.loss_fail, ctx.engine.alpha_i, int(pairs))
         factor = None if caught is None else loss_factor_for(s, caught, per_canary)
         evidence.update(n_needed=needed, detectable_regression=caught, detectable_loss_factor=factor)
         tail = "n/a" if factor is None else f"a loss ≥ {factor:.1f}× production's"
         message += (
-            f": no verdict; a PASS needed {_count(needed)} pairs (n90 for a healthy canary), and this "
+            f": no verdict; a PASS needed {count_text(needed)} pairs (n90 for a healthy canary), and this "
             f"stage would have caught {tail} with 90 % probability (by the sign part alone: larger "
             "regressions go faster)"
-        ) + _would_decide(ctx, evidence, needed, pairs, "loss pairs/s")
+        ) + would_decide(ctx, evidence, needed, pairs, "loss pairs/s")
     return CheckResult(
         RL_LOSS,
         state,
@@ -335,7 +250,7 @@ def _loss(ctx: _Context) -> CheckResult:
     )
 
 
-def _schema(ctx: _Context) -> CheckResult:
+def _schema(ctx: CheckContext) -> CheckResult:
     s = ctx.engine.settings
     failures, briefs = ctx.count("canary_schema_failures"), ctx.count("canary_briefs")
     evidence: dict[str, EvidenceValue] = {
@@ -367,7 +282,7 @@ def _schema(ctx: _Context) -> CheckResult:
     return CheckResult(SCHEMA, state, "schema failures", failures, 0.0, briefs, "failures", evidence, message)
 
 
-def _split(ctx: _Context) -> CheckResult:
+def _split(ctx: CheckContext) -> CheckResult:
     s = ctx.engine.settings
     canary, production = ctx.count("canary_units"), ctx.count("production_units")
     unit = "journeys" if ctx.feed.canary.journeys + ctx.feed.production.journeys > 0 else "requests"
@@ -400,34 +315,5 @@ def _split(ctx: _Context) -> CheckResult:
     elif state is State.PASS:
         message = f"{head}: no mismatch (e={fmt_e(ctx.e(key))})"
     else:
-        message = "traffic split: no canary requests" + (" in the whole stage" if ctx.final else " yet")
+        message = "traffic split: no canary requests" + ctx.not_yet()
     return CheckResult(SPLIT, state, "canary traffic share", share, configured, total, "ratio", evidence, message)
-
-
-def _would_decide(ctx: _Context, evidence: dict[str, EvidenceValue], needed: int | None, got: float, unit: str) -> str:
-    """What would have decided an undecided check: a longer window at the measured rate, or a higher rate.
-
-    Sets ``window_needed_s`` and ``rate_needed`` in ``evidence`` and returns the sentence.
-    """
-    observed = ctx.feed.observed_s
-    if needed is None or observed <= 0:
-        return ""
-    rate_needed = needed / observed
-    evidence["rate_needed"] = rate_needed
-    text = f"; in this window it needed ~{rate_needed:.3g} {unit}"
-    if got > 0:
-        rate = got / observed
-        window = ctx.engine.settings.warmup_s + needed / rate
-        evidence["window_needed_s"] = window
-        text += f" (measured {rate:.3g}), or at the measured rate a window of ~{window:.0f} s"
-    return text
-
-
-def _seconds(value: float | None, digits: int | None = None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.{digits}f} s" if digits is not None else f"{value:g} s"
-
-
-def _count(value: int | None) -> str:
-    return "more than 100000" if value is None else f"~{value}"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 
+from canary_harness.judge.check_context import fmt_pct
 from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
-from canary_harness.judge.evidence import fmt_pct
 from canary_harness.judge.feed import SnapshotFeed
 from canary_harness.judge.policy import conclude, failed_reason, running_reason
 from canary_harness.judge.settings import JudgeSettings

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from canary_harness.judge.evidence import fmt_e
+from canary_harness.judge.check_context import fmt_e
 from canary_harness.judge.verdict import CheckResult, StageVerdict
 from canary_harness.report import ProgressPrinter, _figure
 
