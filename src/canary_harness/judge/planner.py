@@ -11,87 +11,24 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
 
 from canary_harness.errors import ConfigError
-from canary_harness.judge.engine import ERROR_RATE, MAGNITUDE_WEIGHT, RL_LOSS, SCHEMA, Engine, latency_check
+from canary_harness.judge.engine import ERROR_RATE, MAGNITUDE_WEIGHT, RL_LOSS, Engine, latency_check
 from canary_harness.judge.eprocess import BernoulliMixture, ShareTest
 from canary_harness.judge.model import latency_exceedance, loss_exceedance, loss_pair_effect, predicted_tau
+from canary_harness.judge.plan_model import (
+    LIKELY,
+    NEVER,
+    NOT_APPLICABLE,
+    POSSIBLE,
+    UNLIKELY,
+    MeasuredStreams,
+    StagePlan,
+    TestPlan,
+)
+from canary_harness.judge.plan_notes import plan_notes
 from canary_harness.judge.power import SampleSize, magnitude_sample_sizes, sample_sizes
 from canary_harness.judge.settings import JudgeSettings
-
-# Reachability of a test within the window.
-LIKELY, POSSIBLE, UNLIKELY, NEVER, NOT_APPLICABLE = "likely", "possible", "unlikely", "never", "n/a"
-
-
-@dataclass(frozen=True)
-class TestPlan:
-    """What one test needs at this stage.
-
-    ``unit`` is what n counts ("requests" of the canary, or loss "pairs"); ``rate`` is how many of
-    them arrive per second at this stage; ``available`` how many the window delivers; ``seconds50``
-    / ``seconds90`` are from stage start (warm-up included). ``reach`` is likely (n90 fits the
-    window), possible (n50 fits), unlikely, never (even the most extreme data cannot cross in the
-    window) or n/a (the test cannot run at this weight).
-    """
-
-    check: str
-    key: str
-    role: str
-    description: str
-    effect: str
-    unit: str
-    rate: float
-    available: float
-    n50: int | None
-    n90: int | None
-    n_min: int | None
-    seconds50: float | None
-    seconds90: float | None
-    reach: str
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """The plan of one stage: its tests and the plain-language conclusions."""
-
-    stage_percent: int
-    total_rps: float
-    canary_rps: float
-    max_duration_s: float
-    warmup_s: float
-    min_soak_s: float
-    alpha_i: float
-    beta_i: float
-    tests: tuple[TestPlan, ...]
-    notes: tuple[str, ...]
-
-    @property
-    def can_pass(self) -> bool:
-        """Whether every PASS test can cross within the window at all."""
-        return all(t.reach != NEVER for t in self.tests if t.role == "pass")
-
-    @property
-    def pass_seconds(self) -> tuple[float | None, float | None]:
-        """Rough median / 90 % time to an early PASS: the slowest PASS test, at least the min soak."""
-
-        def slowest(values: list[float | None]) -> float | None:
-            known = [v for v in values if v is not None]
-            return None if len(known) < len(values) else max([self.min_soak_s, *known])
-
-        passes = [t for t in self.tests if t.role == "pass" and t.reach != NOT_APPLICABLE]
-        return slowest([t.seconds50 for t in passes]), slowest([t.seconds90 for t in passes])
-
-
-class MeasuredStreams(Protocol):
-    """Weight-free measured rates (canary_harness.judge.rates.StreamRates)."""
-
-    @property
-    def canary_blocks_per_request(self) -> float: ...
-
-    @property
-    def production_blocks_per_request(self) -> float: ...
 
 
 def plan_stage(
@@ -131,7 +68,7 @@ def plan_stage(
         tests=tuple(tests),
         notes=(),
     )
-    return dataclasses.replace(plan, notes=_notes(plan, settings))
+    return dataclasses.replace(plan, notes=plan_notes(plan, settings))
 
 
 def _mode_mix(settings: JudgeSettings, mode_mix: Mapping[str, float] | None) -> dict[str, float]:
@@ -376,50 +313,6 @@ def _reach(size: SampleSize, available: float) -> str:
     if size.n50 is not None and size.n50 <= available:
         return POSSIBLE
     return UNLIKELY
-
-
-def _notes(plan: StagePlan, settings: JudgeSettings) -> tuple[str, ...]:
-    notes: list[str] = []
-    window = f"{settings.max_duration_s:g} s"
-    blockers = [t for t in plan.tests if t.role == "pass" and t.reach == NEVER]
-    if blockers:
-        details = "; ".join(
-            f"{t.check} needs at least {_n(t.n_min)} {t.unit}, the stage gets ~{t.available:.0f}" for t in blockers
-        )
-        notes.append(
-            f"This stage can never reach a PASS verdict within {window} at {plan.total_rps:g} rps: "
-            f"{details}. It will end INCONCLUSIVE (on_inconclusive = {settings.on_inconclusive})."
-        )
-    else:
-        t50, t90 = plan.pass_seconds
-        if t90 is not None and t90 <= settings.max_duration_s:
-            notes.append(f"A healthy canary should PASS after ~{t50:.0f} s (90 %: {t90:.0f} s) of {window}.")
-        elif t50 is not None and t50 <= settings.max_duration_s:
-            notes.append(f"A healthy canary PASSes within {window} only about half the time (median ~{t50:.0f} s).")
-        else:
-            notes.append(
-                f"A healthy canary will rarely PASS within {window}: expect INCONCLUSIVE "
-                f"(on_inconclusive = {settings.on_inconclusive})."
-            )
-    checks = dict.fromkeys(t.check for t in plan.tests)
-    for check in checks:
-        fails = [t for t in plan.tests if t.check == check and t.role == "fail" and t.reach != NOT_APPLICABLE]
-        if fails and all(t.reach == NEVER for t in fails):
-            notes.append(f"{check}: even the minimum detectable regression can never be caught within {window}.")
-        elif fails:
-            fastest = min(fails, key=lambda t: math.inf if t.seconds50 is None else t.seconds50)
-            median = "unknown" if fastest.seconds50 is None else f"~{fastest.seconds50:.0f} s"
-            if fastest.reach == LIKELY or any(t.reach == LIKELY for t in fails):
-                notes.append(f"{check}: {fastest.effect} is caught after {median} (median, {fastest.description}).")
-            elif fastest.reach == POSSIBLE:
-                notes.append(
-                    f"{check}: {fastest.effect} is caught within {window} only about half the time (median {median})."
-                )
-            else:
-                notes.append(f"{check}: {fastest.effect} is unlikely to be caught within {window} (median {median}).")
-    if settings.schema_policy == "zero_tolerance":
-        notes.append(f"{SCHEMA}: the first schema failure fails the stage at once.")
-    return tuple(notes)
 
 
 def _n(value: int | None) -> str:
