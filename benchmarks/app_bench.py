@@ -17,7 +17,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,15 +27,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from canary_harness.ports import free_port
+
 Call = tuple[str, str, dict[str, Any] | None]
 MODES = ("fast", "balanced", "creative")
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:

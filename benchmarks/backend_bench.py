@@ -12,7 +12,6 @@ Run: ``python benchmarks/backend_bench.py [--runs N] [--version V] [--backends p
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import tempfile
 import time
@@ -21,13 +20,7 @@ from pathlib import Path
 from canary_harness.deploy.factory import backend_for
 from canary_harness.deploy.protocol import ServiceSpec
 from canary_harness.errors import CanaryError
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from canary_harness.ports import free_port
 
 
 def measure(name: str, version: str, runs: int, work: Path) -> tuple[list[float], list[float]]:

@@ -37,7 +37,6 @@ import datetime as dt
 import functools
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from canary_harness.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 MARKS_ENV = "CANARY_BENCH_MARKS"  # file the plugin appends its time marks to (JSON lines)
@@ -120,16 +121,6 @@ pytest_runtestloop.hookwrapper = True  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------- the benchmark
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def environ(run_dir: Path, latency_scale: str) -> dict[str, str]:

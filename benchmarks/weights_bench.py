@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,23 +35,12 @@ from typing import Any
 import httpx
 
 from canary_harness.config import StackSettings
+from canary_harness.ports import free_ports
 from canary_harness.stack import LocalStack
 from canary_harness.traffic.nginx import NginxTrafficController
 from canary_harness.waiting import wait_until
 
 FAST_ENV = {"FRAGRANCE_LATENCY_SCALE": "0"}
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -13,9 +13,7 @@ modules import its helpers before ``pytest_plugins`` loads it, without a warning
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ import pytest
 from canary_harness.config import StackSettings
 from canary_harness.deploy.process import ProcessBackend
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
+from canary_harness.ports import free_port, free_ports
 from canary_harness.stack import LocalStack
 
 FAST_ENV: Mapping[str, str] = {"FRAGRANCE_LATENCY_SCALE": "0"}
@@ -31,20 +30,6 @@ CANARY_VERSION = "v0.2.0"
 
 ServiceFactory = Callable[..., ServiceHandle]
 StackFactory = Callable[..., LocalStack]
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """``count`` distinct free TCP ports (all bound at once while picking, so they differ)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((host, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """One free TCP port on ``host``."""
-    return free_ports(1, host)[0]
 
 
 def stack_settings(run_dir: Path, **overrides: object) -> StackSettings:

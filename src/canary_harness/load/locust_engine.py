@@ -15,7 +15,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from canary_harness.deploy.pids import marker_env
 from canary_harness.errors import LoadError
 from canary_harness.load.settings import LoadSettings, format_mix
 from canary_harness.load.stats import LoadStats, build_stats
+from canary_harness.ports import free_port
 
 LOCUSTFILE = "fragrance.py"
 USER_CLASSES = {"journey": "JourneyUser", "light": "LightUser"}
@@ -62,13 +62,6 @@ def locust_available() -> bool:
     installed yet broken fails in its own process, with its output in the LoadError.
     """
     return all(importlib.util.find_spec(name) is not None for name in ("locust", "gevent"))
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def locust_argv(
