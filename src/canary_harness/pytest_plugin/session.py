@@ -53,7 +53,8 @@ from canary_harness.reporting.live import Printer, ProgressFactory
 from canary_harness.reporting.longwait import LongWait
 from canary_harness.reporting.trace import DecisionTrace
 from canary_harness.smoke import require_smoke
-from canary_harness.stack import LocalStack, load_state
+from canary_harness.stack import LocalStack
+from canary_harness.stack_state import load_state
 from canary_harness.traffic.external import ExternalNginxController
 from canary_harness.traffic.probe import probe_split
 from canary_harness.traffic.protocol import TrafficController
