@@ -99,11 +99,11 @@ def pytest_configure(config: Any) -> None:
 
     stage = session.StageSession
     _timed(stage, "run", "stage:begin", "stage:end")
-    _timed(stage, "_start_services", None, "start:end")
+    _timed(session, "start_services", None, "start:end")
     _timed(stage, "_preflight", None, "preflight:end")
     _timed(session, "probe_split", "probe:begin", "probe:end")
     _timed(stage, "_tick_loop", "window:begin", "window:end")
-    _timed(session, "_stop_all", None, "loadstop:end")
+    _timed(session, "stop_all", None, "loadstop:end")
 
 
 def pytest_unconfigure(config: Any) -> None:

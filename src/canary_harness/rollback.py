@@ -19,7 +19,8 @@ from typing import Any
 from canary_harness import journal
 from canary_harness.config import StackSettings
 from canary_harness.errors import CanaryError, RollbackError
-from canary_harness.stack import LocalStack, load_state
+from canary_harness.stack import LocalStack
+from canary_harness.stack_state import load_state
 from canary_harness.traffic.probe import probe_split
 from canary_harness.traffic.protocol import TrafficController
 

@@ -28,7 +28,8 @@ from canary_harness.lock import RolloutLock
 from canary_harness.redact import show_env
 from canary_harness.reporting.allure_cli import rollout_allure_args
 from canary_harness.rollback import rollback
-from canary_harness.stack import LocalStack, load_state
+from canary_harness.stack import LocalStack
+from canary_harness.stack_state import load_state
 from canary_harness.traffic.probe import probe_split
 
 DEFAULT_STAGES: tuple[int, ...] = (1, 5, 25, 100)

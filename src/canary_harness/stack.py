@@ -13,12 +13,9 @@ on it, change its weights and stop it by PID. Layout of the run directory::
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from canary_harness.config import StackSettings
 from canary_harness.deploy.external import adopt, is_external
@@ -26,160 +23,11 @@ from canary_harness.deploy.factory import backend_for
 from canary_harness.deploy.pids import is_alive, stop_marked
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
 from canary_harness.envstore import EnvStore
-from canary_harness.errors import BackendError, CanaryError, ConfigError, StackError, TrafficError
-from canary_harness.private import private_dir, write_private
+from canary_harness.errors import BackendError, CanaryError, ConfigError, StackError
+from canary_harness.private import private_dir
+from canary_harness.stack_state import STATE_FILE, NginxRecord, StackState, load_state
+from canary_harness.stack_status import StackStatus, measure_status
 from canary_harness.traffic.protocol import ManagedTrafficController
-
-STATE_FILE = "state.json"
-STATE_FORMAT = 1
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-@dataclass(frozen=True)
-class NginxRecord:
-    """The NGINX master of a stack and the two upstream addresses it routes to."""
-
-    dir: Path
-    host: str
-    port: int
-    production: str
-    canary: str
-    pid: int | None = None
-    pid_start_time: int | None = None
-    # Which router runs there: "managed" (the harness's NGINX) or "memory" (the in-process test double).
-    router: str = "managed"
-
-    @property
-    def base_url(self) -> str:
-        """URL of the service through NGINX."""
-        return f"http://{self.host}:{self.port}"
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "dir": str(self.dir),
-            "host": self.host,
-            "port": self.port,
-            "production": self.production,
-            "canary": self.canary,
-            "pid": self.pid,
-            "pid_start_time": self.pid_start_time,
-            "router": self.router,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], source: str) -> NginxRecord:
-        """Inverse of ``to_json``; StackError naming ``source`` when malformed."""
-        try:
-            return cls(
-                dir=Path(str(data["dir"])),
-                host=str(data["host"]),
-                port=int(data["port"]),
-                production=str(data["production"]),
-                canary=str(data["canary"]),
-                pid=_opt_int(data.get("pid")),
-                pid_start_time=_opt_int(data.get("pid_start_time")),
-                router=str(data.get("router", "managed")),  # absent from state files written before it
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StackError(f"{source}: invalid nginx entry: {exc!r}") from exc
-
-
-@dataclass(frozen=True)
-class StackState:
-    """What a stack started, as recorded in ``<run_dir>/state.json``."""
-
-    run_dir: Path
-    nginx: NginxRecord | None = None
-    production: ServiceHandle | None = None
-    canary: ServiceHandle | None = None
-    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-
-    @property
-    def state_file(self) -> Path:
-        """Where this state is stored."""
-        return self.run_dir / STATE_FILE
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            "format": STATE_FORMAT,
-            "run_dir": str(self.run_dir),
-            "started_at": self.started_at,
-            "nginx": self.nginx.to_json() if self.nginx else None,
-            "production": self.production.to_json() if self.production else None,
-            "canary": self.canary.to_json() if self.canary else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], source: str) -> StackState:
-        """Inverse of ``to_json``; StackError naming ``source`` when malformed."""
-        if not isinstance(data, Mapping) or data.get("format") != STATE_FORMAT:
-            raise StackError(f"{source}: not a stack state file of format {STATE_FORMAT}")
-
-        def service(role: str) -> ServiceHandle | None:
-            entry = data.get(role)
-            return ServiceHandle.from_json(entry, source) if entry else None
-
-        try:
-            return cls(
-                run_dir=Path(str(data["run_dir"])),
-                started_at=str(data.get("started_at", "")),
-                nginx=NginxRecord.from_json(data["nginx"], source) if data.get("nginx") else None,
-                production=service("production"),
-                canary=service("canary"),
-            )
-        except KeyError as exc:
-            raise StackError(f"{source}: missing key {exc}") from exc
-
-    def save(self) -> None:
-        """Write the state atomically (temporary file + rename), 0600, fsynced with its directory."""
-        private_dir(self.run_dir)
-        write_private(self.state_file, json.dumps(self.to_json(), indent=2) + "\n")
-
-
-def load_state(run_dir: Path) -> StackState | None:
-    """The state recorded in ``run_dir/state.json``, None if there is none. StackError if unreadable."""
-    path = Path(run_dir) / STATE_FILE
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise StackError(f"stack state {path}: unreadable: {exc}") from exc
-    return StackState.from_json(data, str(path))
-
-
-@dataclass(frozen=True)
-class ComponentStatus:
-    """One recorded process: is it alive, does it answer its health check, which version."""
-
-    name: str
-    pid: int | None
-    url: str
-    running: bool
-    healthy: bool
-    version: str | None = None
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class StackStatus:
-    """What runs now, measured (PID alive, /health, the split NGINX reports)."""
-
-    run_dir: Path
-    components: tuple[ComponentStatus, ...]
-    canary_weight: int | None
-    production_weight: int | None
-    generation: str | None
-
-    @property
-    def ok(self) -> bool:
-        """True if every recorded component runs and is healthy."""
-        return bool(self.components) and all(c.running and c.healthy for c in self.components)
 
 
 @dataclass(frozen=True)
@@ -240,11 +88,12 @@ class LocalStack:
         ]
         if state.nginx and state.nginx.pid and is_alive(state.nginx.pid, state.nginx.pid_start_time):
             alive.append(f"nginx PID {state.nginx.pid}")
-        elif state.nginx and state.nginx.router != "managed" and self._controller_for(state.nginx).is_running():
+        elif state.nginx and state.nginx.router != "managed" and self.controller_for(state.nginx).is_running():
             alive.append(f"{state.nginx.router} router {state.nginx.base_url}")
         return alive
 
-    def _controller_for(self, record: NginxRecord) -> ManagedTrafficController:
+    def controller_for(self, record: NginxRecord) -> ManagedTrafficController:
+        """The traffic controller of ``record``'s router, adopting its recorded NGINX master if any."""
         if record.router == "memory":
             from canary_harness.testing.traffic import MemoryTrafficController  # the test double: only when asked
 
@@ -271,7 +120,7 @@ class LocalStack:
 
     def traffic(self) -> ManagedTrafficController:
         """The traffic controller of the recorded router (NGINX, or the in-memory double)."""
-        return self._controller_for(self._nginx_record(self.state()))
+        return self.controller_for(self._nginx_record(self.state()))
 
     def _spec(self, role: str, version: str, port: int, env: Mapping[str, str]) -> ServiceSpec:
         return ServiceSpec(
@@ -378,7 +227,7 @@ class LocalStack:
                 canary=canary_address,
                 router=router,
             )
-            controller = self._controller_for(record)
+            controller = self.controller_for(record)
             pid = controller.start(canary_weight)
             record = replace(record, pid=pid, pid_start_time=controller.start_time)
             state = replace(state, nginx=record)
@@ -443,7 +292,7 @@ class LocalStack:
         and stopped."""
         state = load_state(self.run_dir)
         if state is not None:
-            controller = self._controller_for(state.nginx) if state.nginx else None
+            controller = self.controller_for(state.nginx) if state.nginx else None
             self._stop_all(state, controller, raise_errors=True)
             state.state_file.unlink(missing_ok=True)
         self.env_store.forget()
@@ -499,43 +348,4 @@ class LocalStack:
     # ------------------------------------------------------------------ observation
     def status(self) -> StackStatus:
         """Measure what runs: each recorded PID alive, each /health, and the split NGINX reports."""
-        state = self.state()
-        components: list[ComponentStatus] = []
-        weights: tuple[int | None, int | None, str | None] = (None, None, None)
-        if state.nginx is not None:
-            controller = self._controller_for(state.nginx)
-            running = controller.is_running()
-            detail = ""
-            try:
-                in_force = controller.weights_in_force()
-                weights = (in_force.canary_weight, in_force.production_weight, in_force.generation)
-            except TrafficError as exc:
-                detail = str(exc)
-            components.append(
-                ComponentStatus(
-                    "nginx", controller.pid or state.nginx.pid, controller.base_url, running,
-                    running and weights[0] is not None, None, detail,
-                )
-            )  # fmt: skip
-        for handle in (state.production, state.canary):
-            if handle is None:
-                continue
-            backend = self.backend_of(handle)
-            running = backend.is_running(handle)
-            version = backend.version(handle) if running else None
-            details = [f"container {handle.container_id[:12]}"] if handle.container_id else []
-            if version is not None and version != handle.version:
-                details.append(f"recorded version {handle.version}")
-            components.append(
-                ComponentStatus(
-                    handle.role, handle.pid, handle.url, running, version is not None, version, ", ".join(details)
-                )
-            )
-        for handle in self.unrecorded_containers(state):
-            assert handle.container_id is not None
-            components.append(ComponentStatus(
-                f"{handle.role}?", None, handle.url, self.backend_of(handle).is_running(handle), False,
-                handle.version, f"container {handle.container_id[:12]} labelled with this run dir but not "
-                "recorded: `canary stack down` removes it",
-            ))  # fmt: skip
-        return StackStatus(self.run_dir, tuple(components), *weights)
+        return measure_status(self, self.state())

@@ -30,7 +30,7 @@ import pytest
 
 from canary_harness import journal
 from canary_harness.journal import JournalEntry
-from canary_harness.stack import StackState, load_state
+from canary_harness.stack_state import StackState, load_state
 from canary_harness.traffic.probe import SplitCount, probe_split
 from canary_harness.waiting import wait_until
 from tests.integration.stackfixtures import free_ports

@@ -15,7 +15,7 @@ import docker
 import pytest
 
 from canary_harness.deploy.docker import LABEL_RUN_DIR
-from canary_harness.stack import load_state
+from canary_harness.stack_state import load_state
 from canary_harness.traffic.probe import probe_split
 from tests.integration.stagefixtures import REPO, StageRunner, binomial_bounds
 

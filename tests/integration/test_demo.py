@@ -30,7 +30,8 @@ from canary_harness.config import StackSettings
 from canary_harness.deploy import pids
 from canary_harness.logs import read_events
 from canary_harness.pytest_plugin.record import StageRecord
-from canary_harness.stack import LocalStack, load_state
+from canary_harness.stack import LocalStack
+from canary_harness.stack_state import load_state
 from canary_harness.traffic.probe import probe_split
 from tests.integration.rolloutfixtures import process_group_members
 from tests.integration.stackfixtures import free_ports

@@ -25,7 +25,8 @@ from canary_harness.deploy.docker import (
 )
 from canary_harness.deploy.protocol import ServiceSpec
 from canary_harness.errors import BackendError
-from canary_harness.stack import LocalStack, load_state
+from canary_harness.stack import LocalStack
+from canary_harness.stack_state import load_state
 from tests.integration.stackfixtures import FAST_ENV, free_port, free_ports
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,8 @@ from canary_harness.config import StackSettings
 from canary_harness.deploy import pids
 from canary_harness.deploy.pids import port_is_free
 from canary_harness.errors import TrafficError
-from canary_harness.stack import LocalStack, load_state
+from canary_harness.stack import LocalStack
+from canary_harness.stack_state import load_state
 from canary_harness.traffic.nginx import probe_split
 from tests.integration.stackfixtures import CANARY_VERSION, PRODUCTION_VERSION, free_ports, stack_settings
 

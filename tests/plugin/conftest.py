@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from canary_harness.config import StackSettings
-from canary_harness.stack import LocalStack, load_state
+from canary_harness.stack import LocalStack
+from canary_harness.stack_state import load_state
 from tests.integration.stackfixtures import free_ports
 
 try:

@@ -33,7 +33,7 @@ from canary_harness.deploy import pids
 from canary_harness.journal import JournalEntry
 from canary_harness.logs import read_events
 from canary_harness.pytest_plugin.record import StageRecord
-from canary_harness.stack import load_state
+from canary_harness.stack_state import load_state
 from canary_harness.traffic.probe import probe_split
 from canary_harness.waiting import wait_until
 from tests.integration.stackfixtures import free_port

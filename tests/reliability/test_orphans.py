@@ -21,7 +21,7 @@ import pytest
 
 from canary_harness.deploy import pids
 from canary_harness.deploy.pids import port_is_free
-from canary_harness.stack import load_state
+from canary_harness.stack_state import load_state
 from canary_harness.waiting import wait_until
 from tests.integration.rolloutfixtures import CANARY_VERSION, RolloutCli, describe
 from tests.integration.stackfixtures import free_ports

@@ -18,7 +18,7 @@ import pytest
 from canary_harness.deploy import pids
 from canary_harness.errors import TrafficError
 from canary_harness.pytest_plugin.record import StageRecord
-from canary_harness.stack import StackState
+from canary_harness.stack_state import StackState
 from canary_harness.traffic.nginx_process import NginxProcess
 
 

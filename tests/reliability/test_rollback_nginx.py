@@ -16,7 +16,8 @@ from canary_harness.cli import main
 from canary_harness.errors import RollbackError, TrafficError
 from canary_harness.journal import read
 from canary_harness.rollback import rollback
-from canary_harness.stack import LocalStack, load_state
+from canary_harness.stack import LocalStack
+from canary_harness.stack_state import load_state
 from canary_harness.traffic.nginx import NginxTrafficController, probe_split
 from canary_harness.traffic.render import render_upstream
 from tests.integration.stackfixtures import StackFactory

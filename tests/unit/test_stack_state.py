@@ -8,7 +8,7 @@ import pytest
 
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import StackError
-from canary_harness.stack import NginxRecord, StackState, load_state
+from canary_harness.stack_state import NginxRecord, StackState, load_state
 
 
 def handle(role: str, version: str, port: int, tmp: Path) -> ServiceHandle:

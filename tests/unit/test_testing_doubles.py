@@ -8,7 +8,7 @@ import pytest
 
 from canary_harness.config import StackSettings, resolve_stack_settings, resolve_traffic_settings
 from canary_harness.errors import ConfigError, MetricsError, TrafficError
-from canary_harness.stack import NginxRecord
+from canary_harness.stack_state import NginxRecord
 from canary_harness.testing import ArmRates, Behaviour, CannedMetricsSource, MemoryTrafficController
 
 

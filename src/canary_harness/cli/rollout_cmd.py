@@ -32,7 +32,7 @@ from canary_harness.rollout import (
     rollback_failed_since,
     run_rollout,
 )
-from canary_harness.stack import load_state
+from canary_harness.stack_state import load_state
 
 
 def _add_stack_flags(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ import httpx
 from canary_harness.cli.stack_cmd import add_location_options, run_dir_source, settings_from_args
 from canary_harness.errors import ConfigError
 from canary_harness.smoke import run_smoke
-from canary_harness.stack import load_state
+from canary_harness.stack_state import load_state
 
 SMOKE_TIMEOUT_S = 30.0
 

@@ -17,7 +17,9 @@ from canary_harness.errors import ConfigError
 from canary_harness.lock import RolloutLock
 from canary_harness.redact import show_env
 from canary_harness.reporting.longwait import LongWait
-from canary_harness.stack import LocalStack, StackState, StackStatus, load_state
+from canary_harness.stack import LocalStack
+from canary_harness.stack_state import StackState, load_state
+from canary_harness.stack_status import StackStatus
 
 
 def add_location_options(parser: argparse.ArgumentParser) -> None:

@@ -20,7 +20,8 @@ from canary_harness.config import load_toml, parse_percent, resolve_traffic_sett
 from canary_harness.deploy.process import health
 from canary_harness.errors import ConfigError, StackError
 from canary_harness.lock import RolloutLock
-from canary_harness.stack import LocalStack, load_state
+from canary_harness.stack import LocalStack
+from canary_harness.stack_state import load_state
 from canary_harness.traffic.external import ExternalNginxController
 from canary_harness.traffic.nginx import InForce
 

@@ -25,9 +25,9 @@ from canary_harness.judge.verdict import StageVerdict, outcome_summary
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
-from canary_harness.pytest_plugin.session import external_traffic
 from canary_harness.pytest_plugin.signals import SignalGuard
 from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
+from canary_harness.pytest_plugin.stage_services import external_traffic
 from canary_harness.rollback import RollbackResult, rollback_stage, withdraw
 
 ACTOR = "pytest"

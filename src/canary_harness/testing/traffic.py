@@ -28,7 +28,7 @@ from canary_harness.testing.httpd import Answer, ThreadedHTTPServer
 from canary_harness.traffic.protocol import InForce
 
 if TYPE_CHECKING:
-    from canary_harness.stack import NginxRecord
+    from canary_harness.stack_state import NginxRecord
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "host"})
 

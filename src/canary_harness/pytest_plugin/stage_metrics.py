@@ -1,0 +1,53 @@
+"""Where a stage reads its metrics: each instance's /metrics by default, or PromQL from a Prometheus (given,
+or started for the stage and waited on until it scrapes both arms)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import ExitStack, closing
+from urllib.parse import urlsplit
+
+from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
+from canary_harness.metrics.prometheus_server import LocalPrometheus
+from canary_harness.metrics.protocol import MetricsSource
+from canary_harness.metrics.scrape import ScrapeSource
+from canary_harness.pytest_plugin.options import StageOptions
+from canary_harness.pytest_plugin.record import StageRecord
+from canary_harness.reporting.longwait import LongWait
+
+# Prometheus 2.42 picks up new targets on a fixed 5 s cycle: allow a few of them.
+PROMETHEUS_READY_S = 20.0
+
+
+def metrics_source(
+    options: StageOptions, record: StageRecord, stack: ExitStack, say: Callable[[str], None]
+) -> MetricsSource:
+    """Each instance's /metrics by default; a Prometheus (given, or started for the stage) if asked.
+
+    What it opens or starts is closed or stopped by ``stack``."""
+    assert record.canary_url and record.production_url
+    urls = {"canary": record.canary_url, "production": record.production_url}
+    settings = PrometheusSettings.from_mapping(options.toml.get("prometheus", {}), "canary.toml [prometheus]")
+    url = options.prometheus_url or settings.url  # the flag (or its env/ini twin), else [prometheus] url
+    if url is None and options.prometheus == "off":
+        return stack.enter_context(closing(ScrapeSource(urls)))
+    if url is None:
+        targets = {role: urlsplit(address).netloc for role, address in urls.items()}
+        server = stack.enter_context(
+            LocalPrometheus(
+                targets,
+                run_dir=options.stack.run_dir / "prometheus",
+                job=settings.job,
+                scrape_interval_s=min(1.0, options.tick),
+            )
+        )
+        with LongWait(f"canary: waiting for the local Prometheus (pid {server.pid}) to scrape both arms", say=say):
+            server.wait_for_targets_up(PROMETHEUS_READY_S)
+        url = server.url
+        say(f"canary: local Prometheus {url} (pid {server.pid}) scraping both arms")
+    say(f"canary: reading metrics through PromQL from {url}")
+    source = stack.enter_context(closing(PrometheusSource.from_settings(settings, url)))
+    for role in urls:
+        source.wait_for_scrape(role, time.time(), PROMETHEUS_READY_S)
+    return source
