@@ -171,3 +171,20 @@ def test_unreadable_arm_is_a_metrics_error_never_made_up_zeros(
     # Prometheus marks the series of a target that stopped answering stale at its next scrape.
     wait_until(refused, 15.0, 0.2, "the stopped canary's snapshot to raise MetricsError")
     assert reader.snapshot("production").version == VERSIONS["production"]
+
+
+def test_both_arms_are_read_at_one_instant(source: tuple[MetricsSource, Callable[[str], None]]) -> None:
+    # Both fake arms count 100 requests/s; read together, they must have grown by the same amount
+    # (a source that reads each arm as of a different moment, e.g. Prometheus scrapes 0.5 s apart,
+    # would show up to 50 requests of difference).
+    reader, _ = source
+    first = reader.snapshots(("canary", "production"))
+    later: dict[str, MetricsSnapshot] = {}
+
+    def grown_both() -> bool:
+        later.update(reader.snapshots(("canary", "production")))
+        return all(later[role].requests - first[role].requests >= 300 for role in first)
+
+    wait_until(grown_both, 20.0, 0.2, "both arms' request counters to grow by 300")
+    growth = {role: later[role].requests - first[role].requests for role in first}
+    assert abs(growth["canary"] - growth["production"]) <= max(6.0, 0.02 * growth["production"]), growth

@@ -55,6 +55,9 @@ from canary_harness.metrics.promql import (
 from canary_harness.metrics.types import MetricsSnapshot
 from canary_harness.waiting import wait_until
 
+# How far before the aligned instant the arms' raw scrapes are read: more than any scrape interval.
+SCRAPE_LOOKBACK_S = 60.0
+
 
 # --------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
@@ -224,12 +227,58 @@ class PrometheusSource:
 
     # ------------------------------------------------------------------ MetricsSource
     def snapshot(self, role: str) -> MetricsSnapshot:
-        """The arm's cumulative counters, every query evaluated at the same instant.
+        """The arm's cumulative counters as of its latest scrape, every query evaluated at the same instant.
 
         NoDataError if Prometheus holds no current series of the arm; MetricsError if it cannot be
         reached, rejects a query or returns several series / NaN where one number was expected.
         """
-        at = time.time()
+        return self._read(role, time.time())
+
+    def snapshots(self, roles: Sequence[str]) -> dict[str, MetricsSnapshot]:
+        """Every arm's counters at one instant t: the latest scrape of the arm scraped least recently.
+
+        Prometheus scrapes each target on its own schedule, so "now" holds each arm as of a different
+        scrape, up to one scrape interval apart. Early in a stage that gap alone skews the canary's share
+        of the traffic (a false sample-ratio mismatch), so every arm is read at t: exactly for the arm
+        scraped at t, linearly between its scrapes around t for the others (when an arm is one target;
+        an arm of several targets is read as of its latest scrape at or before t).
+        """
+        latest = {role: self._latest_scrape(role) for role in roles}
+        at = min(latest.values())
+        return {role: self._read_aligned(role, at, latest[role]) for role in roles}
+
+    def _latest_scrape(self, role: str) -> float:
+        latest = self.last_scrape(role)
+        if latest is None:
+            raise NoDataError(
+                f"no data for {self._where(role)}: no successful scrape in {self.render('last_scrape', role)!r} "
+                "(target not scraped yet, down, or labelled differently)"
+            )
+        return latest
+
+    def _read_aligned(self, role: str, at: float, latest: float) -> MetricsSnapshot:
+        if latest <= at:
+            return self._read(role, at)
+        per_target = self.scrape_times(role, at - SCRAPE_LOOKBACK_S, latest)
+        if len(per_target) != 1:
+            return self._read(role, at)
+        times = per_target[0]
+        before = [when for when in times if when <= at]
+        after = [when for when in times if when > at]
+        if not before or not after:
+            return self._read(role, at)
+        previous, following = max(before), min(after)
+        return self._read(role, previous).towards(
+            self._read(role, following), (at - previous) / (following - previous), at
+        )
+
+    def scrape_times(self, role: str, since: float, until: float) -> list[list[float]]:
+        """Per scrape target of the arm, the start times of its successful scrapes in (since, until]."""
+        promql = self.render("scrapes", role, window_s=until - since)
+        series = parse_range(self._api("query", {"query": promql, "time": f"{until:.3f}"}), promql)
+        return [[when for when, up in target.points if up == 1] for target in series]
+
+    def _read(self, role: str, at: float) -> MetricsSnapshot:
         present_query = self.render("present", role)
         present = self.query(present_query, at)
         if not present:

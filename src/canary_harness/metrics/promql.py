@@ -37,6 +37,8 @@ DEFAULT_QUERIES: Mapping[str, str] = MappingProxyType({
     "rl_loss_sum": f"sum(rl_update_loss_sum{{{_TARGET}}})",
     # last_scrape(): start of the arm's latest successful scrape (unix seconds)
     "last_scrape": f"max(timestamp(up{{{_TARGET}}}) and up{{{_TARGET}}} == 1)",
+    # scrapes(): the arm's raw scrape results over {window} (a range vector: one point per scrape)
+    "scrapes": f"up{{{_TARGET}}}[{{window}}]",
     # figures(): the classic checks over {window}
     "request_rate": f"sum(rate(http_requests_total{{{_API}}}[{{window}}]))",
     "error_rate": (
@@ -73,7 +75,7 @@ _LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:+-]{1,128}$")
 def _placeholder_rules(name: str) -> tuple[frozenset[str], frozenset[str]]:
     """(required, allowed) holes of the query ``name``."""
     required = {"version"}
-    if name in FIGURE_QUERIES:
+    if name in FIGURE_QUERIES or name == "scrapes":
         required.add("window")
     if name == "p95":
         required.add("mode")

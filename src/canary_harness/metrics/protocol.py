@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from canary_harness.metrics.types import MetricsSnapshot
@@ -17,6 +18,10 @@ class MetricsSource(Protocol):
 
     def snapshot(self, role: str) -> MetricsSnapshot:
         """The arm's cumulative counters now."""
+        ...
+
+    def snapshots(self, roles: Sequence[str]) -> dict[str, MetricsSnapshot]:
+        """Every arm's cumulative counters at one instant: what the judge compares arm with arm."""
         ...
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -127,6 +127,10 @@ class ScrapeSource:
             return parse_exposition(response.text)
         except MetricsError as exc:
             raise type(exc)(f"{role} metrics at {url}: {exc}") from exc
+
+    def snapshots(self, roles: Sequence[str]) -> dict[str, MetricsSnapshot]:
+        """Each arm scraped now, one after the other (milliseconds apart)."""
+        return {role: self.snapshot(role) for role in roles}
 
     def close(self) -> None:
         """Close the HTTP client if this source created it."""

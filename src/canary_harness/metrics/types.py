@@ -64,6 +64,41 @@ class MetricsSnapshot:
             version=self.version,
         )
 
+    def towards(self, later: MetricsSnapshot, fraction: float, at: float) -> MetricsSnapshot:
+        """The counters ``fraction`` (0..1) of the way to ``later``, as read at ``at``: linear between two scrapes.
+
+        Counts are rounded to whole numbers (round-half-up, so the result never decreases as ``fraction``
+        grows); the RL pair (updates, loss sum) is kept from this snapshot, because a block mean made of
+        interpolated halves would be no loss any update reported. If a counter went down between the two
+        (a restart), this snapshot is returned unchanged and the next read reports the reset.
+        """
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction {fraction!r}: must be within 0..1")
+        try:
+            later.minus(self)
+        except CounterResetError:
+            return self
+
+        def between(early: float, late: float) -> float:
+            return float(math.floor(early + fraction * (late - early) + 0.5))
+
+        buckets = {}
+        for mode, late_buckets in later.latency_buckets.items():
+            early_buckets = dict(self.latency_buckets.get(mode, ()))
+            buckets[mode] = tuple((edge, between(early_buckets.get(edge, 0.0), count)) for edge, count in late_buckets)
+        return MetricsSnapshot(
+            taken_at=at,
+            requests=between(self.requests, later.requests),
+            errors_5xx=between(self.errors_5xx, later.errors_5xx),
+            journeys=between(self.journeys, later.journeys),
+            latency_buckets=buckets,
+            briefs=between(self.briefs, later.briefs),
+            schema_failures=between(self.schema_failures, later.schema_failures),
+            rl_updates=self.rl_updates,
+            rl_loss_sum=self.rl_loss_sum,
+            version=self.version,
+        )
+
     def latency_count(self, mode: str) -> float:
         """Requests observed in ``mode``'s histogram (the +Inf bucket)."""
         buckets = self.latency_buckets.get(mode, ())

@@ -49,6 +49,8 @@ from canary_harness.smoke import require_smoke
 from canary_harness.traffic.probe import probe_split
 from canary_harness.traffic.protocol import TrafficController
 
+# The two arms the observation compares, read together at each tick.
+ARMS = ("canary", "production")
 SPLIT_PROBE_REQUESTS = 400
 
 
@@ -234,7 +236,8 @@ class StageSession:
             sends = not options.no_load and not (auto and self._auto.load_rps <= 0)
             runs = load_runs(options, record, load, self._load_dir, self._limit_s) if sends else []
             try:
-                base_canary, base_production = source.snapshot("canary"), source.snapshot("production")
+                base = source.snapshots(ARMS)
+                base_canary, base_production = base["canary"], base["production"]
                 for run in runs:
                     run.start()
                 started = time.monotonic()
@@ -275,13 +278,14 @@ class StageSession:
             if pause > 0:
                 time.sleep(pause)  # the loop's cadence: one metrics read per tick
             elapsed = time.monotonic() - started
+            now = source.snapshots(ARMS)
             try:
-                canary = source.snapshot("canary").minus(base_canary)
+                canary = now["canary"].minus(base_canary)
             except CounterResetError as exc:
                 verdict = restarted_canary(judge.name, elapsed, str(exc))
                 printer.update(verdict, options.stage)
                 return verdict
-            production = source.snapshot("production").minus(base_production)
+            production = now["production"].minus(base_production)
             if time.monotonic() >= deadline:
                 verdict = judge.conclude(elapsed, canary, production, weight)
                 self._trace.add(verdict, canary, production, judge)

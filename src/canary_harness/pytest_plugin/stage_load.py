@@ -79,10 +79,10 @@ def sized(load: LoadSettings, auto: AutoLoad) -> tuple[LoadSettings, str]:
 
 def real_traffic(source: MetricsSource) -> float:
     """Requests/s real users send through both arms (services given by URL), before any load of ours."""
-    before = [source.snapshot(role) for role in ("canary", "production")]
+    before = source.snapshots(("canary", "production")).values()
     started = time.monotonic()
     time.sleep(REAL_TRAFFIC_S)  # a measurement interval: the counters' rate over it is the result
-    after = [source.snapshot(role) for role in ("canary", "production")]
+    after = source.snapshots(("canary", "production")).values()
     return real_rate(
         sum(item.requests for item in before), sum(item.requests for item in after), time.monotonic() - started
     )

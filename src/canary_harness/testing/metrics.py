@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from canary_harness.errors import MetricsError
@@ -69,6 +69,10 @@ class CannedMetricsSource:
             briefs=requests // 3,
             version=arm.version,
         )
+
+    def snapshots(self, roles: Sequence[str]) -> dict[str, MetricsSnapshot]:
+        """Each arm's counters now."""
+        return {role: self.snapshot(role) for role in roles}
 
     def close(self) -> None:
         """Nothing to release; later reads fail (as with a closed HTTP client)."""
