@@ -102,6 +102,16 @@ SECTION_READERS: Mapping[str, Reader] = {
 }
 
 
+def _smoke(steps: object, source: str) -> object:
+    from canary_harness.smoke import parse_journey
+
+    return parse_journey(steps, source)
+
+
+# Sections written as arrays of tables ([[name]]), read whole by their reader.
+ARRAY_READERS: Mapping[str, Callable[[object, str], object]] = {"smoke": _smoke}
+
+
 def validate_section(name: str, section: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> list[str]:
     """Read ``[name]`` as the harness does: ConfigError when a value is bad; warnings for ignored keys.
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.config import StackSettings, load_toml, parse_version, resolve_stack_settings
-from canary_harness.config_sections import SECTION_READERS, validate_section
+from canary_harness.config_sections import ARRAY_READERS, SECTION_READERS, validate_section
 from canary_harness.errors import ConfigError, TrafficError
 from canary_harness.release_manifest import (
     DEFAULT_RUNBOOK,
@@ -187,8 +187,16 @@ def check_config(
     results = [CheckResult(f"config {shown}", Status.PASS, f"parsed, sections: {sections}")]
     for name, section in document.items():
         check = f"config [{name}]"
+        if name in ARRAY_READERS:
+            try:
+                ARRAY_READERS[name](section, f"canary.toml [[{name}]]")
+            except ConfigError as exc:
+                results.append(CheckResult(f"config [[{name}]]", Status.FAIL, str(exc)))
+            else:
+                results.append(CheckResult(f"config [[{name}]]", Status.PASS, f"valid, {len(section)} steps"))
+            continue
         if name not in SECTION_READERS:
-            known = ", ".join(f"[{key}]" for key in SECTION_READERS)
+            known = ", ".join([*(f"[{key}]" for key in SECTION_READERS), *(f"[[{key}]]" for key in ARRAY_READERS)])
             results.append(CheckResult(check, Status.WARN, f"unknown section (ignored); known: {known}"))
             continue
         if not isinstance(section, Mapping):

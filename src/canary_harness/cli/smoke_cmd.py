@@ -1,7 +1,8 @@
 """``canary smoke [--canary]``: the smoke journey against production or the canary of the recorded stack.
 
-The journey is ``canary_harness.smoke`` (health at the recorded version, create a DNA, ask for options,
-send feedback), the same one a stage runs as its preflight. ``--url`` aims it at any service instead.
+The journey is canary.toml's ``[[smoke]]`` steps, or fragrance-ai's built-in one (health at the recorded
+version, create a DNA, ask for options, send feedback): the same one a stage runs as its preflight.
+``--url`` aims it at any service instead.
 Exit 0 when every step passes, 1 when one fails, 2 for bad input (no stack recorded, no canary).
 """
 
@@ -13,8 +14,9 @@ from typing import Any
 import httpx
 
 from canary_harness.cli.stack_cmd import add_location_options, run_dir_source, settings_from_args
+from canary_harness.config import load_toml
 from canary_harness.errors import ConfigError
-from canary_harness.smoke import run_smoke
+from canary_harness.smoke import journey_from, run_smoke
 from canary_harness.stack_state import load_state
 
 SMOKE_TIMEOUT_S = 30.0
@@ -39,12 +41,13 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, str]:
 
 
 def _smoke(args: argparse.Namespace) -> int:
+    journey = journey_from(load_toml(args.config), str(args.config or "canary.toml"))
     url, version, target = _target(args)
     with httpx.Client(base_url=url, timeout=SMOKE_TIMEOUT_S) as client:
-        steps = run_smoke(client, expected_version=version)
+        steps = run_smoke(client, expected_version=version, journey=journey)
     for step in steps:
         print(f"{'ok  ' if step.ok else 'FAIL'} {step.step} (HTTP {step.status}) {step.detail}")
-    ok = bool(steps) and all(step.ok for step in steps) and len(steps) == 4
+    ok = len(steps) == len(journey.steps) and all(step.ok for step in steps)
     print(f"smoke {'passed' if ok else 'FAILED'}: {target}")
     return 0 if ok else 1
 

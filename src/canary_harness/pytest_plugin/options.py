@@ -32,6 +32,7 @@ from canary_harness.errors import ConfigError
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.load import LoadSettings
 from canary_harness.metrics.prometheus import PrometheusSettings
+from canary_harness.smoke import journey_from
 
 JUDGES = ("sequential", "fixed")
 _TRUE = {"1", "true", "yes", "on"}
@@ -393,10 +394,11 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
 
 
 def _check_sections(toml: Mapping[str, Any], name: str) -> None:
-    """Validate the judge, load and Prometheus tables now, before anything starts or moves."""
+    """Validate the judge, load and Prometheus tables and the smoke steps now, before anything starts or moves."""
     JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
     LoadSettings.from_mapping(toml.get("load", {}), f"{name} [load]")
     PrometheusSettings.from_mapping(toml.get("prometheus", {}), f"{name} [prometheus]")
+    journey_from(toml, name)
 
 
 def _check_service_urls(values: Mapping[str, Any]) -> None:

@@ -45,7 +45,7 @@ from canary_harness.pytest_plugin.stage_services import journal_event, start_ser
 from canary_harness.report import ProgressPrinter, format_table
 from canary_harness.reporting.live import Printer, ProgressFactory
 from canary_harness.reporting.trace import DecisionTrace
-from canary_harness.smoke import require_smoke
+from canary_harness.smoke import journey_from, require_smoke
 from canary_harness.traffic.probe import probe_split
 from canary_harness.traffic.protocol import TrafficController
 
@@ -135,7 +135,10 @@ class StageSession:
         assert record.canary_url is not None
         with httpx.Client(base_url=record.canary_url, timeout=30.0) as client:
             steps = require_smoke(
-                client, expected_version=self.options.canary_version, target=f"canary {record.canary_url}"
+                client,
+                expected_version=self.options.canary_version,
+                target=f"canary {record.canary_url}",
+                journey=journey_from(self.options.toml),
             )
         record.preflight = [step.to_dict() for step in steps]
 
