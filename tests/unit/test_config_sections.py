@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from canary_harness.config_sections import SECTION_READERS, validate_section
+from canary_harness.config_sections import ARRAY_READERS, SECTION_READERS, validate_section
 from canary_harness.errors import ConfigError
 from canary_harness.precheck import CheckResult, Status, run_precheck
 
@@ -85,9 +85,12 @@ def test_precheck_accepts_every_section_a_stage_reads(tmp_path: Path) -> None:
     (root / "canary.toml").write_text(
         "[stack]\nbackend = 'process'\n[traffic]\nnginx = 'managed'\n[stage]\nobservation_period = 20\n"
         "[judge]\nalpha = 0.01\n[load]\nusers = 4\n[prometheus]\nurl = 'http://127.0.0.1:9090'\n"
-        "[notify]\nurls = []\n"
+        "[notify]\nurls = []\n[metrics]\nsource = 'service'\n"
+        "[[smoke]]\npath = '/health'\n"
     )
     report = run_precheck("v0.2.0", root=root, environ={}, nginx_bin="/nonexistent/nginx")
     rows: dict[str, CheckResult] = {row.name: row for row in report.results if row.name.startswith("config [")}
-    assert set(rows) == {f"config [{name}]" for name in SECTION_READERS}
+    assert set(rows) == {f"config [{name}]" for name in SECTION_READERS} | {
+        f"config [[{name}]]" for name in ARRAY_READERS
+    }
     assert {name: row.status for name, row in rows.items() if row.status is not Status.PASS} == {}

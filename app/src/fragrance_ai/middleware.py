@@ -20,7 +20,8 @@ UNMATCHED_ROUTE = "<unmatched>"
 
 
 class TelemetryMiddleware:
-    """Adds ``X-App-Version``, records ``http_request_*`` metrics and logs a ``request`` event."""
+    """Adds ``X-App-Version`` (and ``X-LLM-Mode`` on requests with a mode), records ``http_request_*``
+    metrics and logs a ``request`` event."""
 
     def __init__(self, app: ASGIApp, *, version: str, metrics: ServiceMetrics, logger: JsonLogger) -> None:
         self.app = app
@@ -43,7 +44,10 @@ class TelemetryMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
-                MutableHeaders(scope=message).append("X-App-Version", self.version)
+                headers = MutableHeaders(scope=message)
+                headers.append("X-App-Version", self.version)
+                if state.get("mode"):  # the LLM mode of the request, for proxies that group latency by it
+                    headers.append("X-LLM-Mode", str(state["mode"]))
             await send(message)
 
         try:

@@ -32,6 +32,7 @@ from canary_harness.errors import ConfigError
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.load import LoadSettings
 from canary_harness.metrics.prometheus import PrometheusSettings
+from canary_harness.metrics.source_settings import MetricsSettings
 from canary_harness.smoke import journey_from
 
 JUDGES = ("sequential", "fixed")
@@ -386,19 +387,24 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
             values["stage"] = 0  # a smoke run (testcontainers) has no stage
         _check_ports(stack)
         _check_service_urls(values)
-        _check_sections(toml, config_file or "canary.toml")
+        _check_sections(toml, config_file or "canary.toml", values)
         resolve_traffic_settings(toml=toml, stack=stack, environ=environ)
         return StageOptions(**values, stack=stack, toml=toml)
     except ConfigError as exc:
         raise pytest.UsageError(f"canary: {exc}") from None
 
 
-def _check_sections(toml: Mapping[str, Any], name: str) -> None:
+def _check_sections(toml: Mapping[str, Any], name: str, values: Mapping[str, Any]) -> None:
     """Validate the judge, load and Prometheus tables and the smoke steps now, before anything starts or moves."""
     JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
     LoadSettings.from_mapping(toml.get("load", {}), f"{name} [load]")
     PrometheusSettings.from_mapping(toml.get("prometheus", {}), f"{name} [prometheus]")
     journey_from(toml, name)
+    metrics = MetricsSettings.from_mapping(toml.get("metrics", {}), f"{name} [metrics]")
+    if metrics.source == "nginx-log" and (values["prometheus"] != "off" or values["prometheus_url"]):
+        raise ConfigError(
+            f'{name} [metrics] source = "nginx-log" reads NGINX\'s log, not Prometheus: drop --prometheus(-url)'
+        )
 
 
 def _check_service_urls(values: Mapping[str, Any]) -> None:

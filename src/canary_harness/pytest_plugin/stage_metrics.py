@@ -1,5 +1,5 @@
-"""Where a stage reads its metrics: each instance's /metrics by default, or PromQL from a Prometheus (given,
-or started for the stage and waited on until it scrapes both arms)."""
+"""Where a stage reads its metrics: each instance's /metrics by default, PromQL from a Prometheus (given,
+or started for the stage and waited on until it scrapes both arms), or NGINX's access log."""
 
 from __future__ import annotations
 
@@ -8,13 +8,18 @@ from collections.abc import Callable
 from contextlib import ExitStack, closing
 from urllib.parse import urlsplit
 
+from canary_harness.errors import ConfigError
+from canary_harness.judge.settings import JudgeSettings
+from canary_harness.metrics.nginx_log import DEFAULT_EDGES, NginxLogSource
 from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus
 from canary_harness.metrics.protocol import MetricsSource
 from canary_harness.metrics.scrape import ScrapeSource
+from canary_harness.metrics.source_settings import MetricsSettings
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.reporting.longwait import LongWait
+from canary_harness.stack_state import load_state
 
 # Prometheus 2.42 picks up new targets on a fixed 5 s cycle: allow a few of them.
 PROMETHEUS_READY_S = 20.0
@@ -30,6 +35,11 @@ def metrics_source(
     urls = {"canary": record.canary_url, "production": record.production_url}
     settings = PrometheusSettings.from_mapping(options.toml.get("prometheus", {}), "canary.toml [prometheus]")
     url = options.prometheus_url or settings.url  # the flag (or its env/ini twin), else [prometheus] url
+    chosen = MetricsSettings.from_mapping(options.toml.get("metrics", {}), "canary.toml [metrics]")
+    if chosen.source == "nginx-log":
+        from_log = nginx_log_source(options, urls, chosen)
+        say(f"canary: reading metrics from NGINX's access log {from_log.log_path}")
+        return stack.enter_context(closing(from_log))
     if url is None and options.prometheus == "off":
         return stack.enter_context(closing(ScrapeSource(urls)))
     if url is None:
@@ -51,3 +61,25 @@ def metrics_source(
     for role in urls:
         source.wait_for_scrape(role, time.time(), PROMETHEUS_READY_S)
     return source
+
+
+def nginx_log_source(options: StageOptions, urls: dict[str, str], settings: MetricsSettings) -> NginxLogSource:
+    """The arms' counters from the stage's NGINX access log (the managed NGINX's, or ``[metrics] log``)."""
+    if options.dry_run:
+        raise ConfigError('[metrics] source = "nginx-log": a dry run sends no traffic through NGINX to log')
+    log = settings.log
+    if log is None:
+        state = load_state(options.stack.run_dir)
+        if state is None or state.nginx is None:
+            raise ConfigError(
+                f'[metrics] source = "nginx-log": no NGINX recorded in {options.stack.run_dir}; '
+                "give [metrics] log = the path of your NGINX's JSON access log"
+            )
+        log = state.nginx.dir / "logs" / "access.jsonl"
+    thresholds = JudgeSettings.from_mapping(options.toml.get("judge", {}), "canary.toml [judge]").p95_thresholds
+    return NginxLogSource(
+        log,
+        {urlsplit(address).netloc: role for role, address in urls.items()},
+        edges=(*DEFAULT_EDGES, *thresholds.values()),
+        journey_route=settings.journey_route,
+    )

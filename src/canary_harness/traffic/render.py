@@ -20,6 +20,8 @@ _GENERATION_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _ZERO_WEIGHT_RE = re.compile(r"^(\s*server\s+\S+.*?)\bweight=0(?=[\s;])", re.MULTILINE)
 _SERVER_RE = re.compile(r"^\s*server\s+([^\s;{}]+)([^;{}]*);", re.MULTILINE)
 UPSTREAM_NAME = "fragrance_backend"
+# The header that carries a request's latency group (fragrance-ai answers its LLM mode in it).
+DEFAULT_GROUP_HEADER = "X-LLM-Mode"
 _UPSTREAM_BLOCK_RE = re.compile(rf"^\s*upstream\s+{UPSTREAM_NAME}\s*\{{([^{{}}]*)\}}", re.MULTILINE)
 
 
@@ -134,15 +136,19 @@ def render_main(
     listen_port: int,
     worker_processes: str = "auto",
     user: str | None = None,
+    group_header: str = DEFAULT_GROUP_HEADER,
     source: str = "nginx.canary.conf",
 ) -> str:
-    """Render the main configuration: listen address, workers and (when run as root) the worker user."""
+    """Render the main configuration: listen address, workers, (when run as root) the worker user, and the
+    header whose value the access log records as each request's latency group."""
     if not 0 < listen_port < 65536:
         raise TrafficError(f"listen port {listen_port!r}: must be in 1..65535")
     if not re.fullmatch(r"auto|[1-9]\d{0,2}", worker_processes):
         raise TrafficError(f"worker_processes {worker_processes!r}: must be 'auto' or a positive integer")
     if user is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", user):
         raise TrafficError(f"user {user!r}: not a valid user name")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}", group_header):
+        raise TrafficError(f"group header {group_header!r}: must be an HTTP header name (letters, digits, '-')")
     host = f"[{listen_host}]" if ":" in listen_host and not listen_host.startswith("[") else listen_host
     return render_template(
         template_text,
@@ -151,6 +157,8 @@ def render_main(
             "LISTEN_PORT": str(listen_port),
             "WORKER_PROCESSES": worker_processes,
             "USER_DIRECTIVE": f"user {user};" if user else "# (not root: workers run as the invoking user)",
+            # NGINX names a header's variable in lower case with '_' for '-': X-LLM-Mode -> $http_x_llm_mode.
+            "GROUP_HEADER": group_header.lower().replace("-", "_"),
         },
         source=source,
     )

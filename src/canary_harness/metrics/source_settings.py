@@ -1,0 +1,49 @@
+"""The canary.toml ``[metrics]`` table: where a stage reads each arm's counters.
+
+``source = "service"`` (the default) reads each instance's ``/metrics`` (or Prometheus, with
+``--prometheus``); ``source = "nginx-log"`` computes them from NGINX's own access log, for services that
+expose no metrics. ``journey_route`` is the route whose requests count as journeys (the split check's
+units; "" counts requests instead), ``log`` the access log of an NGINX the harness did not start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from canary_harness.errors import ConfigError
+
+SOURCES = ("service", "nginx-log")
+_KEYS = ("source", "journey_route", "log")
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Which metrics source a stage uses, and the nginx-log source's settings."""
+
+    source: str = "service"
+    journey_route: str | None = "/dna/create"
+    log: Path | None = None
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str) -> MetricsSettings:
+        """Settings from a ``[metrics]`` table; ConfigError names the key, its value and ``source``."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"[metrics] ({source}): must be a table, got {data!r}")
+        for key in data:
+            if key not in _KEYS:
+                raise ConfigError(f"unknown [metrics] key {key!r} ({source}); known keys: {', '.join(_KEYS)}")
+        kind = data.get("source", cls.source)
+        if kind not in SOURCES:
+            raise ConfigError(f"[metrics] source = {kind!r} ({source}): must be one of {', '.join(SOURCES)}")
+        route = data.get("journey_route", cls.journey_route)
+        if not isinstance(route, str) or (route and not route.startswith("/")):
+            raise ConfigError(
+                f"[metrics] journey_route = {route!r} ({source}): must be a path such as '/checkout', or ''"
+            )
+        log = data.get("log")
+        if log is not None and (not isinstance(log, str) or not log.strip()):
+            raise ConfigError(f"[metrics] log = {log!r} ({source}): must be the path of NGINX's JSON access log")
+        return cls(source=kind, journey_route=route or None, log=Path(log) if log else None)
