@@ -27,7 +27,7 @@ PRODUCTION = "http://127.0.0.1:18000"
         pytest.param(["--canary-url", CANARY, "--production-url", CANARY], "", "are both", id="same-url"),
         pytest.param(["--canary-url", CANARY, "--production-url", PRODUCTION, "--canary-env", "FRAGRANCE_SEED=3"],
                      "", "the canary at http://127.0.0.1:18001 (--canary-url) is not started", id="env-for-url"),
-        pytest.param([], '[traffic]\nnginx = "system"\n', "'system' (from canary.toml key 'nginx')",
+        pytest.param([], '[traffic]\nnginx = "system"\n', "'system' (from canary.toml [traffic] nginx)",
                      id="traffic-mode"),
         pytest.param([], '[traffic]\nnginx = "external"\nnginx_url = "http://127.0.0.1:8080"\n', "needs nginx_dir",
                      id="external-without-dir"),

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from canary_harness.cli.stack_cmd import add_location_options, run_dir_source, settings_from_args
+from canary_harness.cli.stack_cmd import run_dir_source, settings_from_args
+from canary_harness.configuration.cli import add_location_options
 from canary_harness.errors import ConfigError
 from canary_harness.smoke import run_smoke
 from canary_harness.stack_state import load_state
