@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from canary_harness.cli import main
 from canary_harness.config_sections import SECTION_READERS, validate_section
 from canary_harness.configuration.table import SETTINGS
 from canary_harness.errors import ConfigError
@@ -93,12 +94,18 @@ def test_the_environment_completes_an_external_nginx() -> None:
     assert validate_section("traffic", {"nginx": "external"}, environ) == []
 
 
-def test_precheck_accepts_every_section_a_stage_reads(tmp_path: Path) -> None:
+def release_root(tmp_path: Path) -> Path:
+    """A copy of what precheck reads of the repository: releases, NGINX templates, runbook."""
     root = tmp_path / "repo"
     shutil.copytree(REPO / "releases", root / "releases")
     shutil.copytree(REPO / "nginx", root / "nginx")
     (root / "docs").mkdir()
     shutil.copyfile(REPO / "docs" / "runbook.md", root / "docs" / "runbook.md")
+    return root
+
+
+def test_precheck_accepts_every_section_a_stage_reads(tmp_path: Path) -> None:
+    root = release_root(tmp_path)
     (root / "canary.toml").write_text(
         "[stack]\nbackend = 'process'\n[traffic]\nnginx = 'managed'\n[stage]\nobservation_period = 20\n"
         "[judge]\nalpha = 0.01\n[load]\nusers = 4\n[prometheus]\nurl = 'http://127.0.0.1:9090'\n"
@@ -108,3 +115,26 @@ def test_precheck_accepts_every_section_a_stage_reads(tmp_path: Path) -> None:
     rows: dict[str, CheckResult] = {row.name: row for row in report.results if row.name.startswith("config [")}
     assert set(rows) == {f"config [{name}]" for name in SECTION_READERS}
     assert {name: row.status for name, row in rows.items() if row.status is not Status.PASS} == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[stage]\nobservaton_period = 20\n", "unknown [stage] key 'observaton_period' (ops/canary.toml)"),
+        ("[traffic]\nnginx = 'managed'\nweight = 5\n", "unknown [traffic] key 'weight' (ops/canary.toml)"),
+        ("[stack]\nnginx_port = 'eighty'\n", "port 'eighty' (from ops/canary.toml [stack] nginx_port)"),
+    ],
+)
+def test_canary_precheck_refuses_a_bad_table_naming_file_and_key_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    root = release_root(tmp_path)
+    (root / "ops").mkdir()
+    (root / "ops" / "canary.toml").write_text(text)
+    argv = ["precheck", "--version", "v0.2.0", "--root", str(root), "--nginx-bin", "/nonexistent/nginx"]
+    assert main([*argv, "--config", str(root / "ops" / "canary.toml")]) == 2
+    out = capsys.readouterr().out
+    assert message in " ".join(out.split()), out
+    # The same file without the bad table: no config line fails, so the exit is not 2.
+    (root / "ops" / "canary.toml").write_text("[stage]\nobservation_period = 20\n")
+    assert main([*argv, "--config", str(root / "ops" / "canary.toml")]) != 2

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Size a stage before moving traffic: for each sequential test, the samples and "
         "seconds it needs to reach a verdict at the minimum detectable effect, and whether it can at all.",
     )
-    parser.add_argument("--stage", required=True, help="canary weight of the stage, percent (e.g. 5)")
+    # Its own flag, not the stage setting: a plan reads no CANARY_STAGE and may size any weight 0..100.
+    parser.add_argument("--stage", dest="weight", required=True, help="canary weight of the stage, percent (e.g. 5)")
     parser.add_argument("--rps", required=True, help="total request rate through the proxy, requests/s")
     add_setting(
         parser, "observation_period",
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the plan; bad values raise ConfigError (exit 2, nothing else happens)."""
-    stage = parse_percent(args.stage, "from --stage")
+    stage = parse_percent(args.weight, "from --stage")
     rps = parse_positive_float(args.rps, "from --rps")
     path = config_path(args)
     toml = load_toml(path)

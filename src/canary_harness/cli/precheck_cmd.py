@@ -31,7 +31,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     add_setting(pre, "config_file", help="canary.toml to validate (default <root>/canary.toml if present)")
     pre.add_argument("--releases-dir", help="where <version>.toml manifests live (default <root>/releases)")
     pre.add_argument("--root", default=".", help="repository root (default: the current directory)")
-    pre.add_argument("--nginx-bin", help="nginx executable for nginx -t (default: nginx on PATH)")
+    # Not [traffic] nginx_bin (the user's NGINX): the one that checks the harness's own templates.
+    pre.add_argument(
+        "--nginx-bin", dest="nginx_test_bin", help="nginx executable for nginx -t (default: nginx on PATH)"
+    )
     pre.set_defaults(handler=_precheck)
 
     rec = subparsers.add_parser(
@@ -88,7 +91,7 @@ def _precheck(args: argparse.Namespace) -> int:
         root=Path(args.root),
         releases_dir=Path(args.releases_dir) if args.releases_dir else None,
         config_file=config_path(args),
-        nginx_bin=args.nginx_bin,
+        nginx_bin=args.nginx_test_bin,
     )
     print(format_report(report, strict=args.strict, color=_use_color()), flush=True)
     if any(row.name.startswith("config") and row.status is Status.FAIL for row in report.results):

@@ -17,7 +17,7 @@ from canary_harness.config import (
     parse_version,
     resolve_stack_settings,
 )
-from canary_harness.configuration.cli import add_location_options, add_setting, config_path, source_of
+from canary_harness.configuration.cli import add_location_options, add_setting, config_path, source_of, value_of
 from canary_harness.configuration.table import JUDGES
 from canary_harness.errors import RolloutError
 from canary_harness.lock import RolloutLock
@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     back = subparsers.add_parser("rollback", help="canary weight 0 (verified by traffic), canary stopped")
     back.add_argument("--version", help="version being rolled back (default: the running canary's)")
     back.add_argument("--reason", default="manual rollback")
-    back.add_argument("--keep-canary", action="store_true")
+    add_setting(back, "keep_canary", help="leave the canary running")
     add_location_options(back)
     back.set_defaults(handler=_rollback)
 
@@ -103,7 +103,7 @@ def _rollout(args: argparse.Namespace) -> int:
         stages=stages,
         stack=settings,
         observation_period=period,
-        dry_run=args.dry_run,
+        dry_run=value_of(args, "dry_run"),
         judge=args.judge,
         canary_env=parse_env_pairs(args.canary_env, "from --canary-env"),
         production_env=parse_env_pairs(args.production_env, "from --production-env"),
@@ -153,7 +153,12 @@ def _rollback(args: argparse.Namespace) -> int:
         version = state.canary.version
     with RolloutLock(settings.run_dir, version=version or "", command="canary rollback"):
         result = rollback(
-            settings, version=version, stage=None, reason=args.reason, keep_canary=args.keep_canary, actor=None
+            settings,
+            version=version,
+            stage=None,
+            reason=args.reason,
+            keep_canary=value_of(args, "keep_canary"),
+            actor=None,
         )
     print(f"canary: {result.summary()}")
     return 0

@@ -37,7 +37,8 @@ def add_setting(parser: argparse.ArgumentParser, name: str, *, help: str | None 
         text += f" ({twins(setting)})"
     text = text.replace("%", "%%")  # argparse formats help with %
     if setting.kind == "flag":
-        parser.add_argument(setting.cli_flag, dest=name, action="store_true", help=text, **kwargs)
+        # None when absent, so that value_of() falls through to the environment (store_true would say False).
+        parser.add_argument(setting.cli_flag, dest=name, action="store_const", const=True, help=text, **kwargs)
     elif setting.kind == "append":
         parser.add_argument(setting.cli_flag, dest=name, action="append", default=[], metavar="K=V", help=text)
     else:

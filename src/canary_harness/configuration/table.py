@@ -131,7 +131,7 @@ SETTINGS: tuple[Setting, ...] = (
     _plugin("load_workers", "--canary-load-workers", parse_non_negative_int, None,
             "Local locust workers (0 = one process).", old="--load-workers"),
     _plugin("keep_canary", "--canary-keep-canary", parse_bool, False, "Leave the canary running after a rollback.",
-            old="--keep-canary", kind="flag"),
+            old="--keep-canary", cli_flag="--keep-canary", kind="flag"),
     _plugin("no_rollback", "--canary-no-rollback", parse_bool, False, "Do not roll back on failure (debugging only).",
             old="--no-rollback", kind="flag"),
     _plugin("config_file", "--canary-config", parse_text, None,
