@@ -20,9 +20,9 @@ PRODUCTION = "http://127.0.0.1:18000"
 @pytest.mark.parametrize(
     ("args", "toml", "expected"),
     [
-        pytest.param(["--canary-url", CANARY], "", f"--canary-url '{CANARY}' needs --production-url too",
+        pytest.param(["--canary-url", CANARY], "", f"--canary-url '{CANARY}' needs --canary-production-url too",
                      id="canary-alone"),
-        pytest.param(["--production-url", PRODUCTION], "", f"--production-url '{PRODUCTION}' needs --canary-url",
+        pytest.param(["--production-url", PRODUCTION], "", f"--canary-production-url '{PRODUCTION}' needs --canary-url",
                      id="production-alone"),
         pytest.param(["--canary-url", CANARY, "--production-url", CANARY], "", "are both", id="same-url"),
         pytest.param(["--canary-url", CANARY, "--production-url", PRODUCTION, "--canary-env", "FRAGRANCE_SEED=3"],

@@ -28,7 +28,6 @@ from canary_harness.metrics.prometheus import PrometheusSettings
 
 # The settings the plugin has a flag for, in the order --help shows them.
 PLUGIN_SETTINGS: tuple[Setting, ...] = tuple(setting for setting in SETTINGS if setting.flag)
-SPECS = PLUGIN_SETTINGS  # the name other modules and tests used before the table existed
 # Re-exported: where tests and older callers import them from.
 __all__ = ["JUDGES", "PLUGIN_SETTINGS", "StageOptions", "add_options", "parse_load_rate", "parse_stage", "resolve"]
 
@@ -175,10 +174,12 @@ def _check_service_urls(values: Mapping[str, Any]) -> None:
     """Services running elsewhere come as a pair, at two addresses, and are not started with an environment."""
     canary, production = values["canary_url"], values["production_url"]
     if bool(canary) != bool(production):
-        given, missing = ("--canary-url", "--production-url") if canary else ("--production-url", "--canary-url")
+        given, missing = (
+            ("--canary-url", "--canary-production-url") if canary else ("--canary-production-url", "--canary-url")
+        )
         raise ConfigError(f"{given} {canary or production!r} needs {missing} too (services running elsewhere)")
     if canary and canary == production:
-        raise ConfigError(f"--canary-url and --production-url are both {canary!r}: they must differ")
+        raise ConfigError(f"--canary-url and --canary-production-url are both {canary!r}: they must differ")
     if canary and values["canary_env"]:
         raise ConfigError(f"--canary-env {dict(values['canary_env'])!r}: the canary at {canary} (--canary-url) is "
                           "not started by the harness; drop one of the two")  # fmt: skip
