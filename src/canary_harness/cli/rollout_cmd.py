@@ -56,8 +56,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     rollout.add_argument("--partial", action="store_true", help="allow a stage list that does not end at 100")
     add_setting(rollout, "observation_period", help="seconds per stage")
     add_setting(rollout, "production_version", help="production version if the stack must be started")
-    add_setting(rollout, "canary_env")
-    add_setting(rollout, "production_env")
+    # Flag only: each stage gets them in its environment (CANARY_ENV, CANARY_PRODUCTION_ENV), never in argv.
+    add_setting(rollout, "canary_env", flag_only=True)
+    add_setting(rollout, "production_env", flag_only=True)
     add_setting(rollout, "judge", choices=JUDGES)
     add_setting(rollout, "dry_run", help="run every check, move no traffic")
     add_backend_option(rollout)

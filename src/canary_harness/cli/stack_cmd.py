@@ -166,13 +166,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     up = actions.add_parser("up", help="start NGINX, production and (with --canary-version) the canary")
     add_setting(up, "production_version", help="production version")
     add_setting(up, "canary_version", help="start a canary at this version")
-    add_setting(up, "canary_env", help="environment for the canary (repeatable), e.g. FRAGRANCE_FAULTS=...")
+    add_setting(
+        up, "canary_env", help="environment for the canary (repeatable), e.g. FRAGRANCE_FAULTS=...", flag_only=True
+    )
     up.add_argument("--canary-weight", help="initial canary weight 0..100 (default 0; needs a canary)")
     for name in ("nginx_port", "production_port", "canary_port"):
         add_setting(up, name)
     add_backend_option(up)
-    add_setting(up, "production_url", help="use the production already running there (never stopped)")
-    add_setting(up, "canary_url", help="use the canary already running there (never stopped)")
+    add_setting(up, "production_url", help="use the production already running there (never stopped)", flag_only=True)
+    add_setting(up, "canary_url", help="use the canary already running there (never stopped)", flag_only=True)
     add_location_options(up)
     up.set_defaults(handler=_up)
 

@@ -24,17 +24,22 @@ def twins(setting: Setting) -> str:
     return ", ".join(parts)
 
 
-def add_setting(parser: argparse.ArgumentParser, name: str, *, help: str | None = None, **kwargs: Any) -> None:
-    """Add the ``canary`` command flag of setting ``name`` (dest: the setting's name; None when not given)."""
+def add_setting(
+    parser: argparse.ArgumentParser, name: str, *, help: str | None = None, flag_only: bool = False, **kwargs: Any
+) -> None:
+    """Add the ``canary`` command flag of setting ``name`` (dest: the setting's name; None when not given).
+
+    ``flag_only``: the command reads the flag alone (its help then names no environment variable or key).
+    """
     setting = SETTING[name]
     if setting.cli_flag is None:
         raise ValueError(f"setting {name!r} has no canary command flag")
-    text = help or setting.help
+    text = (help or setting.help).rstrip(".")
+    stand_ins = "" if flag_only else twins(setting)
     if setting.kind != "flag" and setting.default not in (None, {}):
-        text += f" (default {setting.default}"
-        text += f"; {twins(setting)})" if twins(setting) else ")"
-    elif twins(setting):
-        text += f" ({twins(setting)})"
+        text += f" (default {setting.default}" + (f"; {stand_ins})" if stand_ins else ")")
+    elif stand_ins:
+        text += f" ({stand_ins})"
     text = text.replace("%", "%%")  # argparse formats help with %
     if setting.kind == "flag":
         # None when absent, so that value_of() falls through to the environment (store_true would say False).
