@@ -45,17 +45,21 @@ def _checked_action(setting: Setting) -> type[argparse.Action]:
             super().__init__(*args, **kwargs)
 
         def __call__(
-            self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+            self,
+            parser: argparse.ArgumentParser,
+            namespace: argparse.Namespace,
+            values: Any,
+            option_string: str | None = None,
         ) -> None:
             value: Any = True
             if setting.kind != "flag":
                 try:
-                    setting.parse([values] if setting.kind == "append" else values, f"from {option}")
+                    setting.parse([values] if setting.kind == "append" else values, f"from {option_string}")
                 except ConfigError as exc:
                     raise argparse.ArgumentError(self, str(exc)) from None
                 value = [*(getattr(namespace, self.dest, None) or []), values] if setting.kind == "append" else values
             setattr(namespace, self.dest, value)
-            setattr(namespace, _FLAG_USED.format(self.dest), option)
+            setattr(namespace, _FLAG_USED.format(self.dest), option_string)
 
     Checked.__name__ = f"Checked_{setting.name}"
     return Checked
