@@ -214,3 +214,33 @@ def test_docs_configuration_md_is_the_tables_rendering() -> None:
     assert inside == render_table(), "run: python -m canary_harness.configuration.reference docs/configuration.md"
     for setting in SETTINGS:
         assert f"| {setting.name} |" in inside
+
+
+@pytest.mark.parametrize("present", [("cli", "env", "toml"), ("env", "toml"), ("toml",), ()], ids=str)
+def test_a_canary_command_follows_the_same_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], present: tuple[str, ...]
+) -> None:
+    """`canary weights` without a stack names the run directory it looked in and where that came from."""
+    from canary_harness.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CANARY_RUN_DIR", raising=False)
+    monkeypatch.delenv("CANARY_CONFIG_FILE", raising=False)
+    argv = ["weights"]
+    if "cli" in present:
+        argv += ["--run-dir", "from-flag"]
+    if "env" in present:
+        monkeypatch.setenv("CANARY_RUN_DIR", "from-env")
+    config = tmp_path / "ops.toml"
+    config.write_text('[stack]\nrun_dir = "from-toml"\n' if "toml" in present else "")
+    monkeypatch.setenv("CANARY_CONFIG_FILE", str(config))  # the commands read it too
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    expected = {
+        "cli": ("from-flag", "from --run-dir"),
+        "env": ("from-env", "from environment CANARY_RUN_DIR"),
+        "toml": ("from-toml", f"from {config} [stack] run_dir"),
+    }
+    name, source = expected[present[0]] if present else (".canary", "default")
+    assert f"run directory '{tmp_path / name}' ({source}): no stack recorded there" in err, err
+    assert not any((tmp_path / name).exists() for name in ("from-flag", "from-env", "from-toml", ".canary"))
