@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from canary_harness.config import resolve_stack_settings, resolve_traffic_settings
+from canary_harness.configuration.resolve import validate_table_sections
 
 
 class _Recording(Mapping[str, Any]):
@@ -45,21 +46,22 @@ class _Recording(Mapping[str, Any]):
         return len(self._data)
 
 
+def _file(source: str) -> str:
+    return source.partition(" [")[0]  # "canary.toml [stack]" -> "canary.toml"
+
+
 def _stack(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
-    return resolve_stack_settings(toml={"stack": section}, environ={})
+    return resolve_stack_settings(toml={"stack": section}, environ={}, toml_file=_file(source))
 
 
 def _traffic(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
     # The environment may complete an external NGINX (CANARY_NGINX_DIR / _URL), as it does for a stage.
+    validate_table_sections({"traffic": section}, _file(source))
     return resolve_traffic_settings(toml={"traffic": section}, environ=environ)
 
 
 def _stage(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
-    from canary_harness.pytest_plugin.options import SPECS  # imports pytest: only when needed
-
-    for spec in SPECS:
-        if spec.toml_key and spec.toml_key in section:
-            spec.parse(section[spec.toml_key], f"from {source} {spec.toml_key}")
+    validate_table_sections({"stage": section}, _file(source))
     return None
 
 
@@ -119,14 +121,18 @@ def _smoke(steps: object, source: str) -> object:
 ARRAY_READERS: Mapping[str, Callable[[object, str], object]] = {"smoke": _smoke}
 
 
-def validate_section(name: str, section: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> list[str]:
-    """Read ``[name]`` as the harness does: ConfigError when a value is bad; warnings for ignored keys.
+def validate_section(
+    name: str, section: Mapping[str, Any], environ: Mapping[str, str] | None = None, toml_file: str = "canary.toml"
+) -> list[str]:
+    """Read ``[name]`` of ``toml_file`` as the harness does: ConfigError when a value or a key is bad.
+
+    Every reader refuses the keys it does not know; should one not, they are returned as warnings.
 
     KeyError when ``name`` is not a section the harness reads (see :data:`SECTION_READERS`).
     """
     reader = SECTION_READERS[name]
     recording = _Recording(section)
-    reader(recording, f"canary.toml [{name}]", {} if environ is None else environ)
+    reader(recording, f"{toml_file} [{name}]", {} if environ is None else environ)
     if recording.walked:
         return []  # the reader saw every key and refuses unknown ones itself
     return [f"unknown key {key!r} (ignored)" for key in sorted(set(section) - recording.looked_up)]

@@ -203,7 +203,7 @@ def check_config(
             results.append(CheckResult(check, Status.FAIL, f"must be a table, got {section!r}"))
             continue
         try:
-            warnings = validate_section(name, section, environ)
+            warnings = validate_section(name, section, environ, shown)
         except ConfigError as exc:
             results.append(CheckResult(check, Status.FAIL, str(exc)))
             continue

@@ -95,20 +95,20 @@ class RolloutPlan:
             "pytest",
             "--canary-version",
             self.version,
-            "--stage",
+            "--canary-stage",
             str(stage),
-            "--production-version",
+            "--canary-production-version",
             self.stack.production_version,
             f"--canary-run-dir={self.stack.run_dir}",
-            "--backend",
+            "--canary-backend",
             self.stack.backend,
         ]
         if self.observation_period is not None:
-            command += ["--observation-period", f"{self.observation_period:g}"]
+            command += ["--canary-observation-period", f"{self.observation_period:g}"]
         if self.dry_run:
-            command.append("--dry-run")
+            command.append("--canary-dry-run")
         if self.judge:
-            command += ["--judge", self.judge]
+            command += ["--canary-judge", self.judge]
         if self.config_file:
             command.append(f"--canary-config={self.config_file}")  # '=': pytest must not take it as a root
         # --canary-env/--production-env travel in the environment (stage_environ), never in argv.
@@ -209,7 +209,7 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None], lock: RolloutLock
             stop.child = None
             if (
                 code != 0
-                and "--no-rollback" not in plan.pytest_args
+                and not {"--no-rollback", "--canary-no-rollback"} & set(plan.pytest_args)
                 and not plan.dry_run
                 and not _rolled_back_since(run_dir, plan.version, wall)
             ):

@@ -51,7 +51,7 @@ def test_backend_precedence(
     [
         (["--backend", "k8s"], {}, "", "from --backend"),
         ([], {"CANARY_BACKEND": "k8s"}, "", "from environment CANARY_BACKEND"),
-        ([], {}, '[stack]\nbackend = "k8s"\n', "from canary.toml key 'backend'"),
+        ([], {}, '[stack]\nbackend = "k8s"\n', "from canary.toml [stack] backend"),
     ],
     ids=["flag", "env", "toml"],
 )

@@ -125,7 +125,7 @@ def test_stage_is_required_with_a_version(pytester: pytest.Pytester, run_dir: Pa
     pytester.makepyfile(TRIVIAL_TEST)
     result = pytester.runpytest(*NO_LOCUST, "--canary-version", "v0.2.0", f"--canary-run-dir={run_dir}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--stage is required with --canary-version*"])
+    result.stderr.fnmatch_lines(["*--canary-stage is required with --canary-version*"])
     assert not run_dir.exists()
 
 

@@ -20,14 +20,14 @@ PRODUCTION = "http://127.0.0.1:18000"
 @pytest.mark.parametrize(
     ("args", "toml", "expected"),
     [
-        pytest.param(["--canary-url", CANARY], "", f"--canary-url '{CANARY}' needs --production-url too",
+        pytest.param(["--canary-url", CANARY], "", f"--canary-url '{CANARY}' needs --canary-production-url too",
                      id="canary-alone"),
-        pytest.param(["--production-url", PRODUCTION], "", f"--production-url '{PRODUCTION}' needs --canary-url",
+        pytest.param(["--production-url", PRODUCTION], "", f"--canary-production-url '{PRODUCTION}' needs --canary-url",
                      id="production-alone"),
         pytest.param(["--canary-url", CANARY, "--production-url", CANARY], "", "are both", id="same-url"),
         pytest.param(["--canary-url", CANARY, "--production-url", PRODUCTION, "--canary-env", "FRAGRANCE_SEED=3"],
                      "", "the canary at http://127.0.0.1:18001 (--canary-url) is not started", id="env-for-url"),
-        pytest.param([], '[traffic]\nnginx = "system"\n', "'system' (from canary.toml key 'nginx')",
+        pytest.param([], '[traffic]\nnginx = "system"\n', "'system' (from canary.toml [traffic] nginx)",
                      id="traffic-mode"),
         pytest.param([], '[traffic]\nnginx = "external"\nnginx_url = "http://127.0.0.1:8080"\n', "needs nginx_dir",
                      id="external-without-dir"),

@@ -45,7 +45,7 @@ def test_stack_backend_precedence(
 
 
 def test_toml_backend_error_names_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"'pods' \(from canary.toml key 'backend'\)"):
+    with pytest.raises(ConfigError, match=r"'pods' \(from canary.toml \[stack\] backend\)"):
         resolve_stack_settings(toml={"stack": {"backend": "pods"}}, environ={})
 
 

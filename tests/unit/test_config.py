@@ -49,7 +49,7 @@ def test_precedence_cli_over_env_over_toml(tmp_path: Path) -> None:
     assert resolve_stack_settings(toml=toml, environ={}).canary_port == 9101
     with pytest.raises(ConfigError, match="CANARY_NGINX_PORT"):
         resolve_stack_settings(environ={"CANARY_NGINX_PORT": "http"})
-    with pytest.raises(ConfigError, match="canary.toml key 'canary_port'"):
+    with pytest.raises(ConfigError, match=r"canary.toml \[stack\] canary_port"):
         resolve_stack_settings(toml={"stack": {"canary_port": 0}}, environ={})
 
 

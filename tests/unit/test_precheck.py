@@ -213,7 +213,7 @@ def test_bad_canary_toml_fails_the_config_check(repo: Path) -> None:
     ("text", "section", "status", "reason"),
     [
         ('[stack]\nnginx_port = "eighty"\n', "config [stack]", Status.FAIL, "port 'eighty'"),
-        ("[stack]\nnginx_port = 18080\ncolour = 1\n", "config [stack]", Status.WARN, "unknown key 'colour'"),
+        ("[stack]\nnginx_port = 18080\ncolour = 1\n", "config [stack]", Status.FAIL, "unknown [stack] key 'colour'"),
         ("[stage]\nobservation_period = -5\n", "config [stage]", Status.FAIL, "value -5"),
         ("[judge]\nno_such_setting = 1\n", "config [judge]", Status.FAIL, "unknown judge setting 'no_such_setting'"),
         ("[load]\nno_such_setting = 1\n", "config [load]", Status.FAIL, "no_such_setting"),

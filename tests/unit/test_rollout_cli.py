@@ -142,4 +142,4 @@ def test_valid_arguments_reach_the_first_stage_session(started: list[list[str]],
     assert len(started) == 1
     argv = started[0]
     assert argv[1:3] == ["-m", "pytest"] and argv[-1] == "-q"
-    assert " --canary-version v0.2.0 --stage 5 " in " ".join(argv)
+    assert " --canary-version v0.2.0 --canary-stage 5 " in " ".join(argv)

@@ -67,9 +67,9 @@ def test_stage_command_is_the_pytest_session_a_person_would_run(tmp_path: Path) 
     joined = " ".join(command)
     for part in (
         "--canary-version v0.2.0",
-        "--stage 5",
-        "--observation-period 30",
-        "--dry-run",
+        "--canary-stage 5",
+        "--canary-observation-period 30",
+        "--canary-dry-run",
         f"--canary-run-dir={tmp_path}",
     ):
         assert part in joined

@@ -45,13 +45,13 @@ def test_environment_wins_over_toml() -> None:
 @pytest.mark.parametrize(
     ("section", "environ", "expected"),
     [
-        ({"nginx": "system"}, {}, "'system' (from canary.toml key 'nginx'): must be one of managed, external"),
+        ({"nginx": "system"}, {}, "'system' (from canary.toml [traffic] nginx): must be one of managed, external"),
         ({}, {"CANARY_NGINX": "both"}, "'both' (from environment CANARY_NGINX)"),
         ({"nginx": "external", "nginx_url": "http://127.0.0.1:80"}, {}, "needs nginx_dir"),
         ({"nginx": "external", "nginx_dir": "/etc/nginx"}, {}, "needs nginx_url"),
-        ({**EXTERNAL, "nginx_url": "127.0.0.1:8080"}, {}, "URL '127.0.0.1:8080' (from canary.toml key 'nginx_url')"),
-        ({**EXTERNAL, "nginx_container": " "}, {}, "' ' (from canary.toml key 'nginx_container'): must not be empty"),
-        ({**EXTERNAL, "reload_timeout": 0}, {}, "value 0 (from canary.toml key 'reload_timeout')"),
+        ({**EXTERNAL, "nginx_url": "127.0.0.1:8080"}, {}, "URL '127.0.0.1:8080' (from canary.toml [traffic] nginx_url"),
+        ({**EXTERNAL, "nginx_container": " "}, {}, "(from canary.toml [traffic] nginx_container): must not be empty"),
+        ({**EXTERNAL, "reload_timeout": 0}, {}, "value 0 (from canary.toml [traffic] reload_timeout)"),
     ],
 )
 def test_bad_traffic_settings_are_named(section: dict[str, object], environ: dict[str, str], expected: str) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from canary_harness.config import load_toml, parse_percent, parse_positive_float, pick
-from canary_harness.errors import ConfigError
+from canary_harness.config import load_toml, parse_percent, parse_positive_float
+from canary_harness.configuration.cli import add_setting, config_path, value_of
+from canary_harness.configuration.resolve import validate_table_sections
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.settings import JudgeSettings
 
@@ -21,39 +20,28 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Size a stage before moving traffic: for each sequential test, the samples and "
         "seconds it needs to reach a verdict at the minimum detectable effect, and whether it can at all.",
     )
-    parser.add_argument("--stage", required=True, help="canary weight of the stage, percent (e.g. 5)")
+    # Its own flag, not the stage setting: a plan reads no CANARY_STAGE and may size any weight 0..100.
+    parser.add_argument("--stage", dest="weight", required=True, help="canary weight of the stage, percent (e.g. 5)")
     parser.add_argument("--rps", required=True, help="total request rate through the proxy, requests/s")
-    parser.add_argument(
-        "--observation-period",
-        default=None,
-        help="seconds the stage is observed (default: CANARY_OBSERVATION_PERIOD, canary.toml [stage] "
-        "observation_period, else [judge] max_duration_s, 900)",
-    )
-    parser.add_argument("--config", default=None, help="canary.toml to read [judge] and [stage] from")
+    add_setting(
+        parser, "observation_period",
+        help="seconds the stage is observed (without it and its twins: canary.toml [judge] max_duration_s, 900)",
+    )  # fmt: skip
+    add_setting(parser, "config_file", help="canary.toml to read [judge] and [stage] from")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the plan; bad values raise ConfigError (exit 2, nothing else happens)."""
-    stage = parse_percent(args.stage, "from --stage")
+    stage = parse_percent(args.weight, "from --stage")
     rps = parse_positive_float(args.rps, "from --rps")
-    path = None if args.config is None else Path(args.config)
+    path = config_path(args)
     toml = load_toml(path)
     source = f"{path or 'canary.toml'} [judge]"
     settings = JudgeSettings.from_mapping(toml.get("judge", {}), source)
-    stage_section = toml.get("stage", {})
-    if not isinstance(stage_section, Mapping):
-        raise ConfigError(f"{path or 'canary.toml'} [stage]: must be a table, got {stage_section!r}")
+    validate_table_sections({"stage": toml.get("stage", {})}, str(path or "canary.toml"))
     # The stage's own precedence: flag, environment, canary.toml [stage]; without any, [judge] max_duration_s.
-    period = pick(
-        "observation-period",
-        parse_positive_float,
-        None,
-        cli=args.observation_period,
-        env="CANARY_OBSERVATION_PERIOD",
-        toml=stage_section,
-        toml_key="observation_period",
-    )
+    period = value_of(args, "observation_period", toml, toml_file=str(path or "canary.toml"), default=None)
     if period is not None:
         settings = _with_period(settings, period)
     print(format_plan(plan_stage(stage, rps, settings)))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.config import parse_version
+from canary_harness.configuration.cli import add_setting, config_path
 from canary_harness.precheck import PrecheckReport, Status, run_precheck
 from canary_harness.release_manifest import record_release
 
@@ -22,14 +23,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "precheck", help="pre-deployment checklist of a release (changes nothing)",
         description="Check a release before rolling it out: semver version, release manifest or git tag, "
                     "artifact SHA-256s, secrets (names only), canary.toml, NGINX templates and nginx -t, "
-                    "runbook. Exit 0 when nothing fails (with --strict: nothing warns either), else 1.",
+                    "runbook. Exit 0 when nothing fails (with --strict: nothing warns either), 2 when "
+                    "canary.toml is invalid (a bad value, an unknown key), else 1.",
     )  # fmt: skip
     pre.add_argument("--version", required=True, help="release to check, e.g. v0.2.0")
     pre.add_argument("--strict", action="store_true", help="fail on warnings too")
-    pre.add_argument("--config", help="canary.toml to validate (default <root>/canary.toml if present)")
+    add_setting(pre, "config_file", help="canary.toml to validate (default <root>/canary.toml if present)")
     pre.add_argument("--releases-dir", help="where <version>.toml manifests live (default <root>/releases)")
     pre.add_argument("--root", default=".", help="repository root (default: the current directory)")
-    pre.add_argument("--nginx-bin", help="nginx executable for nginx -t (default: nginx on PATH)")
+    # Not [traffic] nginx_bin (the user's NGINX): the one that checks the harness's own templates.
+    pre.add_argument(
+        "--nginx-bin", dest="nginx_test_bin", help="nginx executable for nginx -t (default: nginx on PATH)"
+    )
     pre.set_defaults(handler=_precheck)
 
     rec = subparsers.add_parser(
@@ -85,10 +90,12 @@ def _precheck(args: argparse.Namespace) -> int:
         version,
         root=Path(args.root),
         releases_dir=Path(args.releases_dir) if args.releases_dir else None,
-        config_file=Path(args.config) if args.config else None,
-        nginx_bin=args.nginx_bin,
+        config_file=config_path(args),
+        nginx_bin=args.nginx_test_bin,
     )
     print(format_report(report, strict=args.strict, color=_use_color()), flush=True)
+    if any(row.name.startswith("config") and row.status is Status.FAIL for row in report.results):
+        return 2  # a bad canary.toml is bad input, as everywhere else in `canary` (the checklist is printed first)
     return 0 if report.ok(args.strict) else 1
 
 

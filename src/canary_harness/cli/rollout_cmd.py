@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shlex
 import time
-from pathlib import Path
 from typing import Any
 
 from canary_harness.cli.stack_cmd import add_backend_option
@@ -19,6 +17,8 @@ from canary_harness.config import (
     parse_version,
     resolve_stack_settings,
 )
+from canary_harness.configuration.cli import add_location_options, add_setting, config_path, source_of, value_of
+from canary_harness.configuration.table import JUDGES
 from canary_harness.errors import RolloutError
 from canary_harness.lock import RolloutLock
 from canary_harness.notify import promotion_notifier
@@ -35,14 +35,12 @@ from canary_harness.rollout import (
 from canary_harness.stack_state import load_state
 
 
-def _add_stack_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run-dir", help="run directory of the local stack (default .canary)")
-    parser.add_argument("--config", dest="config_file", help="canary.toml (default ./canary.toml if present)")
-
-
 def _settings(args: argparse.Namespace, **overrides: Any) -> StackSettings:
-    toml = load_toml(Path(args.config_file) if args.config_file else None)
-    return resolve_stack_settings(toml=toml, run_dir=args.run_dir, backend=getattr(args, "backend", None), **overrides)
+    path = config_path(args)
+    return resolve_stack_settings(
+        toml=load_toml(path), toml_file=str(path or "canary.toml"), run_dir=args.run_dir,
+        backend=getattr(args, "backend", None), **overrides,
+    )  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -56,15 +54,16 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     rollout.add_argument("--version", required=True, help="canary release version, e.g. v0.2.0")
     rollout.add_argument("--stages", default=",".join(map(str, DEFAULT_STAGES)), help="default 1,5,25,100")
     rollout.add_argument("--partial", action="store_true", help="allow a stage list that does not end at 100")
-    rollout.add_argument("--observation-period", help="seconds per stage (default 900 or canary.toml)")
-    rollout.add_argument("--production-version", help="production version if the stack must be started")
-    rollout.add_argument("--canary-env", action="append", default=[], metavar="K=V")
-    rollout.add_argument("--production-env", action="append", default=[], metavar="K=V")
-    rollout.add_argument("--judge", choices=("sequential", "fixed"))
-    rollout.add_argument("--dry-run", action="store_true", help="run every check, move no traffic")
+    add_setting(rollout, "observation_period", help="seconds per stage")
+    add_setting(rollout, "production_version", help="production version if the stack must be started")
+    # Flag only: each stage gets them in its environment (CANARY_ENV, CANARY_PRODUCTION_ENV), never in argv.
+    add_setting(rollout, "canary_env", flag_only=True)
+    add_setting(rollout, "production_env", flag_only=True)
+    add_setting(rollout, "judge", choices=JUDGES)
+    add_setting(rollout, "dry_run", help="run every check, move no traffic")
     add_backend_option(rollout)
     rollout.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- extra pytest arguments")
-    _add_stack_flags(rollout)
+    add_location_options(rollout)
     rollout.set_defaults(handler=_rollout)
 
     prom = subparsers.add_parser("promote", help="after a full rollout, production becomes the new version")
@@ -77,14 +76,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="post the promotion as JSON to URL (repeatable; also canary.toml [notify] urls)",
     )
     add_backend_option(prom)
-    _add_stack_flags(prom)
+    add_location_options(prom)
     prom.set_defaults(handler=_promote)
 
     back = subparsers.add_parser("rollback", help="canary weight 0 (verified by traffic), canary stopped")
     back.add_argument("--version", help="version being rolled back (default: the running canary's)")
     back.add_argument("--reason", default="manual rollback")
-    back.add_argument("--keep-canary", action="store_true")
-    _add_stack_flags(back)
+    add_setting(back, "keep_canary", help="leave the canary running")
+    add_location_options(back)
     back.set_defaults(handler=_rollback)
 
 
@@ -105,11 +104,11 @@ def _rollout(args: argparse.Namespace) -> int:
         stages=stages,
         stack=settings,
         observation_period=period,
-        dry_run=args.dry_run,
+        dry_run=value_of(args, "dry_run"),
         judge=args.judge,
         canary_env=parse_env_pairs(args.canary_env, "from --canary-env"),
         production_env=parse_env_pairs(args.production_env, "from --production-env"),
-        config_file=args.config_file,
+        config_file=None if config_path(args) is None else str(config_path(args)),
         pytest_args=tuple(extra),
     )
     with RolloutLock(settings.run_dir, version=version) as lock:
@@ -128,9 +127,7 @@ def _rollout(args: argparse.Namespace) -> int:
 
 
 def _backend_given(args: argparse.Namespace) -> bool:
-    if args.backend is not None or os.environ.get("CANARY_BACKEND"):
-        return True
-    return "backend" in load_toml(Path(args.config_file) if args.config_file else None).get("stack", {})
+    return source_of(args, "backend", load_toml(config_path(args)))[1] != "default"
 
 
 def _promote(args: argparse.Namespace) -> int:
@@ -140,7 +137,7 @@ def _promote(args: argparse.Namespace) -> int:
     if not _backend_given(args) and state is not None and state.production is not None:
         # Unless told otherwise, production stays the kind of service it is (a container stays a container).
         settings = dataclasses.replace(settings, backend=state.production.backend)
-    notifier = promotion_notifier(load_toml(Path(args.config_file) if args.config_file else None), args.notify)
+    notifier = promotion_notifier(load_toml(config_path(args)), args.notify)
     with RolloutLock(settings.run_dir, version=version, command="promotion"):
         promote(settings, version, lambda text: print(text, flush=True))
     notifier(version)
@@ -157,7 +154,12 @@ def _rollback(args: argparse.Namespace) -> int:
         version = state.canary.version
     with RolloutLock(settings.run_dir, version=version or "", command="canary rollback"):
         result = rollback(
-            settings, version=version, stage=None, reason=args.reason, keep_canary=args.keep_canary, actor=None
+            settings,
+            version=version,
+            stage=None,
+            reason=args.reason,
+            keep_canary=value_of(args, "keep_canary"),
+            actor=None,
         )
     print(f"canary: {result.summary()}")
     return 0

@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 
-from canary_harness.cli.stack_cmd import add_location_options, run_dir_source, settings_from_args
+from canary_harness.cli.stack_cmd import run_dir_source, settings_from_args
 from canary_harness.config import load_toml
+from canary_harness.configuration.cli import add_location_options, config_path
 from canary_harness.errors import ConfigError
 from canary_harness.smoke import journey_from, run_smoke
 from canary_harness.stack_state import load_state
@@ -41,7 +42,8 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, str]:
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    journey = journey_from(load_toml(args.config), str(args.config or "canary.toml"))
+    config = config_path(args)
+    journey = journey_from(load_toml(config), str(config or "canary.toml"))
     url, version, target = _target(args)
     with httpx.Client(base_url=url, timeout=SMOKE_TIMEOUT_S) as client:
         steps = run_smoke(client, expected_version=version, journey=journey)

@@ -1,16 +1,15 @@
 """``canary stack up|status|down``: the local stack of NGINX, production and an optional canary.
 
-Settings resolve flags > environment (CANARY_*) > canary.toml [stack] > defaults.
+Settings resolve by the one precedence rule: flags > environment (CANARY_*) > canary.toml [stack] > defaults.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 from typing import Any
 
 from canary_harness.config import StackSettings, load_toml, parse_percent, resolve_stack_settings
+from canary_harness.configuration.cli import add_location_options, add_setting, config_path, source_of
 from canary_harness.deploy.external import is_external, parse_service_url
 from canary_harness.deploy.protocol import ServiceHandle
 from canary_harness.errors import ConfigError
@@ -22,25 +21,17 @@ from canary_harness.stack_state import StackState, load_state
 from canary_harness.stack_status import StackStatus
 
 
-def add_location_options(parser: argparse.ArgumentParser) -> None:
-    """``--run-dir`` and ``--config``: where a stack is recorded (shared by the stack-reading commands)."""
-    parser.add_argument("--run-dir", help="run directory holding state.json (default .canary; env CANARY_RUN_DIR)")
-    parser.add_argument("--config", type=Path, help="TOML config file (default ./canary.toml if present)")
-
-
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
     """``--backend``: how the command starts services (recorded ones are stopped the way they started)."""
-    parser.add_argument(
-        "--backend",
-        help="process, docker or compose: how services are started "
-        "(default process; env CANARY_BACKEND, canary.toml [stack] backend)",
-    )
+    add_setting(parser, "backend", help="process, docker or compose: how services are started")
 
 
 def settings_from_args(args: argparse.Namespace) -> StackSettings:
     """Resolve StackSettings from the parsed flags, the environment and canary.toml."""
+    path = config_path(args)
     return resolve_stack_settings(
-        toml=load_toml(getattr(args, "config", None)),
+        toml=load_toml(path),
+        toml_file=str(path or "canary.toml"),
         nginx_port=getattr(args, "nginx_port", None),
         production_port=getattr(args, "production_port", None),
         canary_port=getattr(args, "canary_port", None),
@@ -54,13 +45,8 @@ def settings_from_args(args: argparse.Namespace) -> StackSettings:
 
 def run_dir_source(args: argparse.Namespace) -> str:
     """Where the run directory setting came from, for messages."""
-    if getattr(args, "run_dir", None) is not None:
-        return "from --run-dir"
-    if os.environ.get("CANARY_RUN_DIR"):
-        return "from environment CANARY_RUN_DIR"
-    if "run_dir" in load_toml(getattr(args, "config", None)).get("stack", {}):
-        return "from canary.toml key 'run_dir'"
-    return "default"
+    path = config_path(args)
+    return source_of(args, "run_dir", load_toml(path), toml_file=str(path or "canary.toml"))[1]
 
 
 def _print_state(state: StackState) -> None:
@@ -178,22 +164,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     stack.set_defaults(handler=no_action)
 
     up = actions.add_parser("up", help="start NGINX, production and (with --canary-version) the canary")
-    up.add_argument("--production-version", help="production version (default v0.1.0)")
-    up.add_argument("--canary-version", help="start a canary at this version")
-    up.add_argument(
-        "--canary-env",
-        action="append",
-        default=[],
-        metavar="K=V",
-        help="environment for the canary (repeatable), e.g. FRAGRANCE_FAULTS=...",
+    add_setting(up, "production_version", help="production version")
+    add_setting(up, "canary_version", help="start a canary at this version")
+    add_setting(
+        up, "canary_env", help="environment for the canary (repeatable), e.g. FRAGRANCE_FAULTS=...", flag_only=True
     )
     up.add_argument("--canary-weight", help="initial canary weight 0..100 (default 0; needs a canary)")
-    up.add_argument("--nginx-port", help="NGINX listen port on 127.0.0.1 (default 8080)")
-    up.add_argument("--production-port", help="production port (default 8000)")
-    up.add_argument("--canary-port", help="canary port (default 8001)")
+    for name in ("nginx_port", "production_port", "canary_port"):
+        add_setting(up, name)
     add_backend_option(up)
-    up.add_argument("--production-url", help="use the production already running there (never stopped)")
-    up.add_argument("--canary-url", help="use the canary already running there (never stopped)")
+    add_setting(up, "production_url", help="use the production already running there (never stopped)", flag_only=True)
+    add_setting(up, "canary_url", help="use the canary already running there (never stopped)", flag_only=True)
     add_location_options(up)
     up.set_defaults(handler=_up)
 

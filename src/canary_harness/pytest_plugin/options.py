@@ -1,33 +1,26 @@
-"""The plugin's command-line options, their ini twins and environment fallbacks, and their resolution
-into one frozen StageOptions (CLI > environment > ini > canary.toml > default).
+"""The plugin's command-line options, their ini twins and environment fallbacks, all derived from the table
+of settings (:mod:`canary_harness.configuration.table`), and their resolution into one frozen StageOptions
+by the one precedence rule (CLI flag > environment > ini > canary.toml > default).
 
+Each flag is ``--canary-<name>``; its older name (``--stage``, ``--judge``...) is still accepted as an alias.
 A bad value raises pytest.UsageError naming the value and where it came from, before anything starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from canary_harness.config import (
-    StackSettings,
-    load_toml,
-    parse_env_pairs,
-    parse_percent,
-    parse_port,
-    parse_positive_float,
-    parse_version,
-    resolve_stack_settings,
-    resolve_traffic_settings,
-)
-from canary_harness.deploy.factory import parse_backend
+from canary_harness.config import StackSettings, load_toml, parse_port, resolve_stack_settings, resolve_traffic_settings
+from canary_harness.configuration.parsers import parse_load_rate, parse_stage
+from canary_harness.configuration.resolve import resolve_setting, validate_table_sections
+from canary_harness.configuration.table import JUDGES, SETTING, SETTINGS, Setting
 from canary_harness.errors import ConfigError
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.load import LoadSettings
@@ -35,261 +28,59 @@ from canary_harness.metrics.prometheus import PrometheusSettings
 from canary_harness.metrics.source_settings import MetricsSettings
 from canary_harness.smoke import journey_from
 
-JUDGES = ("sequential", "fixed")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+# The settings the plugin has a flag for, in the order --help shows them.
+PLUGIN_SETTINGS: tuple[Setting, ...] = tuple(setting for setting in SETTINGS if setting.flag)
+# Re-exported: where tests and older callers import them from.
+__all__ = ["JUDGES", "PLUGIN_SETTINGS", "StageOptions", "add_options", "parse_load_rate", "parse_stage", "resolve"]
+
+_FLAG_USED = "{}__flag"  # namespace attribute: the option string given (the new name or its alias)
 
 
-def parse_stage(raw: object, source: str) -> int:
-    """A stage is the canary's traffic share in percent, 1..100."""
-    value = parse_percent(raw, source)
-    if value == 0:
-        raise ConfigError(f"stage {raw!r} ({source}): must be 1..100 (0 % is a rollback, not a stage)")
-    return value
+def _checked_action(setting: Setting) -> type[argparse.Action]:
+    """An argparse action that validates the value when it is parsed, naming the option string as given
+    (``--stage`` or ``--canary-stage``), and records that option string for :func:`resolve`."""
 
+    class Checked(argparse.Action):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if setting.kind == "flag":
+                kwargs["nargs"] = 0
+            super().__init__(*args, **kwargs)
 
-def parse_bool(raw: object, source: str) -> bool:
-    """true/false, yes/no, 1/0, on/off."""
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"value {raw!r} ({source}): must be true or false")
+        def __call__(
+            self,
+            parser: argparse.ArgumentParser,
+            namespace: argparse.Namespace,
+            values: Any,
+            option_string: str | None = None,
+        ) -> None:
+            value: Any = True
+            if setting.kind != "flag":
+                try:
+                    setting.parse([values] if setting.kind == "append" else values, f"from {option_string}")
+                except ConfigError as exc:
+                    raise argparse.ArgumentError(self, str(exc)) from None
+                value = [*(getattr(namespace, self.dest, None) or []), values] if setting.kind == "append" else values
+            setattr(namespace, self.dest, value)
+            setattr(namespace, _FLAG_USED.format(self.dest), option_string)
 
-
-def parse_url(raw: object, source: str) -> str:
-    """An http(s) URL."""
-    text = str(raw).strip().rstrip("/")
-    if not text.startswith(("http://", "https://")) or len(text) < 10:
-        raise ConfigError(f"URL {raw!r} ({source}): must start with http:// or https://")
-    return text
-
-
-def parse_positive_int(raw: object, source: str) -> int:
-    """An integer ≥ 1."""
-    text = str(raw).strip()
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise ConfigError(f"value {raw!r} ({source}): must be an integer ≥ 1")
-    return int(text)
-
-
-def parse_non_negative_int(raw: object, source: str) -> int:
-    """An integer ≥ 0."""
-    text = str(raw).strip()
-    if not (text.isascii() and text.isdigit()):
-        raise ConfigError(f"value {raw!r} ({source}): must be an integer ≥ 0")
-    return int(text)
-
-
-def parse_text(raw: object, source: str) -> str:
-    """Any non-empty text (paths, mixes validated later by their own parser)."""
-    text = str(raw).strip()
-    if not text:
-        raise ConfigError(f"empty value ({source})")
-    return text
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[object, str], str]:
-    def parse(raw: object, source: str) -> str:
-        text = str(raw).strip()
-        if text not in choices:
-            raise ConfigError(f"value {raw!r} ({source}): must be one of {', '.join(choices)}")
-        return text
-
-    return parse
-
-
-def parse_load_rate(raw: object, source: str) -> float | str:
-    """``auto``, a positive number of requests per second, or 0: the closed loop (each user waits for its answer)."""
-    text = str(raw).strip().lower()
-    if text == "auto":
-        return "auto"
-    try:
-        return 0.0 if text and float(text) == 0 else parse_positive_float(raw, source)
-    except (ConfigError, ValueError):
-        raise ConfigError(
-            f"load rate {raw!r} ({source}): must be a positive number of requests/s, auto, or 0 (closed loop)"
-        ) from None
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """One option: its flag, ini twin, environment variable, canary.toml key and parser."""
-
-    dest: str
-    flag: str
-    parse: Callable[[Any, str], Any]
-    default: Any
-    help: str
-    kind: str = "value"  # value | flag | append
-    toml_key: str = ""  # key in canary.toml [stage]
-
-    @property
-    def ini(self) -> str:
-        return "canary_" + self.dest.removeprefix("canary_")
-
-    @property
-    def env(self) -> str:
-        return "CANARY_" + self.dest.removeprefix("canary_").upper()
-
-
-SPECS: tuple[OptionSpec, ...] = (
-    OptionSpec(
-        "canary_version",
-        "--canary-version",
-        parse_version,
-        None,
-        "Version of the canary release; activates the plugin (inert without it).",
-    ),
-    OptionSpec("stage", "--stage", parse_stage, None, "Canary traffic share of this stage, percent 1..100."),
-    OptionSpec(
-        "production_version",
-        "--production-version",
-        parse_version,
-        "v0.1.0",
-        "Version production runs (started if no stack is up).",
-        toml_key="production_version",
-    ),
-    OptionSpec(
-        "backend",
-        "--backend",
-        parse_backend,
-        None,
-        "process | docker | compose | testcontainers (smoke only): how service versions are started "
-        "(default: canary.toml [stack] backend, else process).",
-    ),
-    OptionSpec(
-        "observation_period",
-        "--observation-period",
-        parse_positive_float,
-        900.0,
-        "Maximum observation window of the stage in seconds (default 900).",
-        toml_key="observation_period",
-    ),
-    OptionSpec(
-        "canary_env",
-        "--canary-env",
-        parse_env_pairs,
-        {},
-        "K=V for the canary's environment (repeatable).",
-        kind="append",
-    ),
-    OptionSpec(
-        "production_env",
-        "--production-env",
-        parse_env_pairs,
-        {},
-        "K=V for production's environment when the plugin starts it (repeatable).",
-        kind="append",
-    ),
-    OptionSpec("canary_url", "--canary-url", parse_url, None, "Canary already running there: nothing is started."),
-    OptionSpec(
-        "production_url", "--production-url", parse_url, None, "Production already running there: nothing is started."
-    ),
-    OptionSpec(
-        "prometheus_url",
-        "--prometheus-url",
-        parse_url,
-        None,
-        "Read metrics from this Prometheus instead of each instance's /metrics.",
-    ),
-    OptionSpec(
-        "prometheus",
-        "--prometheus",
-        _choice(("off", "local")),
-        "off",
-        "local: start a Prometheus for the stage and read metrics through PromQL.",
-        toml_key="prometheus",
-    ),
-    OptionSpec("no_load", "--no-load", parse_bool, False, "Send no load (real traffic is present).", kind="flag"),
-    OptionSpec("load_users", "--load-users", parse_positive_int, None, "Simulated users of the load driver."),
-    OptionSpec(
-        "load_rate",
-        "--load-rate",
-        parse_load_rate,
-        None,
-        "Total load rate in requests/s; auto (the default unless canary.toml [load] sets rate_rps): the "
-        "rate at which the checks can decide; 0: closed loop with --load-users users.",
-    ),
-    OptionSpec(
-        "load_max_rps",
-        "--load-max-rps",
-        parse_positive_float,
-        200.0,
-        "Upper bound of --load-rate auto in requests/s (also bounded by what this machine sustains).",
-    ),
-    OptionSpec("load_mix", "--load-mix", parse_text, None, "LLM mode mix, e.g. fast=50,balanced=35,creative=15."),
-    OptionSpec(
-        "load_workers", "--load-workers", parse_non_negative_int, None, "Local locust workers (0 = one process)."
-    ),
-    OptionSpec(
-        "keep_canary", "--keep-canary", parse_bool, False, "Leave the canary running after a rollback.", kind="flag"
-    ),
-    OptionSpec(
-        "no_rollback", "--no-rollback", parse_bool, False, "Do not roll back on failure (debugging only).", kind="flag"
-    ),
-    OptionSpec(
-        "config_file", "--canary-config", parse_text, None, "canary.toml with thresholds, judge and load settings."
-    ),
-    OptionSpec(
-        "dry_run",
-        "--dry-run",
-        parse_bool,
-        False,
-        "Move no traffic: judge the canary on load sent to it directly.",
-        kind="flag",
-    ),
-    OptionSpec(
-        "judge",
-        "--judge",
-        _choice(JUDGES),
-        "sequential",
-        "Stage judge: sequential (default) or fixed.",
-        toml_key="judge",
-    ),
-    OptionSpec("tick", "--canary-tick", parse_positive_float, 1.0, "Seconds between metric reads.", toml_key="tick"),
-    OptionSpec("run_dir", "--canary-run-dir", parse_text, None, "Run directory of the local stack (default .canary)."),
-)
-
-
-def _argparse_type(spec: OptionSpec) -> Callable[[str], Any]:
-    def convert(raw: str) -> Any:
-        try:
-            spec.parse(raw if spec.kind != "append" else [raw], f"from {spec.flag}")
-        except ConfigError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return raw
-
-    convert.__name__ = spec.dest
-    return convert
+    Checked.__name__ = f"Checked_{setting.name}"
+    return Checked
 
 
 def add_options(parser: pytest.Parser) -> None:
-    """Register every option in the ``canary`` group, with its ini twin."""
+    """Register every plugin setting of the table in the ``canary`` group, with its ini twin."""
     group = parser.getgroup("canary", "canary release verification")
-    for spec in SPECS:
-        help_text = f"{spec.help} [ini {spec.ini}, env {spec.env}]"
-        flags = [spec.flag] + (["--config"] if spec.dest == "config_file" else [])
-        if spec.kind == "flag":
-            group.addoption(*flags, dest=spec.dest, action="store_true", default=None, help=help_text)
-            parser.addini(spec.ini, spec.help, default=None)  # parse_bool names a bad value's source
-        elif spec.kind == "append":
-            group.addoption(
-                *flags,
-                dest=spec.dest,
-                action="append",
-                default=None,
-                metavar="K=V",
-                type=_argparse_type(spec),
-                help=help_text,
-            )
-            parser.addini(spec.ini, spec.help, type="linelist", default=[])
-        else:
-            group.addoption(*flags, dest=spec.dest, default=None, type=_argparse_type(spec), help=help_text)
-            parser.addini(spec.ini, spec.help, default=None)
+    for setting in PLUGIN_SETTINGS:
+        assert setting.ini is not None  # every plugin setting has its ini twin (table._plugin)
+        help_text = f"{setting.help} [ini {setting.ini}, env {setting.env}]"
+        extra: dict[str, Any] = {"metavar": "K=V"} if setting.kind == "append" else {}
+        group.addoption(
+            *setting.flags, dest=setting.name, action=_checked_action(setting), default=None, help=help_text, **extra
+        )
+        if setting.kind == "append":
+            parser.addini(setting.ini, setting.help, type="linelist", default=[])
+        else:  # a flag's twin too: parse_bool names a bad value's source
+            parser.addini(setting.ini, setting.help, default=None)
 
 
 @dataclass(frozen=True)
@@ -319,60 +110,44 @@ class StageOptions:
     dry_run: bool
     judge: str
     tick: float
-    run_dir: str | None
+    run_dir: Path
     stack: StackSettings
     toml: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _resolve_one(
-    spec: OptionSpec, config: pytest.Config, toml_stage: Mapping[str, Any], environ: Mapping[str, str]
+    setting: Setting, config: pytest.Config, toml: Mapping[str, Any], environ: Mapping[str, str], toml_file: str
 ) -> Any:
-    cli = config.getoption(spec.dest)
-    if cli is not None:
-        return spec.parse(cli, f"from {spec.flag}")
-    raw_env = environ.get(spec.env, "")
-    if raw_env != "":
-        value = _env_list(raw_env, spec.env) if spec.kind == "append" else raw_env
-        return spec.parse(value, f"from environment {spec.env}")
-    ini = config.getini(spec.ini)
-    if ini not in (None, []):
-        return spec.parse(ini, f"from ini option {spec.ini}")
-    if spec.toml_key and spec.toml_key in toml_stage:
-        return spec.parse(toml_stage[spec.toml_key], f"from canary.toml [stage] {spec.toml_key}")
-    return spec.default
-
-
-def _env_list(raw: str, name: str) -> list[str]:
-    """An append option's environment twin: ``K=V K2=V2``, or a JSON object (values with spaces; what
-    ``canary rollout`` passes so that the services' environment never appears in the stage's argv)."""
-    if not raw.lstrip().startswith("{"):
-        return raw.split()
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise ConfigError(f"environment {name}: not a valid JSON object") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"environment {name}: not a valid JSON object")
-    return [f"{key}={value}" for key, value in data.items()]
+    assert setting.ini is not None
+    return resolve_setting(
+        setting,
+        cli=config.getoption(setting.name),
+        flag=getattr(config.option, _FLAG_USED.format(setting.name), None),
+        environ=environ,
+        ini=config.getini(setting.ini),
+        toml=toml,
+        toml_file=toml_file,
+    )
 
 
 def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> StageOptions | None:
     """Resolve the options; None when no canary version is set (the plugin stays inert)."""
     environ = os.environ if environ is None else environ
     try:
-        version_spec = SPECS[0]
-        version = _resolve_one(version_spec, config, {}, environ)
+        version = _resolve_one(SETTING["canary_version"], config, {}, environ, "")  # a file never activates it
         if version is None:
             return None
-        config_spec = next(spec for spec in SPECS if spec.dest == "config_file")
-        config_file = _resolve_one(config_spec, config, {}, environ)
+        config_file = _resolve_one(SETTING["config_file"], config, {}, environ, "")
         toml = load_toml(Path(config_file) if config_file else None)
-        toml_stage = toml.get("stage", {})
-        values = {spec.dest: _resolve_one(spec, config, toml_stage, environ) for spec in SPECS}
+        toml_file = config_file or "canary.toml"
+        validate_table_sections(toml, toml_file)
+        values = {setting.name: _resolve_one(setting, config, toml, environ, toml_file) for setting in PLUGIN_SETTINGS}
+        values["canary_version"] = version
         if values["stage"] is None and values["backend"] != "testcontainers":
-            raise ConfigError("--stage is required with --canary-version (the canary's traffic share, 1..100)")
+            raise ConfigError("--canary-stage is required with --canary-version (the canary's traffic share, 1..100)")
         stack = resolve_stack_settings(
             toml=toml,
+            toml_file=toml_file,
             environ=environ,
             run_dir=values["run_dir"],
             backend=values["backend"],
@@ -382,12 +157,12 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         stack = StackSettings(
             **{**stack.__dict__, "canary_env": values["canary_env"], "production_env": values["production_env"]}
         )
-        values["backend"] = stack.backend  # the flag, its env/ini twin, else [stack] backend, else process
+        values["run_dir"] = stack.run_dir
         if values["stage"] is None:
             values["stage"] = 0  # a smoke run (testcontainers) has no stage
         _check_ports(stack)
         _check_service_urls(values)
-        _check_sections(toml, config_file or "canary.toml", values)
+        _check_sections(toml, toml_file, values)
         resolve_traffic_settings(toml=toml, stack=stack, environ=environ)
         return StageOptions(**values, stack=stack, toml=toml)
     except ConfigError as exc:
@@ -411,10 +186,12 @@ def _check_service_urls(values: Mapping[str, Any]) -> None:
     """Services running elsewhere come as a pair, at two addresses, and are not started with an environment."""
     canary, production = values["canary_url"], values["production_url"]
     if bool(canary) != bool(production):
-        given, missing = ("--canary-url", "--production-url") if canary else ("--production-url", "--canary-url")
+        given, missing = (
+            ("--canary-url", "--canary-production-url") if canary else ("--canary-production-url", "--canary-url")
+        )
         raise ConfigError(f"{given} {canary or production!r} needs {missing} too (services running elsewhere)")
     if canary and canary == production:
-        raise ConfigError(f"--canary-url and --production-url are both {canary!r}: they must differ")
+        raise ConfigError(f"--canary-url and --canary-production-url are both {canary!r}: they must differ")
     if canary and values["canary_env"]:
         raise ConfigError(f"--canary-env {dict(values['canary_env'])!r}: the canary at {canary} (--canary-url) is "
                           "not started by the harness; drop one of the two")  # fmt: skip
