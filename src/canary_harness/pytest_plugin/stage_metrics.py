@@ -31,7 +31,10 @@ def metrics_source(
     settings = PrometheusSettings.from_mapping(options.toml.get("prometheus", {}), "canary.toml [prometheus]")
     url = options.prometheus_url or settings.url  # the flag (or its env/ini twin), else [prometheus] url
     if url is None and options.prometheus == "off":
-        return stack.enter_context(closing(ScrapeSource(urls)))
+        # The canary's workers are part of its arm: their counters (RL updates, briefs) add to the API's.
+        canary = [record.canary_url, *(worker["url"] for worker in record.canary_workers)]
+        arms = {"canary": canary, "production": [record.production_url]}
+        return stack.enter_context(closing(ScrapeSource(arms)))
     if url is None:
         targets = {role: urlsplit(address).netloc for role, address in urls.items()}
         server = stack.enter_context(
