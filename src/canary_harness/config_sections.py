@@ -87,6 +87,12 @@ def _notify(section: Mapping[str, Any], source: str, environ: Mapping[str, str])
     return NotifySettings.from_mapping(section, source)
 
 
+def _workers(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
+    from canary_harness.deploy.workers import resolve_worker_plan
+
+    return resolve_worker_plan({"workers": section}, environ)
+
+
 Reader = Callable[[Mapping[str, Any], str, Mapping[str, str]], object]
 
 # Every section of canary.toml the harness reads, with the function that reads it (ConfigError when bad).
@@ -99,6 +105,7 @@ SECTION_READERS: Mapping[str, Reader] = {
     "load": _load,
     "prometheus": _prometheus,
     "notify": _notify,
+    "workers": _workers,
 }
 
 
