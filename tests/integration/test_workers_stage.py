@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from canary_harness.deploy import pids
 from canary_harness.deploy.workers import WorkerRecord, consumers, load_workers
 from canary_harness.logs import read_events
 from canary_harness.waiting import wait_until
+from tests.integration.rolloutfixtures import RolloutCli, describe, rollout_args, rollout_cli_in
 from tests.integration.stagefixtures import StageRun, StageRunner
 from tests.integration.test_stage_session import GATES, PPO_FAST, PROGRESS_LINE, assert_rolled_back, failed_checks
 
@@ -96,3 +98,33 @@ def test_a_worker_killed_mid_stage_fails_the_stage(worker_runner: StageRunner) -
     assert record.error is not None and record.error.startswith("observation: ") and unreachable in record.error
     assert_rolled_back(worker_runner, run, "unreachable")
     assert_workers_stopped(run, [w.pid for w in workers], broker)
+
+
+@dataclass
+class WorkersCli(RolloutCli):
+    """``canary`` commands whose stage sessions start the canary with one LLM and one RL worker."""
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The rollout fixtures' environment plus the runbook's replica variables."""
+        return {**super().env, "LLM_WORKER_CANARY_REPLICAS": "1", "RL_WORKER_CANARY_REPLICAS": "1"}
+
+
+def test_rollout_with_workers_runs_every_stage_and_promotion_stops_them(tmp_path: Path) -> None:
+    with rollout_cli_in(tmp_path) as plain:
+        cli = WorkersCli(**{item.name: getattr(plain, item.name) for item in fields(plain)})
+        result = cli(*rollout_args(*PPO_FAST), timeout=240)
+        assert result.returncode == 0, describe(result)
+        verdicts = [entry for entry in cli.journal() if entry.event == "stage_verdict"]
+        assert [(entry.stage, entry.details["passed"]) for entry in verdicts] == [
+            (1, True), (5, True), (25, True), (100, True)
+        ]  # fmt: skip
+        broker, workers = recorded_workers(cli.run_dir)
+        # One set of workers served the four stages: started with the canary, reused while healthy.
+        assert sorted(w.role for w in workers) == ["llm", "rl"] and all(pids.is_alive(w.pid) for w in workers)
+        assert len(list(read_events(workers[0].log_path.with_suffix(".jsonl"), "startup"))) == 1
+        promoted = cli("promote", "--version", CANARY)
+        assert promoted.returncode == 0, describe(promoted)
+        for worker in workers:
+            wait_until(lambda w=worker: not pids.is_alive(w.pid), 10.0, describe=f"{worker.name} to stop")
+        assert load_workers(cli.run_dir).workers == () and consumers(broker, CANARY) == []
