@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from canary_harness.deploy import pids
-from canary_harness.deploy.workers import WorkerRecord, consumers, load_workers
+from canary_harness.deploy.workers import WorkerRecord, WorkersState, consumers, load_workers
 from canary_harness.logs import read_events
 from canary_harness.waiting import wait_until
 from tests.integration.rolloutfixtures import RolloutCli, describe, rollout_args, rollout_cli_in
@@ -69,6 +69,13 @@ def test_healthy_release_with_workers_passes_and_the_rl_worker_learns(worker_run
     assert updates and {u["component"] for u in updates} == {"worker-rl"}
     canary_log = run.record().canary_log
     assert canary_log is not None and list(read_events(Path(canary_log), "rl_update")) == []
+    # `canary stack down` stops the workers and the broker too.
+    broker_record = load_workers(run.run_dir).broker
+    assert broker_record is not None
+    worker_runner.stack.down()
+    assert not pids.is_alive(broker_record.pid, broker_record.pid_start_time)
+    assert not any(pids.is_alive(w.pid, w.pid_start_time) for w in workers)
+    assert load_workers(run.run_dir) == WorkersState()
 
 
 def test_rl_worker_with_exploding_loss_fails_the_rl_check_and_every_component_stops(

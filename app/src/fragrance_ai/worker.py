@@ -112,9 +112,6 @@ class Consumer:
         """Apply one job."""
         raise NotImplementedError
 
-    async def drain(self) -> None:
-        """Wait for jobs still running (llm) before reading again when the loop pauses."""
-
     def _after_job(self) -> None:
         self.jobs += 1
         crash = self.faults.crash_after_jobs
