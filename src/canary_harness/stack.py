@@ -22,6 +22,7 @@ from canary_harness.deploy.external import adopt, is_external
 from canary_harness.deploy.factory import backend_for
 from canary_harness.deploy.pids import is_alive, stop_marked
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
+from canary_harness.deploy.workers import CanaryWorkers
 from canary_harness.envstore import EnvStore
 from canary_harness.errors import BackendError, CanaryError, ConfigError, StackError
 from canary_harness.private import private_dir
@@ -264,6 +265,8 @@ class LocalStack:
         if state.canary is not None:
             self._stop(state.canary)
             replace(state, canary=None).save()
+        # Its workers go with it, verified on the broker: none may keep consuming the canary's queue.
+        CanaryWorkers(self.run_dir).stop()
 
     def restart_production(self, version: str, env: Mapping[str, str] | None = None) -> ServiceHandle:
         """Replace production with ``version`` on the same address (used when promoting a canary),
@@ -296,6 +299,7 @@ class LocalStack:
             self._stop_all(state, controller, raise_errors=True)
             state.state_file.unlink(missing_ok=True)
         self.env_store.forget()
+        CanaryWorkers(self.run_dir).down()
         removed = self.remove_unrecorded_containers(state)
         try:
             pids = stop_marked(self.run_dir)
