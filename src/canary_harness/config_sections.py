@@ -101,6 +101,12 @@ def _workers(section: Mapping[str, Any], source: str, environ: Mapping[str, str]
     return resolve_worker_plan({"workers": section}, environ)
 
 
+def _target(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
+    from canary_harness.target import TargetSettings
+
+    return TargetSettings.from_mapping(section, source)
+
+
 Reader = Callable[[Mapping[str, Any], str, Mapping[str, str]], object]
 
 # Every section of canary.toml the harness reads, with the function that reads it (ConfigError when bad).
@@ -115,6 +121,7 @@ SECTION_READERS: Mapping[str, Reader] = {
     "notify": _notify,
     "metrics": _metrics,
     "workers": _workers,
+    "target": _target,
 }
 
 

@@ -127,6 +127,7 @@ class LocalStack:
         return ServiceSpec(
             role=role, version=version, host=self.settings.host, port=port, env=dict(env),
             log_path=self._log_path(role), run_dir=self.run_dir,
+            probe=self.settings.target.probe, command=self.settings.target.command,
         )  # fmt: skip
 
     def is_healthy(self, handle: ServiceHandle) -> bool:
@@ -202,7 +203,7 @@ class LocalStack:
         try:
             if production_url:
                 production = adopt("production", production_url, expected_version=None,
-                                   log_path=self._log_path("production"))  # fmt: skip
+                                   log_path=self._log_path("production"), probe=s.target.probe)  # fmt: skip
             else:
                 production = self._start(
                     self._spec("production", s.production_version, s.production_port, s.production_env)
@@ -212,7 +213,7 @@ class LocalStack:
             canary_address = f"{s.host}:{s.canary_port}"
             if canary_url:
                 canary = adopt("canary", canary_url, expected_version=s.canary_version,
-                               log_path=self._log_path("canary"))  # fmt: skip
+                               log_path=self._log_path("canary"), probe=s.target.probe)  # fmt: skip
                 canary_address = canary.address
                 state = replace(state, canary=canary)
                 state.save()
