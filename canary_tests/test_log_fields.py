@@ -13,7 +13,7 @@ from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.smoke import SMOKE_BRIEF
 
 # Also runs against a throwaway container: pytest canary_tests -m smoke --backend testcontainers
-pytestmark = pytest.mark.smoke
+pytestmark = [pytest.mark.smoke, pytest.mark.canary_target("fragrance-ai")]
 
 # Feedback sent to force one PPO update if the stage's own traffic did not fill a batch.
 MAX_FEEDBACKS = 64

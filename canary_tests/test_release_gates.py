@@ -1,4 +1,4 @@
-"""The gate: each check of the stage verdict (latency per mode, errors, schema, RL loss, split).
+"""The gate: each check of the stage verdict (latency per group, errors, schema, RL loss, split).
 
 Each failure message names the metric, the measured value, the threshold and the sample size.
 """
@@ -7,17 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
-
+from canary_harness.judge.engine import latency_check
 from canary_harness.judge.verdict import CheckResult
 from canary_harness.pytest_plugin.record import StageRecord
 
 CheckFn = Callable[[str], CheckResult]
 
 
-@pytest.mark.parametrize("mode", ["fast", "balanced", "creative"])
-def test_p95_latency(canary_check: CheckFn, mode: str) -> None:
-    canary_check(f"p95_latency[{mode}]")
+def test_p95_latency(canary_check: CheckFn, latency_group: str) -> None:
+    canary_check(latency_check(latency_group))
 
 
 def test_5xx_error_rate(canary_check: CheckFn) -> None:

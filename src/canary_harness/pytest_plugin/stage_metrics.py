@@ -85,4 +85,5 @@ def nginx_log_source(options: StageOptions, urls: dict[str, str], settings: Metr
         {urlsplit(address).netloc: role for role, address in urls.items()},
         edges=(*DEFAULT_EDGES, *thresholds.values()),
         journey_route=settings.journey_route,
+        default_group=settings.default_group,
     )
