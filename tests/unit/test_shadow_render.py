@@ -94,23 +94,31 @@ def test_state_reports_the_shadow_share() -> None:
     assert '"shadow_share":$canary_shadow_share' in state
 
 
+def location(text: str, name: str) -> str:
+    """The body of ``location = name`` (up to the closing brace at its own indentation)."""
+    return text.split(f"location = {name} {{", 1)[1].split("\n        }", 1)[0]
+
+
 def test_user_location_mirrors_and_the_relay_marks_and_bounds_the_copies() -> None:
-    main = render_main(MAIN_TEMPLATE, listen_host="127.0.0.1", listen_port=8080, shadow_socket="unix:/r/s.sock")
+    main = render_main(MAIN_TEMPLATE, listen_host="127.0.0.1", listen_port=8080)
     users = block(main, "location / {\n            mirror /__canary/shadow;")
     assert "mirror_request_body on;" in users
-    first_hop = main.split("location = /__canary/shadow {", 1)[1].split("\n        }", 1)[0]
+    first_hop = location(main, "/__canary/shadow")
     assert "internal;" in first_hop and "return 204;" in first_hop
-    assert "proxy_pass http://unix:/r/s.sock:$request_uri;" in first_hop
+    assert "proxy_pass http://$canary_relay_host:$server_port/__canary/relay;" in first_hop
     # The relay answers before the copy reaches the canary: the first hop's timeouts stay short.
     assert "proxy_read_timeout 1s;" in first_hop and "proxy_connect_timeout 100ms;" in first_hop
-    relay = main.split("listen unix:/r/s.sock;", 1)[1]
-    assert "empty_gif;" in relay and "limit_conn canary_shadow 64;" in relay
-    copy = relay.split("location = /__canary/copy {", 1)[1]
-    assert "proxy_set_header X-Canary-Shadow 1;" in copy and "proxy_ignore_client_abort on;" in copy
-    assert "proxy_read_timeout 5s;" in copy
+    relay = location(main, "/__canary/relay")
+    assert "$canary_relay_local = 0" in relay and "return 403;" in relay
+    assert "empty_gif;" in relay and "limit_conn canary_shadow 1024;" in relay and "access_log off;" in relay
+    copy = location(main, "/__canary/copy")
+    assert "internal;" in copy and "proxy_set_header X-Canary-Shadow 1;" in copy
+    assert "proxy_ignore_client_abort on;" in copy and "proxy_read_timeout 5s;" in copy
 
 
-@pytest.mark.parametrize("socket", ["relative.sock", "unix:relative.sock", "unix:/a b", "unix:/" + "x" * 107])
-def test_bad_relay_sockets_are_refused(socket: str) -> None:
-    with pytest.raises(TrafficError, match="shadow relay socket"):
-        render_main(MAIN_TEMPLATE, listen_host="127.0.0.1", listen_port=8080, shadow_socket=socket)
+def test_only_nginx_itself_may_call_the_relay() -> None:
+    pattern = MAIN_TEMPLATE.split('map "$remote_addr $server_addr" $canary_relay_local {', 1)[1].split(" 1;", 1)[0]
+    regex = pattern.strip().strip('"').lstrip("~").replace("(?<canary_relay_from>", "(?P<a>")
+    regex = regex.replace(r"\k<canary_relay_from>", "(?P=a)")
+    assert re.match(regex, "127.0.0.1 127.0.0.1") and re.match(regex, "::1 ::1")
+    assert not re.match(regex, "10.0.0.7 127.0.0.1") and not re.match(regex, "127.0.0.10 127.0.0.1")

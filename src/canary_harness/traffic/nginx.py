@@ -13,7 +13,6 @@ Layout of ``nginx_dir``::
     staging/                                           candidate configuration checked by nginx -t
     logs/ access.jsonl canary_access.jsonl error.log   logs (canary_access: requests the canary served)
     logs/shadow_access.jsonl                           copies sent to the canary at a shadow stage
-    shadow.sock                                        the shadow relay (see nginx.canary.conf)
     temp/, nginx.pid, .weights.lock
 """
 
@@ -133,11 +132,6 @@ class NginxTrafficController:
         return self.dir / "logs" / "shadow_access.jsonl"
 
     @property
-    def shadow_socket(self) -> Path:
-        """The unix socket of the shadow relay."""
-        return self.dir / "shadow.sock"
-
-    @property
     def access_log(self) -> Path:
         """JSON lines, one per proxied request."""
         return self.dir / "logs" / "access.jsonl"
@@ -160,11 +154,8 @@ class NginxTrafficController:
             listen_port=self.listen_port,
             worker_processes=self.worker_processes,
             user=_worker_user(),
-            shadow_socket=f"unix:{self.shadow_socket}",
             source=str(self.dir / MAIN_TEMPLATE),
         )
-        # A socket left by a killed NGINX would make the relay's bind fail.
-        self.shadow_socket.unlink(missing_ok=True)
         _write_atomic(self.dir / "nginx.conf", main)
         _write_atomic(self.upstream_conf, self._render(canary_weight, new_generation()))
         self.process.test()

@@ -193,11 +193,9 @@ def render_main(
     listen_port: int,
     worker_processes: str = "auto",
     user: str | None = None,
-    shadow_socket: str = "unix:/tmp/canary-harness-shadow.sock",
     source: str = "nginx.canary.conf",
 ) -> str:
-    """Render the main configuration: listen address, workers, (when run as root) the worker user, and
-    the address of the shadow relay (``unix:/absolute/path``: loopback only, no port to allocate)."""
+    """Render the main configuration: listen address, workers and (when run as root) the worker user."""
     if not 0 < listen_port < 65536:
         raise TrafficError(f"listen port {listen_port!r}: must be in 1..65535")
     if not re.fullmatch(r"auto|[1-9]\d{0,2}", worker_processes):
@@ -205,12 +203,6 @@ def render_main(
     if user is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", user):
         raise TrafficError(f"user {user!r}: not a valid user name")
     host = f"[{listen_host}]" if ":" in listen_host and not listen_host.startswith("[") else listen_host
-    # sockaddr_un holds 107 bytes of path.
-    if not re.fullmatch(r"unix:/[^\s;{}'\"]{1,106}", shadow_socket):
-        raise TrafficError(
-            f"shadow relay socket {shadow_socket!r}: must be unix:/absolute/path of at most 106 characters "
-            "without spaces (choose a shorter run directory)"
-        )
     return render_template(
         template_text,
         {
@@ -218,7 +210,6 @@ def render_main(
             "LISTEN_PORT": str(listen_port),
             "WORKER_PROCESSES": worker_processes,
             "USER_DIRECTIVE": f"user {user};" if user else "# (not root: workers run as the invoking user)",
-            "SHADOW_SOCKET": shadow_socket,
         },
         source=source,
     )
