@@ -1,4 +1,5 @@
-"""The gate: each check of the stage verdict (latency per mode, errors, schema, RL loss, split).
+"""The gate: each check of the stage verdict (latency per mode, errors, schema, RL loss, split; at the shadow
+stage, stage 0, the mirror coverage instead of the split).
 
 Each failure message names the metric, the measured value, the threshold and the sample size.
 """
@@ -11,6 +12,7 @@ import pytest
 
 from canary_harness.judge.verdict import CheckResult
 from canary_harness.pytest_plugin.record import StageRecord
+from canary_harness.stages import SHADOW_STAGE
 
 CheckFn = Callable[[str], CheckResult]
 
@@ -33,8 +35,20 @@ def test_rl_loss_against_production_baseline(canary_check: CheckFn) -> None:
 
 
 def test_traffic_split(canary_check: CheckFn, canary_stage: StageRecord) -> None:
+    if canary_stage.stage == SHADOW_STAGE:
+        pytest.skip("shadow stage: users stay on production; the mirror-coverage check replaces the split")
     canary_check("traffic_split")
     if not canary_stage.dry_run:
         assert canary_stage.weight_in_force == canary_stage.stage, (
             f"weight in force {canary_stage.weight_in_force} % differs from the stage {canary_stage.stage} %"
         )
+
+
+def test_mirror_coverage(canary_check: CheckFn, canary_stage: StageRecord) -> None:
+    if canary_stage.stage != SHADOW_STAGE:
+        pytest.skip(f"stage {canary_stage.stage} %: users reach the canary; the split check applies")
+    canary_check("mirror_coverage")
+    assert canary_stage.weight_in_force == 0 and canary_stage.shadow_share, (
+        f"shadow stage with canary weight {canary_stage.weight_in_force} % and {canary_stage.shadow_share} % "
+        "copied in force: users must stay on production while requests are copied"
+    )

@@ -81,6 +81,12 @@ def _prometheus(section: Mapping[str, Any], source: str, environ: Mapping[str, s
     return PrometheusSettings.from_mapping(section, source)
 
 
+def _shadow(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
+    from canary_harness.traffic.shadow_policy import ShadowPolicy
+
+    return ShadowPolicy.from_mapping(section, source)
+
+
 def _notify(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
     from canary_harness.notify import NotifySettings
 
@@ -99,6 +105,7 @@ SECTION_READERS: Mapping[str, Reader] = {
     "load": _load,
     "prometheus": _prometheus,
     "notify": _notify,
+    "shadow": _shadow,
 }
 
 

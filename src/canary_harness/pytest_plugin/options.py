@@ -32,6 +32,7 @@ from canary_harness.errors import ConfigError
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.load import LoadSettings
 from canary_harness.metrics.prometheus import PrometheusSettings
+from canary_harness.traffic.shadow_policy import ShadowPolicy
 
 JUDGES = ("sequential", "fixed")
 _TRUE = {"1", "true", "yes", "on"}
@@ -39,11 +40,22 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def parse_stage(raw: object, source: str) -> int:
-    """A stage is the canary's traffic share in percent, 1..100."""
-    value = parse_percent(raw, source)
-    if value == 0:
-        raise ConfigError(f"stage {raw!r} ({source}): must be 1..100 (0 % is a rollback, not a stage)")
-    return value
+    """A stage is the canary's traffic share in percent, 1..100, or 0 (also ``shadow``): the shadow stage, where
+    users stay on production and the canary is judged on copies of their requests."""
+    if str(raw).strip().lower() == "shadow":
+        return 0
+    try:
+        return parse_percent(raw, source)
+    except ConfigError:
+        raise ConfigError(f"stage {raw!r} ({source}): must be 1..100, or 0 / shadow (the shadow stage)") from None
+
+
+def parse_shadow_share(raw: object, source: str) -> int:
+    """The share of production's requests a shadow stage copies to the canary: an integer percentage 1..100."""
+    text = str(raw).strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100:
+        raise ConfigError(f"shadow share {raw!r} ({source}): must be an integer percentage in 1..100")
+    return int(text)
 
 
 def parse_bool(raw: object, source: str) -> bool:
@@ -142,7 +154,21 @@ SPECS: tuple[OptionSpec, ...] = (
         None,
         "Version of the canary release; activates the plugin (inert without it).",
     ),
-    OptionSpec("stage", "--stage", parse_stage, None, "Canary traffic share of this stage, percent 1..100."),
+    OptionSpec(
+        "stage",
+        "--stage",
+        parse_stage,
+        None,
+        "Canary traffic share of this stage, percent 1..100; 0 (shadow): copies only.",
+    ),
+    OptionSpec(
+        "shadow_share",
+        "--shadow-share",
+        parse_shadow_share,
+        100,
+        "At stage 0: percent of production's requests copied to the canary (default 100).",
+        toml_key="shadow_share",
+    ),
     OptionSpec(
         "production_version",
         "--production-version",
@@ -320,6 +346,7 @@ class StageOptions:
     run_dir: str | None
     stack: StackSettings
     toml: Mapping[str, Any] = field(default_factory=dict)
+    shadow_share: int = 100
 
 
 def _resolve_one(
@@ -368,7 +395,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         toml_stage = toml.get("stage", {})
         values = {spec.dest: _resolve_one(spec, config, toml_stage, environ) for spec in SPECS}
         if values["stage"] is None and values["backend"] != "testcontainers":
-            raise ConfigError("--stage is required with --canary-version (the canary's traffic share, 1..100)")
+            raise ConfigError(
+                "--stage is required with --canary-version (the canary's traffic share, 1..100, or 0: shadow)"
+            )
         stack = resolve_stack_settings(
             toml=toml,
             environ=environ,
@@ -382,10 +411,13 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         )
         values["backend"] = stack.backend  # the flag, its env/ini twin, else [stack] backend, else process
         if values["stage"] is None:
-            values["stage"] = 0  # a smoke run (testcontainers) has no stage
+            values["stage"] = -1  # a smoke run (testcontainers) has no stage (smoke.SMOKE_STAGE)
         _check_ports(stack)
         _check_service_urls(values)
         _check_sections(toml, config_file or "canary.toml")
+        if values["stage"] == 0 and values["dry_run"]:
+            raise ConfigError("--stage 0 (shadow) with --dry-run: a shadow stage copies users' requests through "
+                              "NGINX, a dry run moves no traffic; dry-run stage 1 instead")  # fmt: skip
         resolve_traffic_settings(toml=toml, stack=stack, environ=environ)
         return StageOptions(**values, stack=stack, toml=toml)
     except ConfigError as exc:
@@ -397,6 +429,7 @@ def _check_sections(toml: Mapping[str, Any], name: str) -> None:
     JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
     LoadSettings.from_mapping(toml.get("load", {}), f"{name} [load]")
     PrometheusSettings.from_mapping(toml.get("prometheus", {}), f"{name} [prometheus]")
+    ShadowPolicy.from_mapping(toml.get("shadow", {}), f"{name} [shadow]")
 
 
 def _check_service_urls(values: Mapping[str, Any]) -> None:

@@ -40,6 +40,8 @@ class StageRecord:
     production_url: str | None = None
     canary_log: str | None = None
     weight_in_force: int | None = None
+    # Stage 0: the share of production's requests NGINX copies to the canary, as NGINX reports it.
+    shadow_share: int | None = None
     split_probe: dict[str, Any] | None = None
     preflight: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)

@@ -108,7 +108,7 @@ class ExternalNginxController:
         raise TrafficError(
             f"shadow share {share}% ({reason or 'stage 0'}): the external NGINX at {self.base_url} has no shadow "
             "relay (the /__canary/shadow locations of nginx/nginx.canary.conf); run stage 0 with the managed "
-            "NGINX ([traffic] nginx = \"managed\") or start at stage 1"
+            'NGINX ([traffic] nginx = "managed") or start at stage 1'
         )
 
     def configured_weights(self) -> UpstreamWeights:

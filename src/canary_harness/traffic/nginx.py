@@ -45,7 +45,14 @@ from canary_harness.traffic.nginx_files import write_atomic as _write_atomic
 from canary_harness.traffic.nginx_process import NginxProcess
 from canary_harness.traffic.probe import SplitCount, probe_split
 from canary_harness.traffic.protocol import InForce
-from canary_harness.traffic.render import Shadow, UpstreamWeights, parse_shadow_share, render_main, render_upstream
+from canary_harness.traffic.render import (
+    NO_SHADOW,
+    Shadow,
+    UpstreamWeights,
+    parse_shadow_share,
+    render_main,
+    render_upstream,
+)
 from canary_harness.waiting import wait_until
 
 __all__ = [
@@ -257,7 +264,7 @@ class NginxTrafficController:
         with self._lock():
             self._apply(0, reason, shadow)
 
-    def _apply(self, percent: int, reason: str, shadow: Shadow = Shadow()) -> None:
+    def _apply(self, percent: int, reason: str, shadow: Shadow = NO_SHADOW) -> None:
         started = time.monotonic()
         if not self.process.is_running():
             raise TrafficError(f"nginx is not running for {self.dir}: the weight was not changed")
@@ -314,7 +321,7 @@ class NginxTrafficController:
             (time.monotonic() - started) * 1000,
         )
 
-    def _render(self, percent: int, generation: str, shadow: Shadow = Shadow()) -> str:
+    def _render(self, percent: int, generation: str, shadow: Shadow = NO_SHADOW) -> str:
         try:
             template = self.upstream_template.read_text()
         except OSError as exc:

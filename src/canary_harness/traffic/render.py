@@ -55,6 +55,9 @@ class Shadow:
                 )
 
 
+NO_SHADOW = Shadow()
+
+
 def render_template(template_text: str, values: Mapping[str, str], *, source: str = "template") -> str:
     """Replace every ``${NAME}`` in ``template_text`` with ``values[NAME]``; strict both ways."""
     names = set(PLACEHOLDER_RE.findall(template_text))
@@ -85,7 +88,7 @@ def render_upstream(
     production: str = "127.0.0.1:8000",
     canary: str = "127.0.0.1:8001",
     generation: str = "0",
-    shadow: Shadow = Shadow(),
+    shadow: Shadow = NO_SHADOW,
     source: str = "conf.d/upstream.conf.template",
 ) -> str:
     """Render the weighted upstream; weights are integer percentages adding up to 100.
