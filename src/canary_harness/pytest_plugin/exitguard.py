@@ -109,6 +109,8 @@ def early_withdraw(
                 "verdict_to_zero_s": zero_s,
                 "weight_before": result.weight_before,
                 "weight_after": result.weight_after,
+                "shadow_before": result.shadow_before,
+                "shadow_after": result.shadow_after,
                 "probe": result.probe,
             }
             say(
