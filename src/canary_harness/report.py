@@ -41,7 +41,7 @@ def _figure(check: CheckResult) -> str:
 def format_progress(verdict: StageVerdict, stage: int) -> str:
     """One line: elapsed time, each check's running figure and state (R/P/F/I), the stage state."""
     figures = " | ".join(_figure(check) for check in verdict.checks)
-    return f"[stage {stage_label(stage):>6} t={verdict.elapsed_s:5.0f}s] {figures} => {verdict.state.value}"
+    return f"[stage {stage_label(stage):>4} t={verdict.elapsed_s:5.0f}s] {figures} => {verdict.state.value}"
 
 
 def format_table(verdict: StageVerdict) -> str:

@@ -328,7 +328,7 @@ def format_summary(plan: RolloutPlan, outcomes: Sequence[StageOutcome], *, rollb
         item = done.get(stage)
         status = "not run" if item is None else ("PASSED" if item.passed else "FAILED")
         detail = "" if item is None else f"{item.seconds:6.0f}s  {item.reason}"
-        lines.append(f"  stage {stage_label(stage):>6}  {status:<8} {detail}")
+        lines.append(f"  stage {stage_label(stage):>4}  {status:<8} {detail}")
     if len(outcomes) == len(plan.stages) and all(item.passed for item in outcomes):
         if plan.dry_run:
             lines.append("Next: run it for real: canary rollout --version " + plan.version)

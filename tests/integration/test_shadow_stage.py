@@ -18,15 +18,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from canary_harness.config import StackSettings
 from canary_harness.metrics.scrape import parse_exposition
 from canary_harness.rollback import withdraw
 from canary_harness.stack import LocalStack
 from canary_harness.traffic.nginx import NginxTrafficController
 from canary_harness.waiting import wait_until
+from tests.integration.rolloutfixtures import RolloutCli, describe, rollout_args
 from tests.integration.stackfixtures import FAST_ENV, StackFactory
 from tests.integration.stagefixtures import StageRun, StageRunner, binomial_bounds
 
-pytest_plugins = ("tests.integration.stagefixtures", "tests.integration.stackfixtures")
+pytest_plugins = (
+    "tests.integration.stagefixtures",
+    "tests.integration.stackfixtures",
+    "tests.integration.rolloutfixtures",
+)
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GATES = "test_release_gates::"
@@ -200,3 +206,27 @@ def test_rollback_ends_the_copies_the_canary_counter_stops(stack_factory: StackF
     # A copy arrives within milliseconds of its request; give any that NGINX still sent 2 s to show up.
     with pytest.raises(TimeoutError):
         wait_until(lambda: canary_requests(canary_url) > stopped_at, 2.0, 0.1, "a copy after the rollback")
+
+
+# ---------------------------------------------------------------------------------------------- rollouts
+def test_rollout_through_the_shadow_stage_to_100(rollout_cli: RolloutCli) -> None:
+    result = rollout_cli(*rollout_args(stages="0,1,5,25,100"), timeout=240)
+    assert result.returncode == 0, describe(result)
+    weights = [(entry.stage, entry.details["weight"]) for entry in rollout_cli.journal() if entry.event == "weight"]
+    assert weights == [(0, 0), (1, 1), (5, 5), (25, 25), (100, 100)], weights
+    assert "--- stage shadow of v0.2.0 ---" in result.stdout and "stage shadow  PASSED" in result.stdout
+    # Every request reaches the canary at 100 %: the weights ended the shadow stage's copies.
+    assert rollout_cli.probe(100).canary == 100
+    assert LocalStack(StackSettings(run_dir=rollout_cli.run_dir)).traffic().weights_in_force().shadow_share == 0
+
+
+def test_bad_release_is_caught_at_the_shadow_stage_with_zero_user_errors(rollout_cli: RolloutCli) -> None:
+    result = rollout_cli(*rollout_args("--canary-env", "FRAGRANCE_FAULTS=error_rate=0.05", stages="0,1,5,25,100",
+                                       period=30), timeout=180)  # fmt: skip
+    assert result.returncode == 1, describe(result)
+    events = [(entry.event, entry.stage) for entry in rollout_cli.journal()]
+    assert ("rollback", 0) in events and not [stage for _, stage in events if stage not in (None, 0)], events
+    assert "stage shadow  FAILED" in result.stdout and "stage   1%  not run" in result.stdout, result.stdout
+    users = access_lines(rollout_cli.run_dir)
+    assert users and not [line for line in users if int(str(line["status"])) >= 500]
+    assert {line["upstream"] for line in users} <= {"production", "none"}
