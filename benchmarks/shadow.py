@@ -12,8 +12,9 @@ window, and for healthy canaries the share wrongly FAILed (the mirror-coverage c
 Live (``--no-live`` skips it): a private stack (NGINX + fragrance-ai production v0.1.0 and canary v0.2.0 on
 free loopback ports, no simulated latency, stopped by PID at the end). Users are ``--clients`` keep-alive
 clients sending POST /dna/create one after another through NGINX; the p95 of what they measure, with the
-shadow off and at 100 %, in alternating rounds, for a healthy canary and for one that sleeps 10 s per
-request (``FRAGRANCE_FAULTS=latency_add_ms=10000``).
+shadow off and at 100 %, in alternating rounds, for a healthy canary, for one that sleeps 10 s per request
+(``FRAGRANCE_FAULTS=latency_add_ms=10000``) and for a stopped canary (every copy refused at once: what the
+mirroring costs NGINX itself, without a canary competing with production for the machine's CPUs).
 """
 
 from __future__ import annotations
@@ -146,10 +147,18 @@ def live_figures(requests: int, rounds: int, clients: int) -> dict[str, Any]:
         try:
             traffic = stack.traffic()
             assert isinstance(traffic, NginxTrafficController)
-            for canary, env in (("healthy", FAST_ENV), ("sleeps 10 s", {**FAST_ENV, "FRAGRANCE_FAULTS": SLOW_FAULT})):
+            cases: tuple[tuple[str, dict[str, str] | None], ...] = (
+                ("healthy", FAST_ENV),
+                ("sleeps 10 s", {**FAST_ENV, "FRAGRANCE_FAULTS": SLOW_FAULT}),
+                ("stopped", None),  # copies refused at once: NGINX's own cost, without the canary's CPU
+            )
+            for canary, env in cases:
                 if canary != "healthy":
-                    traffic.set_canary_weight(0, reason="benchmark: restart the canary")
-                    stack.start_canary("v0.2.0", env)
+                    traffic.set_canary_weight(0, reason="benchmark: replace the canary")
+                    if env is None:
+                        stack.stop_canary()
+                    else:
+                        stack.start_canary("v0.2.0", env)
                 user_latencies(traffic.base_url, 4 * clients, clients)  # warm-up
                 off: list[float] = []
                 on: list[float] = []

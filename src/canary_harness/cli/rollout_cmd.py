@@ -54,7 +54,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "the first failure. Arguments after -- go to every pytest run.",
     )
     rollout.add_argument("--version", required=True, help="canary release version, e.g. v0.2.0")
-    rollout.add_argument("--stages", default=",".join(map(str, DEFAULT_STAGES)), help="default 1,5,25,100")
+    rollout.add_argument(
+        "--stages",
+        default=",".join(map(str, DEFAULT_STAGES)),
+        help="default 1,5,25,100; 0 (shadow: copies only, docs/shadow.md) may come first",
+    )
     rollout.add_argument("--partial", action="store_true", help="allow a stage list that does not end at 100")
     rollout.add_argument("--observation-period", help="seconds per stage (default 900 or canary.toml)")
     rollout.add_argument("--production-version", help="production version if the stack must be started")
