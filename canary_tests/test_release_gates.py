@@ -36,19 +36,15 @@ def test_rl_loss_against_production_baseline(canary_check: CheckFn) -> None:
 
 def test_traffic_split(canary_check: CheckFn, canary_stage: StageRecord) -> None:
     if canary_stage.stage == SHADOW_STAGE:
-        pytest.skip("shadow stage: users stay on production; the mirror-coverage check replaces the split")
+        # Users stay on production: the copies the canary received stand in for its share of traffic.
+        canary_check("mirror_coverage")
+        assert canary_stage.weight_in_force == 0 and canary_stage.shadow_share, (
+            f"shadow stage with canary weight {canary_stage.weight_in_force} % and {canary_stage.shadow_share} % "
+            "copied in force: users must stay on production while requests are copied"
+        )
+        return
     canary_check("traffic_split")
     if not canary_stage.dry_run:
         assert canary_stage.weight_in_force == canary_stage.stage, (
             f"weight in force {canary_stage.weight_in_force} % differs from the stage {canary_stage.stage} %"
         )
-
-
-def test_mirror_coverage(canary_check: CheckFn, canary_stage: StageRecord) -> None:
-    if canary_stage.stage != SHADOW_STAGE:
-        pytest.skip(f"stage {canary_stage.stage} %: users reach the canary; the split check applies")
-    canary_check("mirror_coverage")
-    assert canary_stage.weight_in_force == 0 and canary_stage.shadow_share, (
-        f"shadow stage with canary weight {canary_stage.weight_in_force} % and {canary_stage.shadow_share} % "
-        "copied in force: users must stay on production while requests are copied"
-    )

@@ -91,10 +91,13 @@ def test_shadow_stage_passes_serves_users_from_production_and_copies_the_share(s
     run = stage_runner.run(0, SHORT_PERIOD_S, "--shadow-share", "50")
     assert run.returncode == pytest.ExitCode.OK, run.describe()
     outcomes = run.outcomes()
-    assert outcomes[f"{GATES}test_mirror_coverage"].outcome == "passed", run.describe()
-    assert outcomes[f"{GATES}test_traffic_split"].outcome == "skipped"
+    # The split gate checks the mirror coverage at stage 0; every gate runs and passes.
+    assert all(item.outcome == "passed" for key, item in outcomes.items() if key.startswith(GATES)), run.describe()
     assert not run.not_passed(), run.describe()
     record = run.record()
+    assert record.verdict is not None
+    checks = {check["name"]: check["state"] for check in record.verdict["checks"]}
+    assert checks["mirror_coverage"] == "PASS" and "traffic_split" not in checks, checks
     assert (record.stage, record.weight_in_force, record.shadow_share) == (0, 0, 50)
     assert "stage shadow" in run.output and "PASSED" in run.output
     [weight] = run.events("weight")
