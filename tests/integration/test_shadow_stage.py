@@ -22,6 +22,7 @@ from canary_harness.config import StackSettings
 from canary_harness.metrics.scrape import parse_exposition
 from canary_harness.rollback import withdraw
 from canary_harness.stack import LocalStack
+from canary_harness.stack_status import measure_status
 from canary_harness.traffic.nginx import NginxTrafficController
 from canary_harness.waiting import wait_until
 from tests.integration.rolloutfixtures import RolloutCli, describe, rollout_args
@@ -197,6 +198,7 @@ def test_rollback_ends_the_copies_the_canary_counter_stops(stack_factory: StackF
     canary = stack.settings.canary_port
     canary_url = f"http://127.0.0.1:{canary}"
     traffic.set_shadow(100, reason="stage 0")
+    assert measure_status(stack, stack.state()).shadow_share == 100  # what `canary stack status` prints
     before = canary_requests(canary_url)
     assert_only_production_answered(send_users(traffic.base_url, 50, concurrency=2))
     copied = settled(lambda: canary_requests(canary_url), before + 50) - before
@@ -204,6 +206,7 @@ def test_rollback_ends_the_copies_the_canary_counter_stops(stack_factory: StackF
     result = withdraw(stack.settings, version="v0.2.0", stage=0, reason="test rollback")
     assert (result.shadow_before, result.shadow_after, result.weight_after) == (100, 0, 0)
     assert traffic.weights_in_force().shadow_share == 0
+    assert measure_status(stack, stack.state()).shadow_share == 0
     stopped_at = canary_requests(canary_url)
     assert_only_production_answered(send_users(traffic.base_url, 50, concurrency=2))
     # A copy arrives within milliseconds of its request; give any that NGINX still sent 2 s to show up.
