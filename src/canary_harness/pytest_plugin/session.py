@@ -265,6 +265,7 @@ class StageSession:
         self.say(record.plan)
         weight = record.weight_in_force if record.weight_in_force is not None else options.stage
         self._trace = DecisionTrace.start(judge, settings, options.stage, weight)
+        self._trace.shadow_share = round(100 * shadow_fraction(options))
         interval = max(5.0, options.tick)
         view = (
             self.progress(self.say, interval, self._limit_s, plan.pass_seconds[0])

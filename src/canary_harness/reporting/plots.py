@@ -126,21 +126,26 @@ def loss_figure(trace: DecisionTrace) -> Figure:
 
 
 def split_figure(trace: DecisionTrace) -> Figure:
-    """The canary's share of journeys (requests when no journeys) per tick vs the configured weight."""
+    """The canary's share of journeys (requests when no journeys) per tick vs the configured weight; at the
+    shadow stage its share of requests vs the one the copies make (s / (1 + s)): the mirror coverage."""
     fig, ax = plt.subplots(figsize=(7, 3.4))
     times = trace.column("t_s")
-    unit = (
-        "journeys" if any(trace.column("canary_journeys")) or any(trace.column("production_journeys")) else "requests"
-    )
+    journeys = any(trace.column("canary_journeys")) or any(trace.column("production_journeys"))
+    unit = "journeys" if journeys and not trace.shadow_share else "requests"
     canary, production = trace.column(f"canary_{unit}"), trace.column(f"production_{unit}")
     totals = [None if c is None or p is None else c + p for c, p in zip(canary, production, strict=True)]
     xs, ys = rates(canary, totals, times)
     ax.plot(xs, [y * 100 for y in ys], marker=".", color=COLORS["canary"], label=f"observed canary share of {unit}")
-    ax.axhline(trace.weight, color="tab:gray", linestyle="--", label=f"configured weight {trace.weight} %")
+    if trace.shadow_share:
+        expected = 100 * trace.shadow_share / (100 + trace.shadow_share)
+        label = f"expected with {trace.shadow_share} % copied: {expected:.0f} %"
+        ax.axhline(expected, color="tab:gray", linestyle="--", label=label)
+    else:
+        ax.axhline(trace.weight, color="tab:gray", linestyle="--", label=f"configured weight {trace.weight} %")
     ax.set_ylim(-5, 105)
     ax.set_xlabel("time since stage start (s)")
     ax.set_ylabel("canary share per tick (%)")
-    ax.set_title(f"stage {stage_label(trace.stage)}: traffic split")
+    ax.set_title(f"stage {stage_label(trace.stage)}: {'mirror coverage' if trace.shadow_share else 'traffic split'}")
     ax.legend(fontsize="small")
     _layout(fig)
     return fig
