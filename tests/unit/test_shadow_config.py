@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from canary_harness.cli import main
 from canary_harness.config import TrafficSettings
 from canary_harness.errors import ConfigError, TrafficError
 from canary_harness.pytest_plugin.options import parse_shadow_share, parse_stage
 from canary_harness.rollout import parse_stages
-from canary_harness.stages import stage_label
+from canary_harness.stages import shadow_plan_point, stage_label
 from canary_harness.traffic.external import ExternalNginxController
 from canary_harness.traffic.shadow_policy import ShadowPolicy
 
@@ -72,3 +73,11 @@ def test_the_external_nginx_refuses_a_shadow_and_says_why(tmp_path: Path) -> Non
     with pytest.raises(TrafficError, match=r"no shadow relay .* start at stage 1"):
         controller.set_shadow(100, reason="stage 0")
     assert not (tmp_path / "conf.d").exists(), "a refused shadow still wrote the upstream file"
+
+
+def test_plan_of_the_shadow_stage_counts_the_copies(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--stage", "0", "--rps", "50"]) == 0
+    out = capsys.readouterr().out
+    # 50 users' req/s, each copied: the canary gets 50 req/s beside production's 50.
+    assert "shadow stage: 50 req/s of users" in out and "Stage 50 % at 100 rps: canary gets 50 rps" in out
+    assert shadow_plan_point(0.25, 40.0) == (20, 50.0)

@@ -11,6 +11,7 @@ from canary_harness.config import load_toml, parse_percent, parse_positive_float
 from canary_harness.errors import ConfigError
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.stages import SHADOW_STAGE, shadow_plan_point
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -21,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Size a stage before moving traffic: for each sequential test, the samples and "
         "seconds it needs to reach a verdict at the minimum detectable effect, and whether it can at all.",
     )
-    parser.add_argument("--stage", required=True, help="canary weight of the stage, percent (e.g. 5)")
+    parser.add_argument(
+        "--stage", required=True, help="canary weight of the stage, percent (e.g. 5); 0: the shadow stage, 100 % copied"
+    )
     parser.add_argument("--rps", required=True, help="total request rate through the proxy, requests/s")
     parser.add_argument(
         "--observation-period",
@@ -56,6 +59,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if period is not None:
         settings = _with_period(settings, period)
+    if stage == SHADOW_STAGE:
+        planned, total = shadow_plan_point(1.0, rps)
+        print(f"shadow stage: {rps:g} req/s of users, every one copied to the canary (planned as {planned} % of "
+              f"{total:g} req/s)")  # fmt: skip
+        print(format_plan(plan_stage(planned, total, settings)))
+        return 0
     print(format_plan(plan_stage(stage, rps, settings)))
     return 0
 

@@ -23,7 +23,7 @@ from canary_harness.load.sizing import (
 from canary_harness.metrics.protocol import MetricsSource
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
-from canary_harness.stages import SHADOW_STAGE
+from canary_harness.stages import SHADOW_STAGE, shadow_plan_point
 
 # Load keeps running a little past the window so the last ticks still see traffic.
 LOAD_MARGIN_S = 5.0
@@ -80,9 +80,7 @@ def plan_point(options: StageOptions, rps: float) -> tuple[int, float]:
     """The (stage percent, total req/s) the planner sizes the stage at. A shadow stage copying s of R req/s
     gives the canary s·R and production R: the split s / (1 + s) of (1 + s)·R, which the planner knows."""
     share = shadow_fraction(options)
-    if share == 0:
-        return options.stage, rps
-    return max(1, round(100 * share / (1 + share))), rps * (1 + share)
+    return (options.stage, rps) if share == 0 else shadow_plan_point(share, rps)
 
 
 def sized(load: LoadSettings, auto: AutoLoad) -> tuple[LoadSettings, str]:
