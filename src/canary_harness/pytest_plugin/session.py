@@ -299,7 +299,10 @@ class StageSession:
                 self.say(item.format_table())
         if self._replan.rates is not None and self._replan.rates is not previous:
             record.rates = self._replan.rates.to_dict()
-            save_rates(options.stack.run_dir, self._replan.rates)
+            # A shadow stage's totals count every request twice (the user's and its copy): the next stage
+            # (users split by weight) must not plan from them.
+            if not shadow_fraction(options):
+                save_rates(options.stack.run_dir, self._replan.rates)
         record.verdict = verdict.to_dict()
         self.say(format_table(verdict))
         return verdict
