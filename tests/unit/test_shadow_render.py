@@ -86,7 +86,7 @@ def test_bad_shadow_values_are_refused_naming_the_value(share: object, drop: tup
 
 
 def test_a_file_from_before_shadow_stages_reads_as_no_copies() -> None:
-    assert parse_shadow_share("map $pid $canary_generation { default \"1\"; }\n") == 0
+    assert parse_shadow_share('map $pid $canary_generation { default "1"; }\n') == 0
 
 
 def test_state_reports_the_shadow_share() -> None:
