@@ -1,4 +1,5 @@
-"""The gate: each check of the stage verdict (latency per group, errors, schema, RL loss, split).
+"""The gate: each check of the stage verdict (latency per group, errors, schema, RL loss, split; at the shadow
+stage, stage 0, the mirror coverage instead of the split).
 
 Each failure message names the metric, the measured value, the threshold and the sample size.
 """
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from canary_harness.judge.engine import latency_check
 from canary_harness.judge.verdict import CheckResult
 from canary_harness.pytest_plugin.record import StageRecord
+from canary_harness.stages import SHADOW_STAGE
 
 CheckFn = Callable[[str], CheckResult]
 
@@ -31,6 +33,14 @@ def test_rl_loss_against_production_baseline(canary_check: CheckFn) -> None:
 
 
 def test_traffic_split(canary_check: CheckFn, canary_stage: StageRecord) -> None:
+    if canary_stage.stage == SHADOW_STAGE:
+        # Users stay on production: the copies the canary received stand in for its share of traffic.
+        canary_check("mirror_coverage")
+        assert canary_stage.weight_in_force == 0 and canary_stage.shadow_share, (
+            f"shadow stage with canary weight {canary_stage.weight_in_force} % and {canary_stage.shadow_share} % "
+            "copied in force: users must stay on production while requests are copied"
+        )
+        return
     canary_check("traffic_split")
     if not canary_stage.dry_run:
         assert canary_stage.weight_in_force == canary_stage.stage, (

@@ -83,6 +83,12 @@ def _prometheus(section: Mapping[str, Any], source: str, environ: Mapping[str, s
     return PrometheusSettings.from_mapping(section, source)
 
 
+def _shadow(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
+    from canary_harness.traffic.shadow_policy import ShadowPolicy
+
+    return ShadowPolicy.from_mapping(section, source)
+
+
 def _notify(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
     from canary_harness.notify import NotifySettings
 
@@ -122,6 +128,7 @@ SECTION_READERS: Mapping[str, Reader] = {
     "metrics": _metrics,
     "workers": _workers,
     "target": _target,
+    "shadow": _shadow,
 }
 
 

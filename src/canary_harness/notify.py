@@ -19,6 +19,7 @@ import httpx
 
 from canary_harness.errors import ConfigError
 from canary_harness.pytest_plugin.record import StageRecord
+from canary_harness.stages import stage_label
 
 SCHEMA = "canary-harness/notify/v1"
 
@@ -75,7 +76,7 @@ def stage_applied(record: StageRecord) -> dict[str, Any]:
             "stage_applied",
             record.canary_version,
             record.stage,
-            f"canary {record.canary_version}: stage {record.stage}% applied ({what}); observing",
+            f"canary {record.canary_version}: stage {stage_label(record.stage)} applied ({what}); observing",
         ),
         "production_version": record.production_version,
         "weight": weight,
@@ -95,7 +96,7 @@ def verdict(record: StageRecord) -> dict[str, Any]:
     reason = record.error or str(data.get("reason", ""))
     warning = bool(data.get("warning"))
     text = (
-        f"canary {record.canary_version}: stage {record.stage}% verdict {state}"
+        f"canary {record.canary_version}: stage {stage_label(record.stage)} verdict {state}"
         f"{' (with warning)' if warning else ''}: {reason}"
     )
     return {
@@ -112,9 +113,9 @@ def verdict(record: StageRecord) -> dict[str, Any]:
 def rollback(version: str, stage: int | None, reason: str, weight_after: int | None, ok: bool = True) -> dict[str, Any]:
     """A rollback ran (``ok``) or could not restore weight 0 (the canary may still receive traffic)."""
     if ok:
-        text = f"canary {version}: rolled back at stage {stage}% (weight now {weight_after} %): {reason}"
+        text = f"canary {version}: rolled back at stage {stage_label(stage)} (weight now {weight_after} %): {reason}"
     else:
-        text = f"canary {version}: ROLLBACK FAILED at stage {stage}%: {reason}; run `canary rollback`"
+        text = f"canary {version}: ROLLBACK FAILED at stage {stage_label(stage)}: {reason}; run `canary rollback`"
     return {
         **_base("rollback" if ok else "rollback_failed", version, stage, text),
         "reason": reason,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from canary_harness.judge.verdict import CheckResult, StageVerdict, outcome_summary
+from canary_harness.stages import stage_label
 
 _SHORT = {
     "error_rate": "5xx",
@@ -40,7 +41,7 @@ def _figure(check: CheckResult) -> str:
 def format_progress(verdict: StageVerdict, stage: int) -> str:
     """One line: elapsed time, each check's running figure and state (R/P/F/I), the stage state."""
     figures = " | ".join(_figure(check) for check in verdict.checks)
-    return f"[stage {stage:>3}% t={verdict.elapsed_s:5.0f}s] {figures} => {verdict.state.value}"
+    return f"[stage {stage_label(stage):>4} t={verdict.elapsed_s:5.0f}s] {figures} => {verdict.state.value}"
 
 
 def format_table(verdict: StageVerdict) -> str:

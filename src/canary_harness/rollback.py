@@ -45,6 +45,9 @@ class RollbackResult:
     notes: list[str] = field(default_factory=list)
     seconds_to_zero: float | None = None  # from the call to weight 0 confirmed by NGINX (before the probe)
     rewrote_upstream: bool = False  # 0 % was in force but the live file said otherwise: rewritten
+    # Stage 0: the share of requests NGINX copied to the canary before the rollback, and after (must be 0).
+    shadow_before: int | None = None
+    shadow_after: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -106,12 +109,15 @@ def withdraw(
     traffic = external if external is not None else LocalStack(settings).traffic()
     started = time.monotonic() if since is None else since
     try:
-        result.weight_before = traffic.canary_weight()
-        # 0 % in force is not enough: a live file that says otherwise comes back at the next reload.
-        if result.weight_before != 0 or _upstream_file_weight(traffic) not in (0, None):
-            result.rewrote_upstream = result.weight_before == 0
+        before = traffic.weights_in_force()
+        result.weight_before, result.shadow_before = before.canary_weight, before.shadow_share
+        # 0 % in force is not enough: a live file that says otherwise comes back at the next reload. A shadow
+        # stage is at 0 % too, but NGINX still copies requests to the canary: weight 0 ends the copies.
+        if result.weight_before != 0 or result.shadow_before or _upstream_file_weight(traffic) not in (0, None):
+            result.rewrote_upstream = result.weight_before == 0 and not result.shadow_before
             traffic.set_canary_weight(0, reason=f"rollback: {reason}")
-        result.weight_after = traffic.canary_weight()
+        after = traffic.weights_in_force()
+        result.weight_after, result.shadow_after = after.canary_weight, after.shadow_share
         result.seconds_to_zero = round(time.monotonic() - started, 3)
         split = probe_split(traffic.base_url, VERIFY_REQUESTS)
     except CanaryError as exc:
@@ -123,7 +129,7 @@ def withdraw(
             "Next: `canary stack status`, then `canary rollback`"
         ) from exc
     result.probe = split.to_dict()
-    if result.weight_after != 0 or split.canary != 0:
+    if result.weight_after != 0 or split.canary != 0 or result.shadow_after:
         _journal(
             settings,
             "rollback_failed",
@@ -136,8 +142,9 @@ def withdraw(
             probe=result.probe,
         )
         raise RollbackError(
-            f"rollback of {version}: weight in force {result.weight_after}, "
-            f"{split.canary} of {split.total} verification requests still reached the canary. "
+            f"rollback of {version}: weight in force {result.weight_after}, {result.shadow_after or 0} % of "
+            f"requests still copied to the canary, {split.canary} of {split.total} verification requests still "
+            "reached the canary. "
             "Next: `canary stack status`, then `canary rollback`"
         )
     if split.ok != split.total or split.production != split.total:

@@ -30,6 +30,7 @@ from canary_harness.reporting.allure_cli import rollout_allure_args
 from canary_harness.rollback import rollback
 from canary_harness.stack import LocalStack
 from canary_harness.stack_state import load_state
+from canary_harness.stages import stage_label
 from canary_harness.traffic.probe import probe_split
 
 DEFAULT_STAGES: tuple[int, ...] = (1, 5, 25, 100)
@@ -41,12 +42,16 @@ PRODUCTION_ENV_VAR = "CANARY_PRODUCTION_ENV"
 
 
 def parse_stages(raw: str, source: str, *, require_full: bool = True) -> tuple[int, ...]:
-    """``"1,5,25,100"`` → (1, 5, 25, 100): ascending integers in 1..100, ending at 100 unless told otherwise."""
+    """``"1,5,25,100"`` → (1, 5, 25, 100): ascending integers in 1..100, ending at 100 unless told otherwise;
+    0 (or ``shadow``), the shadow stage, may come first."""
     parts = [part.strip() for part in str(raw).split(",")]
     stages: list[int] = []
     for part in parts:
-        if not (part.isascii() and part.isdigit()) or not 1 <= int(part) <= 100:
-            raise ConfigError(f"stages {raw!r} ({source}): {part!r} is not an integer percentage in 1..100")
+        part = "0" if part.lower() == "shadow" else part
+        if not (part.isascii() and part.isdigit()) or not 0 <= int(part) <= 100:
+            raise ConfigError(
+                f"stages {raw!r} ({source}): {part!r} is not an integer percentage in 1..100 (or 0: shadow)"
+            )
         stages.append(int(part))
     if any(later <= earlier for earlier, later in zip(stages, stages[1:], strict=False)):
         raise ConfigError(f"stages {raw!r} ({source}): must be strictly ascending")
@@ -195,7 +200,7 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None], lock: RolloutLock
         for stage in plan.stages:
             if stop.signal is not None:
                 break
-            say(f"--- stage {stage}% of {plan.version} ---")
+            say(f"--- stage {stage_label(stage)} of {plan.version} ---")
             started, wall = time.monotonic(), time.time()
             environ = plan.stage_environ({**os.environ, "CANARY_ACTOR": os.environ.get("CANARY_ACTOR", "rollout")})
             # Its own process group: the terminal's Ctrl-C goes to the rollout only, which forwards it once.
@@ -233,7 +238,7 @@ def run_rollout(plan: RolloutPlan, say: Callable[[str], None], lock: RolloutLock
             )
             outcomes.append(outcome)
             say(
-                f"--- stage {stage}%: {'PASSED' if outcome.passed else 'FAILED'} in {outcome.seconds:.0f}s"
+                f"--- stage {stage_label(stage)}: {'PASSED' if outcome.passed else 'FAILED'} in {outcome.seconds:.0f}s"
                 f": {outcome.reason} ---"
             )
             if not outcome.passed:
@@ -323,7 +328,7 @@ def format_summary(plan: RolloutPlan, outcomes: Sequence[StageOutcome], *, rollb
         item = done.get(stage)
         status = "not run" if item is None else ("PASSED" if item.passed else "FAILED")
         detail = "" if item is None else f"{item.seconds:6.0f}s  {item.reason}"
-        lines.append(f"  stage {stage:>3}%  {status:<8} {detail}")
+        lines.append(f"  stage {stage_label(stage):>4}  {status:<8} {detail}")
     if len(outcomes) == len(plan.stages) and all(item.passed for item in outcomes):
         if plan.dry_run:
             lines.append("Next: run it for real: canary rollout --version " + plan.version)

@@ -36,6 +36,8 @@ class StackStatus:
     canary_weight: int | None
     production_weight: int | None
     generation: str | None
+    # Stage 0: the share of production's requests NGINX copies to the canary (0: none).
+    shadow_share: int = 0
 
     @property
     def ok(self) -> bool:
@@ -47,6 +49,7 @@ def measure_status(stack: LocalStack, state: StackState) -> StackStatus:
     """Measure what ``state`` records for ``stack``: each PID alive, each /health, and the split NGINX reports."""
     components: list[ComponentStatus] = []
     weights: tuple[int | None, int | None, str | None] = (None, None, None)
+    shadow_share = 0
     if state.nginx is not None:
         controller = stack.controller_for(state.nginx)
         running = controller.is_running()
@@ -54,6 +57,7 @@ def measure_status(stack: LocalStack, state: StackState) -> StackStatus:
         try:
             in_force = controller.weights_in_force()
             weights = (in_force.canary_weight, in_force.production_weight, in_force.generation)
+            shadow_share = in_force.shadow_share
         except TrafficError as exc:
             detail = str(exc)
         components.append(
@@ -83,4 +87,4 @@ def measure_status(stack: LocalStack, state: StackState) -> StackStatus:
             handle.version, f"container {handle.container_id[:12]} labelled with this run dir but not "
             "recorded: `canary stack down` removes it",
         ))  # fmt: skip
-    return StackStatus(stack.run_dir, tuple(components), *weights)
+    return StackStatus(stack.run_dir, tuple(components), *weights, shadow_share=shadow_share)

@@ -13,15 +13,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import TrafficError
 from canary_harness.pytest_plugin.session import binomial_interval
 from canary_harness.testing import FakeBackend, MemoryTrafficController
+from canary_harness.testing.backend import fake_service
 from canary_harness.traffic.nginx import NginxTrafficController
 from canary_harness.traffic.probe import probe_split
 from canary_harness.traffic.protocol import ManagedTrafficController, TrafficController
+from canary_harness.waiting import wait_until
 from tests.integration.stackfixtures import free_port
 
 pytestmark = pytest.mark.integration
@@ -155,3 +158,83 @@ def test_stop_is_idempotent_and_reading_a_stopped_router_fails(
         controller.canary_weight()
     with pytest.raises(TrafficError):
         controller.set_canary_weight(5)
+
+
+# ---------------------------------------------------------------------- stage 0 (shadow)
+def _canary_served(upstreams: tuple[ServiceHandle, ServiceHandle], path: str) -> int:
+    service = fake_service(f"http://{upstreams[1].address}")
+    assert service is not None
+    return service.served(path)
+
+
+@pytest.mark.parametrize("share", [100, 30])
+def test_shadow_serves_users_from_production_and_copies_the_share(
+    router: tuple[RouterKind, ManagedTrafficController], upstreams: tuple[ServiceHandle, ServiceHandle], share: int
+) -> None:
+    _, controller = router
+    controller.set_canary_weight(20)
+    before = _canary_served(upstreams, "/health")
+    controller.set_shadow(share, reason="stage 0")
+    in_force = controller.weights_in_force()
+    assert (controller.shadow_share(), in_force.shadow_share, in_force.canary_weight) == (share, share, 0)
+    split = probe_split(controller.base_url, PROBE)
+    assert (split.canary, split.production, split.ok) == (0, PROBE, PROBE), split.to_dict()
+    low, high = (PROBE, PROBE) if share == 100 else binomial_interval(PROBE, share / 100)
+    # The copies run beside the answers: wait for them, then check that no more arrive.
+    wait_until(lambda: _canary_served(upstreams, "/health") - before >= low, 10.0, 0.05, f"{low} copies")
+    copies = _canary_served(upstreams, "/health") - before
+    assert low <= copies <= high, f"{copies} copies of {PROBE} requests at {share} %"
+
+
+def test_shadow_drop_routes_are_never_copied(
+    router: tuple[RouterKind, ManagedTrafficController], upstreams: tuple[ServiceHandle, ServiceHandle]
+) -> None:
+    _, controller = router
+    controller.set_shadow(100, drop=("/evolve/feedback",), reason="stage 0")
+    with httpx.Client(base_url=controller.base_url, timeout=10.0) as client:
+        for _ in range(20):
+            assert client.post("/evolve/feedback", json={}).headers["X-Upstream"] == "production"
+            assert client.post("/dna/create", json={}).headers["X-Upstream"] == "production"
+    wait_until(lambda: _canary_served(upstreams, "/dna/create") >= 20, 10.0, 0.05, "20 copies of /dna/create")
+    assert _canary_served(upstreams, "/evolve/feedback") == 0
+
+
+def test_weight_change_ends_the_shadow(
+    router: tuple[RouterKind, ManagedTrafficController], upstreams: tuple[ServiceHandle, ServiceHandle]
+) -> None:
+    _, controller = router
+    controller.set_shadow(100, reason="stage 0")
+    controller.set_canary_weight(0, reason="rollback")
+    assert (controller.shadow_share(), controller.canary_weight()) == (0, 0)
+    before = _canary_served(upstreams, "/health")
+    split = probe_split(controller.base_url, PROBE)
+    assert split.production == PROBE
+    # A copy would have been sent during the probe; the probe's answers are back, so would the copies be
+    # within the relay's timeouts: give them that long to show up, then there must be none.
+    with pytest.raises(TimeoutError):
+        wait_until(lambda: _canary_served(upstreams, "/health") > before, 1.5, 0.05, "a copy after the rollback")
+
+
+@pytest.mark.parametrize("bad", [0, 101, True, "50"])
+def test_bad_shadow_share_is_refused_and_changes_nothing(
+    router: tuple[RouterKind, ManagedTrafficController], bad: object
+) -> None:
+    _, controller = router
+    controller.set_canary_weight(10)
+    generation = controller.weights_in_force().generation
+    with pytest.raises(TrafficError, match=r"shadow share .* must be an integer percentage in 1\.\.100"):
+        controller.set_shadow(bad)  # type: ignore[arg-type]
+    assert (controller.canary_weight(), controller.shadow_share(), controller.weights_in_force().generation) == (
+        10,
+        0,
+        generation,
+    )
+
+
+def test_refused_shadow_leaves_the_previous_split(router: tuple[RouterKind, ManagedTrafficController]) -> None:
+    kind, controller = router
+    controller.set_canary_weight(10)
+    kind.refuse_next(controller)
+    with pytest.raises(TrafficError):
+        controller.set_shadow(100)
+    assert (controller.canary_weight(), controller.shadow_share()) == (10, 0)

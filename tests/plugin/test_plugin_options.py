@@ -50,7 +50,30 @@ BAD_INPUTS = [
     pytest.param(["--stage", "150"], {}, "", "", "'150'", "from --stage", id="stage-150"),
     pytest.param(["--stage", "abc"], {}, "", "", "'abc'", "from --stage", id="stage-abc"),
     pytest.param(["--stage", "5.5"], {}, "", "", "'5.5'", "from --stage", id="stage-5.5"),
-    pytest.param(["--stage", "0"], {}, "", "", "'0'", "from --stage", id="stage-0"),
+    pytest.param(["--stage", "-1"], {}, "", "", "'-1'", "from --stage", id="stage-minus-1"),
+    pytest.param(["--stage", "0", "--shadow-share", "0"], {}, "", "", "'0'", "from --shadow-share", id="shadow-0"),
+    pytest.param(
+        ["--stage", "0"],
+        {"CANARY_SHADOW_SHARE": "all"},
+        "",
+        "",
+        "'all'",
+        "from environment CANARY_SHADOW_SHARE",
+        id="env-shadow-share",
+    ),
+    pytest.param(
+        ["--stage", "shadow"],
+        {},
+        "",
+        "[stage]\nshadow_share = 150\n",
+        "150",
+        "from canary.toml [stage] shadow_share",
+        id="toml-shadow-share",
+    ),
+    pytest.param(
+        ["--stage", "0"], {}, "", "[shadow]\ndrop = ['evolve']\n", "'evolve'", "[shadow]", id="toml-shadow-drop"
+    ),
+    pytest.param(["--stage", "0", "--dry-run"], {}, "", "", "--canary-stage 0", "--canary-dry-run", id="shadow-dry-run"),
     pytest.param(
         ["--stage", "5", "--canary-version", "v1;rm -rf /"],
         {},
@@ -61,7 +84,7 @@ BAD_INPUTS = [
         id="version-shell",
     ),
     pytest.param([], {"CANARY_STAGE": "abc"}, "", "", "'abc'", "from environment CANARY_STAGE", id="env-stage"),
-    pytest.param([], {}, "canary_stage = 0", "", "'0'", "from ini option canary_stage", id="ini-stage"),
+    pytest.param([], {}, "canary_stage = 101", "", "'101'", "from ini option canary_stage", id="ini-stage"),
     pytest.param(
         ["--stage", "5"],
         {"CANARY_OBSERVATION_PERIOD": "-5"},

@@ -112,3 +112,14 @@ def test_rates_skip_ticks_without_requests() -> None:
     times, counts, totals = [1.0, 2.0, 3.0], [0.0, 0.0, 2.0], [0.0, 10.0, 20.0]
     assert rates(counts, totals, times) == ([2.0, 3.0], [0.0, 0.2])
     assert running_rate(counts, totals, times) == ([2.0, 3.0], [0.0, 0.1])
+
+
+def test_shadow_stage_plots_the_mirror_coverage_against_the_share() -> None:
+    trace = _trace("pass")
+    trace.stage, trace.weight, trace.shadow_share = 0, 0, 100
+    figure = plots.split_figure(trace)
+    axes = figure.axes[0]
+    assert axes.get_title() == "stage shadow: mirror coverage"
+    labels = [line.get_label() for line in axes.get_lines()]
+    assert "expected with 100 % copied: 50 %" in labels and "observed canary share of requests" in labels
+    assert DecisionTrace.from_dict(json.loads(json.dumps(trace.to_dict()))).shadow_share == 100

@@ -48,6 +48,7 @@ SAMPLES: dict[str, tuple[str, Any, str, Any, str]] = {
     "keep_canary": ("true", True, "false", False, "perhaps"),
     "no_rollback": ("true", True, "false", False, "2"),
     "config_file": ("a.toml", "a.toml", "b.toml", "b.toml", " "),
+    "shadow_share": ("50", 50, "25", 25, "0"),
     "target": ("generic-http", "generic-http", "my.toml", "my.toml", " "),
     "dry_run": ("yes", True, "no", False, "dry"),
     "judge": ("fixed", "fixed", "sequential", "sequential", "bayes"),
@@ -167,7 +168,7 @@ def test_an_old_flag_name_is_named_in_its_error() -> None:
     parser = Parser(_ispytest=True)
     add_options(parser)
     for option in ("--stage", "--canary-stage"):
-        with pytest.raises(Exception, match=re.escape(f"weight '150' (from {option})")):
+        with pytest.raises(Exception, match=re.escape(f"stage '150' (from {option})")):
             parser.parse([option, "150"])
 
 

@@ -12,6 +12,7 @@ from canary_harness import journal
 from canary_harness.config import parse_version, resolve_stack_settings
 from canary_harness.configuration.cli import add_location_options, config_path
 from canary_harness.errors import ConfigError
+from canary_harness.stages import stage_label
 from canary_harness.target import load_config
 
 _COLUMNS = ("TIME (UTC)", "EVENT", "VERSION", "STAGE", "ACTOR", "REASON", "DETAILS")
@@ -60,7 +61,7 @@ def _compact(value: object) -> str:
 def _row(entry: journal.JournalEntry) -> tuple[str, ...]:
     when = dt.datetime.fromtimestamp(entry.time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     details = " ".join(f"{key}={_compact(value)}" for key, value in sorted(entry.details.items()))
-    stage = "" if entry.stage is None else f"{entry.stage}%"
+    stage = "" if entry.stage is None else stage_label(entry.stage)
     return tuple(
         _cell(value) for value in (when, entry.event, entry.version or "", stage, entry.actor, entry.reason, details)
     )

@@ -10,6 +10,7 @@ from canary_harness.configuration.cli import add_setting, config_path, value_of
 from canary_harness.configuration.resolve import validate_table_sections
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.stages import SHADOW_STAGE, shadow_plan_point
 from canary_harness.target import load_config
 
 
@@ -22,7 +23,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "seconds it needs to reach a verdict at the minimum detectable effect, and whether it can at all.",
     )
     # Its own flag, not the stage setting: a plan reads no CANARY_STAGE and may size any weight 0..100.
-    parser.add_argument("--stage", dest="weight", required=True, help="canary weight of the stage, percent (e.g. 5)")
+    parser.add_argument(
+        "--stage",
+        dest="weight",
+        required=True,
+        help="canary weight of the stage, percent (e.g. 5); 0: the shadow stage, 100 % copied",
+    )
     parser.add_argument("--rps", required=True, help="total request rate through the proxy, requests/s")
     add_setting(
         parser, "observation_period",
@@ -45,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     period = value_of(args, "observation_period", toml, toml_file=str(path or "canary.toml"), default=None)
     if period is not None:
         settings = _with_period(settings, period)
+    if stage == SHADOW_STAGE:
+        planned, total = shadow_plan_point(1.0, rps)
+        print(f"shadow stage: {rps:g} req/s of users, every one copied to the canary (planned as {planned} % of "
+              f"{total:g} req/s)")  # fmt: skip
+        print(format_plan(plan_stage(planned, total, settings)))
+        return 0
     print(format_plan(plan_stage(stage, rps, settings)))
     return 0
 

@@ -52,7 +52,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "the first failure. Arguments after -- go to every pytest run.",
     )
     rollout.add_argument("--version", required=True, help="canary release version, e.g. v0.2.0")
-    rollout.add_argument("--stages", default=",".join(map(str, DEFAULT_STAGES)), help="default 1,5,25,100")
+    rollout.add_argument(
+        "--stages",
+        default=",".join(map(str, DEFAULT_STAGES)),
+        help="default 1,5,25,100; 0 (shadow: copies only, docs/shadow.md) may come first",
+    )
     rollout.add_argument("--partial", action="store_true", help="allow a stage list that does not end at 100")
     add_setting(rollout, "observation_period", help="seconds per stage")
     add_setting(rollout, "production_version", help="production version if the stack must be started")

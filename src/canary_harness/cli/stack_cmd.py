@@ -76,6 +76,8 @@ def _print_status(status: StackStatus) -> None:
             f"weights     production {status.production_weight}% / canary {status.canary_weight}%"
             f"  (in force, generation {status.generation})"
         )
+        if status.shadow_share:
+            print(f"shadow      {status.shadow_share}% of production's requests copied to the canary (stage 0)")
 
 
 def _service_urls(args: argparse.Namespace) -> tuple[str | None, str | None]:

@@ -44,11 +44,22 @@ def parse_percent(raw: object, source: str) -> int:
 
 
 def parse_stage(raw: object, source: str) -> int:
-    """A stage is the canary's traffic share in percent, 1..100."""
-    value = parse_percent(raw, source)
-    if value == 0:
-        raise ConfigError(f"stage {raw!r} ({source}): must be 1..100 (0 % is a rollback, not a stage)")
-    return value
+    """A stage is the canary's traffic share in percent, 1..100, or 0 (also ``shadow``): the shadow stage, where
+    users stay on production and the canary is judged on copies of their requests."""
+    if str(raw).strip().lower() == "shadow":
+        return 0
+    try:
+        return parse_percent(raw, source)
+    except ConfigError:
+        raise ConfigError(f"stage {raw!r} ({source}): must be 1..100, or 0 / shadow (the shadow stage)") from None
+
+
+def parse_shadow_share(raw: object, source: str) -> int:
+    """The share of production's requests a shadow stage copies to the canary: an integer percentage 1..100."""
+    text = str(raw).strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 100:
+        raise ConfigError(f"shadow share {raw!r} ({source}): must be an integer percentage in 1..100")
+    return int(text)
 
 
 def parse_port(raw: object, source: str) -> int:

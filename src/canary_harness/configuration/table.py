@@ -26,6 +26,7 @@ from canary_harness.configuration.parsers import (
     parse_port,
     parse_positive_float,
     parse_positive_int,
+    parse_shadow_share,
     parse_stage,
     parse_text,
     parse_url,
@@ -88,8 +89,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Version of the canary release; activates the plugin (inert without it). canary.toml [stack] "
             "canary_version is read by `canary stack up` only: a file never activates the plugin.",
             toml=("stack.canary_version",), cli_flag="--canary-version"),
-    _plugin("stage", "--canary-stage", parse_stage, None, "Canary traffic share of this stage, percent 1..100.",
-            old="--stage"),
+    _plugin("stage", "--canary-stage", parse_stage, None,
+            "Canary traffic share of this stage, percent 1..100; 0 (shadow): users stay on production, the canary "
+            "is judged on copies of their requests.", old="--stage"),
+    _plugin("shadow_share", "--canary-shadow-share", parse_shadow_share, 100,
+            "At stage 0: percent of production's requests copied to the canary (default 100).",
+            old="--shadow-share", toml=("stage.shadow_share",)),
     _plugin("production_version", "--canary-production-version", parse_version, "v0.1.0",
             "Version production runs (started if no stack is up).", old="--production-version",
             toml=("stage.production_version", "stack.production_version"), cli_flag="--production-version"),

@@ -20,12 +20,13 @@ JUDGE_KINDS = ("sequential", "fixed")
 DEFAULT_JUDGE = "sequential"
 
 
-def make_judge(kind: str, settings: JudgeSettings) -> Judge:
-    """A fresh judge for one stage: "sequential" (the default) or "fixed"."""
+def make_judge(kind: str, settings: JudgeSettings, shadow_share: float = 0.0) -> Judge:
+    """A fresh judge for one stage: "sequential" (the default) or "fixed"; ``shadow_share`` (0..1) for a shadow
+    stage (stage 0: the canary judged on copies of that share of production's requests)."""
     if kind == "sequential":
-        return SequentialJudge(settings)
+        return SequentialJudge(settings, shadow_share)
     if kind == "fixed":
-        return FixedJudge(settings)
+        return FixedJudge(settings, shadow_share)
     raise ConfigError(f"judge {kind!r}: must be one of {', '.join(JUDGE_KINDS)}")
 
 

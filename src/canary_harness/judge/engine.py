@@ -19,6 +19,10 @@ Checks and their tests (α_i = α / number of FAIL tests, β_i = β / number of 
   it counts as shown once at least one brief was checked
 - traffic_split: sample-ratio mismatch S(requests vs configured weight) at srm_alpha; at weight
   0 or 100 any request on the wrong arm is a mismatch
+- mirror_coverage (replaces traffic_split at a shadow stage, stage 0): the canary's requests are copies
+  of a share s of production's, so its share of all requests is s / (1 + s); the same test at srm_alpha.
+  Each production request is copied independently with probability s, so the canary's count varies less
+  than the test assumes (N·s·(1 − s) against N·s / (1 + s)): the bound stays valid, conservatively.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ ERROR_RATE = "error_rate"
 SCHEMA = "schema_failures"
 RL_LOSS = "rl_loss"
 SPLIT = "traffic_split"
+COVERAGE = "mirror_coverage"
 LOSS_NULL = 0.5
 # Weight of the magnitude part in the loss FAIL test's average (the sign part gets the rest): the
 # magnitude part decides almost every regression; the sign part is the fallback that needs no
@@ -64,8 +69,11 @@ def latency_check(mode: str) -> str:
 
 
 def check_family(check: str) -> str:
-    """The family of a check (JudgeSettings.checks): ``latency`` for every ``p95_latency[...]``."""
-    return "latency" if check.startswith("p95_latency[") else check
+    """The family of a check (JudgeSettings.checks): ``latency`` for every ``p95_latency[...]``, and
+    ``traffic_split`` for the mirror coverage, the split check of a shadow stage."""
+    if check.startswith("p95_latency["):
+        return "latency"
+    return SPLIT if check == COVERAGE else check
 
 
 @dataclass
@@ -139,9 +147,18 @@ def _share(canary: FloatArray, production: FloatArray) -> FloatArray:
 class Engine:
     """All e-processes of one stage and their combination into check and stage states."""
 
-    def __init__(self, settings: JudgeSettings, shape: tuple[int, ...] = ()) -> None:
+    def __init__(self, settings: JudgeSettings, shape: tuple[int, ...] = (), shadow_share: float = 0.0) -> None:
+        """``shadow_share`` (0..1): a shadow stage copying that share of production's requests to the canary
+        (users at weight 0); the split check becomes the mirror-coverage check. 0: an ordinary stage."""
+        if not 0.0 <= shadow_share <= 1.0:
+            raise ValueError(f"shadow share {shadow_share!r}: must be in 0..1")
         self.settings = settings
         self.shape = shape
+        self.shadow_share = shadow_share
+        # The split check's name and test key, and at a shadow stage the canary's expected share of requests.
+        self.split_name = COVERAGE if shadow_share > 0 else SPLIT
+        self.split_key = f"{self.split_name}:mismatch"
+        self.coverage_weight = shadow_share / (1.0 + shadow_share)
         self.modes = settings.modes
         self.error_fail = BernoulliMixture.fail_form(settings.error_rate_slo)
         self.error_pass = BernoulliMixture.pass_form(settings.error_rate_slo)
@@ -171,7 +188,7 @@ class Engine:
                 self.counts[f"{mode}:{name}"] = zeros.copy()
         self.share_states: dict[str, FloatArray] = {
             f"{ERROR_RATE}:fail_relative": self.error_share.initial(shape),
-            f"{SPLIT}:mismatch": self.split_share.initial(shape),
+            self.split_key: self.split_share.initial(shape),
         }
         for mode in self.modes:
             self.share_states[f"{latency_check(mode)}:fail_relative"] = self.latency_share.initial(shape)
@@ -220,13 +237,17 @@ class Engine:
         ]
         if s.schema_policy == "relative":
             specs.append(TestSpec(f"{SCHEMA}:fail_relative", SCHEMA, "fail", "schema failures vs production"))
-        specs.append(TestSpec(f"{SPLIT}:mismatch", SPLIT, "split", "canary share vs configured weight"))
+        if self.split_name == COVERAGE:
+            description = f"canary copies vs {self.shadow_share:.0%} of production's requests"
+        else:
+            description = "canary share vs configured weight"
+        specs.append(TestSpec(self.split_key, self.split_name, "split", description))
         return tuple(specs)
 
     @property
     def checks(self) -> tuple[str, ...]:
         """Check names in report order."""
-        return (ERROR_RATE, *(latency_check(m) for m in self.modes), SCHEMA, RL_LOSS, SPLIT)
+        return (ERROR_RATE, *(latency_check(m) for m in self.modes), SCHEMA, RL_LOSS, self.split_name)
 
     def spec(self, key: str) -> TestSpec:
         """The test called ``key``."""
@@ -256,6 +277,8 @@ class Engine:
         wrong_arm = np.where(
             weight >= 1, inc["production_requests"], np.where(weight <= 0, inc["canary_requests"], 0.0)
         )
+        if self.shadow_share > 0:
+            wrong_arm = np.zeros(self.shape)  # at weight 0 the canary's requests are the copies
         c["misrouted"] = c["misrouted"] + wrong_arm
 
         states = self.share_states
@@ -264,8 +287,14 @@ class Engine:
         states[key] = self.error_share.update(
             states[key], inc["canary_errors"], inc["production_errors"], request_share
         )
-        key = f"{SPLIT}:mismatch"
-        states[key] = self.split_share.update(states[key], inc["canary_units"], inc["production_units"], weight)
+        key = self.split_key
+        if self.shadow_share > 0:
+            # Copies are per request (journeys are not copied as units): requests against s / (1 + s).
+            states[key] = self.split_share.update(
+                states[key], inc["canary_requests"], inc["production_requests"], self.coverage_weight
+            )
+        else:
+            states[key] = self.split_share.update(states[key], inc["canary_units"], inc["production_units"], weight)
         if SCHEMA + ":fail_relative" in states:
             key = f"{SCHEMA}:fail_relative"
             states[key] = self.schema_share.update(
@@ -310,7 +339,7 @@ class Engine:
         log_e[f"{RL_LOSS}:pass"] = self.loss_pass.log_e(c["loss_exceed"], c["loss_blocks"])
         if f"{SCHEMA}:fail_relative" in log_e:
             log_e[f"{SCHEMA}:fail_relative"] = self.schema_share.log_e(self.share_states[f"{SCHEMA}:fail_relative"])
-        log_e[f"{SPLIT}:mismatch"] = self.split_share.log_e(self.share_states[f"{SPLIT}:mismatch"])
+        log_e[self.split_key] = self.split_share.log_e(self.share_states[self.split_key])
         for spec in self.specs:
             self.peak[spec.key] = np.maximum(self.peak[spec.key], log_e[spec.key])
             now = log_e[spec.key] >= self.bounds[spec.role]
@@ -338,7 +367,7 @@ class Engine:
                 if self.settings.schema_policy == "zero_tolerance":
                     fail = fail | (c["canary_schema_failures"] > 0)
                 shown = c["canary_briefs"] > 0
-            elif check == SPLIT:
+            elif check == self.split_name:
                 fail = fail | (c["misrouted"] > 0)
                 shown = c["canary_requests"] > 0
             fails[check] = fail

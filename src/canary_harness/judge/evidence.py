@@ -19,7 +19,7 @@ from canary_harness.judge.check_context import (
     warming,
     would_decide,
 )
-from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, Decision, Engine, latency_check
+from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, Decision, Engine, latency_check
 from canary_harness.judge.eprocess import beta_confidence_interval
 from canary_harness.judge.feed import SnapshotFeed
 from canary_harness.judge.model import (
@@ -40,7 +40,7 @@ def build_checks(engine: Engine, feed: SnapshotFeed, decision: Decision, final: 
     ctx = CheckContext(engine, feed, decision, final)
     results = [_error_rate(ctx)]
     results += [_latency(ctx, mode) for mode in engine.modes]
-    results += [_schema(ctx), _loss(ctx), _split(ctx)]
+    results += [_schema(ctx), _loss(ctx), _coverage(ctx) if engine.shadow_share > 0 else _split(ctx)]
     return tuple(results)
 
 
@@ -288,7 +288,7 @@ def _split(ctx: CheckContext) -> CheckResult:
     unit = "journeys" if ctx.feed.canary.journeys + ctx.feed.production.journeys > 0 else "requests"
     total = canary + production
     share = canary / total if total else None
-    key = f"{SPLIT}:mismatch"
+    key, name = ctx.engine.split_key, ctx.engine.split_name
     configured = ctx.feed.weight
     evidence: dict[str, EvidenceValue] = {
         f"canary_{unit}": canary,
@@ -297,9 +297,9 @@ def _split(ctx: CheckContext) -> CheckResult:
         "e_mismatch": ctx.e(key),
         "bound": 1 / s.srm_alpha,
         "misrouted": ctx.count("misrouted"),
-        **ctx.peaks(SPLIT),
+        **ctx.peaks(name),
     }
-    state = ctx.state(SPLIT)
+    state = ctx.state(name)
     head = f"canary share {fmt_pct(share)} of {total:.0f} {unit} vs configured {fmt_pct(configured)}"
     if state is State.FAIL:
         evidence["crossed_at_s"] = ctx.at(key)
@@ -316,4 +316,40 @@ def _split(ctx: CheckContext) -> CheckResult:
         message = f"{head}: no mismatch (e={fmt_e(ctx.e(key))})"
     else:
         message = "traffic split: no canary requests" + ctx.not_yet()
-    return CheckResult(SPLIT, state, "canary traffic share", share, configured, total, "ratio", evidence, message)
+    return CheckResult(name, state, "canary traffic share", share, configured, total, "ratio", evidence, message)
+
+
+def _coverage(ctx: CheckContext) -> CheckResult:
+    """Stage 0: the canary's requests (the copies) against share × production's requests."""
+    s, engine = ctx.engine.settings, ctx.engine
+    key, name = engine.split_key, engine.split_name
+    copies, production = ctx.count("canary_requests"), ctx.count("production_requests")
+    coverage = copies / production if production else None
+    evidence: dict[str, EvidenceValue] = {
+        "canary_requests": copies,
+        "production_requests": production,
+        "shadow_share": engine.shadow_share,
+        "expected_copies": production * engine.shadow_share,
+        "e_mismatch": ctx.e(key),
+        "bound": 1 / s.srm_alpha,
+        **ctx.peaks(name),
+    }
+    state = ctx.state(name)
+    head = (
+        f"canary received {copies:.0f} copies for {production:.0f} production requests "
+        f"({fmt_pct(coverage)} vs the configured shadow share {fmt_pct(engine.shadow_share)})"
+    )
+    if state is State.FAIL:
+        evidence["crossed_at_s"] = ctx.at(key)
+        message = (
+            f"mirror coverage mismatch: {head}; {ctx.decided(key)}: NGINX does not copy as set (or the canary "
+            "drops copies: too slow, or routes of the shadow drop list), so no other verdict of this stage counts"
+        )
+    elif state is State.PASS:
+        message = f"{head}: coverage as configured (e={fmt_e(ctx.e(key))})"
+    else:
+        message = "mirror coverage: no copies reached the canary" + ctx.not_yet()
+    return CheckResult(
+        name, state, "canary copies per production request", coverage, engine.shadow_share, production,
+        "ratio", evidence, message,
+    )  # fmt: skip

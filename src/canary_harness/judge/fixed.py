@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from canary_harness.judge.check_context import fmt_pct
-from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
+from canary_harness.judge.engine import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.feed import SnapshotFeed
 from canary_harness.judge.policy import conclude, failed_reason, running_reason
 from canary_harness.judge.settings import JudgeSettings
@@ -26,8 +26,11 @@ class FixedJudge:
 
     name = "fixed"
 
-    def __init__(self, settings: JudgeSettings | None = None) -> None:
+    def __init__(self, settings: JudgeSettings | None = None, shadow_share: float = 0.0) -> None:
+        """``shadow_share`` (0..1): a shadow stage; its split check compares the canary's copies with that
+        share of production's requests, within ``split_tolerance``."""
         self.settings = settings or JudgeSettings()
+        self.shadow_share = shadow_share
         self.feed = SnapshotFeed(self.settings)
         self._decided: StageVerdict | None = None
         self.extension: str | None = None  # the fixed judge has no e-values: never extended
@@ -211,8 +214,29 @@ class FixedJudge:
             message,
         )
 
+    def _coverage(self, final: bool) -> CheckResult:
+        s, share = self.settings, self.shadow_share
+        copies, production = self.feed.canary.requests, self.feed.production.requests
+        evidence = {"canary_requests": copies, "production_requests": production, "tolerance": s.split_tolerance}
+        if production == 0:
+            state = State.INCONCLUSIVE if final else State.RUNNING
+            message = "mirror coverage: no production requests" + (" in the window" if final else " yet")
+            return CheckResult(COVERAGE, state, "canary copies per production request", None, share, 0.0,
+                               "ratio", evidence, message)  # fmt: skip
+        coverage = copies / production
+        state = self._state(final, abs(coverage / share - 1) <= s.split_tolerance)
+        relation = {State.PASS: "within", State.FAIL: "outside"}.get(state, "vs")
+        message = (
+            f"canary received {copies:.0f} copies for {production:.0f} production requests ({fmt_pct(coverage)}) "
+            f"{relation} ±{s.split_tolerance:.0%} of the shadow share {fmt_pct(share)}"
+        )
+        return CheckResult(COVERAGE, state, "canary copies per production request", coverage, share, production,
+                           "ratio", evidence, message)  # fmt: skip
+
     def _split(self, weight_percent: int, final: bool) -> CheckResult:
         s = self.settings
+        if self.shadow_share > 0:
+            return self._coverage(final)
         canary, production = self.feed.canary.requests, self.feed.production.requests
         total = canary + production
         weight = weight_percent / 100.0

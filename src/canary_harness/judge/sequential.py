@@ -27,9 +27,11 @@ class SequentialJudge:
 
     name = "sequential"
 
-    def __init__(self, settings: JudgeSettings | None = None) -> None:
+    def __init__(self, settings: JudgeSettings | None = None, shadow_share: float = 0.0) -> None:
+        """``shadow_share`` (0..1): judge a shadow stage (stage 0), whose canary sees copies of that share of
+        production's requests; the split check is then the mirror-coverage check."""
         self.settings = settings or JudgeSettings()
-        self.engine = Engine(self.settings)
+        self.engine = Engine(self.settings, shadow_share=shadow_share)
         self.feed = SnapshotFeed(self.settings)
         self._decided: StageVerdict | None = None
         # Why the stage runs past its window (on_inconclusive = extend_if_suspect); None until then.

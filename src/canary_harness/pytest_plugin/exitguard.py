@@ -29,6 +29,7 @@ from canary_harness.pytest_plugin.signals import SignalGuard
 from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
 from canary_harness.pytest_plugin.stage_services import external_traffic
 from canary_harness.rollback import RollbackResult, rollback_stage, withdraw
+from canary_harness.stages import stage_label
 
 ACTOR = "pytest"
 
@@ -108,6 +109,8 @@ def early_withdraw(
                 "verdict_to_zero_s": zero_s,
                 "weight_before": result.weight_before,
                 "weight_after": result.weight_after,
+                "shadow_before": result.shadow_before,
+                "shadow_after": result.shadow_after,
                 "probe": result.probe,
             }
             say(
@@ -164,8 +167,8 @@ def finish_session(session: pytest.Session, say: Callable[[str], None]) -> None:
     if not failed:
         _append(verdict_entry, say)
         say(
-            f"canary: stage {options.stage}% PASSED for {options.canary_version}"
-            f"{' (dry run)' if options.dry_run else f'; weight left at {options.stage}%'}"
+            f"canary: stage {stage_label(options.stage)} PASSED for {options.canary_version}"
+            f"{' (dry run)' if options.dry_run else f'; weight left at {stage_label(options.stage)}'}"
         )
         return
     if options.no_rollback:
@@ -176,7 +179,7 @@ def finish_session(session: pytest.Session, say: Callable[[str], None]) -> None:
         _append(verdict_entry, say)
         say(f"canary: dry run FAILED ({reason}): no traffic was moved, so nothing is rolled back")
         return
-    say(f"canary: stage {options.stage}% FAILED ({reason}): rolling back {options.canary_version}")
+    say(f"canary: stage {stage_label(options.stage)} FAILED ({reason}): rolling back {options.canary_version}")
     try:
         result = rollback_stage(
             options.stack,

@@ -28,6 +28,7 @@ from canary_harness.metrics.prometheus import PrometheusSettings
 from canary_harness.metrics.source_settings import MetricsSettings
 from canary_harness.smoke import journey_from
 from canary_harness.target import load_config
+from canary_harness.traffic.shadow_policy import ShadowPolicy
 
 # The settings the plugin has a flag for, in the order --help shows them.
 PLUGIN_SETTINGS: tuple[Setting, ...] = tuple(setting for setting in SETTINGS if setting.flag)
@@ -114,6 +115,7 @@ class StageOptions:
     tick: float
     run_dir: Path
     stack: StackSettings
+    shadow_share: int
     toml: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -147,7 +149,9 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         values = {setting.name: _resolve_one(setting, config, toml, environ, toml_file) for setting in PLUGIN_SETTINGS}
         values["canary_version"] = version
         if values["stage"] is None and values["backend"] != "testcontainers":
-            raise ConfigError("--canary-stage is required with --canary-version (the canary's traffic share, 1..100)")
+            raise ConfigError(
+                "--canary-stage is required with --canary-version (the canary's traffic share, 1..100, or 0: shadow)"
+            )
         stack = resolve_stack_settings(
             toml=toml,
             toml_file=toml_file,
@@ -162,10 +166,13 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         )
         values["run_dir"] = stack.run_dir
         if values["stage"] is None:
-            values["stage"] = 0  # a smoke run (testcontainers) has no stage
+            values["stage"] = -1  # a smoke run (testcontainers) has no stage (smoke.SMOKE_STAGE)
         _check_ports(stack)
         _check_service_urls(values)
         _check_sections(toml, toml_file, values)
+        if values["stage"] == 0 and values["dry_run"]:
+            raise ConfigError("--canary-stage 0 (shadow) with --canary-dry-run: a shadow stage copies users' requests "
+                              "through NGINX, a dry run moves no traffic; dry-run stage 1 instead")  # fmt: skip
         resolve_traffic_settings(toml=toml, stack=stack, environ=environ)
         return StageOptions(**values, stack=stack, toml=toml)
     except ConfigError as exc:
@@ -177,6 +184,7 @@ def _check_sections(toml: Mapping[str, Any], name: str, values: Mapping[str, Any
     JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
     LoadSettings.from_mapping(toml.get("load", {}), f"{name} [load]")
     PrometheusSettings.from_mapping(toml.get("prometheus", {}), f"{name} [prometheus]")
+    ShadowPolicy.from_mapping(toml.get("shadow", {}), f"{name} [shadow]")
     journey_from(toml, name)
     metrics = MetricsSettings.from_mapping(toml.get("metrics", {}), f"{name} [metrics]")
     if metrics.source == "nginx-log" and (values["prometheus"] != "off" or values["prometheus_url"]):

@@ -24,6 +24,7 @@ from canary_harness.pytest_plugin.options import StageOptions, add_options, reso
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
 from canary_harness.pytest_plugin.stage_plugin import WORKER_RECORD_INPUT, CanaryStagePlugin
+from canary_harness.stages import stage_label
 
 RELEASE_CHECKS_DIR = "canary_tests"
 STAGE_PLUGIN_NAME = "canary-stage"
@@ -109,7 +110,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_canary_verdict(config: pytest.Config, record: StageRecord) -> None:
     """Default: one summary line (site hooks in plugins/ run first)."""
     state = (record.verdict or {}).get("state", "ERROR")
-    say(config, f"canary: verdict {state} for stage {record.stage}%{': ' + record.error if record.error else ''}")
+    label = stage_label(record.stage)
+    say(config, f"canary: verdict {state} for stage {label}{': ' + record.error if record.error else ''}")
 
 
 __all__ = ["CanaryStagePlugin", "pytest_addhooks", "pytest_addoption", "pytest_canary_verdict", "pytest_configure"]

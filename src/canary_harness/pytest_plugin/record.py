@@ -43,6 +43,8 @@ class StageRecord:
     # log checks (docs/workers.md).
     canary_workers: list[dict[str, str]] = field(default_factory=list)
     weight_in_force: int | None = None
+    # Stage 0: the share of production's requests NGINX copies to the canary, as NGINX reports it.
+    shadow_share: int | None = None
     split_probe: dict[str, Any] | None = None
     preflight: list[dict[str, Any]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
@@ -36,7 +36,9 @@ from canary_harness.pytest_plugin.stage_load import (
     load_is_auto,
     load_runs,
     load_settings,
+    plan_point,
     real_traffic,
+    shadow_fraction,
     sized,
     stop_all,
 )
@@ -46,8 +48,17 @@ from canary_harness.report import ProgressPrinter, format_table
 from canary_harness.reporting.live import Printer, ProgressFactory
 from canary_harness.reporting.trace import DecisionTrace
 from canary_harness.smoke import journey_from, require_smoke
+from canary_harness.stages import SHADOW_STAGE, stage_label
 from canary_harness.traffic.probe import probe_split
 from canary_harness.traffic.protocol import TrafficController
+from canary_harness.traffic.shadow_policy import ShadowPolicy
+
+
+def judged_mix(mix: Mapping[str, float], settings: JudgeSettings) -> dict[str, float] | None:
+    """The load's mode mix over the latency groups the judge checks; None (an even split) if it has none of
+    them (a target whose groups are not fragrance-ai's LLM modes)."""
+    return {mode: share for mode, share in mix.items() if mode in settings.modes} or None
+
 
 # The two arms the observation compares, read together at each tick.
 ARMS = ("canary", "production")
@@ -106,7 +117,7 @@ class StageSession:
         except CanaryError as exc:
             record.error = f"{current.name}: {exc}"
             record.end(current, False, str(exc))
-            self.say(f"canary: stage {record.stage}% stopped in {current.name}: {exc}")
+            self.say(f"canary: stage {stage_label(record.stage)} stopped in {current.name}: {exc}")
             self.failed(record.error)
         except BaseException as exc:
             # Ctrl-C, SIGTERM/SIGHUP (StageInterrupted), pytest-timeout's Failed: recorded, then the
@@ -147,6 +158,9 @@ class StageSession:
         if options.dry_run or self.traffic is None:
             self.say("canary: dry run: no traffic moved; the canary is judged on load sent to it directly")
             return
+        if options.stage == SHADOW_STAGE:
+            self._apply_shadow()
+            return
         self.traffic.set_canary_weight(options.stage, reason=f"stage {options.stage}%")
         in_force = self.traffic.canary_weight()
         record.weight_in_force = in_force
@@ -173,10 +187,49 @@ class StageSession:
                 f"{in_force} %; expected {low}..{high} (binomial 99.9 %)"
             )
 
+    def _apply_shadow(self) -> None:
+        """Stage 0: users on production only, ``--shadow-share`` % of their requests copied to the canary;
+        both read back from NGINX and the users' side proven by probe requests (none answered by the canary)."""
+        options, record = self.options, self.record
+        assert self.traffic is not None and record.nginx_url is not None
+        share = options.shadow_share
+        policy = ShadowPolicy.from_mapping(options.toml.get("shadow", {}), "canary.toml [shadow]")
+        self.traffic.set_shadow(share, drop=policy.drop, reason=f"stage shadow ({share}% copied)")
+        in_force = self.traffic.weights_in_force()
+        record.weight_in_force, record.shadow_share = in_force.canary_weight, in_force.shadow_share
+        journal_event(
+            options.stack.run_dir,
+            "weight",
+            version=options.canary_version,
+            stage=options.stage,
+            reason="shadow stage applied",
+            weight=in_force.canary_weight,
+            shadow_share=in_force.shadow_share,
+        )
+        if (in_force.canary_weight, in_force.shadow_share) != (0, share):
+            raise TrafficError(
+                f"shadow in force: canary weight {in_force.canary_weight} %, {in_force.shadow_share} % copied "
+                f"after setting 0 % and {share} % copied"
+            )
+        record.upstream_config = self.traffic.config_text() or ""
+        split = probe_split(record.nginx_url, SPLIT_PROBE_REQUESTS)
+        record.split_probe = split.to_dict()
+        if split.canary or split.production != split.total:
+            raise TrafficError(
+                f"shadow check: of {split.total} probe requests {split.canary} were answered by the canary and "
+                f"{split.total - split.canary - split.production} by neither arm; users must get production's "
+                "answers only"
+            )
+
     def _weight_detail(self) -> str:
         probe = self.record.split_probe
         if probe is None:
             return "dry run: weight unchanged"
+        if self.record.shadow_share:
+            return (
+                f"shadow: {self.record.shadow_share} % of requests copied to the canary; probe "
+                f"{probe.get('production')}/{probe.get('total')} answered by production"
+            )
         return f"weight {self.record.weight_in_force} % in force; probe {probe.get('canary')}/{probe.get('total')}"
 
     # ------------------------------------------------------------------ observation
@@ -196,7 +249,7 @@ class StageSession:
         options, record = self.options, self.record
         settings = self._judge_settings()
         self._limit_s = settings.observation_limit_s  # the window, plus the extension under "extend"
-        judge = make_judge(options.judge, settings)
+        judge = make_judge(options.judge, settings, shadow_fraction(options))
         load = load_settings(options)
         rps = load.rate_rps or load.users * RPS_PER_USER
         previous, problem = load_rates(options.stack.run_dir)
@@ -207,12 +260,18 @@ class StageSession:
         if auto:
             self._auto, rps = auto_rate(options, load, rps, settings)
             load, self._auto_line = sized(load, self._auto)
+        plan_stage_percent, plan_rps = plan_point(options, rps)
         plan = (
-            plan_stage(options.stage, rps, settings, {m: s for m, s in load.mix.items() if m in settings.modes} or None)
+            plan_stage(
+                plan_stage_percent,
+                plan_rps,
+                settings,
+                {m: s for m, s in load.mix.items() if m in settings.modes} or None,
+            )
             if previous is None
-            else plan_from(options.stage, settings, previous)
+            else plan_from(plan_stage_percent, settings, previous)
         )
-        self._replan = Replanner(options.stage, settings, plan, previous)
+        self._replan = Replanner(plan_stage_percent, settings, plan, previous)
         record.plan = (
             format_plan(plan)
             if previous is None
@@ -223,6 +282,7 @@ class StageSession:
         self.say(record.plan)
         weight = record.weight_in_force if record.weight_in_force is not None else options.stage
         self._trace = DecisionTrace.start(judge, settings, options.stage, weight)
+        self._trace.shadow_share = round(100 * shadow_fraction(options))
         interval = max(5.0, options.tick)
         view = (
             self.progress(self.say, interval, self._limit_s, plan.pass_seconds[0])
@@ -257,7 +317,10 @@ class StageSession:
                 self.say(item.format_table())
         if self._replan.rates is not None and self._replan.rates is not previous:
             record.rates = self._replan.rates.to_dict()
-            save_rates(options.stack.run_dir, self._replan.rates)
+            # A shadow stage's totals count every request twice (the user's and its copy): the next stage
+            # (users split by weight) must not plan from them.
+            if not shadow_fraction(options):
+                save_rates(options.stack.run_dir, self._replan.rates)
         record.verdict = verdict.to_dict()
         self.say(format_table(verdict))
         return verdict

@@ -40,8 +40,8 @@ from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.waiting import wait_until
 
 SMOKE_BACKEND = "testcontainers"
-# The stage number of a smoke run's record: no stage runs (0 % is never a stage).
-SMOKE_STAGE = 0
+# The stage number of a smoke run's record: no stage runs (-1 is never a stage; 0 is the shadow stage).
+SMOKE_STAGE = -1
 LABEL_PURPOSE = LABEL_PREFIX + "purpose"
 START_TIMEOUT_S = 60.0
 LOG_TAIL_LINES = 20

@@ -23,6 +23,7 @@ from canary_harness.load.sizing import (
 from canary_harness.metrics.protocol import MetricsSource
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
+from canary_harness.stages import SHADOW_STAGE, shadow_plan_point
 
 # Load keeps running a little past the window so the last ticks still see traffic.
 LOAD_MARGIN_S = 5.0
@@ -61,9 +62,25 @@ def auto_rate(options: StageOptions, load: LoadSettings, rps: float, settings: J
     Sized on the load's own mix in requests the load sends (n90 does not depend on the rate, so a plan
     at any rate gives the need); measured rates count only LLM requests, another unit, so not here."""
     machine = machine_max_rps()
-    plan = plan_stage(options.stage, rps, settings, dict(load.mix))
+    stage_percent, plan_rps = plan_point(options, rps)
+    plan = plan_stage(stage_percent, plan_rps, settings, dict(load.mix))
     rate, why = rate_to_decide(plan, load_bound(options.load_max_rps, machine))
+    # A shadow stage's plan counts the copies too: the users' rate is its total over (1 + share).
+    rate = rate * rps / plan_rps
     return name_bound(rate, why, options.load_max_rps, machine), rate
+
+
+def shadow_fraction(options: StageOptions) -> float:
+    """The share (0..1) of production's requests the canary sees as copies: the shadow share at stage 0,
+    0.0 at any other stage (and in a dry run, which moves no traffic)."""
+    return options.shadow_share / 100 if options.stage == SHADOW_STAGE and not options.dry_run else 0.0
+
+
+def plan_point(options: StageOptions, rps: float) -> tuple[int, float]:
+    """The (stage percent, total req/s) the planner sizes the stage at. A shadow stage copying s of R req/s
+    gives the canary s·R and production R: the split s / (1 + s) of (1 + s)·R, which the planner knows."""
+    share = shadow_fraction(options)
+    return (options.stage, rps) if share == 0 else shadow_plan_point(share, rps)
 
 
 def sized(load: LoadSettings, auto: AutoLoad) -> tuple[LoadSettings, str]:

@@ -25,6 +25,7 @@ from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.session import StageSession
 from canary_harness.pytest_plugin.signals import SignalGuard
 from canary_harness.reporting.live import progress_factory
+from canary_harness.stages import stage_label
 
 WORKER_RECORD_INPUT = "canary_stage_record"
 
@@ -64,7 +65,7 @@ class CanaryStagePlugin:
     def _run_stage(self) -> None:
         config, options = self.config, self.options
         self.say(
-            f"canary: stage {options.stage}% for {options.canary_version} (production "
+            f"canary: stage {stage_label(options.stage)} for {options.canary_version} (production "
             f"{options.production_version}, judge {options.judge}{', dry run' if options.dry_run else ''})"
         )
         self._take_lock()

@@ -21,6 +21,7 @@ from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.reporting import allure_results
 from canary_harness.reporting.plot_job import PlotJob
 from canary_harness.reporting.trace import DecisionTrace
+from canary_harness.stages import stage_label
 
 PLOT_JOB_KEY = pytest.StashKey[PlotJob]()
 
@@ -43,7 +44,7 @@ def _canary_allure_suite(request: pytest.FixtureRequest) -> None:
     labels = (
         allure_results.suite_labels(record)
         if record is not None
-        else {"parentSuite": f"rollout {options.canary_version}", "suite": f"stage {options.stage}%"}
+        else {"parentSuite": f"rollout {options.canary_version}", "suite": f"stage {stage_label(options.stage)}"}
     )
     allure.dynamic.parent_suite(labels["parentSuite"])
     allure.dynamic.suite(labels["suite"])

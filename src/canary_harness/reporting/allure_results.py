@@ -25,6 +25,7 @@ from canary_harness.judge.verdict import StageVerdict
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.report import format_table
 from canary_harness.reporting.trace import DecisionTrace
+from canary_harness.stages import stage_label
 
 # Allure's categories: the first whose pattern matches a result's message (and status) names it.
 # [\s\S] rather than (?s): the patterns must work in Java (Allure 2) and JavaScript (Allure 3) alike.
@@ -53,7 +54,7 @@ CATEGORIES_FILE = "categories.json"
 
 def suite_labels(record: StageRecord) -> dict[str, str]:
     """One parent suite per rollout (the version), one suite per stage."""
-    return {"parentSuite": f"rollout {record.canary_version}", "suite": f"stage {record.stage}%"}
+    return {"parentSuite": f"rollout {record.canary_version}", "suite": f"stage {stage_label(record.stage)}"}
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def write_stage_result(
         }
         for phase in record.phases
     ]
-    name = f"stage {record.stage}% verdict: {(record.verdict or {}).get('state', 'ERROR')}"
+    name = f"stage {stage_label(record.stage)} verdict: {(record.verdict or {}).get('state', 'ERROR')}"
     full_name = f"canary.{record.canary_version}.stage-{record.stage}.verdict"
     labels = [{"name": key, "value": value} for key, value in suite_labels(record).items()]
     labels += [{"name": "subSuite", "value": "verdict"}, {"name": "feature", "value": "stage verdict"}]

@@ -24,6 +24,7 @@ from rich.text import Text
 from canary_harness.judge.check_context import fmt_e
 from canary_harness.judge.verdict import CheckResult, StageVerdict
 from canary_harness.report import ProgressPrinter, _figure
+from canary_harness.stages import stage_label
 
 _STYLE = {"PASS": "green", "FAIL": "bold red", "RUNNING": "yellow", "INCONCLUSIVE": "magenta", "N/A": "dim"}
 
@@ -97,7 +98,7 @@ class LiveObservation:
         self.progress.update(
             self.task,
             completed=min(verdict.elapsed_s, self.planned_s),
-            description=f"stage {stage}%",
+            description=f"stage {stage_label(stage)}",
             clock=self._clock(verdict.elapsed_s),
         )
         self.live.update(Group(check_table(verdict), self.progress), refresh=True)

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from canary_harness.reporting.trace import DecisionTrace, rates, running_rate  # noqa: E402
+from canary_harness.stages import stage_label
 
 WARM_UP_DELAY_S = 3.0  # the child of PlotJob warms up this long after it starts (see main)
 COLORS = {"canary": "tab:orange", "production": "tab:blue"}
@@ -78,7 +79,7 @@ def latency_figure(trace: DecisionTrace) -> Figure:
         ax.set_xlabel("latency bucket upper edge (s)")
         ax.set_ylabel("share of requests")
         ax.legend(fontsize="small")
-    fig.suptitle(f"stage {trace.stage}%: latency per LLM mode")
+    fig.suptitle(f"stage {stage_label(trace.stage)}: latency per LLM mode")
     _layout(fig, suptitle=True)
     return fig
 
@@ -93,7 +94,7 @@ def error_rate_figure(trace: DecisionTrace) -> Figure:
     ax.axhline(trace.error_rate_slo * 100, color="tab:red", linestyle="--", label=f"SLO {trace.error_rate_slo:.2%}")
     ax.set_xlabel("time since stage start (s)")
     ax.set_ylabel("5xx rate since stage start (%)")
-    ax.set_title(f"stage {trace.stage}%: 5xx rate")
+    ax.set_title(f"stage {stage_label(trace.stage)}: 5xx rate")
     ax.legend(fontsize="small")
     _layout(fig)
     return fig
@@ -118,28 +119,33 @@ def loss_figure(trace: DecisionTrace) -> Figure:
         ax.axhline(reference * trace.loss_ratio, color="tab:red", linestyle="--", label=f"{trace.loss_ratio:g} × B")
     ax.set_xlabel("loss block (in order)")
     ax.set_ylabel("mean PPO loss of the block")
-    ax.set_title(f"stage {trace.stage}%: RL loss blocks")
+    ax.set_title(f"stage {stage_label(trace.stage)}: RL loss blocks")
     ax.legend(fontsize="small")
     _layout(fig)
     return fig
 
 
 def split_figure(trace: DecisionTrace) -> Figure:
-    """The canary's share of journeys (requests when no journeys) per tick vs the configured weight."""
+    """The canary's share of journeys (requests when no journeys) per tick vs the configured weight; at the
+    shadow stage its share of requests vs the one the copies make (s / (1 + s)): the mirror coverage."""
     fig, ax = plt.subplots(figsize=(7, 3.4))
     times = trace.column("t_s")
-    unit = (
-        "journeys" if any(trace.column("canary_journeys")) or any(trace.column("production_journeys")) else "requests"
-    )
+    journeys = any(trace.column("canary_journeys")) or any(trace.column("production_journeys"))
+    unit = "journeys" if journeys and not trace.shadow_share else "requests"
     canary, production = trace.column(f"canary_{unit}"), trace.column(f"production_{unit}")
     totals = [None if c is None or p is None else c + p for c, p in zip(canary, production, strict=True)]
     xs, ys = rates(canary, totals, times)
     ax.plot(xs, [y * 100 for y in ys], marker=".", color=COLORS["canary"], label=f"observed canary share of {unit}")
-    ax.axhline(trace.weight, color="tab:gray", linestyle="--", label=f"configured weight {trace.weight} %")
+    if trace.shadow_share:
+        expected = 100 * trace.shadow_share / (100 + trace.shadow_share)
+        label = f"expected with {trace.shadow_share} % copied: {expected:.0f} %"
+        ax.axhline(expected, color="tab:gray", linestyle="--", label=label)
+    else:
+        ax.axhline(trace.weight, color="tab:gray", linestyle="--", label=f"configured weight {trace.weight} %")
     ax.set_ylim(-5, 105)
     ax.set_xlabel("time since stage start (s)")
     ax.set_ylabel("canary share per tick (%)")
-    ax.set_title(f"stage {trace.stage}%: traffic split")
+    ax.set_title(f"stage {stage_label(trace.stage)}: {'mirror coverage' if trace.shadow_share else 'traffic split'}")
     ax.legend(fontsize="small")
     _layout(fig)
     return fig
@@ -199,7 +205,7 @@ def evalue_figure(trace: DecisionTrace) -> Figure:
         ax.set_xlabel("time since stage start (s)")
         ax.set_ylabel("e-value (log)")
         ax.legend(fontsize="x-small")
-    fig.suptitle(f"stage {trace.stage}%: e-values vs 1/α")
+    fig.suptitle(f"stage {stage_label(trace.stage)}: e-values vs 1/α")
     _layout(fig, rows=rows, suptitle=True)
     return fig
 

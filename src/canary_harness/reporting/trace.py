@@ -70,6 +70,8 @@ class DecisionTrace:
     buckets: dict[str, dict[str, list[list[float | None]]]] = field(default_factory=dict)
     loss_blocks: dict[str, Any] = field(default_factory=dict)
     decision: dict[str, Any] = field(default_factory=dict)
+    # Stage 0: the share in percent of production's requests copied to the canary (0: not a shadow stage).
+    shadow_share: int = 0
 
     @classmethod
     def start(cls, judge: object, settings: JudgeSettings, stage: int, weight: int) -> DecisionTrace:
@@ -183,6 +185,7 @@ class DecisionTrace:
             "buckets": self.buckets,
             "loss_blocks": self.loss_blocks,
             "decision": self.decision,
+            "shadow_share": self.shadow_share,
         }
 
     @classmethod
@@ -198,6 +201,7 @@ class DecisionTrace:
             columns=list(data["columns"]),
             rows=[list(row) for row in data["rows"]],
             states={k: list(v) for k, v in data["states"].items()},
+            shadow_share=int(data.get("shadow_share", 0)),
             buckets=dict(data.get("buckets", {})),
             loss_blocks=dict(data.get("loss_blocks", {})),
             decision=dict(data.get("decision", {})),

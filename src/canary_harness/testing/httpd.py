@@ -20,6 +20,9 @@ Handler = Callable[[str, str, Mapping[str, str], bytes], Answer]
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a client that keeps its connection open never blocks shutdown
     allow_reuse_address = True
+    # socketserver's default backlog (5) drops connections in a burst (NGINX's shadow copies arrive beside
+    # the users' requests, each on a fresh connection): a real server's backlog is in the hundreds.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(address, handler)

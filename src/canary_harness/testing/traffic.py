@@ -9,6 +9,10 @@ generation; ``history`` keeps them all. Programmable, the way httpx's ``MockTran
 * ``set_configured(weight)``: the "configuration file" holds another weight than the one in force (what
   a rollback must rewrite).
 
+A shadow stage (``set_shadow``) serves every request from production and copies ``share`` % of them (the
+same smooth round robin, so exactly ``share`` % of any run of 100) to the canary in a background thread,
+with ``X-Canary-Shadow: 1``; ``shadow_copies`` counts the copies sent.
+
 Routers live in this process, keyed by the stack's NGINX directory, so that every
 ``MemoryTrafficController`` built from the same state record sees the same split. Never a default.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +31,7 @@ import httpx
 from canary_harness.errors import TrafficError
 from canary_harness.testing.httpd import Answer, ThreadedHTTPServer
 from canary_harness.traffic.protocol import InForce
+from canary_harness.traffic.render import Shadow
 
 if TYPE_CHECKING:
     from canary_harness.stack_state import NginxRecord
@@ -40,6 +46,9 @@ class RouterState:
     canary_weight: int = 0
     configured: int | None = None  # the "file" for the next reload; None: the weight in force
     generation: int = 0
+    shadow_share: int = 0  # stage 0: percent of requests copied to the canary
+    shadow_drop: tuple[str, ...] = ()
+    shadow_copies: int = 0
     refusals: list[str] = field(default_factory=list)
     history: list[tuple[int, str]] = field(default_factory=list)  # (weight, reason) of each change in force
 
@@ -53,7 +62,10 @@ class MemoryRouter:
         self.state = RouterState(canary_weight=canary_weight, generation=1)
         self._lock = threading.Lock()
         self._current = {"production": 0, "canary": 0}  # smooth weighted round robin
+        self._copy_credit = 0  # the same for the copies of a shadow stage
         self._client = httpx.Client(timeout=30.0)
+        # Copies run beside the user's request, as NGINX's relay sends them: a slow canary delays no answer.
+        self._copies = ThreadPoolExecutor(max_workers=8, thread_name_prefix="memory-router-shadow")
         self.server = ThreadedHTTPServer(host, port, self._forward, error=TrafficError)
 
     def _pick(self) -> str:
@@ -65,10 +77,32 @@ class MemoryRouter:
             self._current[role] -= 100
             return role
 
+    def _copy_now(self, path: str) -> bool:
+        with self._lock:
+            state = self.state
+            if not state.shadow_share or any(_under(path, route) for route in state.shadow_drop):
+                return False
+            self._copy_credit += state.shadow_share
+            if self._copy_credit < 100:
+                return False
+            self._copy_credit -= 100
+            state.shadow_copies += 1
+            return True
+
+    def _send_copy(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> None:
+        try:
+            self._client.request(
+                method, f"http://{self.canary}{path}", headers={**headers, "X-Canary-Shadow": "1"}, content=body
+            )
+        except httpx.HTTPError:
+            pass  # the canary's answer (or its absence) is never anyone's answer; its metrics tell the judge
+
     def _forward(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
         role = self._pick()
         address = self.canary if role == "canary" else self.production
         sent = {name: value for name, value in headers.items() if name.lower() not in HOP_BY_HOP}
+        if self._copy_now(path):
+            self._copies.submit(self._send_copy, method, path, sent, body)
         try:
             response = self._client.request(method, f"http://{address}{path}", headers=sent, content=body)
         except httpx.HTTPError as exc:
@@ -82,6 +116,7 @@ class MemoryRouter:
     def close(self) -> None:
         """Stop serving."""
         self.server.close()
+        self._copies.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
 
@@ -173,8 +208,37 @@ class MemoryTrafficController:
                     f"weight {state.canary_weight}% (generation {state.generation}) still in force"
                 )
             state.canary_weight, state.configured = percent, None
+            state.shadow_share, state.shadow_drop = 0, ()
             state.generation += 1
             state.history.append((percent, reason))
+
+    def set_shadow(self, share: int, *, drop: tuple[str, ...] = (), reason: str = "") -> None:
+        """Serve users from production only and copy ``share`` % (1..100) of requests to the canary, except
+        the ``drop`` routes; at once (new generation), unless a programmed refusal is pending."""
+        if isinstance(share, bool) or not isinstance(share, int) or not 1 <= share <= 100:
+            raise TrafficError(f"shadow share {share!r}: must be an integer percentage in 1..100")
+        checked = Shadow(share, tuple(drop))  # the same route rules as NGINX's
+        router = self._router()
+        with router._lock:
+            state = router.state
+            if state.refusals:
+                raise TrafficError(
+                    f"memory router refused shadow share {share}%: {state.refusals.pop(0)}; "
+                    f"weight {state.canary_weight}% (generation {state.generation}) still in force"
+                )
+            state.canary_weight, state.configured = 0, None
+            state.shadow_share, state.shadow_drop = checked.share, checked.drop
+            state.generation += 1
+            state.history.append((0, reason or f"shadow {share}%"))
+
+    def shadow_share(self) -> int:
+        """The share of requests copied to the canary in force (0: none)."""
+        return self._router().state.shadow_share
+
+    @property
+    def shadow_copies(self) -> int:
+        """How many copies the router has sent to the canary so far."""
+        return self._router().state.shadow_copies
 
     def canary_weight(self) -> int:
         """The canary percentage in force."""
@@ -189,6 +253,7 @@ class MemoryTrafficController:
             canary_weight=state.canary_weight,
             production=self.production,
             canary=self.canary,
+            shadow_share=state.shadow_share,
         )
 
     def configured_canary_weight(self) -> int | None:
@@ -201,7 +266,8 @@ class MemoryTrafficController:
         in_force = self.weights_in_force()
         return (
             f"memory router: production {in_force.production} weight {in_force.production_weight}, "
-            f"canary {in_force.canary} weight {in_force.canary_weight}, generation {in_force.generation}\n"
+            f"canary {in_force.canary} weight {in_force.canary_weight}, shadow {in_force.shadow_share}%, "
+            f"generation {in_force.generation}\n"
         )
 
     # ------------------------------------------------------------------ programming (tests)
@@ -218,6 +284,13 @@ class MemoryTrafficController:
     def history(self) -> list[tuple[int, str]]:
         """Every change put in force: (weight, reason), oldest first."""
         return list(self._router().state.history)
+
+
+def _under(path: str, route: str) -> bool:
+    """Whether ``path`` (with its query string) is ``route`` or below it, as NGINX's drop map matches."""
+    path = path.split("?", 1)[0]
+    base = route.rstrip("/")
+    return path == base or path.startswith(base + "/") or (base == "" and path.startswith("/"))
 
 
 def _check(percent: object) -> None:

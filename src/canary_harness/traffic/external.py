@@ -98,6 +98,19 @@ class ExternalNginxController:
         """The canary percentage in force, asked from NGINX."""
         return self.weights_in_force().canary_weight
 
+    def shadow_share(self) -> int:
+        """The share copied to the canary, as the user's NGINX reports it (0 when it has no shadow location)."""
+        return self.weights_in_force().shadow_share
+
+    def set_shadow(self, share: int, *, drop: tuple[str, ...] = (), reason: str = "") -> None:
+        """Refused: a shadow stage needs the mirror relay of the harness's own NGINX (nginx/nginx.canary.conf),
+        which the user's configuration does not have; nothing is changed."""
+        raise TrafficError(
+            f"shadow share {share}% ({reason or 'stage 0'}): the external NGINX at {self.base_url} has no shadow "
+            "relay (the /__canary/shadow locations of nginx/nginx.canary.conf); run stage 0 with the managed "
+            'NGINX ([traffic] nginx = "managed") or start at stage 1'
+        )
+
     def configured_weights(self) -> UpstreamWeights:
         """The weights written in the upstream file."""
         return read_configured_weights(self.upstream_conf, production=self.production, canary=self.canary)

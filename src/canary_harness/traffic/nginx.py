@@ -12,6 +12,7 @@ Layout of ``nginx_dir``::
     nginx.conf, conf.d/upstream.conf                   the live configuration
     staging/                                           candidate configuration checked by nginx -t
     logs/ access.jsonl canary_access.jsonl error.log   logs (canary_access: requests the canary served)
+    logs/shadow_access.jsonl                           copies sent to the canary at a shadow stage
     temp/, nginx.pid, .weights.lock
 """
 
@@ -44,7 +45,14 @@ from canary_harness.traffic.nginx_files import write_atomic as _write_atomic
 from canary_harness.traffic.nginx_process import NginxProcess
 from canary_harness.traffic.probe import SplitCount, probe_split
 from canary_harness.traffic.protocol import InForce
-from canary_harness.traffic.render import UpstreamWeights, render_main, render_upstream
+from canary_harness.traffic.render import (
+    NO_SHADOW,
+    Shadow,
+    UpstreamWeights,
+    parse_shadow_share,
+    render_main,
+    render_upstream,
+)
 from canary_harness.waiting import wait_until
 
 __all__ = [
@@ -124,6 +132,11 @@ class NginxTrafficController:
     def canary_access_log(self) -> Path:
         """JSON lines, one per request the canary served."""
         return self.dir / "logs" / "canary_access.jsonl"
+
+    @property
+    def shadow_access_log(self) -> Path:
+        """JSON lines, one per copy the shadow relay sent to the canary (status: the canary's answer)."""
+        return self.dir / "logs" / "shadow_access.jsonl"
 
     @property
     def access_log(self) -> Path:
@@ -210,6 +223,18 @@ class NginxTrafficController:
         """The canary weight in the live upstream file (what the next reload would load)."""
         return self.configured_weights().canary
 
+    def shadow_share(self) -> int:
+        """The share of production's requests NGINX copies to the canary (0: none), asked from NGINX."""
+        return self.weights_in_force().shadow_share
+
+    def configured_shadow_share(self) -> int:
+        """The shadow share in the live upstream file (what the next reload would load)."""
+        try:
+            text = self.upstream_conf.read_text()
+        except OSError as exc:
+            raise TrafficError(f"cannot read {self.upstream_conf}: {exc}") from exc
+        return parse_shadow_share(text, source=str(self.upstream_conf))
+
     def config_text(self) -> str | None:
         """The live upstream file, for the stage record."""
         return self.upstream_conf.read_text(encoding="utf-8")
@@ -229,7 +254,17 @@ class NginxTrafficController:
         with self._lock():
             self._apply(percent, reason)
 
-    def _apply(self, percent: int, reason: str) -> None:
+    def set_shadow(self, share: int, *, drop: tuple[str, ...] = (), reason: str = "") -> None:
+        """Serve users from production only and copy ``share`` % (1..100) of their requests to the canary,
+        except the ``drop`` routes; returns once new workers serve it. TrafficError otherwise (the previous
+        configuration then stays in force). ``set_canary_weight`` ends the shadow."""
+        if isinstance(share, bool) or not isinstance(share, int) or not 1 <= share <= 100:
+            raise TrafficError(f"shadow share {share!r}: must be an integer percentage in 1..100")
+        shadow = Shadow(share, tuple(drop))
+        with self._lock():
+            self._apply(0, reason, shadow)
+
+    def _apply(self, percent: int, reason: str, shadow: Shadow = NO_SHADOW) -> None:
         started = time.monotonic()
         if not self.process.is_running():
             raise TrafficError(f"nginx is not running for {self.dir}: the weight was not changed")
@@ -237,9 +272,12 @@ class NginxTrafficController:
         previous_generation = self.configured_generation()
         generation = new_generation()
         why = f" ({reason})" if reason else ""
-        log.info("set canary weight %d%% (production %d%%)%s", percent, 100 - percent, why)
+        if shadow.share:
+            log.info("set shadow: copy %d%% of production's requests to the canary%s", shadow.share, why)
+        else:
+            log.info("set canary weight %d%% (production %d%%)%s", percent, 100 - percent, why)
 
-        candidate = self._render(percent, generation)
+        candidate = self._render(percent, generation, shadow)
         staging = self.dir / "staging"
         (staging / "conf.d").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.dir / "nginx.conf", staging / "nginx.conf")
@@ -256,7 +294,7 @@ class NginxTrafficController:
             log.info("reload: SIGHUP sent to nginx master PID %d", master)
             self._confirm(generation, old_workers)
         except TrafficError as exc:
-            if percent == 0:
+            if percent == 0 and not shadow.share:
                 # A rollback: putting the previous (non-zero) file back would hand the canary its share
                 # again at the next reload. The 0 % file stays; NGINX loads it at its next reload.
                 raise TrafficError(
@@ -283,7 +321,7 @@ class NginxTrafficController:
             (time.monotonic() - started) * 1000,
         )
 
-    def _render(self, percent: int, generation: str) -> str:
+    def _render(self, percent: int, generation: str, shadow: Shadow = NO_SHADOW) -> str:
         try:
             template = self.upstream_template.read_text()
         except OSError as exc:
@@ -295,6 +333,7 @@ class NginxTrafficController:
             production=self.production,
             canary=self.canary,
             generation=generation,
+            shadow=shadow,
             source=str(self.upstream_template),
         )
 

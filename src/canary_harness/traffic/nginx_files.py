@@ -79,6 +79,8 @@ def read_in_force(base_url: str, timeout: float = 2.0) -> InForce:
             canary_weight=int(data["canary_weight"]),
             production=str(data["production"]),
             canary=str(data["canary"]),
+            # An NGINX configured before shadow stages existed (e.g. a user's) copies nothing.
+            shadow_share=int(data.get("shadow_share", 0)),
         )
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         raise TrafficError(f"cannot read the split in force from {url}: {exc}") from exc

@@ -25,6 +25,8 @@ class InForce:
     canary_weight: int
     production: str
     canary: str
+    # Stage 0 (shadow): the share in percent of production's requests copied to the canary; 0: no copies.
+    shadow_share: int = 0
 
 
 @runtime_checkable
@@ -47,6 +49,20 @@ class TrafficController(Protocol):
 
     def canary_weight(self) -> int:
         """The canary percentage in force, read from the running router (not a remembered value)."""
+        ...
+
+    def set_shadow(self, share: int, *, drop: tuple[str, ...] = (), reason: str = "") -> None:
+        """Stage 0: users are served by production only (canary weight 0) and ``share`` % (1..100) of their
+        requests are copied to the canary with ``X-Canary-Shadow: 1``, except the ``drop`` routes (path
+        prefixes); the canary's answers are discarded and never delay the user's.
+
+        Returns only once it serves; TrafficError otherwise (the previous configuration stays in force).
+        ``set_canary_weight`` (any weight, 0 included: a rollback) ends the copies.
+        """
+        ...
+
+    def shadow_share(self) -> int:
+        """The share of requests copied to the canary in force (0: none), read from the running router."""
         ...
 
     def weights_in_force(self) -> InForce:

@@ -23,6 +23,9 @@ UPSTREAM_NAME = "fragrance_backend"
 # The header that carries a request's latency group (fragrance-ai answers its LLM mode in it).
 DEFAULT_GROUP_HEADER = "X-LLM-Mode"
 _UPSTREAM_BLOCK_RE = re.compile(rf"^\s*upstream\s+{UPSTREAM_NAME}\s*\{{([^{{}}]*)\}}", re.MULTILINE)
+# A route of the shadow drop list: a plain path (its segments and everything below them are not copied).
+_ROUTE_RE = re.compile(r"^/[A-Za-z0-9/_.~-]*$")
+_SHADOW_SHARE_RE = re.compile(r"\$canary_shadow_share\s*\{\s*default\s+\"(\d+)\";")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,30 @@ class UpstreamWeights:
 
     production: int
     canary: int
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """Stage 0 (shadow): the share in percent of production's requests NGINX copies to the canary (0: no
+    copies) and the routes never copied (path prefixes, e.g. ``/payments``: side effects that must not run
+    twice). Users are served by production only while a share is set."""
+
+    share: int = 0
+    drop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        share = self.share
+        if isinstance(share, bool) or not isinstance(share, int) or not 0 <= share <= 100:
+            raise TrafficError(f"shadow share {share!r}: must be an integer percentage in 0..100")
+        for route in self.drop:
+            if not isinstance(route, str) or not _ROUTE_RE.match(route):
+                raise TrafficError(
+                    f"shadow drop route {route!r}: must be a path starting with '/' "
+                    "(letters, digits, '/', '_', '.', '~', '-')"
+                )
+
+
+NO_SHADOW = Shadow()
 
 
 def render_template(template_text: str, values: Mapping[str, str], *, source: str = "template") -> str:
@@ -63,11 +90,13 @@ def render_upstream(
     production: str = "127.0.0.1:8000",
     canary: str = "127.0.0.1:8001",
     generation: str = "0",
+    shadow: Shadow = NO_SHADOW,
     source: str = "conf.d/upstream.conf.template",
 ) -> str:
     """Render the weighted upstream; weights are integer percentages adding up to 100.
 
     A server at weight 0 is rendered ``down`` (NGINX has no ``weight=0``), so 0 % sends it nothing.
+    ``shadow`` (only with the canary at weight 0) renders the maps that decide which requests are copied.
     """
     for name, weight in (("production", production_weight), ("canary", canary_weight)):
         if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
@@ -80,6 +109,11 @@ def render_upstream(
         raise TrafficError(f"production and canary share the address {production!r}: they must differ")
     if not _GENERATION_RE.match(generation):
         raise TrafficError(f"generation {generation!r}: letters, digits, '.', '_', '-' only")
+    if shadow.share and canary_weight:
+        raise TrafficError(
+            f"shadow share {shadow.share}% with canary weight {canary_weight}%: a shadow stage serves users "
+            "from production only (canary weight 0)"
+        )
     text = render_template(
         template_text,
         {
@@ -88,6 +122,9 @@ def render_upstream(
             "PRODUCTION_WEIGHT": str(production_weight),
             "CANARY_WEIGHT": str(canary_weight),
             "GENERATION": generation,
+            "SHADOW_SHARE": str(shadow.share),
+            "SHADOW_SPLIT": _shadow_split(shadow.share),
+            "SHADOW_DROP": _shadow_drop(shadow.drop),
         },
         source=source,
     )
@@ -100,6 +137,31 @@ def render_upstream(
             "weight=${PRODUCTION_WEIGHT} and weight=${CANARY_WEIGHT} on the two server lines"
         )
     return text
+
+
+def _shadow_split(share: int) -> str:
+    # split_clients wants shares below 100 %: the two ends are written as the catch-all alone.
+    if share == 0:
+        return "    * 0;"
+    if share == 100:
+        return "    * 1;"
+    return f"    {share}% 1;\n    * 0;"
+
+
+def _shadow_drop(drop: tuple[str, ...]) -> str:
+    if not drop:
+        return "    # (every route is copied)"
+    # The route itself, anything below it, or it with a query string; '.' is the only regex character a
+    # checked route can hold.
+    return "\n".join(f'    "~^{route.rstrip("/").replace(".", chr(92) + ".")}(?:[/?]|$)" 0;' for route in drop)
+
+
+def parse_shadow_share(text: str, *, source: str = "upstream.conf") -> int:
+    """The shadow share a rendered upstream file holds (0 for a file rendered before shadow stages existed)."""
+    found = _SHADOW_SHARE_RE.findall(text)
+    if len(found) > 1:
+        raise TrafficError(f"{source}: more than one $canary_shadow_share map")
+    return int(found[0]) if found else 0
 
 
 def parse_upstream_weights(
