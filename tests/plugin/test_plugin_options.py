@@ -73,7 +73,9 @@ BAD_INPUTS = [
     pytest.param(
         ["--stage", "0"], {}, "", "[shadow]\ndrop = ['evolve']\n", "'evolve'", "[shadow]", id="toml-shadow-drop"
     ),
-    pytest.param(["--stage", "0", "--dry-run"], {}, "", "", "--canary-stage 0", "--canary-dry-run", id="shadow-dry-run"),
+    pytest.param(
+        ["--stage", "0", "--dry-run"], {}, "", "", "--canary-stage 0", "--canary-dry-run", id="shadow-dry-run"
+    ),
     pytest.param(
         ["--stage", "5", "--canary-version", "v1;rm -rf /"],
         {},

@@ -8,8 +8,8 @@ import pytest
 
 from canary_harness.cli import main
 from canary_harness.config import TrafficSettings
-from canary_harness.errors import ConfigError, TrafficError
 from canary_harness.configuration.parsers import parse_shadow_share, parse_stage
+from canary_harness.errors import ConfigError, TrafficError
 from canary_harness.rollout import parse_stages
 from canary_harness.stages import shadow_plan_point, stage_label
 from canary_harness.traffic.external import ExternalNginxController
