@@ -24,7 +24,7 @@ test: export CANARY_DOCKER = 1
 test: install
 	$(PYTHON) -m pytest --durations=25
 
-LINTED = src app tests canary_tests load benchmarks plugins conftest.py
+LINTED = src app tests canary_tests load benchmarks plugins examples conftest.py
 
 # Checks only (CI runs it before the tests); `make format` rewrites the files the format check names.
 lint:
