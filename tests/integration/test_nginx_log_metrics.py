@@ -45,9 +45,11 @@ def test_log_counts_match_the_services_own_counters(canary_stack_at_zero: LocalS
         assert client.get("/health").status_code == 200  # a probe: counted by neither
 
     def logged_all() -> bool:
-        return sum(from_log.snapshot(arm).minus(before["log"][arm]).requests for arm in ARMS) >= REQUESTS
+        # Journeys are counted by start time once the slowest request could have ended (about 1 s later).
+        seen = [from_log.snapshot(arm).minus(before["log"][arm]) for arm in ARMS]
+        return sum(item.requests for item in seen) >= REQUESTS and sum(item.journeys for item in seen) >= REQUESTS
 
-    wait_until(logged_all, 10.0, 0.1, f"{REQUESTS} requests in NGINX's access log")
+    wait_until(logged_all, 15.0, 0.1, f"{REQUESTS} requests and journeys in NGINX's access log")
     after = {"log": from_log.snapshots(ARMS), "direct": direct.snapshots(ARMS)}
     for arm in ARMS:
         seen = {kind: after[kind][arm].minus(before[kind][arm]) for kind in after}

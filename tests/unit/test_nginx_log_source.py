@@ -32,6 +32,8 @@ def entry(
         "upstream_response_time": seconds,
         "group": group,
         "group_asked": "",
+        "msec": 1000.0,
+        "request_time": float(seconds.split(",")[-1]) if seconds.split(",")[-1].strip() != "-" else 0.0,
         "version": "v0.2.0" if addr.endswith(CANARY) else "v0.1.0",
         **extra,
     }
@@ -50,8 +52,11 @@ def append(path: Path, *lines: str) -> None:
         handle.write("".join(lines))
 
 
+LATER = 1100.0  # a clock long past every logged request: every split unit is counted
+
+
 def test_counts_requests_errors_journeys_and_latency_per_arm_and_group(log: Path) -> None:
-    source = NginxLogSource(log, ROLES, edges=(0.5, 2.5))
+    source = NginxLogSource(log, ROLES, edges=(0.5, 2.5), clock=lambda: LATER)
     append(
         log,
         entry(CANARY, "200", "0.300"),
@@ -73,7 +78,7 @@ def test_counts_requests_errors_journeys_and_latency_per_arm_and_group(log: Path
 
 
 def test_a_failover_counts_the_canary_failure_the_user_never_saw(log: Path) -> None:
-    source = NginxLogSource(log, ROLES)
+    source = NginxLogSource(log, ROLES, clock=lambda: LATER)
     append(log, entry(f"{CANARY}, {PRODUCTION}", "502, 200", "0.001, 0.250"))
     canary, production = source.snapshot("canary"), source.snapshot("production")
     assert (canary.requests, canary.errors_5xx) == (1, 1)
@@ -140,3 +145,18 @@ def test_metrics_settings() -> None:
 def test_bad_metrics_settings_are_refused(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         MetricsSettings.from_mapping(data, "canary.toml")
+
+
+def test_split_units_are_counted_by_start_once_the_slowest_request_could_have_ended(log: Path) -> None:
+    # The canary takes 3 s, production 0.1 s: both arms' requests started at 997-999.9, but the canary's
+    # lines arrive 3 s late. Units are counted by start time, once 3 s + the margin have passed.
+    now = [1000.0]
+    source = NginxLogSource(log, ROLES, journey_route=None, clock=lambda: now[0])
+    append(log, entry(PRODUCTION, "200", "0.1"), entry(CANARY, "200", "3.0"))
+    assert (source.snapshot("canary").journeys, source.snapshot("production").journeys) == (0, 0)
+    assert source.snapshot("canary").requests == 1  # requests and latency are counted at once
+    now[0] = 1001.0  # production's request started at 999.9: 999.9 <= 1001 - 3 - 1? not yet
+    assert source.snapshot("production").journeys == 0
+    now[0] = 1004.0
+    read = source.snapshots(("canary", "production"))
+    assert (read["canary"].journeys, read["production"].journeys) == (1, 1)

@@ -17,11 +17,12 @@ written (no newline yet) waits for the next read.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ DEFAULT_EDGES: tuple[float, ...] = (
 )  # fmt: skip
 # Routes that are not API traffic (probes and scrapes), as the service's own request counter leaves them out.
 NOT_API = frozenset({"/health", "/metrics"})
+# Margin beyond the slowest request seen before a split unit is counted (log writes, clock granularity).
+UNIT_LAG_S = 1.0
 # A failed attempt NGINX logs without a status (connection refused before any answer) counts as a 502.
 NO_ANSWER_STATUS = 502
 
@@ -60,6 +63,14 @@ class Attempt:
     role: str
     status: int
     seconds: float | None
+
+
+def _number(raw: object) -> float | None:
+    try:
+        value = float(str(raw))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def attempts(entry: Mapping[str, Any], roles: Mapping[str, str]) -> list[Attempt]:
@@ -95,6 +106,7 @@ class NginxLogSource:
         journey_route: str | None = "/dna/create",
         default_group: str | None = None,
         from_start: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.log_path = Path(log_path)
         self.roles = dict(roles)
@@ -107,6 +119,12 @@ class NginxLogSource:
         self._offset = 0 if from_start else self._size()
         self._pending = b""
         self.bad_lines = 0
+        self._clock = clock
+        # Split units (journeys, or requests without a journey route) wait here by start time until every
+        # request that started as early has had time to finish: see _release_units.
+        self._units: list[tuple[float, str]] = []
+        self._slowest_s = 0.0
+        self._cutoff = -math.inf
 
     def _size(self) -> int:
         try:
@@ -154,11 +172,17 @@ class NginxLogSource:
             return
         group = str(entry.get("group") or entry.get("group_asked") or self.default_group or "")
         tried = attempts(entry, self.roles)
+        took = _number(entry.get("request_time"))
+        ended = _number(entry.get("msec"))
+        started = (ended - (took or 0.0)) if ended is not None else self._clock()
+        self._slowest_s = max(self._slowest_s, took or 0.0)
+        is_unit = self.journey_route is None or route == self.journey_route
         for index, attempt in enumerate(tried):
             arm = self._arms[attempt.role]
             arm.requests += 1
             arm.errors_5xx += attempt.status >= 500
-            arm.journeys += route == self.journey_route
+            if is_unit:
+                heapq.heappush(self._units, (started, attempt.role))
             if index == len(tried) - 1 and entry.get("version"):
                 arm.version = str(entry["version"])  # the answer's X-App-Version came from the last attempt
             if group and attempt.seconds is not None:
@@ -171,12 +195,28 @@ class NginxLogSource:
     def snapshot(self, role: str) -> MetricsSnapshot:
         """The arm's counters over every log line written since the source was created."""
         self._read_new()
+        self._release_units()
         return self._snapshot(role)
 
     def snapshots(self, roles: Sequence[str]) -> dict[str, MetricsSnapshot]:
         """Every arm from one read of the log: the same lines, so the same instant."""
         self._read_new()
+        self._release_units()
         return {role: self._snapshot(role) for role in roles}
+
+    def _release_units(self) -> None:
+        """Count the split units that started before now − (slowest request seen + UNIT_LAG_S).
+
+        NGINX logs a request when it ends, so counting units as their lines arrive would count a slow
+        arm's requests late: with a canary 1 s slower, the first seconds of a stage would show it a
+        fraction of its share, which the split check rightly calls a mismatch. Counting by start time,
+        once every request that started as early has had time to end, compares the two arms over the
+        same span. The cutoff never moves back, so the counts never go down.
+        """
+        self._cutoff = max(self._cutoff, self._clock() - self._slowest_s - UNIT_LAG_S)
+        while self._units and self._units[0][0] <= self._cutoff:
+            _, role = heapq.heappop(self._units)
+            self._arms[role].journeys += 1
 
     def _snapshot(self, role: str) -> MetricsSnapshot:
         if role not in self._arms:
@@ -195,6 +235,7 @@ class NginxLogSource:
             journeys=float(arm.journeys),
             latency_buckets=buckets,
             version=arm.version,
+            journeys_are_units=True,
         )
 
     def close(self) -> None:

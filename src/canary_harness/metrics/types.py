@@ -39,6 +39,9 @@ class MetricsSnapshot:
     rl_updates: float = 0.0
     rl_loss_sum: float = 0.0
     version: str | None = None
+    # The source counts the split's units in ``journeys`` even while they are 0 (NGINX's log: units by
+    # start time, released late); otherwise 0 journeys means the service has none and requests are the units.
+    journeys_are_units: bool = False
 
     def minus(self, base: MetricsSnapshot) -> MetricsSnapshot:
         """Counter deltas since ``base``; a counter that went down means the instance restarted."""
@@ -62,6 +65,7 @@ class MetricsSnapshot:
             rl_updates=self.rl_updates - base.rl_updates,
             rl_loss_sum=self.rl_loss_sum - base.rl_loss_sum,
             version=self.version,
+            journeys_are_units=self.journeys_are_units,
         )
 
     def towards(self, later: MetricsSnapshot, fraction: float, at: float) -> MetricsSnapshot:
@@ -97,6 +101,7 @@ class MetricsSnapshot:
             rl_updates=self.rl_updates,
             rl_loss_sum=self.rl_loss_sum,
             version=self.version,
+            journeys_are_units=self.journeys_are_units,
         )
 
     def latency_count(self, mode: str) -> float:
