@@ -20,7 +20,7 @@ The protocol (also in docs/judge.md):
   boundary crossing 1/α (α = 1 %) in at most α of 2 000 runs.
 
 Rules compared on the same simulated traffic:
-- SEQUENTIAL: the real judge engine (canary_harness.judge.engine.Engine, vectorised over runs;
+- SEQUENTIAL: the real judge engine (canary_harness.judge.eprocess_engine.Engine, vectorised over runs;
   tests/unit/judge check it equals the per-snapshot judge), default settings with
   on_inconclusive = extend_if_suspect; τ is frozen by the judge's own histogram code and loss
   blocks are paired and standardised with the feed's own functions.
@@ -47,7 +47,6 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from canary_harness.judge.engine import MAGNITUDE_WEIGHT, Engine, ModeTick, Tick
 from canary_harness.judge.eprocess import (
     LATENCY_FAIL_GRID,
     LOSS_FAIL_GRID,
@@ -57,9 +56,10 @@ from canary_harness.judge.eprocess import (
     ShareTest,
     crossing_bound,
 )
-from canary_harness.judge.feed import pair_scale
-from canary_harness.judge.model import SERVICE_LATENCY_EDGES
+from canary_harness.judge.eprocess_engine import MAGNITUDE_WEIGHT, Engine, ModeTick, Tick
+from canary_harness.judge.planning_assumptions import SERVICE_LATENCY_EDGES
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.snapshot_ticks import pair_scale
 from canary_harness.metrics.histogram import bucket_edge_at_or_above, histogram_quantile
 
 RPS = 50.0
@@ -149,7 +149,7 @@ class Blocks:
 
 
 class LossFeed:
-    """Vectorised twin of the judge's feed for RL-loss blocks (canary_harness.judge.feed).
+    """Vectorised twin of the judge's feed for RL-loss blocks (canary_harness.judge.snapshot_ticks).
 
     Canary blocks are paired with the production blocks that arrived since the last pair: at a
     tick where both arms have unpaired blocks they form one pair, D = mean log canary − mean log

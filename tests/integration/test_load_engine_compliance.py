@@ -1,4 +1,4 @@
-"""One compliance suite for every load Engine (``canary_harness.load.run.Engine``): builtin threads and locust.
+"""One compliance suite for every load Engine (``canary_harness.loadgen.run.Engine``): builtin threads and locust.
 
 Each engine sends the ``light`` profile (``/health`` and ``/metrics``) to a fake service (``FakeBackend``,
 canary_harness.testing), which counts what it really served; the engine's stats are checked against that
@@ -16,10 +16,10 @@ import pytest
 
 from canary_harness.deploy import pids
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
-from canary_harness.load.builtin import BuiltinEngine
-from canary_harness.load.locust_engine import LocustEngine, locust_available
-from canary_harness.load.run import Engine
-from canary_harness.load.settings import LoadSettings
+from canary_harness.loadgen.builtin import BuiltinEngine
+from canary_harness.loadgen.locust_engine import LocustEngine, locust_available
+from canary_harness.loadgen.run import Engine
+from canary_harness.loadgen.settings import LoadSettings
 from canary_harness.testing import FakeBackend, FakeService, fake_service
 from canary_harness.waiting import wait_until
 from tests.integration.stackfixtures import free_port

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from canary_harness.errors import ConfigError
 from canary_harness.judge.fixed import FixedJudge
-from canary_harness.judge.plan_model import StagePlan, TestPlan
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.protocol import Judge
 from canary_harness.judge.sequential import SequentialJudge
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.stage_plan import StagePlan, TestPlan
 from canary_harness.judge.verdict import CheckResult, StageVerdict, State
 
 JUDGE_KINDS = ("sequential", "fixed")

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from canary_harness.judge.engine import Decision, Engine
 from canary_harness.judge.eprocess import BernoulliMixture
-from canary_harness.judge.feed import SnapshotFeed
+from canary_harness.judge.eprocess_engine import Decision, Engine
 from canary_harness.judge.power import sample_sizes
+from canary_harness.judge.snapshot_ticks import SnapshotFeed
 from canary_harness.judge.verdict import EvidenceValue, State
 
 _MAX_LOG_E = 700.0  # keeps exp() finite for display

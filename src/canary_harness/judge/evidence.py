@@ -19,16 +19,16 @@ from canary_harness.judge.check_context import (
     warming,
     would_decide,
 )
-from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, Decision, Engine, latency_check
 from canary_harness.judge.eprocess import beta_confidence_interval
-from canary_harness.judge.feed import SnapshotFeed
-from canary_harness.judge.model import (
+from canary_harness.judge.eprocess_engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, Decision, Engine, latency_check
+from canary_harness.judge.planning_assumptions import (
     latency_exceedance,
     latency_factor_for,
     loss_exceedance,
     loss_factor_for,
 )
 from canary_harness.judge.power import detectable_rate
+from canary_harness.judge.snapshot_ticks import SnapshotFeed
 from canary_harness.judge.verdict import CheckResult, EvidenceValue, State
 from canary_harness.metrics.histogram import histogram_quantile
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 
 from canary_harness.judge.check_context import fmt_pct
-from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
-from canary_harness.judge.feed import SnapshotFeed
+from canary_harness.judge.eprocess_engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.policy import conclude, failed_reason, running_reason
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.snapshot_ticks import SnapshotFeed
 from canary_harness.judge.verdict import CheckResult, StageVerdict, State
 from canary_harness.metrics.histogram import histogram_quantile
 from canary_harness.metrics.types import MetricsSnapshot

@@ -13,10 +13,18 @@ import math
 from collections.abc import Mapping
 
 from canary_harness.errors import ConfigError
-from canary_harness.judge.engine import ERROR_RATE, MAGNITUDE_WEIGHT, RL_LOSS, Engine, latency_check
 from canary_harness.judge.eprocess import BernoulliMixture, ShareTest
-from canary_harness.judge.model import latency_exceedance, loss_exceedance, loss_pair_effect, predicted_tau
-from canary_harness.judge.plan_model import (
+from canary_harness.judge.eprocess_engine import ERROR_RATE, MAGNITUDE_WEIGHT, RL_LOSS, Engine, latency_check
+from canary_harness.judge.plan_notes import plan_notes
+from canary_harness.judge.planning_assumptions import (
+    latency_exceedance,
+    loss_exceedance,
+    loss_pair_effect,
+    predicted_tau,
+)
+from canary_harness.judge.power import SampleSize, magnitude_sample_sizes, sample_sizes
+from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.stage_plan import (
     LIKELY,
     NEVER,
     NOT_APPLICABLE,
@@ -26,9 +34,6 @@ from canary_harness.judge.plan_model import (
     StagePlan,
     TestPlan,
 )
-from canary_harness.judge.plan_notes import plan_notes
-from canary_harness.judge.power import SampleSize, magnitude_sample_sizes, sample_sizes
-from canary_harness.judge.settings import JudgeSettings
 
 
 def plan_stage(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from canary_harness.judge.engine import RL_LOSS, Decision, Engine
+from canary_harness.judge.eprocess_engine import RL_LOSS, Decision, Engine
 from canary_harness.judge.evidence import build_checks
-from canary_harness.judge.feed import SnapshotFeed
 from canary_harness.judge.policy import (
     conclude,
     extension_reason,
@@ -13,6 +12,7 @@ from canary_harness.judge.policy import (
     suspect_checks,
 )
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.snapshot_ticks import SnapshotFeed
 from canary_harness.judge.verdict import CheckResult, StageVerdict, State
 from canary_harness.metrics.types import MetricsSnapshot
 

@@ -11,7 +11,7 @@ import pytest
 
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import CheckResult, StageVerdict, State
-from canary_harness.load.journey import JOURNEY_HEADER
+from canary_harness.loadgen.journey import JOURNEY_HEADER
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord

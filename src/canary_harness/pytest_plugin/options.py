@@ -23,7 +23,7 @@ from canary_harness.configuration.resolve import resolve_setting, validate_table
 from canary_harness.configuration.table import JUDGES, SETTING, SETTINGS, Setting
 from canary_harness.errors import ConfigError
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.load import LoadSettings
+from canary_harness.loadgen import LoadSettings
 from canary_harness.metrics.prometheus import PrometheusSettings
 from canary_harness.metrics.source_settings import MetricsSettings
 from canary_harness.smoke import journey_from

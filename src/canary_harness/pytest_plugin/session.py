@@ -24,7 +24,7 @@ from canary_harness.judge.protocol import Judge
 from canary_harness.judge.rates import Replanner, describe, plan_from
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import StageVerdict, State
-from canary_harness.load.sizing import missing_rate
+from canary_harness.loadgen.sizing import missing_rate
 from canary_harness.metrics.protocol import MetricsSource
 from canary_harness.metrics.types import MetricsSnapshot
 from canary_harness.pytest_plugin.options import StageOptions

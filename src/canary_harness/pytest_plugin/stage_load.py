@@ -10,8 +10,8 @@ from pathlib import Path
 from canary_harness.errors import CanaryError
 from canary_harness.judge.planner import plan_stage, rate_to_decide
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.load import LoadRun, LoadSettings, LoadStats, parse_mix
-from canary_harness.load.sizing import (
+from canary_harness.loadgen import LoadRun, LoadSettings, LoadStats, parse_mix
+from canary_harness.loadgen.sizing import (
     AutoLoad,
     load_bound,
     machine_max_rps,

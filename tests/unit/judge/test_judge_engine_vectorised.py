@@ -9,9 +9,9 @@ import pytest
 from judge_synthetic import arms
 
 from canary_harness.judge import JudgeSettings
-from canary_harness.judge.engine import Engine, ModeTick, Tick
-from canary_harness.judge.feed import SnapshotFeed
+from canary_harness.judge.eprocess_engine import Engine, ModeTick, Tick
 from canary_harness.judge.sequential import SequentialJudge
+from canary_harness.judge.snapshot_ticks import SnapshotFeed
 
 SETTINGS = JudgeSettings(p95_thresholds={"fast": 2.5})
 RUNS = 4

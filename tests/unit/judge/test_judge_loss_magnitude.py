@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from canary_harness.judge.engine import LOSS_NULL, MAGNITUDE_WEIGHT, Engine
 from canary_harness.judge.eprocess import (
     LOSS_FAIL_GRID,
     LOSS_PASS_GRID,
@@ -25,8 +24,9 @@ from canary_harness.judge.eprocess import (
     ExcessTest,
     crossing_bound,
 )
-from canary_harness.judge.feed import SnapshotFeed, chi2_lower_quantile, pair_scale
+from canary_harness.judge.eprocess_engine import LOSS_NULL, MAGNITUDE_WEIGHT, Engine
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.snapshot_ticks import SnapshotFeed, chi2_lower_quantile, pair_scale
 from canary_harness.metrics.types import MetricsSnapshot
 
 RUNS = 2000

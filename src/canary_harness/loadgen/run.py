@@ -7,9 +7,9 @@ from types import TracebackType
 from typing import Protocol
 
 from canary_harness.errors import ConfigError, LoadError
-from canary_harness.load.locust_engine import LocustEngine, locust_available
-from canary_harness.load.settings import LoadSettings
-from canary_harness.load.stats import LoadStats
+from canary_harness.loadgen.locust_engine import LocustEngine, locust_available
+from canary_harness.loadgen.settings import LoadSettings
+from canary_harness.loadgen.stats import LoadStats
 
 
 class Engine(Protocol):
@@ -84,7 +84,7 @@ class LoadRun:
         if resolve_engine(self.settings) == "locust":
             engine = LocustEngine(self.base_url, self.duration_s, self.settings, self.stats_dir)
         else:
-            from canary_harness.load.builtin import BuiltinEngine  # httpx threads: only when used
+            from canary_harness.loadgen.builtin import BuiltinEngine  # httpx threads: only when used
 
             engine = BuiltinEngine(self.base_url, self.duration_s, self.settings, self.stats_dir)
         self._engine = engine
