@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
-from canary_harness.judge.verdict import CheckResult
+from canary_harness.judge.verdict import CheckVerdict
 from canary_harness.pytest_plugin.record import StageRecord
 
-CheckFn = Callable[[str], CheckResult]
+CheckFn = Callable[[str], CheckVerdict]
 
 
 @pytest.mark.parametrize("mode", ["fast", "balanced", "creative"])

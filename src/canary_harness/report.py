@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from canary_harness.judge.verdict import CheckResult, StageVerdict, outcome_summary
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, outcome_summary
 
 _SHORT = {
     "error_rate": "5xx",
@@ -22,7 +22,7 @@ def is_interactive(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
 
 
-def _figure(check: CheckResult) -> str:
+def _figure(check: CheckVerdict) -> str:
     if check.measured is None:
         value = "n/a"
     elif check.unit == "s":

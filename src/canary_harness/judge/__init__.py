@@ -14,7 +14,7 @@ from canary_harness.judge.protocol import Judge
 from canary_harness.judge.sequential import SequentialJudge
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.stage_plan import StagePlan, TestPlan
-from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
 
 JUDGE_KINDS = ("sequential", "fixed")
 DEFAULT_JUDGE = "sequential"
@@ -30,7 +30,7 @@ def make_judge(kind: str, settings: JudgeSettings) -> Judge:
 
 
 __all__ = [
-    "CheckResult",
+    "CheckVerdict",
     "DEFAULT_JUDGE",
     "FixedJudge",
     "JUDGE_KINDS",

@@ -131,7 +131,7 @@ def _share(canary: FloatArray, production: FloatArray) -> FloatArray:
         return np.where(total > 0, canary / np.where(total > 0, total, 1.0), np.nan)
 
 
-class Engine:
+class EProcessEngine:
     """All e-processes of one stage and their combination into check and stage states."""
 
     def __init__(self, settings: JudgeSettings, shape: tuple[int, ...] = ()) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from canary_harness.errors import ConfigError
 from canary_harness.judge.eprocess import BernoulliMixture, ShareTest
-from canary_harness.judge.eprocess_engine import ERROR_RATE, MAGNITUDE_WEIGHT, RL_LOSS, Engine, latency_check
+from canary_harness.judge.eprocess_engine import ERROR_RATE, MAGNITUDE_WEIGHT, RL_LOSS, EProcessEngine, latency_check
 from canary_harness.judge.plan_notes import plan_notes
 from canary_harness.judge.planning_assumptions import (
     latency_exceedance,
@@ -55,7 +55,7 @@ def plan_stage(
     if not isinstance(total_rps, int | float) or not math.isfinite(total_rps) or total_rps <= 0:
         raise ConfigError(f"request rate {total_rps!r}: must be a positive number of requests per second")
     mix = _mode_mix(settings, mode_mix)
-    engine = Engine(settings)
+    engine = EProcessEngine(settings)
     ctx = _Planner(settings, engine, stage_percent / 100.0, float(total_rps), rates)
     tests = [*ctx.error_tests()]
     for mode in settings.modes:
@@ -96,7 +96,7 @@ class _Planner:
     def __init__(
         self,
         settings: JudgeSettings,
-        engine: Engine,
+        engine: EProcessEngine,
         weight: float,
         total_rps: float,
         rates: MeasuredStreams | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from canary_harness.judge.eprocess_engine import RL_LOSS, Decision, Engine
+from canary_harness.judge.eprocess_engine import RL_LOSS, Decision, EProcessEngine
 from canary_harness.judge.evidence import build_checks
 from canary_harness.judge.policy import (
     conclude,
@@ -13,7 +13,7 @@ from canary_harness.judge.policy import (
 )
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.snapshot_ticks import SnapshotFeed
-from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
 from canary_harness.metrics.types import MetricsSnapshot
 
 
@@ -29,7 +29,7 @@ class SequentialJudge:
 
     def __init__(self, settings: JudgeSettings | None = None) -> None:
         self.settings = settings or JudgeSettings()
-        self.engine = Engine(self.settings)
+        self.engine = EProcessEngine(self.settings)
         self.feed = SnapshotFeed(self.settings)
         self._decided: StageVerdict | None = None
         # Why the stage runs past its window (on_inconclusive = extend_if_suspect); None until then.
@@ -113,14 +113,14 @@ class SequentialJudge:
         )
         return self._decided
 
-    def _with_nonfinite_loss(self, checks: tuple[CheckResult, ...]) -> tuple[CheckResult, ...]:
+    def _with_nonfinite_loss(self, checks: tuple[CheckVerdict, ...]) -> tuple[CheckVerdict, ...]:
         """The RL-loss check turned FAIL when the canary's own loss is NaN/±Inf: zero tolerance, like a
         schema failure (a NaN block mean would otherwise compare as healthy and could even PASS)."""
         value = self.feed.canary_nonfinite_loss
         if value is None:
             return checks
         updates = self.feed.canary_raw.rl_updates
-        failed = CheckResult(
+        failed = CheckVerdict(
             RL_LOSS,
             State.FAIL,
             "RL loss vs production median",

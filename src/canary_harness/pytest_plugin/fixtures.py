@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
 from canary_harness.loadgen.journey import JOURNEY_HEADER
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import StageOptions
@@ -65,7 +65,7 @@ def canary_verdict(canary_stage: StageRecord) -> StageVerdict:
 
 
 @pytest.fixture(scope="session")
-def canary_check(canary_verdict: StageVerdict) -> Callable[[str], CheckResult]:
+def canary_check(canary_verdict: StageVerdict) -> Callable[[str], CheckVerdict]:
     """``canary_check(name)`` asserts that check ``name`` did not fail and returns it.
 
     FAIL fails the test with the check's message (metric, measured value, threshold, sample size).
@@ -74,7 +74,7 @@ def canary_check(canary_verdict: StageVerdict) -> Callable[[str], CheckResult]:
     pass_with_warning or extend_if_suspect, as a warning that says what the stage could not prove.
     """
 
-    def check(name: str) -> CheckResult:
+    def check(name: str) -> CheckVerdict:
         result = canary_verdict.check(name)
         if result.state == State.FAIL:
             pytest.fail(result.message, pytrace=False)

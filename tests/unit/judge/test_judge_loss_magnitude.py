@@ -24,7 +24,7 @@ from canary_harness.judge.eprocess import (
     ExcessTest,
     crossing_bound,
 )
-from canary_harness.judge.eprocess_engine import LOSS_NULL, MAGNITUDE_WEIGHT, Engine
+from canary_harness.judge.eprocess_engine import LOSS_NULL, MAGNITUDE_WEIGHT, EProcessEngine
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.snapshot_ticks import SnapshotFeed, chi2_lower_quantile, pair_scale
 from canary_harness.metrics.types import MetricsSnapshot
@@ -173,7 +173,7 @@ def _median_pairs(log_e: np.ndarray, bound: float) -> float:
 
 def power_table(seed: int = 5, per_canary: int = 1) -> dict[float, tuple[float, float, float]]:
     """Median pairs to a FAIL at the default α_i (three modes): sign part, magnitude part, the FAIL test."""
-    alpha_i = Engine(JudgeSettings()).alpha_i
+    alpha_i = EProcessEngine(JudgeSettings()).alpha_i
     table = {}
     for factor in (2.5, 3.0, 4.0, 6.0):
         magnitude, sign, _ = _simulate(factor, _normal, seed=seed, per_canary=per_canary, pairs=400)
