@@ -1,6 +1,7 @@
 """The gate: each check of the stage verdict (latency per mode, errors, schema, RL loss, split).
 
-Each failure message names the metric, the measured value, the threshold and the sample size.
+Each failure message names the metric, the measured value, the threshold and the sample size. The check
+names come from the judge's own builders, so a renamed check breaks here at import, not silently at run time.
 """
 
 from __future__ import annotations
@@ -9,31 +10,31 @@ from collections.abc import Callable
 
 import pytest
 
-from canary_harness.judge.verdict import CheckVerdict
+from canary_harness.judge import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, CheckVerdict, JudgeSettings, latency_check
 from canary_harness.pytest_plugin.record import StageRecord
 
 CheckFn = Callable[[str], CheckVerdict]
 
 
-@pytest.mark.parametrize("mode", ["fast", "balanced", "creative"])
+@pytest.mark.parametrize("mode", list(JudgeSettings().p95_thresholds))
 def test_p95_latency(canary_check: CheckFn, mode: str) -> None:
-    canary_check(f"p95_latency[{mode}]")
+    canary_check(latency_check(mode))
 
 
 def test_5xx_error_rate(canary_check: CheckFn) -> None:
-    canary_check("error_rate")
+    canary_check(ERROR_RATE)
 
 
 def test_zero_schema_failures(canary_check: CheckFn) -> None:
-    canary_check("schema_failures")
+    canary_check(SCHEMA)
 
 
 def test_rl_loss_against_production_baseline(canary_check: CheckFn) -> None:
-    canary_check("rl_loss")
+    canary_check(RL_LOSS)
 
 
 def test_traffic_split(canary_check: CheckFn, canary_stage: StageRecord) -> None:
-    canary_check("traffic_split")
+    canary_check(SPLIT)
     if not canary_stage.dry_run:
         assert canary_stage.weight_in_force == canary_stage.stage, (
             f"weight in force {canary_stage.weight_in_force} % differs from the stage {canary_stage.stage} %"

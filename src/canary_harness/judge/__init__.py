@@ -8,6 +8,7 @@ are explained in the repository's docs/judge.md.
 from __future__ import annotations
 
 from canary_harness.errors import ConfigError
+from canary_harness.judge.eprocess_engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.fixed import FixedJudge
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.protocol import Judge
@@ -31,6 +32,10 @@ def make_judge(kind: str, settings: JudgeSettings) -> Judge:
 
 __all__ = [
     "CheckVerdict",
+    "ERROR_RATE",
+    "RL_LOSS",
+    "SCHEMA",
+    "SPLIT",
     "DEFAULT_JUDGE",
     "FixedJudge",
     "JUDGE_KINDS",
@@ -42,6 +47,7 @@ __all__ = [
     "State",
     "TestPlan",
     "format_plan",
+    "latency_check",
     "make_judge",
     "plan_stage",
 ]
