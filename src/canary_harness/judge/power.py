@@ -127,19 +127,6 @@ def sample_sizes(test: BernoulliMixture, true_rate: float, budget: float, limit:
     return SampleSize(n50=n50, n90=None, n_min=n_min, limit=limit)
 
 
-def min_crossing_samples(test: BernoulliMixture, budget: float, limit: int = DEFAULT_LIMIT) -> int | None:
-    """The fewest samples with which ``test`` can cross at all (all events / no event)."""
-    best = max(test.grid) if test.upper else min(test.grid)
-    per_sample = math.log(best / test.p0) if test.upper else math.log((1 - best) / (1 - test.p0))
-    # The extreme path is dominated by the best alternative; start there and confirm exactly.
-    start = max(1, int((crossing_bound(budget)) / per_sample) - 1)
-    edge = _Edge(test, budget)
-    for n in range(start, limit + 1):
-        if edge.crosses(n if test.upper else 0, n):
-            return n
-    return None
-
-
 def detectable_rate(test: BernoulliMixture, budget: float, trials: int, power: float = 0.9) -> float | None:
     """The smallest true rate a FAIL-form test catches with ≥ ``power`` within ``trials`` samples.
 
