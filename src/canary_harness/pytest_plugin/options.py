@@ -178,7 +178,7 @@ def _check_sections(toml: Mapping[str, Any], name: str, values: Mapping[str, Any
     metrics = MetricsSettings.from_mapping(toml.get("metrics", {}), f"{name} [metrics]")
     if metrics.source == "nginx-log" and (values["prometheus"] != "off" or values["prometheus_url"]):
         raise ConfigError(
-            f'{name} [metrics] source = "nginx-log" reads NGINX\'s log, not Prometheus: drop --prometheus(-url)'
+            f'{name} [metrics] source = "nginx-log" reads NGINX\'s log, not Prometheus: drop --canary-prometheus(-url)'
         )
 
 
