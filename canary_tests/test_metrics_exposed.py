@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 # Also runs against a throwaway container: pytest canary_tests -m smoke --backend testcontainers
-pytestmark = pytest.mark.smoke
+pytestmark = [pytest.mark.smoke, pytest.mark.canary_target("fragrance-ai")]
 
 REQUIRED_SERIES = [
     "http_request_duration_seconds_bucket",

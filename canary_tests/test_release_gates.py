@@ -1,4 +1,4 @@
-"""The gate: each check of the stage verdict (latency per mode, errors, schema, RL loss, split).
+"""The gate: each check of the stage verdict (latency per group, errors, schema, RL loss, split).
 
 Each failure message names the metric, the measured value, the threshold and the sample size. The check
 names come from the judge's own builders, so a renamed check breaks here at import, not silently at run time.
@@ -8,17 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
-
-from canary_harness.judge import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, CheckVerdict, JudgeSettings, latency_check
+from canary_harness.judge import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, CheckVerdict, latency_check
 from canary_harness.pytest_plugin.record import StageRecord
 
 CheckFn = Callable[[str], CheckVerdict]
 
 
-@pytest.mark.parametrize("mode", list(JudgeSettings().p95_thresholds))
-def test_p95_latency(canary_check: CheckFn, mode: str) -> None:
-    canary_check(latency_check(mode))
+def test_p95_latency(canary_check: CheckFn, latency_group: str) -> None:
+    canary_check(latency_check(latency_group))
 
 
 def test_5xx_error_rate(canary_check: CheckFn) -> None:

@@ -1,12 +1,14 @@
-"""Smoke paths of the API, against the canary directly and through NGINX."""
+"""Smoke paths of the API, against the canary directly and through NGINX: the declared journey of any target,
+and fragrance-ai's own paths."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
+from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
-from canary_harness.smoke import SMOKE_BRIEF
+from canary_harness.smoke import SMOKE_BRIEF, journey_from, run_smoke
 
 # Also runs against a throwaway container: pytest canary_tests -m smoke --backend testcontainers
 pytestmark = pytest.mark.smoke
@@ -20,6 +22,16 @@ def api(request: pytest.FixtureRequest) -> httpx.Client:
     return request.getfixturevalue(request.param)
 
 
+def test_declared_journey(api: httpx.Client, canary_options: StageOptions) -> None:
+    """The target's [[smoke]] journey (fragrance-ai's built in), walked again after the observation."""
+    journey = journey_from(canary_options.toml)
+    steps = run_smoke(api, expected_version=None, journey=journey)
+    failed = [step for step in steps if not step.ok]
+    assert not failed, f"{failed[0].step} (HTTP {failed[0].status}) against {api.base_url}: {failed[0].detail}"
+    assert len(steps) == len(journey.steps)
+
+
+@pytest.mark.canary_target("fragrance-ai")
 def test_health(api: httpx.Client) -> None:
     response = api.get("/health")
     assert response.status_code == 200, f"GET {api.base_url}/health answered {response.status_code}"
@@ -27,17 +39,20 @@ def test_health(api: httpx.Client) -> None:
     assert response.headers.get("X-App-Version"), "X-App-Version header missing"
 
 
+@pytest.mark.canary_target("fragrance-ai")
 def test_canary_serves_the_release_version(canary_client: httpx.Client, canary_stage: StageRecord) -> None:
     body = canary_client.get("/health").json()
     assert body["version"] == canary_stage.canary_version
 
 
+@pytest.mark.canary_target("fragrance-ai")
 def test_dna_create_returns_an_id(api: httpx.Client) -> None:
     response = api.post("/dna/create", json={"brief": SMOKE_BRIEF})
     assert response.status_code == 200, response.text
     assert response.json()["dna_id"].startswith("dna_")
 
 
+@pytest.mark.canary_target("fragrance-ai")
 def test_creative_options_and_feedback(api: httpx.Client) -> None:
     dna_id = api.post("/dna/create", json={"brief": SMOKE_BRIEF}).json()["dna_id"]
     response = api.post(

@@ -3,8 +3,10 @@
 JourneyUser (weight 9): creates a fragrance DNA, asks for three evolution options in a fast, balanced
 or creative LLM mode (``--canary-mix``), picks one and sends feedback; one request per task, named per
 route and mode, e.g. ``/evolve/options [creative]``. LightUser (weight 1): /health and /metrics only,
-one probe per second per user. Every answer is checked (status, JSON shape, option count, version
-header); a wrong answer is a failure in locust's stats.
+one probe per second per user. RequestsUser (only when ``CANARY_LOAD_REQUESTS`` holds a request mix, as
+the harness sets it for any HTTP service): one request of the mix per step, drawn by weight. Every
+answer is checked (status, JSON shape, option count, version header; a mix's requests: their status);
+a wrong answer is a failure in locust's stats.
 
 ``--canary-rate R`` paces all users of all workers to R requests/s in total (shared send slots per
 process, R split over the workers). Every run is bounded: ``--canary-max-requests`` (default 100 000)
@@ -34,6 +36,7 @@ try:
     from canary_harness.errors import ConfigError
     from canary_harness.loadgen.journey import UNKNOWN_VERSION, ModePicker, Walk, make_walk, served_version
     from canary_harness.loadgen.pacing import RateLimiter, RequestBudget, split_count
+    from canary_harness.loadgen.request_mix import REQUESTS_ENV, RequestSpec, requests_from_json
     from canary_harness.loadgen.settings import parse_mix
     from canary_harness.loadgen.tally import Tally
 except ImportError as exc:  # the locustfile is used on its own too (web UI, remote workers)
@@ -61,6 +64,7 @@ class RunState:
         self.picker = ModePicker({"fast": 1.0}, random.Random())
         self.rng = random.Random()
         self.timeout_s = 30.0
+        self.requests: tuple[RequestSpec, ...] = ()
         self.started: float | None = None
         self.stopped: float | None = None
         self.watchdogs: list[gevent.Greenlet] = []
@@ -85,6 +89,8 @@ class RunState:
         self.budget = RequestBudget(split_count(cap, workers, index) if cap > 0 else None)
         self.timeout_s = float(options.canary_timeout)
         self.tally = Tally()
+        raw_requests = os.environ.get(REQUESTS_ENV, "")
+        self.requests = requests_from_json(raw_requests, f"environment {REQUESTS_ENV}") if raw_requests else ()
         self.started, self.stopped, self.quit_requested = time.time(), None, False
         self.share_done, self.workers_done = False, set()
 
@@ -110,7 +116,7 @@ class _Walker:
     _next_probe: float
 
     def on_start(self) -> None:
-        self._walk = make_walk(self.profile, STATE.picker, STATE.rng)
+        self._walk = make_walk(self.profile, STATE.picker, STATE.rng, STATE.requests)
         self._next_probe = 0.0
 
     def _pace(self) -> float:
@@ -165,6 +171,17 @@ class LightUser(_Walker, BaseUser):
     weight = 1
     profile = "light"
     tasks = [_Walker.step]
+
+
+if os.environ.get(REQUESTS_ENV):
+
+    class RequestsUser(_Walker, BaseUser):
+        """Any HTTP service: one request of the mix in CANARY_LOAD_REQUESTS per step, drawn by weight.
+        Defined only when the mix is given (the harness sets it for ``[load] profile = "requests"``)."""
+
+        weight = 1
+        profile = "requests"
+        tasks = [_Walker.step]
 
 
 # --------------------------------------------------------------------------- options
@@ -272,7 +289,7 @@ def _on_test_start(environment: Environment, **_kwargs: Any) -> None:
         # Sent to the workers with the spawn message that follows: they split rate and cap by it.
         options.canary_workers = max(1, len(runner.clients.ready + runner.clients.running + runner.clients.spawning))
     STATE.configure(environment)
-    for user_class in (JourneyUser, LightUser):  # FastHttpUser reads these when a user starts
+    for user_class in _Walker.__subclasses__():  # FastHttpUser reads these when a user starts
         user_class.network_timeout = user_class.connection_timeout = STATE.timeout_s
     if isinstance(runner, WorkerRunner):
         return

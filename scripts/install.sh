@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the harness, its tests and the demo need on a fresh Debian machine (root):
-# the real nginx and prometheus binaries, the reference service and the harness with its extras, the Allure
-# CLI (npm) and Debian's chromium for the report.
+# the real nginx, prometheus and redis-server binaries, the reference service and the harness with its
+# extras, the Allure CLI (npm) and Debian's chromium for the report.
 # With CANARY_DOCKER=1 also Docker (scripts/docker-up.sh: installs and starts the engine if needed), the
 # docker SDK extra and the release images (canary images build).
 # Idempotent: a second run installs nothing new.
@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v nginx >/dev/null 2>&1 || need_apt+=(nginx)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+# The workers' broker (docs/workers.md): the harness starts its own instance on loopback, never the system one.
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # The report: Debian's chromium for the browser test (Playwright's own browser download is not used),
 # npm for the Allure 3 CLI (no Java needed).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fa_helpers import ServiceProcess, launch_service
+from fa_helpers import RedisServer, ServiceProcess, launch_redis, launch_service, launch_worker
 
 
 @pytest.fixture
@@ -36,3 +36,29 @@ def healthy_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servic
         yield service
     finally:
         service.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, its own data directory, stopped by PID afterwards."""
+    server = launch_redis(tmp_path / "redis")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """Starts ``fragrance-ai worker`` subprocesses (call ``.wait_ready()``); all stopped by PID at the end."""
+    started: list[ServiceProcess] = []
+
+    def launch(role: str, redis_url: str, **kwargs: Any) -> ServiceProcess:
+        kwargs.setdefault("name", f"worker-{role}{len(started)}")
+        worker = launch_worker(tmp_path, role, redis_url, **kwargs)
+        started.append(worker)
+        return worker
+
+    yield launch
+    for worker in started:
+        worker.stop()

@@ -39,6 +39,9 @@ SERVICE_ENV_VARS = (
     "OPENAI_API_KEY",
     "FRAGRANCE_LLM_TIMEOUT_S",
     "FRAGRANCE_LLM_RETRIES",
+    "FRAGRANCE_REDIS_URL",
+    "FRAGRANCE_WORKERS",
+    "FRAGRANCE_QUEUE_KEY",
 )
 
 
@@ -266,3 +269,93 @@ def fire(
     if missing:
         raise AssertionError(f"{len(missing)} request(s) got no answer in time")
     return [r for r in results if r is not None]
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` subprocess on loopback with its own data directory (no persistence)."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        """redis://127.0.0.1:PORT/0"""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> int:
+        """SIGTERM by PID (SIGKILL after 10 s); returns the exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return int(self.process.returncode)
+
+
+def launch_redis(directory: Path) -> RedisServer:
+    """Start redis-server on a free loopback port and wait until it answers PING."""
+    import redis
+
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory)]
+    command += [
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(directory / "redis.log"),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+    )
+    server = RedisServer(process, port, directory)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"redis-server exited with {process.returncode}")
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    try:
+        wait_until(answers, timeout=10.0, what=f"redis-server on port {port}")
+    except BaseException:
+        server.stop()
+        raise
+    finally:
+        client.close()
+    return server
+
+
+def launch_worker(
+    directory: Path,
+    role: str,
+    redis_url: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    version: str = "v0.2.0",
+    args: Iterable[str] = (),
+    name: str = "worker",
+) -> ServiceProcess:
+    """Start ``fragrance-ai worker ROLE`` on a free port, latency scale 0 (returns at once: wait_ready())."""
+    full_env = {k: v for k, v in os.environ.items() if k not in SERVICE_ENV_VARS}
+    full_env["FRAGRANCE_LATENCY_SCALE"] = "0"
+    full_env.update(env or {})
+    port = free_port()
+    log_file = directory / f"{name}.jsonl"
+    stdout_file, stderr_file = directory / f"{name}.out", directory / f"{name}.err"
+    command = [sys.executable, "-m", "fragrance_ai", "worker", role, "--port", str(port)]
+    command += ["--redis-url", redis_url, "--version", version, "--log-file", str(log_file), *args]
+    with stdout_file.open("wb") as out, stderr_file.open("wb") as err:
+        process = subprocess.Popen(command, env=full_env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    return ServiceProcess(process, port, version, log_file, stdout_file, stderr_file, extra={"role": role})

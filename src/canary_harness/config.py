@@ -23,6 +23,7 @@ from canary_harness.configuration.parsers import (
 from canary_harness.configuration.resolve import check_section_keys, resolve_setting, section_of
 from canary_harness.configuration.table import NGINX_MODES, SETTING
 from canary_harness.errors import ConfigError
+from canary_harness.target import TargetSettings
 
 # Re-exported: callers import the parsers and the NGINX modes from here.
 __all__ = [
@@ -83,6 +84,8 @@ class StackSettings:
     production_env: Mapping[str, str] = field(default_factory=dict)
     # How services are started: process | docker | compose (testcontainers only for smoke runs).
     backend: str = "process"
+    # What service is released: its start command and health probe (canary.toml [target], the profile).
+    target: TargetSettings = field(default_factory=TargetSettings)
 
 
 def resolve_stack_settings(
@@ -116,7 +119,8 @@ def resolve_stack_settings(
         for name, cli in given.items()
     }
     # --canary-env is a flag only here: CANARY_ENV is the stage's (canary rollout passes it to each stage).
-    return StackSettings(**values, canary_env=parse_env_pairs(canary_env or [], "from --canary-env"))
+    target = TargetSettings.from_mapping((toml or {}).get("target", {}), f"{toml_file} [target]")
+    return StackSettings(**values, canary_env=parse_env_pairs(canary_env or [], "from --canary-env"), target=target)
 
 
 # --------------------------------------------------------------------------- [traffic]

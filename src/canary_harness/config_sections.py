@@ -95,6 +95,18 @@ def _metrics(section: Mapping[str, Any], source: str, environ: Mapping[str, str]
     return MetricsSettings.from_mapping(section, source)
 
 
+def _workers(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
+    from canary_harness.deploy.workers import resolve_worker_plan
+
+    return resolve_worker_plan({"workers": section}, environ)
+
+
+def _target(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
+    from canary_harness.target import TargetSettings
+
+    return TargetSettings.from_mapping(section, source)
+
+
 Reader = Callable[[Mapping[str, Any], str, Mapping[str, str]], object]
 
 # Every section of canary.toml the harness reads, with the function that reads it (ConfigError when bad).
@@ -108,6 +120,8 @@ SECTION_READERS: Mapping[str, Reader] = {
     "prometheus": _prometheus,
     "notify": _notify,
     "metrics": _metrics,
+    "workers": _workers,
+    "target": _target,
 }
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from canary_harness.config import StackSettings, load_toml, parse_version, resolve_stack_settings
+from canary_harness.config import StackSettings, parse_version, resolve_stack_settings
 from canary_harness.config_sections import ARRAY_READERS, SECTION_READERS, validate_section
 from canary_harness.errors import ConfigError, TrafficError
 from canary_harness.release_manifest import (
@@ -35,6 +35,7 @@ from canary_harness.release_manifest import (
     sha256_of,
     show_path,
 )
+from canary_harness.target import load_config
 
 # Canary weights the NGINX templates must render at: both ends (a server "down") and the default stages.
 RENDER_WEIGHTS: tuple[int, ...] = (0, 1, 5, 25, 100)
@@ -180,7 +181,7 @@ def check_canary_toml(
         return [ChecklistItem("config", Status.PASS, "no canary.toml: built-in defaults apply")], {}
     shown = show_path(path, root)
     try:
-        document = load_toml(path)
+        document = load_config(path, environ=environ)  # with its target profile's tables, if it names one
     except ConfigError as exc:
         return [ChecklistItem(f"config {shown}", Status.FAIL, str(exc))], None
     sections = ", ".join(document) or "none"

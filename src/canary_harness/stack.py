@@ -22,6 +22,7 @@ from canary_harness.deploy.external import adopt, is_external
 from canary_harness.deploy.factory import backend_for
 from canary_harness.deploy.pids import is_alive, stop_marked
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
+from canary_harness.deploy.workers import CanaryWorkers
 from canary_harness.envstore import EnvStore
 from canary_harness.errors import BackendError, CanaryError, ConfigError, StackError
 from canary_harness.private import private_dir
@@ -126,6 +127,7 @@ class LocalStack:
         return ServiceSpec(
             role=role, version=version, host=self.settings.host, port=port, env=dict(env),
             log_path=self._log_path(role), run_dir=self.run_dir,
+            probe=self.settings.target.probe, command=self.settings.target.command,
         )  # fmt: skip
 
     def is_healthy(self, handle: ServiceHandle) -> bool:
@@ -201,7 +203,7 @@ class LocalStack:
         try:
             if production_url:
                 production = adopt("production", production_url, expected_version=None,
-                                   log_path=self._log_path("production"))  # fmt: skip
+                                   log_path=self._log_path("production"), probe=s.target.probe)  # fmt: skip
             else:
                 production = self._start(
                     self._spec("production", s.production_version, s.production_port, s.production_env)
@@ -211,7 +213,7 @@ class LocalStack:
             canary_address = f"{s.host}:{s.canary_port}"
             if canary_url:
                 canary = adopt("canary", canary_url, expected_version=s.canary_version,
-                               log_path=self._log_path("canary"))  # fmt: skip
+                               log_path=self._log_path("canary"), probe=s.target.probe)  # fmt: skip
                 canary_address = canary.address
                 state = replace(state, canary=canary)
                 state.save()
@@ -264,6 +266,8 @@ class LocalStack:
         if state.canary is not None:
             self._stop(state.canary)
             replace(state, canary=None).save()
+        # Its workers go with it, verified on the broker: none may keep consuming the canary's queue.
+        CanaryWorkers(self.run_dir).stop()
 
     def restart_production(self, version: str, env: Mapping[str, str] | None = None) -> ServiceHandle:
         """Replace production with ``version`` on the same address (used when promoting a canary),
@@ -296,6 +300,7 @@ class LocalStack:
             self._stop_all(state, controller, raise_errors=True)
             state.state_file.unlink(missing_ok=True)
         self.env_store.forget()
+        CanaryWorkers(self.run_dir).down()
         removed = self.remove_unrecorded_containers(state)
         try:
             pids = stop_marked(self.run_dir)

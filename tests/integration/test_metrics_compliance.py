@@ -113,15 +113,16 @@ def source(
         yield made, break_arm
 
 
-def grown(source: MetricsSource, role: str, since: MetricsSnapshot) -> MetricsSnapshot:
-    """The arm's next snapshot with more requests than ``since`` (waited for, bounded)."""
+def grown(source: MetricsSource, role: str, since: MetricsSnapshot, by: float = 60.0) -> MetricsSnapshot:
+    """The arm's next snapshot with ``by`` more requests than ``since`` (waited for, bounded): enough
+    that whole-count rounding cannot hide the arm's error share."""
     latest: list[MetricsSnapshot] = []
 
     def more() -> bool:
         latest[:] = [source.snapshot(role)]
-        return latest[0].requests > since.requests
+        return latest[0].requests >= since.requests + by
 
-    wait_until(more, 15.0, 0.2, f"{role}'s request counter to grow past {since.requests}")
+    wait_until(more, 15.0, 0.2, f"{role}'s request counter to grow by {by:g} past {since.requests}")
     return latest[0]
 
 

@@ -109,7 +109,8 @@ def test_precheck_accepts_every_section_a_stage_reads(tmp_path: Path) -> None:
     (root / "canary.toml").write_text(
         "[stack]\nbackend = 'process'\n[traffic]\nnginx = 'managed'\n[stage]\nobservation_period = 20\n"
         "[judge]\nalpha = 0.01\n[load]\nusers = 4\n[prometheus]\nurl = 'http://127.0.0.1:9090'\n"
-        "[notify]\nurls = []\n[metrics]\nsource = 'service'\n"
+        "[notify]\nurls = []\n[workers]\nllm = 1\nrl = 1\n[metrics]\nsource = 'service'\n"
+        "[target]\nname = 'fragrance-ai'\n"
         "[[smoke]]\npath = '/health'\n"
     )
     report = run_precheck("v0.2.0", root=root, environ={}, nginx_bin="/nonexistent/nginx")

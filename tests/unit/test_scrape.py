@@ -8,7 +8,7 @@ import math
 import pytest
 
 from canary_harness.errors import MetricsError, NoDataError
-from canary_harness.metrics.scrape import parse_exposition
+from canary_harness.metrics.scrape import combine, parse_exposition
 from canary_harness.metrics.types import MetricsSnapshot
 
 EXPOSITION = """\
@@ -84,3 +84,21 @@ def test_delta_since_baseline_and_restart_detection() -> None:
     assert delta.latency_buckets["fast"] == ((2.5, 80.0), (math.inf, 90.0))
     with pytest.raises(MetricsError, match="restarted"):
         base.minus(later)
+
+
+WORKER_EXPOSITION = """\
+# TYPE http_requests_total counter
+http_requests_total{app_version="v0.2.0",component="worker-rl",method="GET",route="/health",status="200"} 3.0
+# TYPE rl_update_loss summary
+rl_update_loss_count{app_version="v0.2.0",component="worker-rl"} 4.0
+rl_update_loss_sum{app_version="v0.2.0",component="worker-rl"} 8.5
+"""
+
+
+def test_an_arm_of_api_and_worker_sums_their_counters() -> None:
+    api, worker = parse_exposition(EXPOSITION, taken_at=1.0), parse_exposition(WORKER_EXPOSITION, taken_at=2.0)
+    arm = combine([api, worker])
+    assert (arm.requests, arm.errors_5xx, arm.briefs) == (97, 5, 94)  # the worker serves no API route
+    assert (arm.rl_updates, arm.rl_loss_sum) == (7, 10.0)
+    assert arm.latency_buckets == api.latency_buckets and arm.taken_at == 2.0 and arm.version == "v0.2.0"
+    assert combine([api, api]).latency_over("fast", 2.5) == 20

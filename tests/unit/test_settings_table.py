@@ -48,6 +48,7 @@ SAMPLES: dict[str, tuple[str, Any, str, Any, str]] = {
     "keep_canary": ("true", True, "false", False, "perhaps"),
     "no_rollback": ("true", True, "false", False, "2"),
     "config_file": ("a.toml", "a.toml", "b.toml", "b.toml", " "),
+    "target": ("generic-http", "generic-http", "my.toml", "my.toml", " "),
     "dry_run": ("yes", True, "no", False, "dry"),
     "judge": ("fixed", "fixed", "sequential", "sequential", "bayes"),
     "tick": ("0.5", 0.5, "2", 2.0, "0"),

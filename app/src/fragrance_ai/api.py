@@ -9,20 +9,20 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import IO, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from fragrance_ai.bodylimit import BodyLimitMiddleware
 from fragrance_ai.ensemble import AllProvidersFailed
-from fragrance_ai.errors import NotFoundError
+from fragrance_ai.errors import BrokerError, NotFoundError
 from fragrance_ai.jsonlog import JsonLogger
 from fragrance_ai.metrics import CONTENT_TYPE, ServiceMetrics
 from fragrance_ai.middleware import TelemetryMiddleware
 from fragrance_ai.models import CreateDnaRequest, EvolveOptionsRequest, FeedbackRequest
 from fragrance_ai.providers import Provider
-from fragrance_ai.service import FragranceService
+from fragrance_ai.service import FragranceService, new_id
 from fragrance_ai.settings import Settings
 
 CRASH_EXIT_CODE = 70
@@ -63,6 +63,8 @@ def startup_fields(settings: Settings) -> dict[str, Any]:
         "store_size": settings.store_size,
         "max_body_bytes": settings.max_body_bytes,
         "faults": dict(settings.faults.given),
+        "workers": list(settings.workers),
+        "queue": settings.queue if settings.workers else None,
     }
 
 
@@ -84,6 +86,12 @@ def create_app(
     metrics = ServiceMetrics(settings.version)
     service = FragranceService(settings, logger=logger, metrics=metrics, providers=providers)
     began = time.monotonic() if started_at is None else started_at
+    producer = None
+    if settings.workers:
+        # Imported only with workers: without them the API needs no broker client at all.
+        from fragrance_ai.producer import Producer
+
+        producer = Producer(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -98,6 +106,8 @@ def create_app(
             if crash is not None:
                 crash.cancel()
             await service.aclose()
+            if producer is not None:
+                await producer.aclose()
             logger.emit("shutdown")
             logger.close()
 
@@ -127,6 +137,11 @@ def create_app(
     async def on_llm_down(_request: Request, exc: AllProvidersFailed) -> JSONResponse:
         return JSONResponse(status_code=502, content={"detail": str(exc)})
 
+    @app.exception_handler(BrokerError)
+    async def on_broker_down(_request: Request, exc: BrokerError) -> JSONResponse:
+        logger.emit("broker_error", error=str(exc))
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
     @app.exception_handler(InjectedFault)
     async def on_injected(_request: Request, _exc: InjectedFault) -> JSONResponse:
         return JSONResponse(
@@ -148,11 +163,38 @@ def create_app(
         return Response(content=metrics.render(), media_type=CONTENT_TYPE)
 
     @app.post("/dna/create")
-    async def create_dna(body: CreateDnaRequest, request: Request) -> JSONResponse:
-        """A fragrance DNA from a brief read by the LLM ensemble."""
+    async def create_dna(
+        body: CreateDnaRequest,
+        request: Request,
+        run_async: bool = Query(False, alias="async", description="queue the brief for the llm worker"),
+    ) -> JSONResponse:
+        """A fragrance DNA from a brief read by the LLM ensemble (with ``?async=true``: a job id to poll)."""
         request.state.mode = body.mode
         maybe_fail()
-        return JSONResponse(await service.create_dna(body.brief, body.mode))
+        if not run_async:
+            return JSONResponse(await service.create_dna(body.brief, body.mode))
+        if producer is None or "llm" not in settings.workers:
+            return JSONResponse(
+                status_code=409,
+                content={
+                    "detail": "async=true needs an llm worker (FRAGRANCE_WORKERS=llm, FRAGRANCE_REDIS_URL)"
+                },
+            )
+        job_id = new_id("job")
+        await producer.submit_brief(job_id, body.brief, body.mode)
+        return JSONResponse(status_code=202, content={"job_id": job_id, "status": "queued"})
+
+    @app.get("/jobs/{job_id}")
+    async def get_job(job_id: str) -> JSONResponse:
+        """The status of an async job (queued, done with its result, failed with its error)."""
+        job = await producer.job(job_id) if producer is not None else None
+        if job is None:
+            raise NotFoundError(f"unknown job_id {job_id!r}")
+        result = job.get("result")
+        if isinstance(result, dict) and "dna_id" in result and "notes" in result:
+            # The worker made the DNA: keep it here too, so /evolve/options can build on it.
+            service.dnas.put(result["dna_id"], result["notes"])
+        return JSONResponse(job)
 
     @app.post("/evolve/options")
     async def evolve_options(body: EvolveOptionsRequest, request: Request) -> JSONResponse:
@@ -167,6 +209,12 @@ def create_app(
     async def evolve_feedback(body: FeedbackRequest) -> JSONResponse:
         """A rating of one option; runs a PPO update when the batch is full."""
         maybe_fail()
+        if producer is not None and "rl" in settings.workers:
+            fields = service.transition_for(body.experiment_id, body.chosen_id, body.rating)
+            entry = await producer.queue_feedback(fields)
+            return JSONResponse(
+                {"status": "accepted", "experiment_id": body.experiment_id, "update": None, "queued": entry}
+            )
         return JSONResponse(service.feedback(body.experiment_id, body.chosen_id, body.rating))
 
     return app

@@ -3,7 +3,8 @@
 FragranceError          root
 ├── SettingsError       a flag, environment variable or fault spec is invalid (the CLI exits 2)
 ├── ProviderError       an LLM provider failed to answer usably (messages never carry API keys)
-└── NotFoundError       an unknown (or evicted) DNA, experiment or option id (HTTP 404)
+├── NotFoundError       an unknown (or evicted) DNA, experiment or option id (HTTP 404)
+└── BrokerError         the workers' Redis broker is unreachable (HTTP 503)
 """
 
 from __future__ import annotations
@@ -23,3 +24,7 @@ class ProviderError(FragranceError):
 
 class NotFoundError(FragranceError):
     """An id that the service does not know (never created, or evicted from the bounded store)."""
+
+
+class BrokerError(FragranceError):
+    """The Redis broker of the workers cannot be reached or refused a command (HTTP 503)."""

@@ -4,7 +4,9 @@ Keys: ``error_rate`` and ``schema_rate`` (fractions in [0, 1]), ``latency_factor
 simulated latency), ``latency_add_ms`` (>= 0, absolute milliseconds, not scaled), both also per mode as
 ``latency_factor.creative=2``, ``loss_factor`` (> 0, multiplies the reported RL loss), ``loss_nan``
 (1: every reported RL loss is NaN, a diverged model) and ``crash_after_s`` (> 0, the process exits that
-many seconds after start).
+many seconds after start). Worker-only keys (the API ignores them): ``crash_after_jobs`` (a worker exits 70
+after that many jobs) and ``stall_after_jobs`` (a worker stops consuming after that many jobs but keeps
+answering /health, like a stuck consumer).
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from fragrance_ai.errors import SettingsError
 
 SOURCE = "FRAGRANCE_FAULTS"
 PER_MODE_KEYS = ("latency_factor", "latency_add_ms")
-GLOBAL_KEYS = ("error_rate", "schema_rate", "loss_factor", "loss_nan", "crash_after_s")
+GLOBAL_KEYS = (
+    "error_rate",
+    "schema_rate",
+    "loss_factor",
+    "loss_nan",
+    "crash_after_s",
+    "crash_after_jobs",
+    "stall_after_jobs",
+)
 
 
 def _frozen(values: Mapping[str, float]) -> Mapping[str, float]:
@@ -36,6 +46,8 @@ class Faults:
     loss_factor: float = 1.0
     loss_nan: bool = False
     crash_after_s: float | None = None
+    crash_after_jobs: int | None = None
+    stall_after_jobs: int | None = None
     latency_factor: Mapping[str, float] = field(default_factory=lambda: _frozen({m: 1.0 for m in MODES}))
     latency_add_ms: Mapping[str, float] = field(default_factory=lambda: _frozen({m: 0.0 for m in MODES}))
     given: Mapping[str, float] = field(default_factory=lambda: _frozen({}))
@@ -66,6 +78,8 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "loss_factor": (lambda v: v > 0.0, "a number > 0"),
     "loss_nan": (lambda v: v in (0.0, 1.0), "0 or 1"),
     "crash_after_s": (lambda v: v > 0.0, "a number of seconds > 0"),
+    "crash_after_jobs": (lambda v: v >= 1.0 and v.is_integer(), "a whole number of jobs >= 1"),
+    "stall_after_jobs": (lambda v: v >= 1.0 and v.is_integer(), "a whole number of jobs >= 1"),
     "latency_factor": (lambda v: v >= 1.0, "a number >= 1"),
     "latency_add_ms": (lambda v: v >= 0.0, "a number of milliseconds >= 0"),
 }
@@ -99,6 +113,10 @@ def parse_faults(text: str | None) -> Faults:
     return _build(given)
 
 
+def _whole(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def _build(given: Mapping[str, float]) -> Faults:
     defaults = {"latency_factor": 1.0, "latency_add_ms": 0.0}
     per_mode: dict[str, dict[str, float]] = {}
@@ -113,6 +131,8 @@ def _build(given: Mapping[str, float]) -> Faults:
         loss_factor=given.get("loss_factor", 1.0),
         loss_nan=given.get("loss_nan", 0.0) == 1.0,
         crash_after_s=crash,
+        crash_after_jobs=_whole(given.get("crash_after_jobs")),
+        stall_after_jobs=_whole(given.get("stall_after_jobs")),
         latency_factor=_frozen(per_mode["latency_factor"]),
         latency_add_ms=_frozen(per_mode["latency_add_ms"]),
         given=_frozen(given),

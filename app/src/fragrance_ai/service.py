@@ -6,6 +6,7 @@ rl_update events; the HTTP layer (api.py) only validates bodies and maps errors 
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -118,35 +119,59 @@ class FragranceService:
         self.experiments.put(experiment_id, Experiment(dna_id, mode, x, chosen))
         return {"experiment_id": experiment_id, "dna_id": dna_id, "mode": mode, "options": options}
 
-    def feedback(self, experiment_id: str, chosen_id: str, rating: int) -> dict[str, Any]:
-        """Record the rating of the chosen option as a reward; run a PPO update when the batch is full."""
+    def _option(self, experiment_id: str, chosen_id: str) -> tuple[Experiment, int, float]:
         experiment = self.experiments.get(experiment_id)
         if experiment is None:
             raise NotFoundError(f"unknown experiment_id {experiment_id!r}")
         option = experiment.options.get(chosen_id)
         if option is None:
             raise NotFoundError(f"chosen_id {chosen_id!r} is not an option of experiment {experiment_id!r}")
-        action, logp = option
-        started = time.perf_counter()
-        stats = self.learner.record(experiment.features, action, logp, rating_reward(rating))
-        update: dict[str, Any] | None = None
-        if stats is not None:
-            update = {
-                "algo": "PPO",
-                "loss": stats.loss,
-                "reward": stats.reward,
-                "entropy": stats.entropy,
-                "clip_frac": stats.clip_frac,
-                "steps": stats.steps,
-            }
-            self.logger.emit(
-                "rl_update",
-                **update,
-                approx_kl=stats.approx_kl,
-                update_ms=round((time.perf_counter() - started) * 1000.0, 3),
-            )
-            self.metrics.observe_update(stats)
+        return experiment, option[0], option[1]
+
+    def feedback(self, experiment_id: str, chosen_id: str, rating: int) -> dict[str, Any]:
+        """Record the rating of the chosen option as a reward; run a PPO update when the batch is full."""
+        experiment, action, logp = self._option(experiment_id, chosen_id)
+        update = self.apply_transition(experiment.features, action, logp, rating_reward(rating))
         return {"status": "accepted", "experiment_id": experiment_id, "update": update}
+
+    def transition_for(self, experiment_id: str, chosen_id: str, rating: int) -> dict[str, str]:
+        """The feedback as the fields of an rl job (validated here, applied by the rl worker)."""
+        experiment, action, logp = self._option(experiment_id, chosen_id)
+        return {
+            "experiment_id": experiment_id,
+            "features": json.dumps([float(v) for v in experiment.features]),
+            "action": str(action),
+            "logp": repr(float(logp)),
+            "reward": repr(rating_reward(rating)),
+        }
+
+    def apply_transition(
+        self, x: np.ndarray, action: int, logp: float, reward: float
+    ) -> dict[str, Any] | None:
+        """Feed one transition to the learner; when it completes a batch, log and count the PPO update and
+        return its figures (None otherwise)."""
+        started = time.perf_counter()
+        stats = self.learner.record(x, action, logp, reward)
+        if stats is None:
+            return None
+        update: dict[str, Any] = {
+            "algo": "PPO",
+            "loss": stats.loss,
+            "reward": stats.reward,
+            "entropy": stats.entropy,
+            "clip_frac": stats.clip_frac,
+            "steps": stats.steps,
+        }
+        extra = {} if self.metrics.component is None else {"component": self.metrics.component}
+        self.logger.emit(
+            "rl_update",
+            **update,
+            approx_kl=stats.approx_kl,
+            update_ms=round((time.perf_counter() - started) * 1000.0, 3),
+            **extra,
+        )
+        self.metrics.observe_update(stats)
+        return update
 
     async def aclose(self) -> None:
         """Release provider connections."""

@@ -19,6 +19,7 @@ from fragrance_ai.faults import Faults, parse_faults
 DEFAULT_MODELS = ("gpt-3.5-turbo", "claude-3-haiku", "gemini-pro")
 DEFAULT_VERSION = "dev"
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+WORKER_ROLES = ("llm", "rl")
 _MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 
 
@@ -62,6 +63,15 @@ class Settings:
     llm_timeout_s: float = 10.0
     llm_retries: int = 2
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    redis_url: str = ""
+    workers: tuple[str, ...] = ()
+    queue_key: str = ""
+
+    @property
+    def queue(self) -> str:
+        """The key of this release's queues: FRAGRANCE_QUEUE_KEY, else the version (canary and production
+        releases then never share a queue)."""
+        return self.queue_key or self.version
 
     @property
     def active_models(self) -> tuple[str, ...]:
@@ -150,6 +160,25 @@ def parse_url(raw: str, source: str) -> str:
     return text
 
 
+def parse_redis_url(raw: str, source: str) -> str:
+    """A redis:// (or unix://) URL of the broker."""
+    text = raw.strip()
+    if not re.match(r"^(rediss?://[^\s/]+|unix:///\S+)", text):
+        raise SettingsError(f"{source}: {raw!r} is not a redis:// URL")
+    return text
+
+
+def parse_workers(raw: str, source: str) -> tuple[str, ...]:
+    """Comma-separated worker roles (llm, rl) whose work the API queues instead of doing it in-process."""
+    roles = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for role in roles:
+        if role not in WORKER_ROLES:
+            raise SettingsError(f"{source}: unknown worker role {role!r} (roles: {', '.join(WORKER_ROLES)})")
+    if len(set(roles)) != len(roles):
+        raise SettingsError(f"{source}: {raw!r} names a role twice")
+    return roles
+
+
 # --------------------------------------------------------------------------- resolution
 def _pick(cli: str | None, flag: str, env: str, environ: Mapping[str, str]) -> tuple[str, str] | None:
     if cli is not None:
@@ -203,6 +232,13 @@ def resolve_settings(
     retries = env_value("FRAGRANCE_LLM_RETRIES")
     body_limit = env_value("FRAGRANCE_MAX_BODY_BYTES")
     base_url = env_value("OPENAI_BASE_URL")
+    redis = env_value("FRAGRANCE_REDIS_URL")
+    workers = parse_workers(env_value("FRAGRANCE_WORKERS") or "", "FRAGRANCE_WORKERS")
+    if workers and not redis:
+        raise SettingsError(
+            f"FRAGRANCE_WORKERS: {','.join(workers)!r} needs a broker: set FRAGRANCE_REDIS_URL"
+        )
+    queue_raw = env_value("FRAGRANCE_QUEUE_KEY")
     return Settings(
         host=resolved_host,
         port=resolved_port,
@@ -227,4 +263,7 @@ def resolve_settings(
         max_body_bytes=parse_int(body_limit, "FRAGRANCE_MAX_BODY_BYTES", minimum=1024, maximum=2**30)
         if body_limit
         else DEFAULT_MAX_BODY_BYTES,
+        redis_url=parse_redis_url(redis, "FRAGRANCE_REDIS_URL") if redis else "",
+        workers=workers,
+        queue_key=parse_version(queue_raw, "FRAGRANCE_QUEUE_KEY") if queue_raw else "",
     )

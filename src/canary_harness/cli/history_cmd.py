@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from canary_harness import journal
-from canary_harness.config import load_toml, parse_version, resolve_stack_settings
+from canary_harness.config import parse_version, resolve_stack_settings
 from canary_harness.configuration.cli import add_location_options, config_path
 from canary_harness.errors import ConfigError
+from canary_harness.target import load_config
 
 _COLUMNS = ("TIME (UTC)", "EVENT", "VERSION", "STAGE", "ACTOR", "REASON", "DETAILS")
 _MAX_CELL = 60
@@ -77,7 +78,7 @@ def format_table(entries: Sequence[journal.JournalEntry]) -> str:
 def _history(args: argparse.Namespace) -> int:
     version = None if args.version is None else parse_version(args.version, "from --version")
     limit = None if args.limit is None else parse_limit(args.limit, "from --limit")
-    toml = load_toml(config_path(args))
+    toml = load_config(config_path(args))
     run_dir = resolve_stack_settings(toml=toml, run_dir=args.run_dir).run_dir
     entries = select(list(journal.read(run_dir, strict=True)), version=version, limit=limit)
     if args.json:

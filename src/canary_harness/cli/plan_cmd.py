@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from canary_harness.config import load_toml, parse_percent, parse_positive_float
+from canary_harness.config import parse_percent, parse_positive_float
 from canary_harness.configuration.cli import add_setting, config_path, value_of
 from canary_harness.configuration.resolve import validate_table_sections
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.target import load_config
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     stage = parse_percent(args.weight, "from --stage")
     rps = parse_positive_float(args.rps, "from --rps")
     path = config_path(args)
-    toml = load_toml(path)
+    toml = load_config(path)
     source = f"{path or 'canary.toml'} [judge]"
     settings = JudgeSettings.from_mapping(toml.get("judge", {}), source)
     validate_table_sections({"stage": toml.get("stage", {})}, str(path or "canary.toml"))

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from canary_harness.config import load_toml, resolve_stack_settings
+from canary_harness.config import resolve_stack_settings
 from canary_harness.configuration.cli import add_location_options, config_path
 from canary_harness.reporting.allure_cli import REPORT_DIR, RESULTS_DIR, build_report, open_report
+from canary_harness.target import load_config
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    toml = load_toml(config_path(args))
+    toml = load_config(config_path(args))
     run_dir = resolve_stack_settings(toml=toml, run_dir=args.run_dir).run_dir
     results = Path(args.results) if args.results else run_dir / RESULTS_DIR
     output = Path(args.output) if args.output else run_dir / REPORT_DIR

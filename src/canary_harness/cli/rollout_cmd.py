@@ -11,7 +11,6 @@ from typing import Any
 from canary_harness.cli.stack_cmd import add_backend_option
 from canary_harness.config import (
     StackSettings,
-    load_toml,
     parse_env_pairs,
     parse_positive_float,
     parse_version,
@@ -33,12 +32,13 @@ from canary_harness.rollout import (
     run_rollout,
 )
 from canary_harness.stack_state import load_state
+from canary_harness.target import load_config
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> StackSettings:
     path = config_path(args)
     return resolve_stack_settings(
-        toml=load_toml(path), toml_file=str(path or "canary.toml"), run_dir=args.run_dir,
+        toml=load_config(path), toml_file=str(path or "canary.toml"), run_dir=args.run_dir,
         backend=getattr(args, "backend", None), **overrides,
     )  # fmt: skip
 
@@ -127,7 +127,7 @@ def _rollout(args: argparse.Namespace) -> int:
 
 
 def _backend_given(args: argparse.Namespace) -> bool:
-    return source_of(args, "backend", load_toml(config_path(args)))[1] != "default"
+    return source_of(args, "backend", load_config(config_path(args)))[1] != "default"
 
 
 def _promote(args: argparse.Namespace) -> int:
@@ -137,7 +137,7 @@ def _promote(args: argparse.Namespace) -> int:
     if not _backend_given(args) and state is not None and state.production is not None:
         # Unless told otherwise, production stays the kind of service it is (a container stays a container).
         settings = dataclasses.replace(settings, backend=state.production.backend)
-    notifier = promotion_notifier(load_toml(config_path(args)), args.notify)
+    notifier = promotion_notifier(load_config(config_path(args)), args.notify)
     with RolloutLock(settings.run_dir, version=version, command="promotion"):
         promote(settings, version, lambda text: print(text, flush=True))
     notifier(version)

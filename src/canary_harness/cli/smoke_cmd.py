@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 
 from canary_harness.cli.stack_cmd import run_dir_source, settings_from_args
-from canary_harness.config import load_toml
 from canary_harness.configuration.cli import add_location_options, config_path
 from canary_harness.errors import ConfigError
 from canary_harness.smoke import journey_from, run_smoke
 from canary_harness.stack_state import load_state
+from canary_harness.target import load_config
 
 SMOKE_TIMEOUT_S = 30.0
 
@@ -43,7 +43,7 @@ def _target(args: argparse.Namespace) -> tuple[str, str | None, str]:
 
 def _smoke(args: argparse.Namespace) -> int:
     config = config_path(args)
-    journey = journey_from(load_toml(config), str(config or "canary.toml"))
+    journey = journey_from(load_config(config), str(config or "canary.toml"))
     url, version, target = _target(args)
     with httpx.Client(base_url=url, timeout=SMOKE_TIMEOUT_S) as client:
         steps = run_smoke(client, expected_version=version, journey=journey)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from canary_harness.config import StackSettings, load_toml, parse_percent, resolve_stack_settings
+from canary_harness.config import StackSettings, parse_percent, resolve_stack_settings
 from canary_harness.configuration.cli import add_location_options, add_setting, config_path, source_of
 from canary_harness.deploy.external import is_external, parse_service_url
 from canary_harness.deploy.protocol import ServiceHandle
@@ -19,6 +19,7 @@ from canary_harness.reporting.longwait import LongWait
 from canary_harness.stack import LocalStack
 from canary_harness.stack_state import StackState, load_state
 from canary_harness.stack_status import StackStatus
+from canary_harness.target import load_config
 
 
 def add_backend_option(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +31,7 @@ def settings_from_args(args: argparse.Namespace) -> StackSettings:
     """Resolve StackSettings from the parsed flags, the environment and canary.toml."""
     path = config_path(args)
     return resolve_stack_settings(
-        toml=load_toml(path),
+        toml=load_config(path),
         toml_file=str(path or "canary.toml"),
         nginx_port=getattr(args, "nginx_port", None),
         production_port=getattr(args, "production_port", None),
@@ -46,7 +47,7 @@ def settings_from_args(args: argparse.Namespace) -> StackSettings:
 def run_dir_source(args: argparse.Namespace) -> str:
     """Where the run directory setting came from, for messages."""
     path = config_path(args)
-    return source_of(args, "run_dir", load_toml(path), toml_file=str(path or "canary.toml"))[1]
+    return source_of(args, "run_dir", load_config(path), toml_file=str(path or "canary.toml"))[1]
 
 
 def _print_state(state: StackState) -> None:

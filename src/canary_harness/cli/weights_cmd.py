@@ -16,13 +16,14 @@ from typing import Any
 
 from canary_harness import journal
 from canary_harness.cli.stack_cmd import run_dir_source, settings_from_args
-from canary_harness.config import load_toml, parse_percent, resolve_traffic_settings
+from canary_harness.config import parse_percent, resolve_traffic_settings
 from canary_harness.configuration.cli import add_location_options, config_path
-from canary_harness.deploy.process import health
+from canary_harness.deploy.health import health
 from canary_harness.errors import ConfigError, StackError
 from canary_harness.lock import RolloutLock
 from canary_harness.stack import LocalStack
 from canary_harness.stack_state import load_state
+from canary_harness.target import load_config
 from canary_harness.traffic.external import ExternalNginxController
 from canary_harness.traffic.nginx import InForce
 
@@ -40,7 +41,7 @@ def _weights(args: argparse.Namespace) -> int:
     # Validate the value first: a bad N must change nothing, whatever the state of the stack.
     percent = parse_percent(args.percent, "command-line argument N") if args.percent is not None else None
     settings = settings_from_args(args)
-    traffic_settings = resolve_traffic_settings(toml=load_toml(config_path(args)), stack=settings)
+    traffic_settings = resolve_traffic_settings(toml=load_config(config_path(args)), stack=settings)
     if traffic_settings.nginx == "external":
         return _external_weights(ExternalNginxController(traffic_settings), percent, args)
     stack = LocalStack(settings)

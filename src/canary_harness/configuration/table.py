@@ -137,6 +137,9 @@ SETTINGS: tuple[Setting, ...] = (
     _plugin("config_file", "--canary-config", parse_text, None,
             "canary.toml with thresholds, judge and load settings (default ./canary.toml if present).",
             old="--config", cli_flag="--config"),
+    _plugin("target", "--canary-target", parse_text, None,
+            "The service released: a shipped profile (fragrance-ai, generic-http) or a profile file; "
+            "else canary.toml [target] profile, else fragrance-ai's built-in defaults."),
     _plugin("dry_run", "--canary-dry-run", parse_bool, False,
             "Move no traffic: judge the canary on load sent to it directly.", old="--dry-run", cli_flag="--dry-run",
             kind="flag"),

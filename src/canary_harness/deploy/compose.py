@@ -22,8 +22,9 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from canary_harness.deploy.health import health, reported_version
 from canary_harness.deploy.pids import port_is_free, tail
-from canary_harness.deploy.process import app_log_path, health, reported_version
+from canary_harness.deploy.process import app_log_path
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError
 from canary_harness.waiting import wait_until
@@ -213,7 +214,7 @@ class ComposeBackend:
                 state = self._state(container)
                 if not state.get("Running"):
                     raise BackendError(f"container {container[:12]} exited with code {state.get('ExitCode')}")
-                data = health(spec.url, timeout=1.0)
+                data = health(spec.url, timeout=1.0, probe=spec.probe)
                 if data is not None and data.get("version") != spec.version:
                     raise BackendError(f"/health reports version {data.get('version')!r}, expected {spec.version!r}")
                 return data is not None
@@ -269,13 +270,13 @@ class ComposeBackend:
     def is_healthy(self, handle: ServiceHandle) -> bool:
         """True if the container runs and ``/health`` answers healthy."""
         try:
-            return self.is_running(handle) and health(handle.url) is not None
+            return self.is_running(handle) and health(handle.url, probe=handle.probe) is not None
         except BackendError:
             return False
 
     def version(self, handle: ServiceHandle) -> str | None:
         """The version ``/health`` reports while the service answers healthy, else None."""
-        return reported_version(handle.url)
+        return reported_version(handle.url, probe=handle.probe)
 
 
 def image_name(version: str) -> str:

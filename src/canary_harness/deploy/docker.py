@@ -22,8 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from canary_harness.deploy.health import health, reported_version
 from canary_harness.deploy.pids import port_is_free, tail
-from canary_harness.deploy.process import app_log_path, health, reported_version
+from canary_harness.deploy.process import app_log_path
 from canary_harness.deploy.protocol import ROLES, ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError
 from canary_harness.waiting import wait_until
@@ -172,7 +173,7 @@ class DockerBackend:
             if container.status in ("exited", "dead"):
                 code = container.attrs.get("State", {}).get("ExitCode")
                 raise BackendError(f"container exited with code {code} before becoming healthy")
-            data = health(spec.url, timeout=1.0)
+            data = health(spec.url, timeout=1.0, probe=spec.probe)
             if data is not None and data.get("version") != spec.version:
                 raise BackendError(f"/health reports version {data.get('version')!r}, expected {spec.version!r}")
             return data is not None
@@ -233,11 +234,11 @@ class DockerBackend:
 
     def is_healthy(self, handle: ServiceHandle) -> bool:
         """True if the container runs and ``/health`` answers healthy."""
-        return self.is_running(handle) and health(handle.url) is not None
+        return self.is_running(handle) and health(handle.url, probe=handle.probe) is not None
 
     def version(self, handle: ServiceHandle) -> str | None:
         """The version ``/health`` reports while the service answers healthy, else None."""
-        return reported_version(handle.url)
+        return reported_version(handle.url, probe=handle.probe)
 
     # ------------------------------------------------------------------ discovery
     def find_containers(self, run_dir: Path) -> list[ServiceHandle]:

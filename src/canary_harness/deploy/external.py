@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from canary_harness.deploy.process import health, reported_version
+from canary_harness.deploy.health import FRAGRANCE_PROBE, HealthProbe, health, reported_version
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError, ConfigError, StackError
 
@@ -32,17 +32,22 @@ def is_external(handle: ServiceHandle | None) -> bool:
     return handle is not None and handle.backend == EXTERNAL
 
 
-def adopt(role: str, url: str, *, expected_version: str | None, log_path: Path) -> ServiceHandle:
+def adopt(
+    role: str, url: str, *, expected_version: str | None, log_path: Path, probe: HealthProbe = FRAGRANCE_PROBE
+) -> ServiceHandle:
     """The handle of the healthy service at ``url``; StackError if it does not answer healthy, or answers
     another version than ``expected_version`` (when given). Nothing is started."""
-    data = health(url)
+    data = health(url, probe=probe)
     if data is None:
-        raise StackError(f"{role} at {url} (given by URL) is not healthy: GET {url}/health did not answer 200 "
-                         "'healthy'; the harness does not start services given by URL")  # fmt: skip
-    version = str(data.get("version"))
-    if expected_version is not None and version != expected_version:
+        raise StackError(f"{role} at {url} (given by URL) is not healthy: expected {probe.describe()}; "
+                         "the harness does not start services given by URL")  # fmt: skip
+    reported = data.get("version")
+    version = str(reported) if reported is not None else (expected_version or "unknown")
+    if expected_version is not None and probe.checks_version and version != expected_version:
         raise StackError(f"{role} at {url} reports version {version!r}, expected {expected_version!r}")
-    return ServiceHandle(role=role, version=version, url=url, pid=None, log_path=log_path, backend=EXTERNAL)
+    return ServiceHandle(
+        role=role, version=version, url=url, pid=None, log_path=log_path, backend=EXTERNAL, probe=probe
+    )
 
 
 class ExternalBackend:
@@ -61,12 +66,12 @@ class ExternalBackend:
 
     def is_running(self, handle: ServiceHandle) -> bool:
         """True if the service answers ``/health`` healthy (its process is not the harness's to see)."""
-        return health(handle.url) is not None
+        return health(handle.url, probe=handle.probe) is not None
 
     def is_healthy(self, handle: ServiceHandle) -> bool:
         """True if the service answers ``/health`` healthy."""
-        return health(handle.url) is not None
+        return health(handle.url, probe=handle.probe) is not None
 
     def version(self, handle: ServiceHandle) -> str | None:
         """The version ``/health`` reports while the service answers healthy, else None."""
-        return reported_version(handle.url)
+        return reported_version(handle.url, probe=handle.probe)

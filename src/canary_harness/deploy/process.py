@@ -1,4 +1,4 @@
-"""Run service versions as local subprocesses of the ``fragrance-ai`` console script.
+"""Run service versions as local subprocesses: the ``fragrance-ai`` console script, or a target's command.
 
 Logs: the process's stdout and stderr go to ``spec.log_path``; the service's own structured log
 (``--log-file``) goes to a sibling with the suffix ``.jsonl`` (``canary.log`` -> ``canary.jsonl``), so
@@ -8,7 +8,6 @@ its PID (SIGTERM, then SIGKILL).
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import subprocess
@@ -16,9 +15,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 from canary_harness.deploy import pids
+from canary_harness.deploy.health import check_reported_version, health, reported_version
 from canary_harness.deploy.pids import port_is_free, tail
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError
@@ -49,28 +47,23 @@ def app_log_path(log_path: Path) -> Path:
     return log_path.with_suffix(".jsonl")
 
 
-@functools.cache
-def _http() -> httpx.Client:
-    # One client per process: building one sets up TLS contexts (~50 ms), which loopback HTTP never uses.
-    return httpx.Client(verify=False)
-
-
-def health(url: str, timeout: float = 2.0) -> dict[str, object] | None:
-    """The JSON of ``GET url/health`` if it answers 200 with status ``healthy``, else None."""
+def fill_command(template: tuple[str, ...], spec: ServiceSpec) -> list[str]:
+    """A target's argv with its holes filled: {version}, {host}, {port}, {log} (the service's own log
+    file) and {python} (the interpreter running the harness); BackendError naming an unknown hole."""
+    values = {
+        "version": spec.version,
+        "host": spec.host,
+        "port": str(spec.port),
+        "log": str(app_log_path(spec.log_path)),
+        "python": sys.executable,
+    }
     try:
-        response = _http().get(url.rstrip("/") + "/health", timeout=timeout)
-        data = response.json()
-    except (httpx.HTTPError, ValueError):
-        return None
-    if response.status_code == 200 and isinstance(data, dict) and data.get("status") == "healthy":
-        return data
-    return None
-
-
-def reported_version(url: str, timeout: float = 2.0) -> str | None:
-    """The version ``GET url/health`` reports while it answers healthy, else None."""
-    data = health(url, timeout)
-    return str(data.get("version")) if data is not None else None
+        return [part.format(**values) for part in template]
+    except (KeyError, IndexError, ValueError) as exc:
+        raise BackendError(
+            f"{spec.role} {spec.version}: command {list(template)!r} has a bad hole ({exc}); "
+            f"known: {', '.join('{' + name + '}' for name in values)}"
+        ) from None
 
 
 class ProcessBackend:
@@ -93,7 +86,9 @@ class ProcessBackend:
         self.on_spawn = on_spawn
 
     def command(self, spec: ServiceSpec) -> list[str]:
-        """The argv that starts ``spec``."""
+        """The argv that starts ``spec``: the target's command, else fragrance-ai's console script."""
+        if spec.command:
+            return fill_command(spec.command, spec)
         return [
             self._executable or find_executable(),
             "--host", spec.host,
@@ -139,20 +134,19 @@ class ProcessBackend:
             app_log_path=app_log_path(spec.log_path),
             pid_start_time=pids.process_start_time(proc.pid),
             backend=self.name,
+            probe=spec.probe,
         )
 
         def ready() -> bool:
             if proc.poll() is not None:
                 raise BackendError(f"exited with code {proc.returncode} before becoming healthy")
-            data = health(spec.url, timeout=1.0)
-            if data is not None and data.get("version") != spec.version:
-                raise BackendError(f"/health reports version {data.get('version')!r}, expected {spec.version!r}")
-            return data is not None
+            data = health(spec.url, timeout=1.0, probe=spec.probe)
+            return data is not None and check_reported_version(data, spec.version, spec.probe)
 
         try:
             if self.on_spawn is not None:
                 self.on_spawn(handle)
-            wait_until(ready, timeout, 0.05, f"{spec.url}/health")
+            wait_until(ready, timeout, 0.05, f"{spec.url}{spec.probe.path}")
         except (TimeoutError, BackendError) as exc:
             self.stop(handle, timeout=5.0)
             raise BackendError(
@@ -181,8 +175,8 @@ class ProcessBackend:
 
     def is_healthy(self, handle: ServiceHandle) -> bool:
         """True if the process runs and ``/health`` answers healthy."""
-        return self.is_running(handle) and health(handle.url) is not None
+        return self.is_running(handle) and health(handle.url, probe=handle.probe) is not None
 
     def version(self, handle: ServiceHandle) -> str | None:
-        """The version ``/health`` reports while the service answers healthy, else None."""
-        return reported_version(handle.url)
+        """The version the service reports while it answers healthy, else None."""
+        return reported_version(handle.url, probe=handle.probe)

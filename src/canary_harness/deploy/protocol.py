@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from canary_harness.deploy.health import FRAGRANCE_PROBE, HealthProbe
 from canary_harness.errors import StackError
 
 ROLES = ("production", "canary")
@@ -33,6 +34,10 @@ class ServiceSpec:
     log_path: Path = Path("service.log")
     # The stack's run directory: container backends label their containers with it (None: the log's dir).
     run_dir: Path | None = None
+    # How the target answers its health check, and (process backend) the argv that starts it, with
+    # {version}, {host}, {port} and {log} holes; empty: fragrance-ai's own console script.
+    probe: HealthProbe = FRAGRANCE_PROBE
+    command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -66,6 +71,7 @@ class ServiceHandle:
     env_digest: str | None = None
     # The container's id for container backends (absent from state files written before containers).
     container_id: str | None = None
+    probe: HealthProbe = FRAGRANCE_PROBE
 
     @property
     def address(self) -> str:
@@ -85,6 +91,7 @@ class ServiceHandle:
             "backend": self.backend,
             "env_digest": self.env_digest,
             "container_id": self.container_id,
+            "probe": self.probe.to_json(),
         }
 
     @classmethod
@@ -105,6 +112,7 @@ class ServiceHandle:
                 backend=str(data.get("backend", "process")),
                 env_digest=str(data["env_digest"]) if data.get("env_digest") else None,
                 container_id=str(data["container_id"]) if data.get("container_id") else None,
+                probe=HealthProbe.from_json(data.get("probe")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # Name the fields, not their values: an older state file may hold an environment in clear.

@@ -63,6 +63,11 @@ def latency_check(mode: str) -> str:
     return f"p95_latency[{mode}]"
 
 
+def check_family(check: str) -> str:
+    """The family of a check (JudgeSettings.checks): ``latency`` for every ``p95_latency[...]``."""
+    return "latency" if check.startswith("p95_latency[") else check
+
+
 @dataclass
 class ModeTick:
     """One tick's increments for one LLM mode (from the latency histogram)."""
@@ -341,7 +346,12 @@ class EProcessEngine:
         # At 100 % production serves no traffic and makes no loss blocks: the RL-loss check has nothing
         # to compare with (it was judged at the previous stage). It neither passes nor holds the stage.
         no_reference = self.full_weight & (c["loss_blocks"] == 0) & ~fails[RL_LOSS]
-        not_applicable = {RL_LOSS: no_reference}
+        not_applicable: dict[str, BoolArray] = {RL_LOSS: no_reference}
+        for check in self.checks:  # families the target turned off: never fail, never hold the stage
+            if check_family(check) not in self.settings.checks:
+                fails[check] = np.zeros(self.shape, dtype=bool)
+                passes[check] = np.zeros(self.shape, dtype=bool)
+                not_applicable[check] = np.ones(self.shape, dtype=bool)
         stage_fail = np.zeros(self.shape, dtype=bool)
         stage_pass = np.ones(self.shape, dtype=bool)
         for check in self.checks:

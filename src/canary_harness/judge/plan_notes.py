@@ -49,7 +49,7 @@ def plan_notes(plan: StagePlan, settings: JudgeSettings) -> tuple[str, ...]:
                 )
             else:
                 notes.append(f"{check}: {fastest.effect} is unlikely to be caught within {window} (median {median}).")
-    if settings.schema_policy == "zero_tolerance":
+    if settings.schema_policy == "zero_tolerance" and SCHEMA in settings.checks:
         notes.append(f"{SCHEMA}: the first schema failure fails the stage at once.")
     return tuple(notes)
 

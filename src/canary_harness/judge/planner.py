@@ -57,10 +57,12 @@ def plan_stage(
     mix = _mode_mix(settings, mode_mix)
     engine = EProcessEngine(settings)
     ctx = _Planner(settings, engine, stage_percent / 100.0, float(total_rps), rates)
-    tests = [*ctx.error_tests()]
-    for mode in settings.modes:
-        tests += ctx.latency_tests(mode, mix[mode])
-    tests += ctx.loss_tests()
+    tests = [*ctx.error_tests()] if "error_rate" in settings.checks else []
+    if "latency" in settings.checks:
+        for mode in settings.modes:
+            tests += ctx.latency_tests(mode, mix[mode])
+    if "rl_loss" in settings.checks:  # families the target turned off are not planned: they are N/A
+        tests += ctx.loss_tests()
     plan = StagePlan(
         stage_percent=stage_percent,
         total_rps=float(total_rps),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,10 @@ from canary_harness.config import MODES
 from canary_harness.errors import ConfigError
 
 ON_INCONCLUSIVE = ("pass_with_warning", "fail", "extend", "extend_if_suspect")
+# The families of checks a stage can run; a target may turn some off (a service without LLM briefs has no
+# schema check): those are reported N/A and neither hold nor fail the stage.
+CHECK_FAMILIES = ("error_rate", "latency", "schema_failures", "rl_loss", "traffic_split")
+_GROUP_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 SCHEMA_POLICIES = ("zero_tolerance", "relative")
 # p95 means at most 5 % of requests may be slower than the threshold.
 LATENCY_TAIL = 0.05
@@ -59,7 +64,9 @@ class JudgeSettings:
     (production requests of a mode before its p95 is frozen as the relative test's cut-off),
     ``schema_policy`` ("zero_tolerance": the first schema failure fails the stage; "relative":
     compare with production's base rate), ``split_tolerance`` (fixed judge: allowed relative
-    deviation of the observed canary share from the configured weight).
+    deviation of the observed canary share from the configured weight), ``checks`` (the families of
+    checks that run, of CHECK_FAMILIES; the others are N/A). ``p95_thresholds`` keys are latency groups:
+    fragrance-ai's LLM modes, or any group a target's metrics are split by.
     """
 
     alpha: float = 0.01
@@ -92,6 +99,7 @@ class JudgeSettings:
     tau_min_requests: int = 200
     schema_policy: str = "zero_tolerance"
     split_tolerance: float = 0.25
+    checks: tuple[str, ...] = CHECK_FAMILIES
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "p95_thresholds", dict(self.p95_thresholds))
@@ -103,10 +111,17 @@ class JudgeSettings:
                 problem = "has the wrong type"
             if problem:
                 raise ConfigError(f"judge setting {name!r} = {value!r}: {problem}")
+        object.__setattr__(self, "checks", tuple(self.checks))
+        unknown_checks = [check for check in self.checks if check not in CHECK_FAMILIES]
+        if unknown_checks or not self.checks:
+            raise ConfigError(
+                f"judge setting 'checks' = {list(self.checks)!r}: must name some of {', '.join(CHECK_FAMILIES)}"
+            )
         for mode, threshold in self.p95_thresholds.items():
-            if mode not in MODES:
+            if not _GROUP_RE.match(mode):
                 raise ConfigError(
-                    f"judge setting 'p95_thresholds' has unknown mode {mode!r}: known modes are {list(MODES)}"
+                    f"judge setting 'p95_thresholds' has group {mode!r}: a latency group (an LLM mode such as "
+                    f"{'/'.join(MODES)}, or any name of letters, digits, '_.:-')"
                 )
             if not _finite_positive(threshold):
                 raise ConfigError(
@@ -136,8 +151,11 @@ class JudgeSettings:
 
     @property
     def modes(self) -> tuple[str, ...]:
-        """The LLM modes judged (those with a p95 threshold), in a stable order."""
-        return tuple(mode for mode in MODES if mode in self.p95_thresholds)
+        """The latency groups judged (those with a p95 threshold): LLM modes first, then the others as given."""
+        return (
+            *(mode for mode in MODES if mode in self.p95_thresholds),
+            *(group for group in self.p95_thresholds if group not in MODES),
+        )
 
     def replace(self, **changes: Any) -> JudgeSettings:
         """A copy with some fields changed (validated again)."""
@@ -223,6 +241,7 @@ _INT_FIELDS = frozenset({"loss_block_updates", "loss_reference_blocks", "tau_min
 _BOOL_FIELDS = frozenset({"early_pass"})
 _STR_FIELDS = frozenset({"on_inconclusive", "schema_policy"})
 _TABLE_FIELDS = frozenset({"p95_thresholds"})
+_LIST_FIELDS = frozenset({"checks"})
 
 
 def _field_kind(name: str) -> str:
@@ -231,6 +250,7 @@ def _field_kind(name: str) -> str:
         ("bool", _BOOL_FIELDS),
         ("str", _STR_FIELDS),
         ("table", _TABLE_FIELDS),
+        ("list", _LIST_FIELDS),
     ):
         if name in names:
             return kind
@@ -252,9 +272,13 @@ def _parse_value(key: str, raw: Any, kind: str, source: str) -> Any:
         if isinstance(raw, bool) or not isinstance(raw, int):
             raise ConfigError(f"{where}: must be an integer")
         return raw
+    if kind == "list":
+        if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+            raise ConfigError(f"{where}: must be a list of names")
+        return tuple(raw)
     if kind == "table":
         if not isinstance(raw, Mapping):
-            raise ConfigError(f"{where}: must be a table of mode = seconds")
+            raise ConfigError(f"{where}: must be a table of latency group = seconds")
         return {str(mode): _parse_value(f"{key}.{mode}", value, "float", source) for mode, value in raw.items()}
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
         raise ConfigError(f"{where}: must be a finite number")

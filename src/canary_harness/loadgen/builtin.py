@@ -106,7 +106,7 @@ class BuiltinEngine:
     def _user(self, start_delay: float, deadline: float) -> None:
         if self._stop.wait(start_delay):
             return
-        walk = make_walk(self.settings.profile, self._picker, random.Random(self._rng.random()))
+        walk = make_walk(self.settings.profile, self._picker, random.Random(self._rng.random()), self.settings.requests)
         next_probe = 0.0
         with httpx.Client(base_url=self.base_url, timeout=self.settings.request_timeout_s) as client:
             while not self._stop.is_set() and time.monotonic() < deadline and self._budget.take():

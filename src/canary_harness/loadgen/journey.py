@@ -11,7 +11,7 @@ import bisect
 import itertools
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -262,10 +262,15 @@ class LightProbe:
             raise _Failed("not Prometheus text (no '# TYPE' line)")
 
 
-def make_walk(profile: str, picker: ModePicker, rng: random.Random) -> Walk:
-    """A fresh walk of the given profile ("journey" or "light") for one simulated user."""
+def make_walk(profile: str, picker: ModePicker, rng: random.Random, requests: Sequence[Any] = ()) -> Walk:
+    """A fresh walk of the given profile ("journey", "light" or "requests": the mix ``requests``) for one
+    simulated user."""
     if profile == "journey":
         return Journey(picker, rng)
     if profile == "light":
         return LightProbe(rng)
+    if profile == "requests":
+        from canary_harness.loadgen.request_mix import RequestMix  # it builds on this module's types
+
+        return RequestMix(requests, rng)
     raise ValueError(f"unknown load profile {profile!r}")

@@ -24,12 +24,13 @@ from typing import IO, Any
 
 from canary_harness.deploy.pids import marker_env
 from canary_harness.errors import LoadError
+from canary_harness.loadgen.request_mix import REQUESTS_ENV, requests_to_json
 from canary_harness.loadgen.settings import LoadSettings, format_mix
 from canary_harness.loadgen.stats import LoadStats, build_stats
 from canary_harness.ports import free_port
 
 LOCUSTFILE = "fragrance.py"
-USER_CLASSES = {"journey": "JourneyUser", "light": "LightUser"}
+USER_CLASSES = {"journey": "JourneyUser", "light": "LightUser", "requests": "RequestsUser"}
 SAFETY_MARGIN_S = 30.0  # the locustfile's own time cap sits this far beyond -t
 WORKER_WAIT_S = 30  # how long a master waits for its local workers to connect before giving up
 _TAIL_LINES = 15
@@ -198,6 +199,8 @@ class LocustEngine:
         self._outputs.append(output)
         env = {key: value for key, value in os.environ.items() if not key.startswith("LOCUST_")}
         env.update({"CANARY_LOAD_CLIENT": self.settings.client, "PYTHONUNBUFFERED": "1", **marker_env(self.stats_dir)})
+        if self.settings.requests:  # the "requests" profile's mix, for RequestsUser in every process
+            env[REQUESTS_ENV] = requests_to_json(self.settings.requests)
         # cwd = stats dir: locust also reads ./locust.conf and ./pyproject.toml, which must not leak in.
         return subprocess.Popen(
             argv, cwd=self.stats_dir, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT

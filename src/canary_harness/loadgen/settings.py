@@ -14,9 +14,10 @@ from typing import Any
 
 from canary_harness.config import MODES
 from canary_harness.errors import ConfigError
+from canary_harness.loadgen.request_mix import RequestSpec, parse_requests
 
 DEFAULT_MIX: Mapping[str, float] = {"fast": 0.5, "balanced": 0.35, "creative": 0.15}
-PROFILES: tuple[str, ...] = ("journey", "light")
+PROFILES: tuple[str, ...] = ("journey", "light", "requests")
 ENGINES: tuple[str, ...] = ("auto", "locust", "builtin")
 CLIENTS: tuple[str, ...] = ("fast", "http")
 
@@ -87,7 +88,8 @@ class LoadSettings:
     rate_rps: total request rate target over all users and workers; None runs closed loop (each user
         sends its next request as soon as the previous one answered).
     mix: share of user journeys per LLM mode (fractions summing to 1).
-    profile: "journey" (create DNA → options → feedback) or "light" (/health and /metrics only).
+    profile: "journey" (create DNA → options → feedback), "light" (/health and /metrics only) or
+        "requests" (``requests``: a weighted list of requests, for any HTTP service).
     workers: 0 runs one locust process; N > 0 runs a locust master and N local workers.
     max_requests: hard cap on requests sent; every run also stops at its time limit.
     engine: "locust", "builtin" (threads + httpx, no locust needed) or "auto" (locust when installed).
@@ -109,6 +111,7 @@ class LoadSettings:
     request_timeout_s: float = 30.0
     locustfile: Path | None = None
     seed: int | None = None
+    requests: tuple[RequestSpec, ...] = ()
 
     def __post_init__(self) -> None:
         source = "LoadSettings"
@@ -130,6 +133,8 @@ class LoadSettings:
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
+        if self.profile == "requests" and not self.requests:
+            raise ConfigError(f"load profile 'requests' ({source}): give the mix in [load] requests")
         if self.engine == "builtin" and self.workers:
             raise ConfigError(
                 f"load workers {self.workers} ({source}): distributed mode needs engine "
@@ -204,4 +209,5 @@ _PARSERS: dict[str, Any] = {
     "request_timeout_s": lambda raw, src: _positive(raw, "request_timeout_s", src),
     "locustfile": lambda raw, src: Path(str(raw)),
     "seed": _optional(lambda raw, src: _int_at_least(raw, 0, "seed", src), off=("", "none")),
+    "requests": parse_requests,
 }

@@ -7,9 +7,9 @@ template). A request may have tried several upstreams (a failover: ``upstream_ad
 and response time, so a canary whose failures NGINX hid from the user by retrying on production still
 shows them to the judge. Latency is grouped by the ``group`` field (the value of the response header
 the NGINX template names, fragrance-ai's LLM mode; the request header of the same name when the answer
-has none); requests without a group count for requests and 5xx but not for latency, as the service's own
-histogram leaves out requests without an LLM mode. Schema failures and RL updates are not in the log:
-they stay 0.
+has none); requests without a group count under ``default_group``, or, without one, for requests and
+5xx but not for latency, as fragrance-ai's own histogram leaves out requests without an LLM mode.
+Schema failures and RL updates are not in the log: they stay 0.
 
 The log is read incrementally from where it ended when the source was created; a line still being
 written (no newline yet) waits for the next read.
@@ -93,6 +93,7 @@ class NginxLogSource:
         *,
         edges: Sequence[float] = DEFAULT_EDGES,
         journey_route: str | None = "/dna/create",
+        default_group: str | None = None,
         from_start: bool = False,
     ) -> None:
         self.log_path = Path(log_path)
@@ -101,6 +102,7 @@ class NginxLogSource:
         if not self.edges:
             raise MetricsError(f"nginx-log source: no finite positive latency edges in {list(edges)!r}")
         self.journey_route = journey_route
+        self.default_group = default_group
         self._arms = {role: _Arm() for role in set(self.roles.values())}
         self._offset = 0 if from_start else self._size()
         self._pending = b""
@@ -150,7 +152,7 @@ class NginxLogSource:
         route = str(entry.get("route") or str(entry.get("uri", "")).split("?", 1)[0])
         if route in NOT_API:
             return
-        group = str(entry.get("group") or entry.get("group_asked") or "")
+        group = str(entry.get("group") or entry.get("group_asked") or self.default_group or "")
         tried = attempts(entry, self.roles)
         for index, attempt in enumerate(tried):
             arm = self._arms[attempt.role]

@@ -104,11 +104,36 @@ def _sorted_buckets(edges: Mapping[float, float]) -> Buckets:
     return ordered
 
 
-class ScrapeSource:
-    """MetricsSource that GETs ``<base_url>/metrics`` of each arm with an injected HTTP client."""
+def combine(parts: Sequence[MetricsSnapshot]) -> MetricsSnapshot:
+    """One arm made of several processes (the API and its workers): counters and buckets summed (pure)."""
+    first = parts[0]
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for part in parts:
+        for mode, edges in part.latency_buckets.items():
+            for edge, count in edges:
+                buckets[mode][edge] += count
+    return MetricsSnapshot(
+        taken_at=max(part.taken_at for part in parts),
+        requests=sum(part.requests for part in parts),
+        errors_5xx=sum(part.errors_5xx for part in parts),
+        journeys=sum(part.journeys for part in parts),
+        latency_buckets={mode: _sorted_buckets(edges) for mode, edges in buckets.items()},
+        briefs=sum(part.briefs for part in parts),
+        schema_failures=sum(part.schema_failures for part in parts),
+        rl_updates=sum(part.rl_updates for part in parts),
+        rl_loss_sum=sum(part.rl_loss_sum for part in parts),
+        version=first.version,
+    )
 
-    def __init__(self, urls: Mapping[str, str], *, client: httpx.Client | None = None, timeout: float = 5.0):
-        self._urls = dict(urls)
+
+class ScrapeSource:
+    """MetricsSource that GETs ``<base_url>/metrics`` of each arm with an injected HTTP client; an arm given
+    several URLs (an API and its workers) is their sum."""
+
+    def __init__(
+        self, urls: Mapping[str, str | Sequence[str]], *, client: httpx.Client | None = None, timeout: float = 5.0
+    ):
+        self._urls = {role: [value] if isinstance(value, str) else list(value) for role, value in urls.items()}
         self._client = client or httpx.Client(timeout=timeout)
         self._owns_client = client is None
 
@@ -116,7 +141,11 @@ class ScrapeSource:
         """Scrape the arm now; MetricsError names the URL and what went wrong."""
         if role not in self._urls:
             raise MetricsError(f"no URL configured for arm {role!r}")
-        url = self._urls[role].rstrip("/") + "/metrics"
+        parts = [self._read(role, base) for base in self._urls[role]]
+        return parts[0] if len(parts) == 1 else combine(parts)
+
+    def _read(self, role: str, base: str) -> MetricsSnapshot:
+        url = base.rstrip("/") + "/metrics"
         try:
             response = self._client.get(url)
         except httpx.HTTPError as exc:

@@ -3,11 +3,13 @@
 ``source = "service"`` (the default) reads each instance's ``/metrics`` (or Prometheus, with
 ``--prometheus``); ``source = "nginx-log"`` computes them from NGINX's own access log, for services that
 expose no metrics. ``journey_route`` is the route whose requests count as journeys (the split check's
-units; "" counts requests instead), ``log`` the access log of an NGINX the harness did not start.
+units; "" counts requests instead), ``log`` the access log of an NGINX the harness did not start,
+``default_group`` the latency group of requests without a group header (none: left out of latency).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,8 @@ from typing import Any
 from canary_harness.errors import ConfigError
 
 SOURCES = ("service", "nginx-log")
-_KEYS = ("source", "journey_route", "log")
+_GROUP_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_KEYS = ("source", "journey_route", "log", "default_group")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class MetricsSettings:
     source: str = "service"
     journey_route: str | None = "/dna/create"
     log: Path | None = None
+    default_group: str | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str) -> MetricsSettings:
@@ -46,4 +50,11 @@ class MetricsSettings:
         log = data.get("log")
         if log is not None and (not isinstance(log, str) or not log.strip()):
             raise ConfigError(f"[metrics] log = {log!r} ({source}): must be the path of NGINX's JSON access log")
-        return cls(source=kind, journey_route=route or None, log=Path(log) if log else None)
+        group = data.get("default_group", "")
+        if not isinstance(group, str) or (group and not _GROUP_RE.match(group)):
+            raise ConfigError(
+                f"[metrics] default_group = {group!r} ({source}): must be a name of letters, digits, '_.:-'"
+            )
+        return cls(
+            source=kind, journey_route=route or None, log=Path(log) if log else None, default_group=group or None
+        )

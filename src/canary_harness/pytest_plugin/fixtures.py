@@ -172,3 +172,11 @@ def _canary_allure_phases(request: pytest.FixtureRequest, canary_stage: StageRec
         )
     if canary_stage.plan:
         allure.attach(canary_stage.plan, name="stage plan", attachment_type=allure.attachment_type.TEXT)
+
+
+def judged_latency_groups(config: pytest.Config) -> tuple[str, ...]:
+    """The latency groups the stage's judge checks (canary.toml / the target's [judge] p95_thresholds);
+    fragrance-ai's LLM modes when the plugin is inert. For parametrizing release checks."""
+    options = config.stash.get(OPTIONS_KEY, None)
+    toml = options.toml if options is not None else {}
+    return JudgeSettings.from_mapping(toml.get("judge", {}), "canary.toml [judge]").modes

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from canary_harness.config import StackSettings, load_toml, parse_port, resolve_stack_settings, resolve_traffic_settings
+from canary_harness.config import StackSettings, parse_port, resolve_stack_settings, resolve_traffic_settings
 from canary_harness.configuration.parsers import parse_load_rate, parse_stage
 from canary_harness.configuration.resolve import resolve_setting, validate_table_sections
 from canary_harness.configuration.table import JUDGES, SETTING, SETTINGS, Setting
@@ -27,6 +27,7 @@ from canary_harness.loadgen import LoadSettings
 from canary_harness.metrics.prometheus import PrometheusSettings
 from canary_harness.metrics.source_settings import MetricsSettings
 from canary_harness.smoke import journey_from
+from canary_harness.target import load_config
 
 # The settings the plugin has a flag for, in the order --help shows them.
 PLUGIN_SETTINGS: tuple[Setting, ...] = tuple(setting for setting in SETTINGS if setting.flag)
@@ -107,6 +108,7 @@ class StageOptions:
     keep_canary: bool
     no_rollback: bool
     config_file: str | None
+    target: str | None
     dry_run: bool
     judge: str
     tick: float
@@ -138,7 +140,8 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
         if version is None:
             return None
         config_file = _resolve_one(SETTING["config_file"], config, {}, environ, "")
-        toml = load_toml(Path(config_file) if config_file else None)
+        target = _resolve_one(SETTING["target"], config, {}, environ, "")  # else canary.toml [target] profile
+        toml = load_config(Path(config_file) if config_file else None, target=target, environ=environ)
         toml_file = config_file or "canary.toml"
         validate_table_sections(toml, toml_file)
         values = {setting.name: _resolve_one(setting, config, toml, environ, toml_file) for setting in PLUGIN_SETTINGS}

@@ -67,6 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     config.stash[OPTIONS_KEY] = options
     config.addinivalue_line("markers", "smoke: a smoke check that runs against a throwaway canary container too")
+    config.addinivalue_line("markers", "canary_target(name): a release check of that target's own (else skipped)")
     # The run directory (created later, only if a stage runs) holds the services' environment and logs:
     # everything in it is private to the user (docs/security.md).
     restrict_umask()
@@ -90,6 +91,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(SmokeRunNotice(config, options), "canary-smoke-run")
     else:
         config.pluginmanager.register(CanaryStagePlugin(config, options), STAGE_PLUGIN_NAME)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A release check marked ``canary_target(name)`` checks that service's own paths, metrics or logs:
+    with another target (``--canary-target``) it is skipped, saying why."""
+    options = item.config.stash.get(OPTIONS_KEY, None)
+    marker = item.get_closest_marker("canary_target")
+    if options is None or marker is None:
+        return
+    target = options.stack.target.name
+    if target not in marker.args:
+        pytest.skip(f"a check of {', '.join(marker.args)}'s own; the target released is {target}")
 
 
 @pytest.hookimpl(trylast=True)

@@ -39,6 +39,9 @@ class StageRecord:
     canary_url: str | None = None
     production_url: str | None = None
     canary_log: str | None = None
+    # The canary's workers ({"name", "url", "log"}): their /metrics join the canary arm's, their logs its
+    # log checks (docs/workers.md).
+    canary_workers: list[dict[str, str]] = field(default_factory=list)
     weight_in_force: int | None = None
     split_probe: dict[str, Any] | None = None
     preflight: list[dict[str, Any]] = field(default_factory=list)

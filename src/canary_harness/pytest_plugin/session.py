@@ -208,7 +208,7 @@ class StageSession:
             self._auto, rps = auto_rate(options, load, rps, settings)
             load, self._auto_line = sized(load, self._auto)
         plan = (
-            plan_stage(options.stage, rps, settings, dict(load.mix))
+            plan_stage(options.stage, rps, settings, {m: s for m, s in load.mix.items() if m in settings.modes} or None)
             if previous is None
             else plan_from(options.stage, settings, previous)
         )

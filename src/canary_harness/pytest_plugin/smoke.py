@@ -30,8 +30,8 @@ from canary_harness.deploy.docker import (
     LABEL_VERSION,
     DockerBackend,
 )
+from canary_harness.deploy.health import health
 from canary_harness.deploy.pids import port_is_free
-from canary_harness.deploy.process import health
 from canary_harness.deploy.protocol import ServiceSpec
 from canary_harness.errors import BackendError
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY

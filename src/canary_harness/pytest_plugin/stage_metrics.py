@@ -41,7 +41,10 @@ def metrics_source(
         say(f"canary: reading metrics from NGINX's access log {from_log.log_path}")
         return stack.enter_context(closing(from_log))
     if url is None and options.prometheus == "off":
-        return stack.enter_context(closing(ScrapeSource(urls)))
+        # The canary's workers are part of its arm: their counters (RL updates, briefs) add to the API's.
+        canary = [record.canary_url, *(worker["url"] for worker in record.canary_workers)]
+        arms = {"canary": canary, "production": [record.production_url]}
+        return stack.enter_context(closing(ScrapeSource(arms)))
     if url is None:
         targets = {role: urlsplit(address).netloc for role, address in urls.items()}
         server = stack.enter_context(
@@ -82,4 +85,5 @@ def nginx_log_source(options: StageOptions, urls: dict[str, str], settings: Metr
         {urlsplit(address).netloc: role for role, address in urls.items()},
         edges=(*DEFAULT_EDGES, *thresholds.values()),
         journey_route=settings.journey_route,
+        default_group=settings.default_group,
     )

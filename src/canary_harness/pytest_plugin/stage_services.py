@@ -11,6 +11,7 @@ from typing import Any
 from canary_harness import journal
 from canary_harness.config import resolve_traffic_settings
 from canary_harness.deploy.protocol import ServiceHandle
+from canary_harness.deploy.workers import CanaryWorkers, resolve_worker_plan
 from canary_harness.errors import ConfigError, StackError
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
@@ -110,12 +111,17 @@ def start_services(options: StageOptions, record: StageRecord, say: Callable[[st
         with LongWait(f"canary: starting the local stack (production {options.production_version})", say=say):
             state = stack.up(with_canary=False, router=stack_router(options))
     canary = state.canary
-    if (
+    # A release with workers: the canary's API hands its work to them through the stack's broker.
+    workers = CanaryWorkers(options.stack.run_dir, options.stack.host)
+    plan = resolve_worker_plan(options.toml)
+    canary_env = {**options.canary_env, **workers.api_env(plan)}
+    replaced = (
         canary is None
         or canary.version != options.canary_version
-        or canary.env_digest != stack.env_digest(options.canary_env)
+        or canary.env_digest != stack.env_digest(canary_env)
         or not stack.is_healthy(canary)
-    ):
+    )
+    if replaced:
         traffic = stack.traffic()
         if options.dry_run:
             check_dry_run_may_start(canary, traffic.canary_weight(), options.canary_version)
@@ -131,9 +137,16 @@ def start_services(options: StageOptions, record: StageRecord, say: Callable[[st
                 weight=0,
             )
         with LongWait(f"canary: starting canary {options.canary_version}", say=say):
-            canary = stack.start_canary(options.canary_version, options.canary_env)
+            canary = stack.start_canary(options.canary_version, canary_env)
         state = stack.state()
-    assert state.nginx is not None and state.production is not None
+    digest = stack.env_digest(canary_env)
+    if plan and (replaced or not workers.healthy(options.canary_version, plan, digest)):
+        with LongWait(f"canary: starting the canary's workers ({plan.llm} llm, {plan.rl} rl)", say=say):
+            workers.start(options.canary_version, canary_env, plan, digest)
+    elif not plan:
+        workers.stop()  # a release without workers keeps none of an earlier one's
+    record.canary_workers = workers.describe()
+    assert state.nginx is not None and state.production is not None and canary is not None
     use_services(record, state.nginx.base_url, state.production, canary)
     return None if options.dry_run else stack.traffic()
 

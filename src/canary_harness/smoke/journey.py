@@ -27,7 +27,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 _STEP_KEYS = frozenset({"name", "method", "path", "headers", "json", "status", "expect", "capture"})
 VARIABLE_RE = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _FIELD_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
-DEFAULT_JOURNEY = "fragrance-ai.toml"
+DEFAULT_JOURNEY = "fragrance-ai.toml"  # the target profile whose [[smoke]] steps are the default
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def parse_journey(raw: object, source: str) -> Journey:
 
 def default_journey() -> Journey:
     """fragrance-ai's journey, packaged with the harness."""
-    text = resources.files(__package__).joinpath(DEFAULT_JOURNEY).read_text(encoding="utf-8")
+    text = resources.files("canary_harness").joinpath("profiles", DEFAULT_JOURNEY).read_text(encoding="utf-8")
     return parse_journey(tomllib.loads(text)["smoke"], f"the built-in {DEFAULT_JOURNEY} journey")
 
 

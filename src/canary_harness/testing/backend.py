@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from canary_harness.deploy.health import health, reported_version
 from canary_harness.deploy.pids import tail
-from canary_harness.deploy.process import health, reported_version
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError, ConfigError
 from canary_harness.testing.httpd import Answer, ThreadedHTTPServer

@@ -283,3 +283,33 @@ def test_rl_loss_failure_is_still_judged_when_production_made_blocks() -> None:
     canary, production = arms(seed=5, weight_percent=25, loss_mean=4.0)
     verdict = run_stage(SequentialJudge(ONE_MODE), canary, production, 25)
     assert verdict.state is State.FAIL and verdict.check("rl_loss").state is State.FAIL
+
+
+def test_checks_a_target_turns_off_are_na_and_do_not_hold_the_stage() -> None:
+    # A plain HTTP service: no briefs, no RL updates, latency grouped by its own name.
+    canary, production = arms(seed=3, weight_percent=25, latency_median={"checkout": 0.2})
+    production.latency_median = {"checkout": 0.2}
+    for arm in (canary, production):
+        arm.loss_block_s = math.inf
+        arm.next_block = math.inf
+    settings = JudgeSettings(
+        p95_thresholds={"checkout": 1.0},
+        checks=("error_rate", "latency", "traffic_split"),
+        min_soak_s=60,
+    )
+    verdict = run_stage(SequentialJudge(settings), canary, production, 25)
+    assert verdict.state is State.PASS and verdict.decided, verdict.reason
+    states = {check.name: check.state for check in verdict.checks}
+    assert states["schema_failures"] is State.NOT_APPLICABLE and states["rl_loss"] is State.NOT_APPLICABLE
+    assert states["p95_latency[checkout]"] is State.PASS and states["error_rate"] is State.PASS
+
+
+def test_a_turned_off_check_never_fails_the_stage() -> None:
+    canary, production = arms(seed=4, weight_percent=25, schema_rate=0.2)
+    on = run_stage(
+        SequentialJudge(ONE_MODE.replace(min_soak_s=60)), *arms(seed=4, weight_percent=25, schema_rate=0.2), 25
+    )
+    assert on.state is State.FAIL and on.check("schema_failures").state is State.FAIL
+    settings = ONE_MODE.replace(min_soak_s=60, checks=("error_rate", "latency", "rl_loss", "traffic_split"))
+    off = run_stage(SequentialJudge(settings), canary, production, 25)
+    assert off.check("schema_failures").state is State.NOT_APPLICABLE and off.state is not State.FAIL

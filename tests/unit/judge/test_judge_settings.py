@@ -62,7 +62,10 @@ def test_from_mapping_reads_every_kind_of_value() -> None:
             {"on_inconclusive": "ignore"},
             r"'on_inconclusive' = 'ignore': must be one of pass_with_warning, fail, extend",
         ),
-        ({"p95_thresholds": {"turbo": 2.0}}, r"unknown mode 'turbo'"),
+        ({"p95_thresholds": {"turbo mode": 2.0}}, r"has group 'turbo mode': a latency group"),
+        ({"checks": ["latency", "vibes"]}, r"'checks' = \['latency', 'vibes'\]: must name some of error_rate"),
+        ({"checks": []}, r"'checks' = \[\]: must name some of"),
+        ({"checks": "latency"}, r"'checks' = 'latency' .*must be a list of names"),
         ({"p95_thresholds": {"fast": -1}}, r"'p95_thresholds.fast' = -1.0: must be a positive number"),
         ({"p95_thresholds": 2.5}, r"'p95_thresholds' = 2.5 .*must be a table"),
         ({"healthy_error_rate": 0.01}, r"'healthy_error_rate' = 0.01: must be below error_rate_slo"),
@@ -84,3 +87,8 @@ def test_not_a_table() -> None:
 def test_replace_validates_again() -> None:
     with pytest.raises(ConfigError, match="'beta' = 0.0"):
         JudgeSettings().replace(beta=0.0)
+
+
+def test_any_latency_group_may_be_judged_llm_modes_first() -> None:
+    settings = JudgeSettings.from_mapping({"p95_thresholds": {"checkout": 0.8, "fast": 2.5, "search": 0.3}}, "t")
+    assert settings.modes == ("fast", "checkout", "search")

@@ -1,0 +1,71 @@
+"""hello-service: a small shop API that is not fragrance-ai, to show the harness gating any HTTP service.
+
+    python examples/hello_service.py --port 9000 --release v2
+
+GET /health (200, no body to speak of), GET /items, POST /orders (201). Every answer carries
+X-App-Version. No /metrics, no structured log: the harness reads NGINX's access log instead.
+Faults for a bad release, from the environment: HELLO_ERROR_RATE (share of API answers that are 500),
+HELLO_DELAY_MS (added to every API answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+
+def create_app(release: str, error_rate: float, delay_s: float) -> FastAPI:
+    """The API of one release, with its faults."""
+    app = FastAPI(title="hello-service")
+    order_ids = itertools.count(1)
+    items = [{"id": n, "name": name} for n, name in enumerate(("tea", "coffee", "cocoa"), start=1)]
+
+    @app.middleware("http")
+    async def version_and_faults(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.url.path != "/health":
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+            if random.random() < error_rate:
+                response: Response = JSONResponse({"detail": "injected failure"}, status_code=500)
+                response.headers["X-App-Version"] = release
+                return response
+        response = await call_next(request)
+        response.headers["X-App-Version"] = release
+        return response
+
+    @app.get("/health")
+    async def health() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/items")
+    async def list_items() -> list[dict[str, object]]:
+        return items
+
+    @app.post("/orders", status_code=201)
+    async def create_order(order: dict[str, object]) -> dict[str, object]:
+        return {"id": f"ord_{next(order_ids)}", "item": order.get("item"), "release": release}
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--release", required=True, help="the version this instance reports")
+    args = parser.parse_args()
+    error_rate = float(os.environ.get("HELLO_ERROR_RATE", "0"))
+    delay_s = float(os.environ.get("HELLO_DELAY_MS", "0")) / 1000
+    uvicorn.run(create_app(args.release, error_rate, delay_s), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
