@@ -20,7 +20,7 @@ The protocol (also in docs/judge.md):
   boundary crossing 1/α (α = 1 %) in at most α of 2 000 runs.
 
 Rules compared on the same simulated traffic:
-- SEQUENTIAL: the real judge engine (canary_harness.judge.engine.Engine, vectorised over runs;
+- SEQUENTIAL: the real judge engine (canary_harness.judge.eprocess_engine.EProcessEngine, vectorised over runs;
   tests/unit/judge check it equals the per-snapshot judge), default settings with
   on_inconclusive = extend_if_suspect; τ is frozen by the judge's own histogram code and loss
   blocks are paired and standardised with the feed's own functions.
@@ -47,7 +47,6 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from canary_harness.judge.engine import MAGNITUDE_WEIGHT, Engine, ModeTick, Tick
 from canary_harness.judge.eprocess import (
     LATENCY_FAIL_GRID,
     LOSS_FAIL_GRID,
@@ -57,9 +56,10 @@ from canary_harness.judge.eprocess import (
     ShareTest,
     crossing_bound,
 )
-from canary_harness.judge.feed import pair_scale
-from canary_harness.judge.model import SERVICE_LATENCY_EDGES
+from canary_harness.judge.eprocess_engine import MAGNITUDE_WEIGHT, EProcessEngine, ModeTick, Tick
+from canary_harness.judge.planning_assumptions import SERVICE_LATENCY_EDGES
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.snapshot_ticks import pair_scale
 from canary_harness.metrics.histogram import bucket_edge_at_or_above, histogram_quantile
 
 RPS = 50.0
@@ -149,7 +149,7 @@ class Blocks:
 
 
 class LossFeed:
-    """Vectorised twin of the judge's feed for RL-loss blocks (canary_harness.judge.feed).
+    """Vectorised twin of the judge's feed for RL-loss blocks (canary_harness.judge.snapshot_ticks).
 
     Canary blocks are paired with the production blocks that arrived since the last pair: at a
     tick where both arms have unpaired blocks they form one pair, D = mean log canary − mean log
@@ -199,7 +199,7 @@ class LossFeed:
         return 1.0, (difference > 0).astype(float), zeta, float(standardised), c_block, p_block
 
 
-def _suspect(engine: Engine) -> np.ndarray:
+def _suspect(engine: EProcessEngine) -> np.ndarray:
     """Runs whose largest FAIL e-value of any check reached √(1/α_i) (policy.suspect_checks)."""
     cut = 0.5 * crossing_bound(engine.alpha_i)
     peaks = [engine.peak[spec.key] for spec in engine.specs if spec.role == "fail"]
@@ -228,7 +228,7 @@ def simulate(
     bucket_p = np.diff(np.concatenate(([0.0], 1 - exceed(EDGES[:-1], 1.0), [1.0])))
 
     horizon = window + int(SETTINGS.extend_limit_s)
-    engine = Engine(SETTINGS, shape=(runs,))
+    engine = EProcessEngine(SETTINGS, shape=(runs,))
     tau = np.full(runs, np.nan)
     cum = {k: np.zeros(runs) for k in ("n_c", "n_p", "e_c", "over_c", "closs", "ploss", "c_blocks", "p_blocks")}
     feed = LossFeed(runs, blocks)
@@ -409,13 +409,13 @@ def null_boundary(rng: np.random.Generator, runs: int, chunk: int = 250) -> dict
             ("loss FAIL (loss = 2× production, 1:3 as at 25 %)", Blocks(LIVE_CANARY_BLOCK_S, LIVE_CANARY_BLOCK_S / 3)),
         ):
             feed = LossFeed(size, blocks_case)
-            engine = Engine(SETTINGS, shape=(size,))
+            engine = EProcessEngine(SETTINGS, shape=(size,))
             sums = np.zeros((4, size))  # pairs, D > 0, Σζ, pairs standardised
             loss_log_e = np.zeros((size, WINDOW_S))
             for t in range(1, WINDOW_S + 1):
                 judged, above, zeta, pairs, _, _ = feed.tick(t, rng, SETTINGS.loss_ratio)
                 sums += np.stack(np.broadcast_arrays(judged, above, zeta, pairs))
-                # The engine's FAIL test of the check (Engine._refresh), on this check's counts only.
+                # The engine's FAIL test of the check (EProcessEngine._refresh), on this check's counts only.
                 sign = engine.loss_fail.log_e(sums[1], sums[0])
                 magnitude = engine.loss_excess.log_e(sums[2], sums[3])
                 loss_log_e[:, t - 1] = np.logaddexp(
@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("run counts must be ≥ 1")
     started = time.perf_counter()
     rng = np.random.default_rng(args.seed)
-    engine = Engine(SETTINGS)
+    engine = EProcessEngine(SETTINGS)
     print(
         f"judge simulation: {RPS:g} rps, {WINDOW_S} s window, α = {SETTINGS.alpha:g} "
         f"(α_i = {engine.alpha_i:.4g}), "

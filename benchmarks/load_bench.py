@@ -26,8 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from canary_harness.load import LoadRun, LoadSettings, LoadStats
-from canary_harness.load.locust_engine import free_port
+from canary_harness.loadgen import LoadRun, LoadSettings, LoadStats
+from canary_harness.loadgen.locust_engine import free_port
 from canary_harness.waiting import wait_until
 
 NGINX_CONF = """

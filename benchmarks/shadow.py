@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 
 from canary_harness.config import StackSettings
-from canary_harness.judge.engine import Engine, Tick
+from canary_harness.judge.eprocess_engine import EProcessEngine, Tick
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.ports import free_ports
 from canary_harness.stack import LocalStack
@@ -56,7 +56,7 @@ def simulate(stage: str, error_c: float, runs: int, rng: np.random.Generator) ->
     a healthy canary's false FAILs are counted over the whole window (a bound on the real stage's)."""
     share = float(stage.split(":")[1]) / 100 if stage.startswith("shadow") else 0.0
     weight = 0.0 if share else float(stage) / 100
-    engine = Engine(SETTINGS, shape=(runs,), shadow_share=share)
+    engine = EProcessEngine(SETTINGS, shape=(runs,), shadow_share=share)
     fail = np.full(runs, np.inf)
     for t in range(1, WINDOW_S + 1):
         n_p = rng.poisson(RPS * (1 - weight), runs).astype(float)

@@ -34,11 +34,11 @@ from locust.runners import MasterRunner, WorkerRunner
 
 try:
     from canary_harness.errors import ConfigError
-    from canary_harness.load.journey import UNKNOWN_VERSION, ModePicker, Walk, make_walk, served_version
-    from canary_harness.load.pacing import RateLimiter, RequestBudget, split_count
-    from canary_harness.load.request_mix import REQUESTS_ENV, RequestSpec, requests_from_json
-    from canary_harness.load.settings import parse_mix
-    from canary_harness.load.tally import Tally
+    from canary_harness.loadgen.journey import UNKNOWN_VERSION, ModePicker, Walk, make_walk, served_version
+    from canary_harness.loadgen.pacing import RateLimiter, RequestBudget, split_count
+    from canary_harness.loadgen.request_mix import REQUESTS_ENV, RequestSpec, requests_from_json
+    from canary_harness.loadgen.settings import parse_mix
+    from canary_harness.loadgen.tally import Tally
 except ImportError as exc:  # the locustfile is used on its own too (web UI, remote workers)
     raise SystemExit(
         f"load/fragrance.py needs the canary-harness package: run `pip install -e .` "

@@ -72,7 +72,7 @@ def _judge(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) 
 
 
 def _load(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
-    from canary_harness.load.settings import LoadSettings
+    from canary_harness.loadgen.settings import LoadSettings
 
     return LoadSettings.from_mapping(section, source)
 

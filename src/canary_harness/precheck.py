@@ -51,7 +51,7 @@ class Status(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class ChecklistItem:
     """One line of the checklist: what was checked, its outcome and why."""
 
     name: str
@@ -65,7 +65,7 @@ class PrecheckReport:
 
     version: str
     root: Path
-    results: tuple[CheckResult, ...]
+    results: tuple[ChecklistItem, ...]
 
     def count(self, status: Status) -> int:
         """How many checks ended in ``status``."""
@@ -78,12 +78,12 @@ class PrecheckReport:
 
 
 # --------------------------------------------------------------------------- the checks
-def check_version(version: str) -> CheckResult:
+def check_version(version: str) -> ChecklistItem:
     """The version must be semver with a leading ``v``."""
     if is_semver(version):
-        return CheckResult("version", Status.PASS, f"{version} is semver")
+        return ChecklistItem("version", Status.PASS, f"{version} is semver")
     reason = f"{version!r} is not semver (vMAJOR.MINOR.PATCH[-pre], e.g. v0.2.0)"
-    return CheckResult("version", Status.FAIL, reason)
+    return ChecklistItem("version", Status.FAIL, reason)
 
 
 def git_tag_exists(root: Path, version: str) -> bool:
@@ -98,50 +98,50 @@ def git_tag_exists(root: Path, version: str) -> bool:
     return result.returncode == 0
 
 
-def check_release(version: str, root: Path, releases_dir: Path) -> tuple[CheckResult, ReleaseManifest | None]:
+def check_release(version: str, root: Path, releases_dir: Path) -> tuple[ChecklistItem, ReleaseManifest | None]:
     """The release exists: its manifest (validated) or, failing that, a git tag of the same name."""
     path = manifest_path(releases_dir, version)
     shown = show_path(path, root)
     tagged = git_tag_exists(root, version)
     if not path.exists():
         if tagged:
-            return CheckResult("release", Status.PASS, f"git tag {version} (no manifest {shown})"), None
+            return ChecklistItem("release", Status.PASS, f"git tag {version} (no manifest {shown})"), None
         reason = f"no release manifest {shown} and no git tag {version}"
-        return CheckResult("release", Status.FAIL, reason), None
+        return ChecklistItem("release", Status.FAIL, reason), None
     try:
         manifest = load_manifest(path)
     except ConfigError as exc:
-        return CheckResult("release", Status.FAIL, str(exc)), None
+        return ChecklistItem("release", Status.FAIL, str(exc)), None
     if manifest.version != version:
         reason = f"{shown} declares version {manifest.version!r}, not {version!r}"
-        return CheckResult("release", Status.FAIL, reason), None
+        return ChecklistItem("release", Status.FAIL, reason), None
     summary = _headline(manifest.notes)
     tag = f"; git tag {version}" if tagged else ""
-    return CheckResult("release", Status.PASS, f"{shown} ({manifest.date}): {summary}{tag}"), manifest
+    return ChecklistItem("release", Status.PASS, f"{shown} ({manifest.date}): {summary}{tag}"), manifest
 
 
-def check_artifacts(manifest: ReleaseManifest | None, root: Path) -> list[CheckResult]:
+def check_artifacts(manifest: ReleaseManifest | None, root: Path) -> list[ChecklistItem]:
     """Every artifact exists inside the root and hashes to its recorded SHA-256."""
     if manifest is None:
-        return [CheckResult("artifacts", Status.WARN, "no release manifest: no artifact to verify")]
+        return [ChecklistItem("artifacts", Status.WARN, "no release manifest: no artifact to verify")]
     if not manifest.artifacts:
-        return [CheckResult("artifacts", Status.WARN, "the manifest declares no artifacts")]
+        return [ChecklistItem("artifacts", Status.WARN, "the manifest declares no artifacts")]
     results = []
     for artifact in manifest.artifacts:
         name = f"artifact {Path(artifact.path).name}"
         try:
             path = inside(root, artifact.path, "artifact")
         except ConfigError as exc:
-            results.append(CheckResult(name, Status.FAIL, str(exc)))
+            results.append(ChecklistItem(name, Status.FAIL, str(exc)))
             continue
         if not path.is_file():
-            results.append(CheckResult(name, Status.FAIL, f"not found: {show_path(path, root)}"))
+            results.append(ChecklistItem(name, Status.FAIL, f"not found: {show_path(path, root)}"))
             continue
         found = sha256_of(path)
         if found == artifact.sha256:
-            results.append(CheckResult(name, Status.PASS, f"{artifact.path}: sha256 {found[:16]}… matches"))
+            results.append(ChecklistItem(name, Status.PASS, f"{artifact.path}: sha256 {found[:16]}… matches"))
         else:
-            results.append(CheckResult(
+            results.append(ChecklistItem(
                 name, Status.FAIL,
                 f"sha256 mismatch: recorded {artifact.sha256[:16]}…, file has {found[:16]}… "
                 "(if the change is intended, re-record it with canary release-manifest)",
@@ -149,28 +149,28 @@ def check_artifacts(manifest: ReleaseManifest | None, root: Path) -> list[CheckR
     return results
 
 
-def check_secrets(manifest: ReleaseManifest | None, environ: Mapping[str, str]) -> list[CheckResult]:
+def check_secrets(manifest: ReleaseManifest | None, environ: Mapping[str, str]) -> list[ChecklistItem]:
     """Each declared secret is set and non-empty. Only names are reported, never values."""
     if manifest is None:
-        return [CheckResult("secrets", Status.WARN, "no release manifest: the secrets it needs are unknown")]
+        return [ChecklistItem("secrets", Status.WARN, "no release manifest: the secrets it needs are unknown")]
     if not manifest.secrets:
-        return [CheckResult("secrets", Status.PASS, "the release declares no secrets")]
+        return [ChecklistItem("secrets", Status.PASS, "the release declares no secrets")]
     results = []
     for secret in manifest.secrets:
         name = f"secret {secret.name}"
         why = f": {secret.description}" if secret.description else ""
         if environ.get(secret.name, "").strip():
-            results.append(CheckResult(name, Status.PASS, "set"))
+            results.append(ChecklistItem(name, Status.PASS, "set"))
         elif secret.required:
-            results.append(CheckResult(name, Status.FAIL, f"required, not set in the environment{why}"))
+            results.append(ChecklistItem(name, Status.FAIL, f"required, not set in the environment{why}"))
         else:
-            results.append(CheckResult(name, Status.WARN, f"optional, not set in the environment{why}"))
+            results.append(ChecklistItem(name, Status.WARN, f"optional, not set in the environment{why}"))
     return results
 
 
-def check_config(
+def check_canary_toml(
     config_file: Path | None, root: Path, environ: Mapping[str, str] | None = None
-) -> tuple[list[CheckResult], dict[str, Any] | None]:
+) -> tuple[list[ChecklistItem], dict[str, Any] | None]:
     """canary.toml (the given file, else ``<root>/canary.toml`` if present) parses and each section validates
     with the code that reads it (:data:`canary_harness.config_sections.SECTION_READERS`).
 
@@ -178,40 +178,40 @@ def check_config(
     """
     path = config_file if config_file is not None else root / "canary.toml"
     if config_file is None and not path.exists():
-        return [CheckResult("config", Status.PASS, "no canary.toml: built-in defaults apply")], {}
+        return [ChecklistItem("config", Status.PASS, "no canary.toml: built-in defaults apply")], {}
     shown = show_path(path, root)
     try:
         document = load_config(path, environ=environ)  # with its target profile's tables, if it names one
     except ConfigError as exc:
-        return [CheckResult(f"config {shown}", Status.FAIL, str(exc))], None
+        return [ChecklistItem(f"config {shown}", Status.FAIL, str(exc))], None
     sections = ", ".join(document) or "none"
-    results = [CheckResult(f"config {shown}", Status.PASS, f"parsed, sections: {sections}")]
+    results = [ChecklistItem(f"config {shown}", Status.PASS, f"parsed, sections: {sections}")]
     for name, section in document.items():
         check = f"config [{name}]"
         if name in ARRAY_READERS:
             try:
                 ARRAY_READERS[name](section, f"canary.toml [[{name}]]")
             except ConfigError as exc:
-                results.append(CheckResult(f"config [[{name}]]", Status.FAIL, str(exc)))
+                results.append(ChecklistItem(f"config [[{name}]]", Status.FAIL, str(exc)))
             else:
-                results.append(CheckResult(f"config [[{name}]]", Status.PASS, f"valid, {len(section)} steps"))
+                results.append(ChecklistItem(f"config [[{name}]]", Status.PASS, f"valid, {len(section)} steps"))
             continue
         if name not in SECTION_READERS:
             known = ", ".join([*(f"[{key}]" for key in SECTION_READERS), *(f"[[{key}]]" for key in ARRAY_READERS)])
-            results.append(CheckResult(check, Status.WARN, f"unknown section (ignored); known: {known}"))
+            results.append(ChecklistItem(check, Status.WARN, f"unknown section (ignored); known: {known}"))
             continue
         if not isinstance(section, Mapping):
-            results.append(CheckResult(check, Status.FAIL, f"must be a table, got {section!r}"))
+            results.append(ChecklistItem(check, Status.FAIL, f"must be a table, got {section!r}"))
             continue
         try:
             warnings = validate_section(name, section, environ, shown)
         except ConfigError as exc:
-            results.append(CheckResult(check, Status.FAIL, str(exc)))
+            results.append(ChecklistItem(check, Status.FAIL, str(exc)))
             continue
         if warnings:
-            results.append(CheckResult(check, Status.WARN, "; ".join(warnings)))
+            results.append(ChecklistItem(check, Status.WARN, "; ".join(warnings)))
         else:
-            results.append(CheckResult(check, Status.PASS, "valid"))
+            results.append(ChecklistItem(check, Status.PASS, "valid"))
     return results, document
 
 
@@ -226,7 +226,7 @@ def _find_nginx(nginx_bin: str | None) -> str | None:
         return None
 
 
-def check_nginx(template_dir: Path, root: Path, stack: StackSettings, nginx_bin: str | None) -> list[CheckResult]:
+def check_nginx(template_dir: Path, root: Path, stack: StackSettings, nginx_bin: str | None) -> list[ChecklistItem]:
     """The templates exist and render at every weight; ``nginx -t`` accepts the rendered configuration."""
     from canary_harness.traffic.nginx import MAIN_TEMPLATE, UPSTREAM_TEMPLATE, NginxTrafficController
     from canary_harness.traffic.render import render_main, render_upstream
@@ -237,8 +237,8 @@ def check_nginx(template_dir: Path, root: Path, stack: StackSettings, nginx_bin:
     missing = [show_path(path, root) for path in (main_path, upstream_path) if not path.is_file()]
     if missing:
         return [
-            CheckResult("nginx templates", Status.FAIL, f"missing: {', '.join(missing)}"),
-            CheckResult("nginx -t", Status.FAIL, "not run: templates missing"),
+            ChecklistItem("nginx templates", Status.FAIL, f"missing: {', '.join(missing)}"),
+            ChecklistItem("nginx -t", Status.FAIL, "not run: templates missing"),
         ]
     try:
         render_main(
@@ -259,18 +259,18 @@ def check_nginx(template_dir: Path, root: Path, stack: StackSettings, nginx_bin:
             )
     except TrafficError as exc:
         return [
-            CheckResult("nginx templates", Status.FAIL, str(exc)),
-            CheckResult("nginx -t", Status.FAIL, "not run: the templates do not render"),
+            ChecklistItem("nginx templates", Status.FAIL, str(exc)),
+            ChecklistItem("nginx -t", Status.FAIL, "not run: the templates do not render"),
         ]
     weights = "/".join(str(weight) for weight in RENDER_WEIGHTS)
-    rendered = CheckResult(
+    rendered = ChecklistItem(
         "nginx templates", Status.PASS,
         f"{show_path(main_path, root)} and {show_path(upstream_path, root)} render at canary {weights} %",
     )  # fmt: skip
     binary = _find_nginx(nginx_bin)
     if binary is None:
         reason = f"skipped: nginx binary {nginx_bin or 'nginx'!r} not found (apt-get install -y nginx)"
-        return [rendered, CheckResult("nginx -t", Status.WARN, reason)]
+        return [rendered, ChecklistItem("nginx -t", Status.WARN, reason)]
     with tempfile.TemporaryDirectory(prefix="canary-precheck-") as scratch:
         controller = NginxTrafficController(
             Path(scratch) / "nginx", listen_port=stack.nginx_port, production=production, canary=canary,
@@ -280,23 +280,23 @@ def check_nginx(template_dir: Path, root: Path, stack: StackSettings, nginx_bin:
             # Lays out a private prefix, renders nginx.conf and the upstream, runs nginx -t on them.
             controller.prepare(canary_weight=RENDER_WEIGHTS[2])
         except TrafficError as exc:
-            return [rendered, CheckResult("nginx -t", Status.FAIL, str(exc).replace(scratch, "<tmp>"))]
-    return [rendered, CheckResult("nginx -t", Status.PASS, f"{binary} accepts the rendered configuration")]
+            return [rendered, ChecklistItem("nginx -t", Status.FAIL, str(exc).replace(scratch, "<tmp>"))]
+    return [rendered, ChecklistItem("nginx -t", Status.PASS, f"{binary} accepts the rendered configuration")]
 
 
-def check_runbook(manifest: ReleaseManifest | None, root: Path) -> CheckResult:
+def check_runbook(manifest: ReleaseManifest | None, root: Path) -> ChecklistItem:
     """The operator runbook the manifest names (default docs/runbook.md) exists and is not empty."""
     relative = manifest.runbook if manifest is not None else DEFAULT_RUNBOOK
     try:
         path = inside(root, relative, "runbook")
     except ConfigError as exc:
-        return CheckResult("runbook", Status.FAIL, str(exc))
+        return ChecklistItem("runbook", Status.FAIL, str(exc))
     if not path.is_file():
-        return CheckResult("runbook", Status.FAIL, f"not found: {relative}")
+        return ChecklistItem("runbook", Status.FAIL, f"not found: {relative}")
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     if not any(line.strip() for line in lines):
-        return CheckResult("runbook", Status.FAIL, f"{relative} is empty")
-    return CheckResult("runbook", Status.PASS, f"{relative} ({len(lines)} lines)")
+        return ChecklistItem("runbook", Status.FAIL, f"{relative} is empty")
+    return ChecklistItem("runbook", Status.PASS, f"{relative} ({len(lines)} lines)")
 
 
 def run_precheck(
@@ -318,12 +318,12 @@ def run_precheck(
     environ = os.environ if environ is None else environ
     root = Path(root)
     releases = Path(releases_dir) if releases_dir is not None else root / "releases"
-    results: list[CheckResult] = [check_version(version)]
+    results: list[ChecklistItem] = [check_version(version)]
     release, manifest = check_release(version, root, releases)
     results.append(release)
     results.extend(check_artifacts(manifest, root))
     results.extend(check_secrets(manifest, environ))
-    config_results, document = check_config(config_file, root, environ)
+    config_results, document = check_canary_toml(config_file, root, environ)
     results.extend(config_results)
     section = (document or {}).get("stack", {})
     try:

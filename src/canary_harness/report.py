@@ -7,15 +7,12 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from canary_harness.judge.verdict import CheckResult, StageVerdict, outcome_summary
+from canary_harness.judge.eprocess_engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, outcome_summary
 from canary_harness.stages import stage_label
 
-_SHORT = {
-    "error_rate": "5xx",
-    "schema_failures": "schema",
-    "rl_loss": "loss",
-    "traffic_split": "split",
-}
+_SHORT = {ERROR_RATE: "5xx", SCHEMA: "schema", RL_LOSS: "loss", SPLIT: "split"}
+_LATENCY_PREFIX = latency_check("")[:-1]  # "p95_latency[": the part before the mode
 
 
 def is_interactive(stream: TextIO) -> bool:
@@ -23,18 +20,18 @@ def is_interactive(stream: TextIO) -> bool:
     return stream.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
 
 
-def _figure(check: CheckResult) -> str:
+def _figure(check: CheckVerdict) -> str:
     if check.measured is None:
         value = "n/a"
     elif check.unit == "s":
         value = f"{check.measured:.2f}s"
-    elif check.name in ("error_rate", "traffic_split"):
+    elif check.name in (ERROR_RATE, SPLIT):
         value = f"{check.measured * 100:.2f}%"
-    elif check.unit == "ratio" or check.name == "rl_loss":
+    elif check.unit == "ratio" or check.name == RL_LOSS:
         value = f"x{check.measured:.2f}"
     else:
         value = f"{check.measured:g}"
-    name = _SHORT.get(check.name, check.name.replace("p95_latency[", "p95 ").rstrip("]"))
+    name = _SHORT.get(check.name, check.name.replace(_LATENCY_PREFIX, "p95 ").rstrip("]"))
     return f"{name} {value} {check.state.value[0]}"
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from canary_harness.load import LoadRun, LoadSettings, LoadStats
-from canary_harness.load.locust_engine import free_port, locust_available
+from canary_harness.loadgen import LoadRun, LoadSettings, LoadStats
+from canary_harness.loadgen.locust_engine import free_port, locust_available
 from canary_harness.waiting import wait_until
 
 pytestmark = [

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from canary_harness.deploy.protocol import ServiceHandle
-from canary_harness.load import LoadRun, LoadSettings
+from canary_harness.loadgen import LoadRun, LoadSettings
 from canary_harness.pytest_plugin.record import StageRecord
 from tests.integration.stackfixtures import CANARY_VERSION, PRODUCTION_VERSION, ServiceFactory, free_port
 

@@ -1,4 +1,4 @@
-"""One compliance suite for every load Engine (``canary_harness.load.run.Engine``): builtin threads and locust.
+"""One compliance suite for every load engine (``canary_harness.loadgen.run.LoadEngine``): builtin threads and locust.
 
 Each engine sends the ``light`` profile (``/health`` and ``/metrics``) to a fake service (``FakeBackend``,
 canary_harness.testing), which counts what it really served; the engine's stats are checked against that
@@ -16,10 +16,10 @@ import pytest
 
 from canary_harness.deploy import pids
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
-from canary_harness.load.builtin import BuiltinEngine
-from canary_harness.load.locust_engine import LocustEngine, locust_available
-from canary_harness.load.run import Engine
-from canary_harness.load.settings import LoadSettings
+from canary_harness.loadgen.builtin import BuiltinEngine
+from canary_harness.loadgen.locust_engine import LocustEngine, locust_available
+from canary_harness.loadgen.run import LoadEngine
+from canary_harness.loadgen.settings import LoadSettings
 from canary_harness.testing import FakeBackend, FakeService, fake_service
 from canary_harness.waiting import wait_until
 from tests.integration.stackfixtures import free_port
@@ -34,7 +34,7 @@ class EngineKind:
     """How to build one engine against a base URL."""
 
     name: str
-    make: Callable[[str, float, LoadSettings, Path], Engine]
+    make: Callable[[str, float, LoadSettings, Path], LoadEngine]
     available: Callable[[], bool] = lambda: True
 
 
@@ -55,7 +55,7 @@ def service(tmp_path: Path) -> Iterator[FakeService]:
 
 
 @pytest.fixture(params=KINDS, ids=[kind.name for kind in KINDS])
-def engine(request: pytest.FixtureRequest, service: FakeService, tmp_path: Path) -> Iterator[Engine]:
+def engine(request: pytest.FixtureRequest, service: FakeService, tmp_path: Path) -> Iterator[LoadEngine]:
     """An engine of each kind, not started; stopped (and its processes reaped) at teardown."""
     kind: EngineKind = request.param
     if not kind.available():
@@ -72,7 +72,7 @@ def served(service: FakeService) -> int:
     return service.served("/health") + service.served("/metrics")
 
 
-def test_start_returns_at_once_and_load_arrives(engine: Engine, service: FakeService) -> None:
+def test_start_returns_at_once_and_load_arrives(engine: LoadEngine, service: FakeService) -> None:
     started = time.monotonic()
     engine.start()
     assert time.monotonic() - started < 5.0, "start must not wait for the run"
@@ -80,7 +80,7 @@ def test_start_returns_at_once_and_load_arrives(engine: Engine, service: FakeSer
     assert engine.running()
 
 
-def test_stop_returns_stats_that_match_what_was_served(engine: Engine, service: FakeService) -> None:
+def test_stop_returns_stats_that_match_what_was_served(engine: LoadEngine, service: FakeService) -> None:
     engine.start()
     wait_until(lambda: served(service) >= 20, 30.0, 0.1, "20 requests at the fake service")
     stats = engine.stop(30.0)
@@ -91,7 +91,7 @@ def test_stop_returns_stats_that_match_what_was_served(engine: Engine, service: 
     assert dict(stats.by_version) == {"v0.2.0": stats.requests}
 
 
-def test_stop_leaves_nothing_running(engine: Engine) -> None:
+def test_stop_leaves_nothing_running(engine: LoadEngine) -> None:
     engine.start()
     wait_until(engine.running, 30.0, 0.1, "the engine to run")
     started = engine.pids()

@@ -27,7 +27,7 @@ from canary_harness.errors import MetricsError, NoDataError
 from canary_harness.judge import JudgeSettings, make_judge
 from canary_harness.metrics.histogram import histogram_quantile
 from canary_harness.metrics.prometheus import PrometheusSource
-from canary_harness.metrics.prometheus_server import LocalPrometheus, check_config
+from canary_harness.metrics.prometheus_server import LocalPrometheus, promtool_check_config
 from canary_harness.metrics.promql import DEFAULT_QUERIES, FIGURE_QUERIES
 from canary_harness.metrics.scrape import ScrapeSource
 from canary_harness.metrics.types import Buckets, MetricsSnapshot
@@ -288,12 +288,12 @@ def test_every_dashboard_query_runs_on_prometheus(stage: Stage) -> None:
 
 # --------------------------------------------------------------------------- the local server
 def test_compose_config_passes_promtool(tmp_path: Path) -> None:
-    output = check_config(ROOT / "compose" / "prometheus.yml")  # None would mean promtool is missing
+    output = promtool_check_config(ROOT / "compose" / "prometheus.yml")  # None would mean promtool is missing
     assert output is not None and "SUCCESS" in output
     broken = tmp_path / "broken.yml"
     broken.write_text("global:\n  scrape_interval: 1s\n  scrape_timeout: 5s\n")
     with pytest.raises(MetricsError, match="promtool rejected"):
-        check_config(broken)
+        promtool_check_config(broken)
 
 
 def test_down_target_is_no_data_and_stopped_prometheus_is_a_metrics_error(

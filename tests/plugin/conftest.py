@@ -19,13 +19,28 @@ from canary_harness.stack import LocalStack
 from canary_harness.stack_state import load_state
 from tests.integration.stackfixtures import free_ports
 
-try:
-    # pytester's in-process sessions drop every module first imported inside them, and the hypothesis plugin
-    # imports hypothesis in each session's terminal summary: ~1 s per inner session (assertion rewriting
-    # included), a third of these tests' time. Imported once here, it stays.
-    import hypothesis.internal.observability  # noqa: F401
-except ImportError:  # the plugin is not installed: nothing to pre-import
-    pass
+
+@pytest.fixture(autouse=True)
+def no_gc_rounds_when_an_inner_config_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An inner config from ``pytester.parseconfig(ure)`` ends without pytest's five full garbage collections.
+
+    pytest's unraisable-exception plugin collects garbage five times when a config is cleaned up; in the
+    outer session's large heap that is 0.3-0.5 s a round, 1.5-2.5 s a test (all of it "teardown").
+    ``pytester.runpytest`` already sets the rounds to 0 for its inner sessions through the same stash key;
+    ``parseconfig`` does not, so it is set here. Without the private key (another pytest), nothing changes.
+    """
+    try:
+        from _pytest.unraisableexception import gc_collect_iterations_key
+    except ImportError:
+        return
+    parseconfig = pytest.Pytester.parseconfig
+
+    def parseconfig_without_gc_rounds(self: pytest.Pytester, *args: str | os.PathLike[str]) -> pytest.Config:
+        config = parseconfig(self, *args)
+        config.stash[gc_collect_iterations_key] = 0
+        return config
+
+    monkeypatch.setattr(pytest.Pytester, "parseconfig", parseconfig_without_gc_rounds)
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY
+from tests.plugin.inner import INNER_ARGS
 
 pytest_plugins = ("pytester",)
-
-NO_LOCUST = ("-p", "no:locust")
 
 
 @pytest.mark.parametrize(
@@ -42,7 +41,7 @@ def test_backend_precedence(
         pytester.makeini(f"[pytest]\ncanary_backend = {ini}\n")
     if toml:
         (pytester.path / "canary.toml").write_text(f'[stack]\nbackend = "{toml}"\n')
-    options = pytester.parseconfigure(*NO_LOCUST, *args).stash[OPTIONS_KEY]
+    options = pytester.parseconfigure(*INNER_ARGS, *args).stash[OPTIONS_KEY]
     assert (options.backend, options.stack.backend) == (expected, expected)
 
 
@@ -71,7 +70,7 @@ def test_bad_backend_is_a_usage_error(
     if toml:
         (pytester.path / "canary.toml").write_text(toml)
     result = pytester.runpytest(
-        *NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "5", f"--canary-run-dir={run_dir}", *args
+        *INNER_ARGS, "--canary-version", "v0.2.0", "--stage", "5", f"--canary-run-dir={run_dir}", *args
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     line = next((text for text in result.stderr.lines if "'k8s'" in text), "")
@@ -80,7 +79,7 @@ def test_bad_backend_is_a_usage_error(
 
 
 def test_testcontainers_needs_no_stage(pytester: pytest.Pytester) -> None:
-    options = pytester.parseconfigure(*NO_LOCUST, "--canary-version", "v0.2.0", "--backend", "testcontainers").stash[
+    options = pytester.parseconfigure(*INNER_ARGS, "--canary-version", "v0.2.0", "--backend", "testcontainers").stash[
         OPTIONS_KEY
     ]
     assert options.backend == "testcontainers"

@@ -18,10 +18,10 @@ import pytest
 from canary_harness import journal
 from canary_harness.testing import fake_service, memory_router
 from tests.integration.stackfixtures import free_port
+from tests.plugin.inner import INNER_ARGS
 
 pytest_plugins = ("pytester",)
 
-NO_LOCUST = ("-p", "no:locust")
 STAGE = 50  # both fake arms grow at the same synthetic rate: a 50 % split is what the split check expects
 
 RELEASE_CHECKS = """
@@ -67,7 +67,7 @@ class Lifecycle:
     def run(self, *extra: str) -> pytest.RunResult:
         """One stage of v0.2.0 with a 1 s window, no load (the fake services' counters grow by themselves)."""
         return self.pytester.runpytest(
-            *NO_LOCUST,
+            *INNER_ARGS,
             "-p",
             "no:cacheprovider",
             "--canary-version",

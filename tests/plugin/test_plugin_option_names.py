@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY
+from tests.plugin.inner import INNER_ARGS
 
 pytest_plugins = ("pytester",)
 
-NO_LOCUST = ("-p", "no:locust")
 
 # The same stage, once with the new names, once with the old ones.
 NEW = [
@@ -32,7 +32,7 @@ OLD = [
 
 
 def resolved(pytester: pytest.Pytester, run_dir: Path, args: list[str]) -> dict[str, object]:
-    config = pytester.parseconfigure(*NO_LOCUST, "--canary-version", "v0.2.0", f"--canary-run-dir={run_dir}", *args)
+    config = pytester.parseconfigure(*INNER_ARGS, "--canary-version", "v0.2.0", f"--canary-run-dir={run_dir}", *args)
     return dataclasses.asdict(config.stash[OPTIONS_KEY])
 
 
@@ -44,7 +44,7 @@ def test_old_names_resolve_to_the_same_options_as_the_new_ones(pytester: pytest.
 
 
 def test_help_shows_the_new_names_with_the_old_ones(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest(*NO_LOCUST, "--help")
+    result = pytester.runpytest(*INNER_ARGS, "--help")
     for new, old in [
         ("--canary-stage", "--stage"),
         ("--canary-judge", "--judge"),
@@ -58,7 +58,7 @@ def test_a_bad_value_names_the_flag_as_given(pytester: pytest.Pytester, run_dir:
     pytester.makepyfile("def test_trivial():\n    assert True\n")
     for flag in ("--judge", "--canary-judge"):
         result = pytester.runpytest(
-            *NO_LOCUST, "--canary-version", "v0.2.0", f"--canary-run-dir={run_dir}", "--canary-stage", "5", flag, "x"
+            *INNER_ARGS, "--canary-version", "v0.2.0", f"--canary-run-dir={run_dir}", "--canary-stage", "5", flag, "x"
         )
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([f"*value 'x' (from {flag}): must be one of sequential, fixed*"])

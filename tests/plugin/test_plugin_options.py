@@ -10,11 +10,10 @@ import pytest
 
 from canary_harness.deploy.pids import children_of
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY
+from tests.plugin.inner import INNER_ARGS
 
 pytest_plugins = ("pytester",)
 
-# The locust plugin imports locust, which patches the standard library: never load it in-process.
-NO_LOCUST = ("-p", "no:locust")
 
 TRIVIAL_TEST = "def test_trivial():\n    assert True\n"
 
@@ -27,7 +26,7 @@ def own_children() -> set[int]:
 def test_inert_without_a_canary_version(pytester: pytest.Pytester, run_dir: Path) -> None:
     pytester.makepyfile(TRIVIAL_TEST)
     before = own_children()
-    result = pytester.runpytest(*NO_LOCUST, f"--canary-run-dir={run_dir}", "--stage", "5")
+    result = pytester.runpytest(*INNER_ARGS, f"--canary-run-dir={run_dir}", "--stage", "5")
     result.assert_outcomes(passed=1)
     assert result.ret == pytest.ExitCode.OK
     assert not run_dir.exists(), "an inert plugin created the run directory"
@@ -39,7 +38,7 @@ def test_inert_without_a_canary_version(pytester: pytest.Pytester, run_dir: Path
 def test_inert_under_xdist(pytester: pytest.Pytester, run_dir: Path) -> None:
     """The harness's own suite runs with ``pytest -n``: an inert plugin must not break worker set-up."""
     pytester.makepyfile(TRIVIAL_TEST + "\n\ndef test_other():\n    assert True\n")
-    result = pytester.runpytest_subprocess(*NO_LOCUST, "-n", "2", f"--canary-run-dir={run_dir}")
+    result = pytester.runpytest_subprocess(*INNER_ARGS, "-n", "2", f"--canary-run-dir={run_dir}")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
     result.assert_outcomes(passed=2)
     assert not run_dir.exists()
@@ -137,7 +136,7 @@ def test_bad_value_is_a_usage_error_naming_value_and_source(
     for name, raw in env.items():
         monkeypatch.setenv(name, raw)
     before = own_children()
-    result = pytester.runpytest(*NO_LOCUST, "--canary-version", "v0.2.0", f"--canary-run-dir={run_dir}", *args)
+    result = pytester.runpytest(*INNER_ARGS, "--canary-version", "v0.2.0", f"--canary-run-dir={run_dir}", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
     message = "\n".join(line for line in result.stderr.lines if value in line)
     assert message, f"no error line names {value}:\n{result.stderr.str()}"
@@ -148,7 +147,7 @@ def test_bad_value_is_a_usage_error_naming_value_and_source(
 
 def test_stage_is_required_with_a_version(pytester: pytest.Pytester, run_dir: Path) -> None:
     pytester.makepyfile(TRIVIAL_TEST)
-    result = pytester.runpytest(*NO_LOCUST, "--canary-version", "v0.2.0", f"--canary-run-dir={run_dir}")
+    result = pytester.runpytest(*INNER_ARGS, "--canary-version", "v0.2.0", f"--canary-run-dir={run_dir}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--canary-stage is required with --canary-version*"])
     assert not run_dir.exists()
@@ -187,7 +186,7 @@ def test_precedence_cli_env_ini_toml_default(
     if "toml" in present:
         (pytester.path / "canary.toml").write_text(f"[stage]\nobservation_period = {LEVELS['toml']}\n")
     # parseconfigure resolves the options (pytest_configure) without running a session.
-    config = pytester.parseconfigure(*NO_LOCUST, *args)
+    config = pytester.parseconfigure(*INNER_ARGS, *args)
     options = config.stash[OPTIONS_KEY]
     assert options.observation_period == expected
     assert (options.canary_version, options.stage) == ("v0.2.0", 5)
@@ -195,17 +194,17 @@ def test_precedence_cli_env_ini_toml_default(
 
 def test_canary_env_pairs_from_flag_and_environment(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     config = pytester.parseconfigure(
-        *NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "25", "--canary-env", "A=1", "--canary-env", "B=x=y"
+        *INNER_ARGS, "--canary-version", "v0.2.0", "--stage", "25", "--canary-env", "A=1", "--canary-env", "B=x=y"
     )
     assert dict(config.stash[OPTIONS_KEY].canary_env) == {"A": "1", "B": "x=y"}
     assert dict(config.stash[OPTIONS_KEY].stack.canary_env) == {"A": "1", "B": "x=y"}
     monkeypatch.setenv("CANARY_ENV", "C=3 D=4")
-    config = pytester.parseconfigure(*NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "25")
+    config = pytester.parseconfigure(*INNER_ARGS, "--canary-version", "v0.2.0", "--stage", "25")
     assert dict(config.stash[OPTIONS_KEY].canary_env) == {"C": "3", "D": "4"}
 
 
 def test_ports_come_from_the_environment(pytester: pytest.Pytester) -> None:
-    config = pytester.parseconfigure(*NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "5")
+    config = pytester.parseconfigure(*INNER_ARGS, "--canary-version", "v0.2.0", "--stage", "5")
     stack = config.stash[OPTIONS_KEY].stack
     ports = (stack.nginx_port, stack.production_port, stack.canary_port)
     expected = tuple(
@@ -215,7 +214,7 @@ def test_ports_come_from_the_environment(pytester: pytest.Pytester) -> None:
 
 
 def test_help_shows_the_canary_group_with_ini_and_env_twins(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest(*NO_LOCUST, "--help")
+    result = pytester.runpytest(*INNER_ARGS, "--help")
     assert result.ret == pytest.ExitCode.OK
     text = result.stdout.str()
     assert "canary release verification:" in text
@@ -236,5 +235,5 @@ def test_help_shows_the_canary_group_with_ini_and_env_twins(pytester: pytest.Pyt
 @pytest.mark.parametrize(("raw", "expected"), [("true", True), ("yes", True), ("0", False), ("off", False)])
 def test_flag_ini_twin_takes_true_and_false(pytester: pytest.Pytester, raw: str, expected: bool) -> None:
     pytester.makeini(f"[pytest]\ncanary_dry_run = {raw}\n")
-    config = pytester.parseconfigure(*NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "5")
+    config = pytester.parseconfigure(*INNER_ARGS, "--canary-version", "v0.2.0", "--stage", "5")
     assert config.stash[OPTIONS_KEY].dry_run is expected

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from canary_harness.deploy.pids import children_of
+from tests.plugin.inner import INNER_ARGS
 
 pytest_plugins = ("pytester",)
 
-NO_LOCUST = ("-p", "no:locust")
 CANARY = "http://127.0.0.1:18001"
 PRODUCTION = "http://127.0.0.1:18000"
 
@@ -40,7 +40,7 @@ def test_impossible_combination_is_a_usage_error(
     if toml:
         (pytester.path / "canary.toml").write_text(toml)
     before = set(children_of(os.getpid()))
-    result = pytester.runpytest(*NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "5",
+    result = pytester.runpytest(*INNER_ARGS, "--canary-version", "v0.2.0", "--stage", "5",
                                 f"--canary-run-dir={run_dir}", *args)  # fmt: skip
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
     lines = [line for line in result.stderr.lines if expected in line]

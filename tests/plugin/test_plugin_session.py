@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ("pytester",)
+from tests.plugin.inner import INNER_ARGS
 
-NO_LOCUST = ("-p", "no:locust")
+pytest_plugins = ("pytester",)
 
 
 def test_collect_only_runs_no_stage_and_records_nothing(pytester: pytest.Pytester, run_dir: Path) -> None:
     """--collect-only lists the checks: no stage runs, so no verdict may reach the journal."""
     test_file = pytester.makepyfile("def test_trivial():\n    assert True\n")
     result = pytester.runpytest(
-        *NO_LOCUST,
+        *INNER_ARGS,
         "--canary-version",
         "v0.2.0",
         "--stage",
@@ -36,7 +36,7 @@ def test_collect_only_runs_no_stage_and_records_nothing(pytester: pytest.Pyteste
 def test_usage_error_after_configure_records_nothing(pytester: pytest.Pytester, run_dir: Path) -> None:
     """A path that does not exist stops pytest before any stage: no journal entry, no run directory."""
     result = pytester.runpytest(
-        *NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "5", f"--canary-run-dir={run_dir}", "no_such_dir"
+        *INNER_ARGS, "--canary-version", "v0.2.0", "--stage", "5", f"--canary-run-dir={run_dir}", "no_such_dir"
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*no_such_dir*"])
@@ -50,7 +50,7 @@ def test_release_checks_are_collected_by_default(pytester: pytest.Pytester, run_
     pytester.makepyfile(test_elsewhere="def test_not_a_release_check():\n    pass\n")
     pytester.makeini("[pytest]\n")
     result = pytester.runpytest(
-        *NO_LOCUST, "--canary-version", "v0.2.0", "--stage", "5", f"--canary-run-dir={run_dir}", "--collect-only", "-q"
+        *INNER_ARGS, "--canary-version", "v0.2.0", "--stage", "5", f"--canary-run-dir={run_dir}", "--collect-only", "-q"
     )
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["canary_tests/test_gate.py::test_gate"])

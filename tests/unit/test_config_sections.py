@@ -13,7 +13,7 @@ from canary_harness.cli import main
 from canary_harness.config_sections import ARRAY_READERS, SECTION_READERS, validate_section
 from canary_harness.configuration.table import SETTINGS
 from canary_harness.errors import ConfigError
-from canary_harness.precheck import CheckResult, Status, run_precheck
+from canary_harness.precheck import ChecklistItem, Status, run_precheck
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src" / "canary_harness"
@@ -114,7 +114,7 @@ def test_precheck_accepts_every_section_a_stage_reads(tmp_path: Path) -> None:
         "[[smoke]]\npath = '/health'\n"
     )
     report = run_precheck("v0.2.0", root=root, environ={}, nginx_bin="/nonexistent/nginx")
-    rows: dict[str, CheckResult] = {row.name: row for row in report.results if row.name.startswith("config [")}
+    rows: dict[str, ChecklistItem] = {row.name: row for row in report.results if row.name.startswith("config [")}
     assert set(rows) == {f"config [{name}]" for name in SECTION_READERS} | {
         f"config [[{name}]]" for name in ARRAY_READERS
     }

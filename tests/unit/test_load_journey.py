@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from canary_harness.load.journey import (
+from canary_harness.loadgen.journey import (
     JOURNEY_HEADER,
     NUM_OPTIONS,
     Journey,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from canary_harness.load.pacing import RateLimiter, RequestBudget, split_count
+from canary_harness.loadgen.pacing import RateLimiter, RequestBudget, split_count
 
 
 class FakeClock:

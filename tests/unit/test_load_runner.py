@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from canary_harness.errors import ConfigError, LoadError
-from canary_harness.load import LoadRun, LoadSettings, resolve_engine
-from canary_harness.load.locust_engine import LOCUSTFILE, find_locustfile_dir, locust_argv, worker_argv
+from canary_harness.loadgen import LoadRun, LoadSettings, resolve_engine
+from canary_harness.loadgen.locust_engine import LOCUSTFILE, find_locustfile_dir, locust_argv, worker_argv
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from canary_harness.errors import ConfigError
-from canary_harness.load import DEFAULT_MIX, LoadSettings, format_mix, parse_mix
+from canary_harness.loadgen import DEFAULT_MIX, LoadSettings, format_mix, parse_mix
 
 
 def test_parse_mix_normalises_percentages_in_mode_order() -> None:

@@ -7,7 +7,7 @@ import pytest
 from canary_harness.errors import ConfigError
 from canary_harness.judge.planner import plan_stage, rate_to_decide
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.load.sizing import (
+from canary_harness.loadgen.sizing import (
     SUSTAINED_RPS_PER_CORE,
     AutoLoad,
     load_bound,

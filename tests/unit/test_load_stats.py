@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from canary_harness.errors import LoadError
-from canary_harness.load import LoadStats
-from canary_harness.load.stats import build_stats
-from canary_harness.load.tally import MAX_ERROR_KINDS, OTHER_ERRORS, Histogram, Tally, percentile_ms, round_ms
+from canary_harness.loadgen import LoadStats
+from canary_harness.loadgen.stats import build_stats
+from canary_harness.loadgen.tally import MAX_ERROR_KINDS, OTHER_ERRORS, Histogram, Tally, percentile_ms, round_ms
 
 
 @pytest.mark.parametrize(("ms", "rounded"), [(42.4, 42), (99.6, 100), (147, 150), (3432, 3400), (58760, 59000)])

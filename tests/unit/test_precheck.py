@@ -15,7 +15,7 @@ import pytest
 
 from canary_harness.cli import main
 from canary_harness.errors import ConfigError
-from canary_harness.precheck import CheckResult, PrecheckReport, Status, run_precheck
+from canary_harness.precheck import ChecklistItem, PrecheckReport, Status, run_precheck
 from canary_harness.release_manifest import is_semver, load_manifest, record_release
 from canary_harness.traffic.nginx_process import find_nginx
 
@@ -33,7 +33,7 @@ def _has_nginx() -> bool:
     return True
 
 
-def by_name(report: PrecheckReport) -> dict[str, CheckResult]:
+def by_name(report: PrecheckReport) -> dict[str, ChecklistItem]:
     """The results keyed by check name (each name appears once in these tests)."""
     results = {result.name: result for result in report.results}
     assert len(results) == len(report.results), [result.name for result in report.results]
@@ -183,7 +183,7 @@ def test_missing_required_secret_fails(repo: Path) -> None:
     blank = precheck(repo, environ={"FRAGRANCE_DEPLOY_TOKEN": "   "})
     assert by_name(blank)["secret FRAGRANCE_DEPLOY_TOKEN"].status is Status.FAIL
     present = precheck(repo, environ={"FRAGRANCE_DEPLOY_TOKEN": "t0k3n"})
-    assert by_name(present)["secret FRAGRANCE_DEPLOY_TOKEN"] == CheckResult(
+    assert by_name(present)["secret FRAGRANCE_DEPLOY_TOKEN"] == ChecklistItem(
         "secret FRAGRANCE_DEPLOY_TOKEN", Status.PASS, "set"
     )
 
@@ -241,7 +241,7 @@ def test_explicit_config_file_that_does_not_exist_fails(repo: Path) -> None:
 def test_missing_runbook_fails(repo: Path) -> None:
     (repo / "docs" / "runbook.md").unlink()
     result = by_name(precheck(repo))["runbook"]
-    assert result == CheckResult("runbook", Status.FAIL, "not found: docs/runbook.md")
+    assert result == ChecklistItem("runbook", Status.FAIL, "not found: docs/runbook.md")
 
 
 def test_empty_runbook_fails(repo: Path) -> None:

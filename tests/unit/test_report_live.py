@@ -6,13 +6,13 @@ import io
 
 from rich.console import Console
 
-from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
 from canary_harness.reporting.live import LiveObservation, check_table
 
 
 def _verdict(elapsed: float, state: State = State.RUNNING, decided: bool = False) -> StageVerdict:
     checks = (
-        CheckResult(
+        CheckVerdict(
             "error_rate",
             State.PASS,
             "5xx",
@@ -22,7 +22,7 @@ def _verdict(elapsed: float, state: State = State.RUNNING, decided: bool = False
             "ratio",
             {"e_fail_slo": 0.00146, "e_pass_slo": 450.0, "e_max_pass_slo": 450.0},
         ),
-        CheckResult(
+        CheckVerdict(
             "p95_latency[fast]",
             State.RUNNING,
             "p95",

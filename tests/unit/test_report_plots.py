@@ -11,7 +11,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
 from canary_harness.metrics.types import MetricsSnapshot
 from canary_harness.reporting import plots
 from canary_harness.reporting.trace import MAX_ROWS, DecisionTrace, rates, running_rate
@@ -82,7 +82,7 @@ def test_trace_csv_has_one_row_per_tick_and_every_e_value() -> None:
 
 
 def _verdict(elapsed: float, e_fail: float) -> StageVerdict:
-    check = CheckResult(
+    check = CheckVerdict(
         "error_rate",
         State.RUNNING,
         "5xx",

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from canary_harness.errors import BackendError, ConfigError
-from canary_harness.precheck import check_config
+from canary_harness.precheck import check_canary_toml
 from canary_harness.smoke import default_journey, journey_from, parse_journey, require_smoke, run_smoke
 
 JOURNEY = """
@@ -144,11 +144,11 @@ def test_precheck_validates_the_smoke_steps(tmp_path: Path) -> None:
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
     good.write_text(JOURNEY)
     bad.write_text('[[smoke]]\npath = "nope"\n')
-    [_, step_check] = check_config(good, tmp_path, {})[0]
+    [_, step_check] = check_canary_toml(good, tmp_path, {})[0]
     assert (step_check.name, step_check.status.name, step_check.reason) == (
         "config [[smoke]]",
         "PASS",
         "valid, 2 steps",
     )
-    [_, failed] = check_config(bad, tmp_path, {})[0]
+    [_, failed] = check_canary_toml(bad, tmp_path, {})[0]
     assert failed.status.name == "FAIL" and "path 'nope'" in failed.reason

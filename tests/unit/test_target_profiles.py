@@ -17,8 +17,8 @@ from canary_harness.deploy.process import ProcessBackend
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError, ConfigError
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.load.request_mix import RequestMix, parse_requests, requests_from_json, requests_to_json
-from canary_harness.load.settings import LoadSettings
+from canary_harness.loadgen.request_mix import RequestMix, parse_requests, requests_from_json, requests_to_json
+from canary_harness.loadgen.settings import LoadSettings
 from canary_harness.metrics.source_settings import MetricsSettings
 from canary_harness.smoke import default_journey, journey_from
 from canary_harness.target import TargetSettings, load_config, profile_path, with_profile

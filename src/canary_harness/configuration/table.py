@@ -183,11 +183,6 @@ SETTINGS: tuple[Setting, ...] = (
 SETTING: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}
 
 
-def settings_of_section(section: str) -> tuple[Setting, ...]:
-    """The settings read from canary.toml ``[section]``."""
-    return tuple(s for s in SETTINGS if any(key.partition(".")[0] == section for key in s.toml))
-
-
 def keys_of_section(section: str) -> tuple[str, ...]:
     """The keys of canary.toml ``[section]`` the table knows, in table order."""
     return tuple(key.partition(".")[2] for s in SETTINGS for key in s.toml if key.partition(".")[0] == section)

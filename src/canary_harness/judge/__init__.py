@@ -8,13 +8,14 @@ are explained in the repository's docs/judge.md.
 from __future__ import annotations
 
 from canary_harness.errors import ConfigError
+from canary_harness.judge.eprocess_engine import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.fixed import FixedJudge
-from canary_harness.judge.plan_model import StagePlan, TestPlan
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.protocol import Judge
 from canary_harness.judge.sequential import SequentialJudge
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+from canary_harness.judge.stage_plan import StagePlan, TestPlan
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
 
 JUDGE_KINDS = ("sequential", "fixed")
 DEFAULT_JUDGE = "sequential"
@@ -31,7 +32,12 @@ def make_judge(kind: str, settings: JudgeSettings, shadow_share: float = 0.0) ->
 
 
 __all__ = [
-    "CheckResult",
+    "CheckVerdict",
+    "ERROR_RATE",
+    "RL_LOSS",
+    "SCHEMA",
+    "SPLIT",
+    "COVERAGE",
     "DEFAULT_JUDGE",
     "FixedJudge",
     "JUDGE_KINDS",
@@ -43,6 +49,7 @@ __all__ = [
     "State",
     "TestPlan",
     "format_plan",
+    "latency_check",
     "make_judge",
     "plan_stage",
 ]

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from canary_harness.judge.engine import Decision, Engine
 from canary_harness.judge.eprocess import BernoulliMixture
-from canary_harness.judge.feed import SnapshotFeed
+from canary_harness.judge.eprocess_engine import Decision, EProcessEngine
 from canary_harness.judge.power import sample_sizes
+from canary_harness.judge.snapshot_ticks import SnapshotFeed
 from canary_harness.judge.verdict import EvidenceValue, State
 
 _MAX_LOG_E = 700.0  # keeps exp() finite for display
@@ -46,7 +46,7 @@ def n90(test: BernoulliMixture, rate: float, budget: float) -> int | None:
 class CheckContext:
     """The engine, feed and decision of one moment, as the check messages read them."""
 
-    engine: Engine
+    engine: EProcessEngine
     feed: SnapshotFeed
     decision: Decision
     final: bool

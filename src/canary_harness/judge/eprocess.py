@@ -246,7 +246,7 @@ class ExcessTest:
     ≤ 1 (exp(θ·clip(·)) is increasing, so a lower centre or a smaller spread only lowers it), so
     the mixture over θ_j is a test supermartingale and Ville's inequality holds. The cap bounds
     what one outlier block can add (θ·cap − log M(θ)), which is the robustness the sign test has
-    by construction; the engine averages this e-process with the sign test (see Engine).
+    by construction; the engine averages this e-process with the sign test (see EProcessEngine).
 
     Only the sum of ζ and the number of blocks enter: log E_j = θ_j·Σζ − n·log M(θ_j).
     """

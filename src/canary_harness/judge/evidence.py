@@ -1,4 +1,4 @@
-"""CheckResults of the sequential judge: running figures, e-values and one-line messages.
+"""The CheckVerdicts of the sequential judge: running figures, e-values and one-line messages.
 
 Every message names the metric, the measured value, the threshold and the sample size; a decided
 check adds the e-value and the bound it crossed. An INCONCLUSIVE check says how many samples it
@@ -19,24 +19,33 @@ from canary_harness.judge.check_context import (
     warming,
     would_decide,
 )
-from canary_harness.judge.engine import ERROR_RATE, RL_LOSS, SCHEMA, Decision, Engine, latency_check
 from canary_harness.judge.eprocess import beta_confidence_interval
-from canary_harness.judge.feed import SnapshotFeed
-from canary_harness.judge.model import (
+from canary_harness.judge.eprocess_engine import (
+    ERROR_RATE,
+    RL_LOSS,
+    SCHEMA,
+    Decision,
+    EProcessEngine,
+    latency_check,
+)
+from canary_harness.judge.planning_assumptions import (
     latency_exceedance,
     latency_factor_for,
     loss_exceedance,
     loss_factor_for,
 )
 from canary_harness.judge.power import detectable_rate
-from canary_harness.judge.verdict import CheckResult, EvidenceValue, State
+from canary_harness.judge.snapshot_ticks import SnapshotFeed
+from canary_harness.judge.verdict import CheckVerdict, EvidenceValue, State
 from canary_harness.metrics.histogram import histogram_quantile
 
 __all__ = ["build_checks"]
 
 
-def build_checks(engine: Engine, feed: SnapshotFeed, decision: Decision, final: bool) -> tuple[CheckResult, ...]:
-    """One CheckResult per check, in report order."""
+def build_checks(
+    engine: EProcessEngine, feed: SnapshotFeed, decision: Decision, final: bool
+) -> tuple[CheckVerdict, ...]:
+    """One CheckVerdict per check, in report order."""
     ctx = CheckContext(engine, feed, decision, final)
     results = [_error_rate(ctx)]
     results += [_latency(ctx, mode) for mode in engine.modes]
@@ -44,7 +53,7 @@ def build_checks(engine: Engine, feed: SnapshotFeed, decision: Decision, final: 
     return tuple(results)
 
 
-def _error_rate(ctx: CheckContext) -> CheckResult:
+def _error_rate(ctx: CheckContext) -> CheckVerdict:
     s = ctx.engine.settings
     errors, requests = ctx.count("canary_errors"), ctx.count("canary_requests")
     p_errors, p_requests = ctx.count("production_errors"), ctx.count("production_requests")
@@ -104,12 +113,12 @@ def _error_rate(ctx: CheckContext) -> CheckResult:
             f"{fmt_pct(s.healthy_error_rate)}), and this stage would have caught a 5xx rate "
             f"≥ {fmt_pct(caught)} with 90 % probability"
         ) + would_decide(ctx, evidence, needed, requests, "req/s of the canary")
-    return CheckResult(
+    return CheckVerdict(
         ERROR_RATE, state, "5xx error rate", rate, s.error_rate_slo, requests, "ratio", evidence, message
     )
 
 
-def _latency(ctx: CheckContext, mode: str) -> CheckResult:
+def _latency(ctx: CheckContext, mode: str) -> CheckVerdict:
     s = ctx.engine.settings
     name = latency_check(mode)
     threshold = s.p95_thresholds[mode]
@@ -175,10 +184,10 @@ def _latency(ctx: CheckContext, mode: str) -> CheckResult:
             f": no verdict; a PASS needed {count_text(needed)} requests (n90 for a healthy canary), and this "
             f"stage would have caught {tail} with 90 % probability"
         ) + would_decide(ctx, evidence, needed, requests, f"{mode} req/s of the canary")
-    return CheckResult(name, state, f"p95 latency ({mode})", p95, threshold, requests, "s", evidence, message)
+    return CheckVerdict(name, state, f"p95 latency ({mode})", p95, threshold, requests, "s", evidence, message)
 
 
-def _loss(ctx: CheckContext) -> CheckResult:
+def _loss(ctx: CheckContext) -> CheckVerdict:
     s = ctx.engine.settings
     pairs, over = ctx.count("loss_blocks"), ctx.count("loss_exceed")
     reference = ctx.feed.loss_reference
@@ -237,7 +246,7 @@ def _loss(ctx: CheckContext) -> CheckResult:
             f"stage would have caught {tail} with 90 % probability (by the sign part alone: larger "
             "regressions go faster)"
         ) + would_decide(ctx, evidence, needed, pairs, "loss pairs/s")
-    return CheckResult(
+    return CheckVerdict(
         RL_LOSS,
         state,
         "RL loss vs production median",
@@ -250,7 +259,7 @@ def _loss(ctx: CheckContext) -> CheckResult:
     )
 
 
-def _schema(ctx: CheckContext) -> CheckResult:
+def _schema(ctx: CheckContext) -> CheckVerdict:
     s = ctx.engine.settings
     failures, briefs = ctx.count("canary_schema_failures"), ctx.count("canary_briefs")
     evidence: dict[str, EvidenceValue] = {
@@ -279,10 +288,10 @@ def _schema(ctx: CheckContext) -> CheckResult:
         message = "schema: no llm briefs checked" + (
             " in the whole stage: the schema was never exercised" if ctx.final else " yet"
         )
-    return CheckResult(SCHEMA, state, "schema failures", failures, 0.0, briefs, "failures", evidence, message)
+    return CheckVerdict(SCHEMA, state, "schema failures", failures, 0.0, briefs, "failures", evidence, message)
 
 
-def _split(ctx: CheckContext) -> CheckResult:
+def _split(ctx: CheckContext) -> CheckVerdict:
     s = ctx.engine.settings
     canary, production = ctx.count("canary_units"), ctx.count("production_units")
     unit = "journeys" if ctx.feed.canary.journeys + ctx.feed.production.journeys > 0 else "requests"
@@ -316,10 +325,10 @@ def _split(ctx: CheckContext) -> CheckResult:
         message = f"{head}: no mismatch (e={fmt_e(ctx.e(key))})"
     else:
         message = "traffic split: no canary requests" + ctx.not_yet()
-    return CheckResult(name, state, "canary traffic share", share, configured, total, "ratio", evidence, message)
+    return CheckVerdict(name, state, "canary traffic share", share, configured, total, "ratio", evidence, message)
 
 
-def _coverage(ctx: CheckContext) -> CheckResult:
+def _coverage(ctx: CheckContext) -> CheckVerdict:
     """Stage 0: the canary's requests (the copies) against share × production's requests."""
     s, engine = ctx.engine.settings, ctx.engine
     key, name = engine.split_key, engine.split_name
@@ -349,7 +358,7 @@ def _coverage(ctx: CheckContext) -> CheckResult:
         message = f"{head}: coverage as configured (e={fmt_e(ctx.e(key))})"
     else:
         message = "mirror coverage: no copies reached the canary" + ctx.not_yet()
-    return CheckResult(
+    return CheckVerdict(
         name, state, "canary copies per production request", coverage, engine.shadow_share, production,
         "ratio", evidence, message,
     )  # fmt: skip

@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 
 from canary_harness.judge.check_context import fmt_pct
-from canary_harness.judge.engine import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
-from canary_harness.judge.feed import SnapshotFeed
+from canary_harness.judge.eprocess_engine import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.policy import conclude, failed_reason, running_reason
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+from canary_harness.judge.snapshot_ticks import SnapshotFeed
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
 from canary_harness.metrics.histogram import histogram_quantile
 from canary_harness.metrics.types import MetricsSnapshot
 
@@ -67,7 +67,7 @@ class FixedJudge:
         return self._decided
 
     # ------------------------------------------------------------------ checks
-    def _checks(self, weight_percent: int, final: bool) -> tuple[CheckResult, ...]:
+    def _checks(self, weight_percent: int, final: bool) -> tuple[CheckVerdict, ...]:
         s = self.settings
         results = [self._error_rate(final)]
         results += [self._latency(mode, final) for mode in s.modes]
@@ -80,14 +80,14 @@ class FixedJudge:
             return State.RUNNING
         return State.PASS if ok else State.FAIL
 
-    def _error_rate(self, final: bool) -> CheckResult:
+    def _error_rate(self, final: bool) -> CheckVerdict:
         s = self.settings
         window = self.feed.canary
         requests, errors = window.requests, window.errors_5xx
         evidence = {"canary_errors": errors, "canary_requests": requests}
         if requests == 0:
             state = State.INCONCLUSIVE if final else State.RUNNING
-            return CheckResult(
+            return CheckVerdict(
                 ERROR_RATE,
                 state,
                 "5xx error rate",
@@ -105,11 +105,11 @@ class FixedJudge:
             f"5xx rate {fmt_pct(rate)} {relation} {fmt_pct(s.error_rate_slo)} over {requests:.0f} "
             f"requests (canary, fixed window)"
         )
-        return CheckResult(
+        return CheckVerdict(
             ERROR_RATE, state, "5xx error rate", rate, s.error_rate_slo, requests, "ratio", evidence, message
         )
 
-    def _latency(self, mode: str, final: bool) -> CheckResult:
+    def _latency(self, mode: str, final: bool) -> CheckVerdict:
         threshold = self.settings.p95_thresholds[mode]
         name = latency_check(mode)
         window = self.feed.canary
@@ -118,7 +118,7 @@ class FixedJudge:
         evidence = {"canary_requests": requests}
         if p95 is None:
             state = State.INCONCLUSIVE if final else State.RUNNING
-            return CheckResult(
+            return CheckVerdict(
                 name,
                 state,
                 f"p95 latency ({mode})",
@@ -135,9 +135,9 @@ class FixedJudge:
             f"p95 latency ({mode}) {p95:.2f} s {relation} {threshold:g} s over {requests:.0f} requests "
             f"(canary, fixed window)"
         )
-        return CheckResult(name, state, f"p95 latency ({mode})", p95, threshold, requests, "s", evidence, message)
+        return CheckVerdict(name, state, f"p95 latency ({mode})", p95, threshold, requests, "s", evidence, message)
 
-    def _schema(self, final: bool) -> CheckResult:
+    def _schema(self, final: bool) -> CheckVerdict:
         raw = self.feed.canary_raw
         failures, briefs = raw.schema_failures, raw.briefs
         evidence = {"canary_failures": failures, "canary_briefs": briefs}
@@ -152,16 +152,16 @@ class FixedJudge:
         else:
             state = State.PASS if final else State.RUNNING
             message = f"schema failures 0 over {briefs:.0f} briefs (canary)"
-        return CheckResult(SCHEMA, state, "schema failures", failures, 0.0, briefs, "failures", evidence, message)
+        return CheckVerdict(SCHEMA, state, "schema failures", failures, 0.0, briefs, "failures", evidence, message)
 
-    def _loss(self, final: bool) -> CheckResult:
+    def _loss(self, final: bool) -> CheckVerdict:
         s = self.settings
         canary, production = self.feed.canary, self.feed.production
         evidence = {"canary_updates": canary.rl_updates, "production_updates": production.rl_updates}
 
-        def undecided(message: str) -> CheckResult:
+        def undecided(message: str) -> CheckVerdict:
             state = State.INCONCLUSIVE if final else State.RUNNING
-            return CheckResult(
+            return CheckVerdict(
                 RL_LOSS,
                 state,
                 "RL loss vs production mean",
@@ -179,7 +179,7 @@ class FixedJudge:
         production_mean = production.rl_loss_sum / production.rl_updates
         evidence.update(canary_mean=canary_mean, production_mean=production_mean)
         if not math.isfinite(canary_mean):
-            return CheckResult(
+            return CheckVerdict(
                 RL_LOSS,
                 State.FAIL,
                 "RL loss vs production mean",
@@ -202,7 +202,7 @@ class FixedJudge:
             f"RL loss {ratio:.2f}× production mean {relation} {s.loss_ratio:g}× over "
             f"{canary.rl_updates:.0f} updates (canary, fixed window)"
         )
-        return CheckResult(
+        return CheckVerdict(
             RL_LOSS,
             state,
             "RL loss vs production mean",
@@ -214,15 +214,15 @@ class FixedJudge:
             message,
         )
 
-    def _coverage(self, final: bool) -> CheckResult:
+    def _coverage(self, final: bool) -> CheckVerdict:
         s, share = self.settings, self.shadow_share
         copies, production = self.feed.canary.requests, self.feed.production.requests
         evidence = {"canary_requests": copies, "production_requests": production, "tolerance": s.split_tolerance}
         if production == 0:
             state = State.INCONCLUSIVE if final else State.RUNNING
             message = "mirror coverage: no production requests" + (" in the window" if final else " yet")
-            return CheckResult(COVERAGE, state, "canary copies per production request", None, share, 0.0,
-                               "ratio", evidence, message)  # fmt: skip
+            return CheckVerdict(COVERAGE, state, "canary copies per production request", None, share, 0.0,
+                                "ratio", evidence, message)  # fmt: skip
         coverage = copies / production
         state = self._state(final, abs(coverage / share - 1) <= s.split_tolerance)
         relation = {State.PASS: "within", State.FAIL: "outside"}.get(state, "vs")
@@ -230,10 +230,10 @@ class FixedJudge:
             f"canary received {copies:.0f} copies for {production:.0f} production requests ({fmt_pct(coverage)}) "
             f"{relation} ±{s.split_tolerance:.0%} of the shadow share {fmt_pct(share)}"
         )
-        return CheckResult(COVERAGE, state, "canary copies per production request", coverage, share, production,
-                           "ratio", evidence, message)  # fmt: skip
+        return CheckVerdict(COVERAGE, state, "canary copies per production request", coverage, share, production,
+                            "ratio", evidence, message)  # fmt: skip
 
-    def _split(self, weight_percent: int, final: bool) -> CheckResult:
+    def _split(self, weight_percent: int, final: bool) -> CheckVerdict:
         s = self.settings
         if self.shadow_share > 0:
             return self._coverage(final)
@@ -247,7 +247,7 @@ class FixedJudge:
         }
         if total == 0:
             state = State.INCONCLUSIVE if final else State.RUNNING
-            return CheckResult(
+            return CheckVerdict(
                 SPLIT,
                 state,
                 "canary traffic share",
@@ -269,4 +269,4 @@ class FixedJudge:
             f"canary share {fmt_pct(share)} of {total:.0f} requests {relation} ±{s.split_tolerance:.0%} "
             f"of the configured {fmt_pct(weight)}"
         )
-        return CheckResult(SPLIT, state, "canary traffic share", share, weight, total, "ratio", evidence, message)
+        return CheckVerdict(SPLIT, state, "canary traffic share", share, weight, total, "ratio", evidence, message)

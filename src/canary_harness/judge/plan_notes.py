@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from canary_harness.judge.engine import SCHEMA
-from canary_harness.judge.plan_model import LIKELY, NEVER, NOT_APPLICABLE, POSSIBLE, StagePlan
+from canary_harness.judge.eprocess_engine import SCHEMA
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.stage_plan import LIKELY, NEVER, NOT_APPLICABLE, POSSIBLE, StagePlan
 
 
 def plan_notes(plan: StagePlan, settings: JudgeSettings) -> tuple[str, ...]:

@@ -13,10 +13,18 @@ import math
 from collections.abc import Mapping
 
 from canary_harness.errors import ConfigError
-from canary_harness.judge.engine import ERROR_RATE, MAGNITUDE_WEIGHT, RL_LOSS, Engine, latency_check
 from canary_harness.judge.eprocess import BernoulliMixture, ShareTest
-from canary_harness.judge.model import latency_exceedance, loss_exceedance, loss_pair_effect, predicted_tau
-from canary_harness.judge.plan_model import (
+from canary_harness.judge.eprocess_engine import ERROR_RATE, MAGNITUDE_WEIGHT, RL_LOSS, EProcessEngine, latency_check
+from canary_harness.judge.plan_notes import plan_notes
+from canary_harness.judge.planning_assumptions import (
+    latency_exceedance,
+    loss_exceedance,
+    loss_pair_effect,
+    predicted_tau,
+)
+from canary_harness.judge.power import SampleSize, magnitude_sample_sizes, sample_sizes
+from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.stage_plan import (
     LIKELY,
     NEVER,
     NOT_APPLICABLE,
@@ -26,9 +34,6 @@ from canary_harness.judge.plan_model import (
     StagePlan,
     TestPlan,
 )
-from canary_harness.judge.plan_notes import plan_notes
-from canary_harness.judge.power import SampleSize, magnitude_sample_sizes, sample_sizes
-from canary_harness.judge.settings import JudgeSettings
 
 
 def plan_stage(
@@ -50,7 +55,7 @@ def plan_stage(
     if not isinstance(total_rps, int | float) or not math.isfinite(total_rps) or total_rps <= 0:
         raise ConfigError(f"request rate {total_rps!r}: must be a positive number of requests per second")
     mix = _mode_mix(settings, mode_mix)
-    engine = Engine(settings)
+    engine = EProcessEngine(settings)
     ctx = _Planner(settings, engine, stage_percent / 100.0, float(total_rps), rates)
     tests = [*ctx.error_tests()] if "error_rate" in settings.checks else []
     if "latency" in settings.checks:
@@ -93,7 +98,7 @@ class _Planner:
     def __init__(
         self,
         settings: JudgeSettings,
-        engine: Engine,
+        engine: EProcessEngine,
         weight: float,
         total_rps: float,
         rates: MeasuredStreams | None = None,

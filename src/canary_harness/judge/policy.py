@@ -6,23 +6,23 @@ import math
 from collections.abc import Sequence
 
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
 
 
-def failed_reason(checks: Sequence[CheckResult], elapsed_s: float) -> str:
+def failed_reason(checks: Sequence[CheckVerdict], elapsed_s: float) -> str:
     """Why a stage failed: every failing check's message."""
     lines = [c.message for c in checks if c.state is State.FAIL]
     return f"FAIL after {elapsed_s:.0f} s, roll back: " + "; ".join(lines)
 
 
-def running_reason(checks: Sequence[CheckResult], elapsed_s: float) -> str:
+def running_reason(checks: Sequence[CheckVerdict], elapsed_s: float) -> str:
     """Progress in one line: how many checks are shown so far."""
     shown = sum(c.state is State.PASS for c in checks)
     pending = [c.name for c in checks if c.state is not State.PASS]
     return f"observing for {elapsed_s:.0f} s: {shown}/{len(checks)} checks shown; pending: {', '.join(pending)}"
 
 
-def suspect_checks(checks: Sequence[CheckResult], fail_bound: float) -> list[tuple[str, float]]:
+def suspect_checks(checks: Sequence[CheckVerdict], fail_bound: float) -> list[tuple[str, float]]:
     """Undecided checks whose failure evidence is strong but not decisive: e_fail ≥ √(1/α_i).
 
     The evidence is the largest e so far of the check's FAIL tests (``e_max_fail*``); judges
@@ -58,7 +58,7 @@ def conclude(
     settings: JudgeSettings,
     judge: str,
     elapsed_s: float,
-    checks: Sequence[CheckResult],
+    checks: Sequence[CheckVerdict],
     soak_done: bool,
     extended: str = "",
 ) -> StageVerdict:
@@ -131,7 +131,7 @@ def restarted_canary(judge: str, elapsed_s: float, detail: str) -> StageVerdict:
     """FAIL: the canary's counters went backwards, so it restarted (crashed) during the stage. Its
     figures since the restart cannot be compared with the window's, and a release that restarts under
     load is not one to promote."""
-    check = CheckResult(
+    check = CheckVerdict(
         CANARY_RESTART,
         State.FAIL,
         "canary process restarts",

@@ -9,6 +9,7 @@ n where it reaches 50 % / 90 %).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -19,6 +20,9 @@ from canary_harness.judge.eprocess import BernoulliMixture, ExcessTest, crossing
 
 # The planner never searches beyond this many samples for one test.
 DEFAULT_LIMIT = 200_000
+# Distinct (test, rate, budget) questions kept answered: the planner asks the same ones for every stage plan,
+# every re-plan and every `canary plan`, and each answer is a dynamic programme of up to DEFAULT_LIMIT steps.
+_CACHED_ANSWERS = 1024
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ def crossing_edge(test: BernoulliMixture, budget: float, trials: int) -> int:
     return low
 
 
+@functools.lru_cache(maxsize=_CACHED_ANSWERS)
 def sample_sizes(test: BernoulliMixture, true_rate: float, budget: float, limit: int = DEFAULT_LIMIT) -> SampleSize:
     """n50 / n90 of ``test`` at level ``budget`` when events occur at ``true_rate`` per sample."""
     if not 0 <= true_rate <= 1:
@@ -125,19 +130,6 @@ def sample_sizes(test: BernoulliMixture, true_rate: float, budget: float, limit:
         if dist.size == 0 and n_min is not None:
             break
     return SampleSize(n50=n50, n90=None, n_min=n_min, limit=limit)
-
-
-def min_crossing_samples(test: BernoulliMixture, budget: float, limit: int = DEFAULT_LIMIT) -> int | None:
-    """The fewest samples with which ``test`` can cross at all (all events / no event)."""
-    best = max(test.grid) if test.upper else min(test.grid)
-    per_sample = math.log(best / test.p0) if test.upper else math.log((1 - best) / (1 - test.p0))
-    # The extreme path is dominated by the best alternative; start there and confirm exactly.
-    start = max(1, int((crossing_bound(budget)) / per_sample) - 1)
-    edge = _Edge(test, budget)
-    for n in range(start, limit + 1):
-        if edge.crosses(n if test.upper else 0, n):
-            return n
-    return None
 
 
 def detectable_rate(test: BernoulliMixture, budget: float, trials: int, power: float = 0.9) -> float | None:
@@ -184,6 +176,7 @@ def _clipped_moments(effect: float, cap: float) -> tuple[float, float]:
     return mean, float(((clipped - mean) ** 2 * density).sum())
 
 
+@functools.lru_cache(maxsize=_CACHED_ANSWERS)
 def magnitude_sample_sizes(test: ExcessTest, effect: float, budget: float, limit: int = DEFAULT_LIMIT) -> SampleSize:
     """n50 / n90 (pairs) of the magnitude loss test when each pair's standardised excess is N(effect, 1).
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from canary_harness.errors import ConfigError
-from canary_harness.judge.plan_model import StagePlan
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.stage_plan import StagePlan
 from canary_harness.metrics.types import MetricsSnapshot
 
 # Re-plan this often, and at once when any stream's rate changed by more than JUMP (relative).

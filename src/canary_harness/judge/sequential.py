@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from canary_harness.judge.engine import RL_LOSS, Decision, Engine
+from canary_harness.judge.eprocess_engine import RL_LOSS, Decision, EProcessEngine
 from canary_harness.judge.evidence import build_checks
-from canary_harness.judge.feed import SnapshotFeed
 from canary_harness.judge.policy import (
     conclude,
     extension_reason,
@@ -13,7 +12,8 @@ from canary_harness.judge.policy import (
     suspect_checks,
 )
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.judge.verdict import CheckResult, StageVerdict, State
+from canary_harness.judge.snapshot_ticks import SnapshotFeed
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
 from canary_harness.metrics.types import MetricsSnapshot
 
 
@@ -31,7 +31,7 @@ class SequentialJudge:
         """``shadow_share`` (0..1): judge a shadow stage (stage 0), whose canary sees copies of that share of
         production's requests; the split check is then the mirror-coverage check."""
         self.settings = settings or JudgeSettings()
-        self.engine = Engine(self.settings, shadow_share=shadow_share)
+        self.engine = EProcessEngine(self.settings, shadow_share=shadow_share)
         self.feed = SnapshotFeed(self.settings)
         self._decided: StageVerdict | None = None
         # Why the stage runs past its window (on_inconclusive = extend_if_suspect); None until then.
@@ -115,14 +115,14 @@ class SequentialJudge:
         )
         return self._decided
 
-    def _with_nonfinite_loss(self, checks: tuple[CheckResult, ...]) -> tuple[CheckResult, ...]:
+    def _with_nonfinite_loss(self, checks: tuple[CheckVerdict, ...]) -> tuple[CheckVerdict, ...]:
         """The RL-loss check turned FAIL when the canary's own loss is NaN/±Inf: zero tolerance, like a
         schema failure (a NaN block mean would otherwise compare as healthy and could even PASS)."""
         value = self.feed.canary_nonfinite_loss
         if value is None:
             return checks
         updates = self.feed.canary_raw.rl_updates
-        failed = CheckResult(
+        failed = CheckVerdict(
             RL_LOSS,
             State.FAIL,
             "RL loss vs production median",

@@ -43,7 +43,7 @@ def _optional_float(value: Any) -> float | None:
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class CheckVerdict:
     """One check of a stage (e.g. "error_rate", "p95_latency[creative]", "rl_loss", "traffic_split").
 
     ``measured`` / ``threshold`` are in ``unit``; ``sample_size`` is what the check has seen
@@ -82,7 +82,7 @@ class CheckResult:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CheckResult:
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckVerdict:
         """The inverse of :meth:`to_dict`."""
         return cls(
             name=str(data["name"]),
@@ -95,6 +95,11 @@ class CheckResult:
             evidence=dict(data.get("evidence", {})),
             message=str(data.get("message", "")),
         )
+
+
+# The former name, kept so that release checks written against it (``from canary_harness.judge.verdict
+# import CheckResult``) keep importing; new code says CheckVerdict (precheck's lines are ChecklistItem).
+CheckResult = CheckVerdict
 
 
 @dataclass(frozen=True)
@@ -111,14 +116,14 @@ class StageVerdict:
     warning: bool
     reason: str
     elapsed_s: float
-    checks: tuple[CheckResult, ...]
+    checks: tuple[CheckVerdict, ...]
     judge: str
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", State(self.state))
         object.__setattr__(self, "checks", tuple(self.checks))
 
-    def check(self, name: str) -> CheckResult:
+    def check(self, name: str) -> CheckVerdict:
         """The check called ``name``; KeyError listing the known names otherwise."""
         for result in self.checks:
             if result.name == name:
@@ -126,7 +131,7 @@ class StageVerdict:
         raise KeyError(f"no check {name!r} in this verdict; checks: {[c.name for c in self.checks]}")
 
     @property
-    def failed_checks(self) -> tuple[CheckResult, ...]:
+    def failed_checks(self) -> tuple[CheckVerdict, ...]:
         """The checks in state FAIL."""
         return tuple(c for c in self.checks if c.state is State.FAIL)
 
@@ -151,7 +156,7 @@ class StageVerdict:
             warning=bool(data.get("warning", False)),
             reason=str(data.get("reason", "")),
             elapsed_s=float(data.get("elapsed_s") or 0.0),
-            checks=tuple(CheckResult.from_dict(c) for c in data.get("checks", [])),
+            checks=tuple(CheckVerdict.from_dict(c) for c in data.get("checks", [])),
             judge=str(data.get("judge", "")),
         )
 

@@ -100,7 +100,7 @@ def render_config(
     return "\n".join(lines) + "\n"
 
 
-def check_config(path: Path, *, promtool: str | None = None, timeout: float = 30.0) -> str | None:
+def promtool_check_config(path: Path, *, promtool: str | None = None, timeout: float = 30.0) -> str | None:
     """``promtool check config PATH``: its output, None if promtool is not installed.
 
     MetricsError with promtool's output when it rejects the file.
@@ -218,7 +218,7 @@ class LocalPrometheus:
             )
         )
         try:
-            check_config(config)
+            promtool_check_config(config)
             argv = self.command(config, data)
             with self.log_path.open("ab") as out:
                 try:

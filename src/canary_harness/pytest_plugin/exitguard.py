@@ -173,7 +173,7 @@ def finish_session(session: pytest.Session, say: Callable[[str], None]) -> None:
         return
     if options.no_rollback:
         _append(verdict_entry, say)
-        say(f"canary: stage FAILED ({reason}); --no-rollback given: weight left as it is")
+        say(f"canary: stage FAILED ({reason}); --canary-no-rollback given: weight left as it is")
         return
     if options.dry_run:
         _append(verdict_entry, say)

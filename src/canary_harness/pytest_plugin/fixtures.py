@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.judge.verdict import CheckResult, StageVerdict, State
-from canary_harness.load.journey import JOURNEY_HEADER
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
+from canary_harness.loadgen.journey import JOURNEY_HEADER
 from canary_harness.pytest_plugin.keys import OPTIONS_KEY, RECORD_KEY, RECORD_PATH_KEY
 from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
@@ -37,7 +37,7 @@ def canary_stage(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
     """The stage record: what was started, the weight in force, the load, the verdict and its figures.
 
     On the controller it is the record the stage session just made; on an xdist worker it is read
-    from the file the controller wrote. In a smoke run (``--backend testcontainers``) it names the
+    from the file the controller wrote. In a smoke run (``--canary-backend testcontainers``) it names the
     throwaway ``canary_container`` and nothing else.
     """
     options = pytestconfig.stash[OPTIONS_KEY]
@@ -56,7 +56,7 @@ def canary_stage(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
 def canary_verdict(canary_stage: StageRecord) -> StageVerdict:
     """The stage verdict; fails the test with the stage's error when the stage did not reach one."""
     if canary_stage.stage == SMOKE_STAGE:
-        pytest.skip("smoke run (--backend testcontainers): no stage, no verdict")
+        pytest.skip("smoke run (--canary-backend testcontainers): no stage, no verdict")
     if canary_stage.error:
         pytest.fail(f"canary stage {canary_stage.stage}% ended before a verdict: {canary_stage.error}", pytrace=False)
     if canary_stage.verdict is None:
@@ -65,7 +65,7 @@ def canary_verdict(canary_stage: StageRecord) -> StageVerdict:
 
 
 @pytest.fixture(scope="session")
-def canary_check(canary_verdict: StageVerdict) -> Callable[[str], CheckResult]:
+def canary_check(canary_verdict: StageVerdict) -> Callable[[str], CheckVerdict]:
     """``canary_check(name)`` asserts that check ``name`` did not fail and returns it.
 
     FAIL fails the test with the check's message (metric, measured value, threshold, sample size).
@@ -74,7 +74,7 @@ def canary_check(canary_verdict: StageVerdict) -> Callable[[str], CheckResult]:
     pass_with_warning or extend_if_suspect, as a warning that says what the stage could not prove.
     """
 
-    def check(name: str) -> CheckResult:
+    def check(name: str) -> CheckVerdict:
         result = canary_verdict.check(name)
         if result.state == State.FAIL:
             pytest.fail(result.message, pytrace=False)
@@ -142,7 +142,7 @@ def production_client(canary_stage: StageRecord) -> Iterator[httpx.Client]:
 def nginx_client(canary_stage: StageRecord) -> Iterator[httpx.Client]:
     """HTTP client bound to NGINX, the entry point users hit (skipped in a dry run: no traffic moved)."""
     if canary_stage.stage == SMOKE_STAGE:
-        pytest.skip("smoke run (--backend testcontainers): no NGINX, the canary is checked directly")
+        pytest.skip("smoke run (--canary-backend testcontainers): no NGINX, the canary is checked directly")
     if canary_stage.dry_run:
         pytest.skip("dry run: traffic through NGINX is not part of this stage")
     # One journey id for the session: a DNA created through NGINX is asked for options on the same instance.

@@ -23,7 +23,7 @@ from canary_harness.configuration.resolve import resolve_setting, validate_table
 from canary_harness.configuration.table import JUDGES, SETTING, SETTINGS, Setting
 from canary_harness.errors import ConfigError
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.load import LoadSettings
+from canary_harness.loadgen import LoadSettings
 from canary_harness.metrics.prometheus import PrometheusSettings
 from canary_harness.metrics.source_settings import MetricsSettings
 from canary_harness.smoke import journey_from
@@ -189,7 +189,7 @@ def _check_sections(toml: Mapping[str, Any], name: str, values: Mapping[str, Any
     metrics = MetricsSettings.from_mapping(toml.get("metrics", {}), f"{name} [metrics]")
     if metrics.source == "nginx-log" and (values["prometheus"] != "off" or values["prometheus_url"]):
         raise ConfigError(
-            f'{name} [metrics] source = "nginx-log" reads NGINX\'s log, not Prometheus: drop --prometheus(-url)'
+            f'{name} [metrics] source = "nginx-log" reads NGINX\'s log, not Prometheus: drop --canary-prometheus(-url)'
         )
 
 

@@ -35,7 +35,7 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 class SmokeRunNotice:
-    """Registered for a smoke run (``--backend testcontainers``): says what runs instead of a stage."""
+    """Registered for a smoke run (``--canary-backend testcontainers``): says what runs instead of a stage."""
 
     def __init__(self, config: pytest.Config, options: StageOptions) -> None:
         self.config, self.options = config, options

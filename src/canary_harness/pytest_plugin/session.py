@@ -24,7 +24,7 @@ from canary_harness.judge.protocol import Judge
 from canary_harness.judge.rates import Replanner, describe, plan_from
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import StageVerdict, State
-from canary_harness.load.sizing import missing_rate
+from canary_harness.loadgen.sizing import missing_rate
 from canary_harness.metrics.protocol import MetricsSource
 from canary_harness.metrics.types import MetricsSnapshot
 from canary_harness.pytest_plugin.options import StageOptions
@@ -188,7 +188,7 @@ class StageSession:
             )
 
     def _apply_shadow(self) -> None:
-        """Stage 0: users on production only, ``--shadow-share`` % of their requests copied to the canary;
+        """Stage 0: users on production only, ``--canary-shadow-share`` % of their requests copied to the canary;
         both read back from NGINX and the users' side proven by probe requests (none answered by the canary)."""
         options, record = self.options, self.record
         assert self.traffic is not None and record.nginx_url is not None

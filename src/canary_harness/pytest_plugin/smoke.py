@@ -1,6 +1,6 @@
-"""Smoke checks against a throwaway canary container (``--backend testcontainers``), for laptops.
+"""Smoke checks against a throwaway canary container (``--canary-backend testcontainers``), for laptops.
 
-``pytest canary_tests -m smoke --canary-version v0.2.0 --backend testcontainers`` starts
+``pytest canary_tests -m smoke --canary-version v0.2.0 --canary-backend testcontainers`` starts
 ``fragrance-ai-app:<version>`` with testcontainers on the host network, runs the smoke API, log-field and
 metrics-exposed checks against it directly (no NGINX, no weights, no journal, no stage) and removes it
 at the end of the session, also when a check fails or the run is interrupted (Ctrl-C, SIGTERM).

@@ -1,5 +1,6 @@
-"""The stage's load: its settings (canary.toml [load] under the --load-* flags), the rate ``--load-rate auto``
-sizes it to, and the load runs that send it (through NGINX, or to each arm directly in a dry run)."""
+"""The stage's load: its settings (canary.toml [load] under the --canary-load-* flags), the rate
+``--canary-load-rate auto`` sizes it to, and the load runs that send it (through NGINX, or to each arm
+directly in a dry run)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 from canary_harness.errors import CanaryError
 from canary_harness.judge.planner import plan_stage, rate_to_decide
 from canary_harness.judge.settings import JudgeSettings
-from canary_harness.load import LoadRun, LoadSettings, LoadStats, parse_mix
-from canary_harness.load.sizing import (
+from canary_harness.loadgen import LoadRun, LoadSettings, LoadStats, parse_mix
+from canary_harness.loadgen.sizing import (
     AutoLoad,
     load_bound,
     machine_max_rps,
@@ -34,20 +35,20 @@ REAL_TRAFFIC_S = 5.0
 
 
 def load_settings(options: StageOptions) -> LoadSettings:
-    """canary.toml [load] with the --load-* options (or their env/ini twins) over it."""
+    """canary.toml [load] with the --canary-load-* options (or their env/ini twins) over it."""
     base = LoadSettings.from_mapping(options.toml.get("load", {}), "canary.toml [load]")
     return dataclasses.replace(
         base,
         users=base.users if options.load_users is None else options.load_users,
-        # --load-rate 0 is the closed loop (the fixed load of old); a number, that constant rate.
+        # --canary-load-rate 0 is the closed loop (the fixed load of old); a number, that constant rate.
         rate_rps=base.rate_rps if not isinstance(options.load_rate, float) else options.load_rate or None,
-        mix=base.mix if options.load_mix is None else parse_mix(options.load_mix, "from --load-mix"),
+        mix=base.mix if options.load_mix is None else parse_mix(options.load_mix, "from --canary-load-mix"),
         workers=base.workers if options.load_workers is None else options.load_workers,
     )
 
 
 def load_is_auto(options: StageOptions) -> bool:
-    """--load-rate auto, also by default: unless a rate was given (flag, env, ini or canary.toml [load])."""
+    """--canary-load-rate auto, also by default: unless a rate was given (flag, env, ini or canary.toml [load])."""
     if options.no_load:
         return False
     if options.load_rate is not None:
@@ -56,8 +57,8 @@ def load_is_auto(options: StageOptions) -> bool:
 
 
 def auto_rate(options: StageOptions, load: LoadSettings, rps: float, settings: JudgeSettings) -> tuple[AutoLoad, float]:
-    """--load-rate auto: the rate at which the checks' n90 fits the window (bounded by the machine and
-    --load-max-rps, with why), and that rate.
+    """--canary-load-rate auto: the rate at which the checks' n90 fits the window (bounded by the machine and
+    --canary-load-max-rps, with why), and that rate.
 
     Sized on the load's own mix in requests the load sends (n90 does not depend on the rate, so a plan
     at any rate gives the need); measured rates count only LLM requests, another unit, so not here."""

@@ -67,7 +67,7 @@ def check_dry_run_may_start(running: ServiceHandle | None, weight: int, version:
     raise ConfigError(
         f"dry run of {version}: the stack runs {what} at weight {weight} % with another version, environment "
         "or health; a dry run never replaces a canary that serves traffic. Roll it back first (canary "
-        "rollback) or run without --dry-run"
+        "rollback) or run without --canary-dry-run"
     )
 
 
@@ -80,7 +80,7 @@ def start_services(options: StageOptions, record: StageRecord, say: Callable[[st
     version and environment, at weight 0 until its preflight."""
     if options.canary_url or options.production_url:
         if not (options.canary_url and options.production_url):
-            raise ConfigError("--canary-url and --production-url go together (services running elsewhere)")
+            raise ConfigError("--canary-url and --canary-production-url go together (services running elsewhere)")
         record.canary_url, record.production_url = options.canary_url, options.production_url
         external = external_traffic(options)
         if external is not None:
@@ -94,7 +94,7 @@ def start_services(options: StageOptions, record: StageRecord, say: Callable[[st
         if not options.dry_run:
             raise ConfigError(
                 f"--canary-url given but no stack recorded in {options.stack.run_dir} to move traffic "
-                "with: start one (canary stack up) or add --dry-run"
+                "with: start one (canary stack up) or add --canary-dry-run"
             )
         return None
     stack = LocalStack(options.stack)

@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from canary_harness.judge.check_context import fmt_e
-from canary_harness.judge.verdict import CheckResult, StageVerdict
+from canary_harness.judge.verdict import CheckVerdict, StageVerdict
 from canary_harness.report import ProgressPrinter, _figure
 from canary_harness.stages import stage_label
 
@@ -39,7 +39,7 @@ class Printer(Protocol):
         """Print one full line."""
 
 
-def _e_values(check: CheckResult) -> str:
+def _e_values(check: CheckVerdict) -> str:
     parts = [
         f"{key[2:]}={fmt_e(float(value))}"
         for key, value in check.evidence.items()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from canary_harness.judge import Judge, StageVerdict
-from canary_harness.judge.model import SERVICE_LATENCY_EDGES
+from canary_harness.judge.planning_assumptions import SERVICE_LATENCY_EDGES
 from canary_harness.metrics.types import MetricsSnapshot
 
 EDGES = (*SERVICE_LATENCY_EDGES, math.inf)

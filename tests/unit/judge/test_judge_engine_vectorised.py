@@ -9,9 +9,9 @@ import pytest
 from judge_synthetic import arms
 
 from canary_harness.judge import JudgeSettings
-from canary_harness.judge.engine import Engine, ModeTick, Tick
-from canary_harness.judge.feed import SnapshotFeed
+from canary_harness.judge.eprocess_engine import EProcessEngine, ModeTick, Tick
 from canary_harness.judge.sequential import SequentialJudge
+from canary_harness.judge.snapshot_ticks import SnapshotFeed
 
 SETTINGS = JudgeSettings(p95_thresholds={"fast": 2.5})
 RUNS = 4
@@ -70,7 +70,7 @@ def test_vectorised_engine_matches_each_scalar_judge() -> None:
     judges = [SequentialJudge(SETTINGS) for _ in range(RUNS)]
     pairs = [arms(seed=20 + i, weight_percent=5, **scenarios[i]) for i in range(RUNS)]
     recorders = [SnapshotFeed(SETTINGS) for _ in range(RUNS)]
-    vectorised = Engine(SETTINGS, shape=(RUNS,))
+    vectorised = EProcessEngine(SETTINGS, shape=(RUNS,))
     compared = 0
     for second in range(1, TICKS + 1):
         ticks = []

@@ -10,8 +10,8 @@ from canary_harness.cli import main
 from canary_harness.errors import ConfigError
 from canary_harness.judge import JudgeSettings, format_plan, plan_stage
 from canary_harness.judge.eprocess import BernoulliMixture
-from canary_harness.judge.plan_model import LIKELY, NEVER, NOT_APPLICABLE
 from canary_harness.judge.power import sample_sizes
+from canary_harness.judge.stage_plan import LIKELY, NEVER, NOT_APPLICABLE
 
 ONE_MODE = JudgeSettings(p95_thresholds={"fast": 2.5})  # five FAIL tests: α_i = 0.002 (docs/judge.md)
 

@@ -9,12 +9,7 @@ import pytest
 from scipy import stats
 
 from canary_harness.judge.eprocess import LATENCY_FAIL_GRID, LOSS_FAIL_GRID, BernoulliMixture, crossing_bound
-from canary_harness.judge.power import (
-    crossing_edge,
-    detectable_rate,
-    min_crossing_samples,
-    sample_sizes,
-)
+from canary_harness.judge.power import crossing_edge, detectable_rate, sample_sizes
 
 ALPHA_I = 0.002  # α = 1 % over five FAIL tests
 BETA_I = 0.05 / 3  # β = 5 % over three PASS tests
@@ -54,6 +49,15 @@ def test_dynamic_programming_agrees_with_simulation() -> None:
     assert np.mean(first <= size.n50) == pytest.approx(0.5, abs=0.04)
     assert np.mean(first <= size.n90) == pytest.approx(0.9, abs=0.03)
     assert np.mean(first <= size.n50 - 5) < 0.5
+
+
+def min_crossing_samples(test: BernoulliMixture, budget: float, limit: int = 100_000) -> int | None:
+    """The fewest samples with which ``test`` can cross at all, by brute force: all events (FAIL form) or none."""
+    bound = crossing_bound(budget)
+    for n in range(1, limit + 1):
+        if test.log_e_scalar(n if test.upper else 0, n) >= bound:
+            return n
+    return None
 
 
 def test_min_crossing_samples_and_edges() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from canary_harness.judge import FixedJudge, JudgeSettings, SequentialJudge, State, make_judge
-from canary_harness.judge.engine import COVERAGE, SPLIT, Engine
+from canary_harness.judge.eprocess_engine import COVERAGE, SPLIT, EProcessEngine
 from tests.unit.judge.judge_synthetic import SyntheticArm, run_stage
 
 SETTINGS = JudgeSettings(min_soak_s=60.0, max_duration_s=600.0)
@@ -80,4 +80,4 @@ def test_fixed_judge_compares_copies_with_the_share(copied: float, state: State)
 @pytest.mark.parametrize("bad", [-0.1, 1.5])
 def test_engine_refuses_a_share_outside_0_1(bad: float) -> None:
     with pytest.raises(ValueError, match="shadow share"):
-        Engine(SETTINGS, shadow_share=bad)
+        EProcessEngine(SETTINGS, shadow_share=bad)

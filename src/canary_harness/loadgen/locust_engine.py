@@ -24,9 +24,9 @@ from typing import IO, Any
 
 from canary_harness.deploy.pids import marker_env
 from canary_harness.errors import LoadError
-from canary_harness.load.request_mix import REQUESTS_ENV, requests_to_json
-from canary_harness.load.settings import LoadSettings, format_mix
-from canary_harness.load.stats import LoadStats, build_stats
+from canary_harness.loadgen.request_mix import REQUESTS_ENV, requests_to_json
+from canary_harness.loadgen.settings import LoadSettings, format_mix
+from canary_harness.loadgen.stats import LoadStats, build_stats
 from canary_harness.ports import free_port
 
 LOCUSTFILE = "fragrance.py"

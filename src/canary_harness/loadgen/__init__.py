@@ -5,9 +5,9 @@ Modules: settings (LoadSettings, parse_mix), journey (the walks and their checks
 request cap), tally and stats (figures), locust_engine / builtin (the engines), run (LoadRun).
 """
 
-from canary_harness.load.run import LoadRun, resolve_engine
-from canary_harness.load.settings import DEFAULT_MIX, LoadSettings, format_mix, parse_mix
-from canary_harness.load.stats import EndpointStats, LoadStats
+from canary_harness.loadgen.run import LoadRun, resolve_engine
+from canary_harness.loadgen.settings import DEFAULT_MIX, LoadSettings, format_mix, parse_mix
+from canary_harness.loadgen.stats import EndpointStats, LoadStats
 
 __all__ = [
     "DEFAULT_MIX",

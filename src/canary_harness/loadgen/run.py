@@ -7,12 +7,12 @@ from types import TracebackType
 from typing import Protocol
 
 from canary_harness.errors import ConfigError, LoadError
-from canary_harness.load.locust_engine import LocustEngine, locust_available
-from canary_harness.load.settings import LoadSettings
-from canary_harness.load.stats import LoadStats
+from canary_harness.loadgen.locust_engine import LocustEngine, locust_available
+from canary_harness.loadgen.settings import LoadSettings
+from canary_harness.loadgen.stats import LoadStats
 
 
-class Engine(Protocol):
+class LoadEngine(Protocol):
     """A load engine: starts at once, runs in the background, stops with its stats."""
 
     name: str
@@ -65,7 +65,7 @@ class LoadRun:
         self.base_url, self.duration_s, self.settings = url, float(duration_s), settings
         self.stats_dir = Path(stats_dir).resolve()  # the locust subprocess runs in another cwd
         self.stats: LoadStats | None = None
-        self._engine: Engine | None = None
+        self._engine: LoadEngine | None = None
 
     @property
     def engine(self) -> str | None:
@@ -80,11 +80,11 @@ class LoadRun:
         """Start sending load in the background; a second call does nothing."""
         if self._engine is not None:
             return
-        engine: Engine
+        engine: LoadEngine
         if resolve_engine(self.settings) == "locust":
             engine = LocustEngine(self.base_url, self.duration_s, self.settings, self.stats_dir)
         else:
-            from canary_harness.load.builtin import BuiltinEngine  # httpx threads: only when used
+            from canary_harness.loadgen.builtin import BuiltinEngine  # httpx threads: only when used
 
             engine = BuiltinEngine(self.base_url, self.duration_s, self.settings, self.stats_dir)
         self._engine = engine

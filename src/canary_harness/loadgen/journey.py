@@ -270,7 +270,7 @@ def make_walk(profile: str, picker: ModePicker, rng: random.Random, requests: Se
     if profile == "light":
         return LightProbe(rng)
     if profile == "requests":
-        from canary_harness.load.request_mix import RequestMix  # it builds on this module's types
+        from canary_harness.loadgen.request_mix import RequestMix  # it builds on this module's types
 
         return RequestMix(requests, rng)
     raise ValueError(f"unknown load profile {profile!r}")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from canary_harness.errors import ConfigError
-from canary_harness.load.journey import UNKNOWN_VERSION, PlannedRequest, Verdict, served_version
+from canary_harness.loadgen.journey import UNKNOWN_VERSION, PlannedRequest, Verdict, served_version
 
 REQUESTS_ENV = "CANARY_LOAD_REQUESTS"
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")

@@ -12,7 +12,7 @@ from typing import Any
 
 from canary_harness.config import MODES
 from canary_harness.errors import LoadError
-from canary_harness.load.tally import Histogram, percentile_ms
+from canary_harness.loadgen.tally import Histogram, percentile_ms
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from canary_harness.config import MODES
 from canary_harness.errors import ConfigError
-from canary_harness.load.request_mix import RequestSpec, parse_requests
+from canary_harness.loadgen.request_mix import RequestSpec, parse_requests
 
 DEFAULT_MIX: Mapping[str, float] = {"fast": 0.5, "balanced": 0.35, "creative": 0.15}
 PROFILES: tuple[str, ...] = ("journey", "light", "requests")

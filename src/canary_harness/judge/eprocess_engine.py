@@ -10,7 +10,7 @@ Checks and their tests (α_i = α / number of FAIL tests, β_i = β / number of 
 - error_rate: FAIL by S(errors, r0) or B_FAIL(p0 = SLO); PASS by B_PASS(p0 = SLO)
 - p95_latency[m]: FAIL by B_FAIL(Z, 0.05) with Z = 1{latency > T_m} or S(exceedances of τ_m, r0);
   PASS by B_PASS(Z, 0.05)
-- rl_loss: canary blocks are judged in pairs with fresh production blocks (feed.py), D = mean
+- rl_loss: canary blocks are judged in pairs with fresh production blocks (snapshot_ticks.py), D = mean
   log canary − mean log production − log ratio. FAIL by ¼·B_FAIL(Y, 0.5) + ¾·X with Y = 1{D > 0}
   (the sign test) and X the magnitude test on the standardised D (ExcessTest); PASS by
   B_PASS(Y, 0.5). A convex combination of e-processes is an e-process, so the FAIL test keeps its
@@ -144,7 +144,7 @@ def _share(canary: FloatArray, production: FloatArray) -> FloatArray:
         return np.where(total > 0, canary / np.where(total > 0, total, 1.0), np.nan)
 
 
-class Engine:
+class EProcessEngine:
     """All e-processes of one stage and their combination into check and stage states."""
 
     def __init__(self, settings: JudgeSettings, shape: tuple[int, ...] = (), shadow_share: float = 0.0) -> None:

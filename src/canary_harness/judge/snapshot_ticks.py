@@ -30,8 +30,8 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import ArrayLike
 
-from canary_harness.judge.engine import ModeTick, Tick
 from canary_harness.judge.eprocess import LOSS_EXCESS_CAP, FloatArray
+from canary_harness.judge.eprocess_engine import ModeTick, Tick
 from canary_harness.judge.settings import LATENCY_TAIL, JudgeSettings
 from canary_harness.metrics.histogram import bucket_edge_at_or_above, histogram_quantile
 from canary_harness.metrics.types import MetricsSnapshot

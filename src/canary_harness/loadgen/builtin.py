@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from canary_harness.load.journey import (
+from canary_harness.loadgen.journey import (
     UNKNOWN_VERSION,
     ModePicker,
     PlannedRequest,
@@ -24,10 +24,10 @@ from canary_harness.load.journey import (
     make_walk,
     served_version,
 )
-from canary_harness.load.pacing import RateLimiter, RequestBudget
-from canary_harness.load.settings import LoadSettings
-from canary_harness.load.stats import LoadStats, build_stats
-from canary_harness.load.tally import Histogram, Tally
+from canary_harness.loadgen.pacing import RateLimiter, RequestBudget
+from canary_harness.loadgen.settings import LoadSettings
+from canary_harness.loadgen.stats import LoadStats, build_stats
+from canary_harness.loadgen.tally import Histogram, Tally
 
 PROBE_INTERVAL_S = 1.0  # the light profile's per-user pacing without a total rate (as in load/fragrance.py)
 
