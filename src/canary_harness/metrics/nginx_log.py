@@ -28,13 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.errors import MetricsError, NoDataError
+from canary_harness.judge.planning_assumptions import SERVICE_LATENCY_EDGES
 from canary_harness.metrics.types import Buckets, MetricsSnapshot
 
 # The service's own histogram edges (fragrance-ai), which hold the release thresholds 2.5, 3.2 and 4.5 s.
-DEFAULT_EDGES: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.2, 3.5, 4.0, 4.5, 5.0, 6.0,
-    7.5, 10.0, 15.0, 30.0,
-)  # fmt: skip
+DEFAULT_EDGES: tuple[float, ...] = SERVICE_LATENCY_EDGES
 # Routes that are not API traffic (probes and scrapes), as the service's own request counter leaves them out.
 NOT_API = frozenset({"/health", "/metrics"})
 # Margin beyond the slowest request seen before a split unit is counted (log writes, clock granularity).
