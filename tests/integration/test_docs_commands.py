@@ -112,8 +112,9 @@ def test_quick_start_around_two_stages(stage_runner: StageRunner, environ: dict[
             weight = int(command.argv[2])
             assert f"production {100 - weight}%" in output and f"canary {weight}%" in output, output
 
-    stage = next(c for c in block_of("README.md", "--observation-period") if "--observation-period" in c.argv)
-    argv = with_value(stage.argv, "--observation-period", WINDOW_S)
+    window = "--canary-observation-period"
+    stage = next(c for c in block_of("README.md", window) if window in c.argv and c.argv[0] == "pytest")
+    argv = with_value(stage.argv, window, WINDOW_S)
     for _ in range(2):
         output = run(argv, environ)
         assert "PASSED" in output, output[-3000:]
