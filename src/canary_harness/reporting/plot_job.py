@@ -18,8 +18,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from canary_harness.reporting.trace import DecisionTrace
+if TYPE_CHECKING:  # the children import it (and the judge behind it) only after their warm-up delay
+    from canary_harness.reporting.trace import DecisionTrace
 
 # The figures canary_harness.reporting.plots draws (its FIGURES), one PNG each.
 FIGURE_NAMES = ("latency", "error-rate", "rl-loss", "traffic-split", "e-values")
@@ -121,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     the FIGUREs of the trace in ``DIR/trace.json`` into DIR; anything else (or end of input) exits."""
     args = argv if argv is not None else sys.argv[1:]
     directory, delay, names = Path(args[0]), float(args[1]), args[2:]
-    # matplotlib is imported only after the wait: its import is the bulk of a child's CPU before drawing.
+    # matplotlib and the judge are imported only after the wait: ~1.5 s of CPU that would otherwise compete
+    # with the stage's own set-up.
     ready, _, _ = select.select([sys.stdin], [], [], delay)
     from canary_harness.reporting import plots
+    from canary_harness.reporting.trace import DecisionTrace
 
     if not ready:
         plots.warm_up()
