@@ -32,9 +32,10 @@ FIGURE_GROUPS: tuple[tuple[str, ...], ...] = (("latency", "error-rate", "rl-loss
 CHILD_MODULE = "canary_harness.reporting.plot_job"  # run by each child (see main)
 TRACE_FILE = "trace.json"
 GO = "draw"  # the line the children wait for on stdin
-# The children import matplotlib and warm up this long after they start (the stage sets up its observation
-# and starts its load meanwhile), one after the other so that they never take both cores from the window.
-WARM_UP_DELAYS_S = (3.0, 6.0)
+# The children import matplotlib and the judge (~1.5 s of CPU each) and warm up this long after they
+# start: after the stage's own set-up (~0.6 s), one after the other so that they never take both cores
+# from the window at once, and both ready within ~5 s, before the verdict of any but the shortest window.
+WARM_UP_DELAYS_S = (2.0, 3.5)
 # Beyond this the children are given up and the missing plots are drawn in the session instead.
 JOB_TIMEOUT_S = 120.0
 
