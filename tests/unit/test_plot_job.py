@@ -77,3 +77,16 @@ def test_a_job_without_a_verdict_is_cancelled_and_draws_nothing(tmp_path: Path) 
     assert not list((tmp_path / "plots").glob("*.png"))
     with pytest.raises(ValueError, match="before draw"):
         job.result()
+
+
+def test_the_figures_of_a_dead_child_are_drawn_here(tmp_path: Path) -> None:
+    job = PlotJob(tmp_path / "plots")
+    dead = job._processes[1]
+    dead.kill()  # stands for a child that crashed before drawing its group
+    dead.wait()
+    job.draw(_trace())
+    saved = job.result(timeout=60)
+    assert job._processes[0].returncode == 0 and dead.returncode != 0
+    assert set(saved) == set(FIGURE_NAMES)
+    for path in saved.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
