@@ -8,9 +8,7 @@ e-values over time against its bound (log scale) with the decision point marked.
 from __future__ import annotations
 
 import io
-import json
-import select
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -23,7 +21,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from canary_harness.reporting.trace import DecisionTrace, rates, running_rate  # noqa: E402
 from canary_harness.stages import stage_label
 
-WARM_UP_DELAY_S = 3.0  # the child of PlotJob warms up this long after it starts (see main)
 COLORS = {"canary": "tab:orange", "production": "tab:blue"}
 # e-value tests whose crossing means FAIL, PASS or a split mismatch (names as in the evidence).
 _PASS_PREFIX = "e_pass"
@@ -219,11 +216,16 @@ FIGURES = {
 }
 
 
-def save_plots(trace: DecisionTrace, directory: Path) -> dict[str, Path]:
-    """Draw every figure of the trace as a PNG in ``directory``; returns name -> file."""
+def save_plots(trace: DecisionTrace, directory: Path, names: Sequence[str] | None = None) -> dict[str, Path]:
+    """Draw every figure of the trace (or those in ``names``) as a PNG in ``directory``; returns name -> file."""
+    unknown = sorted(set(names or ()) - set(FIGURES))
+    if unknown:
+        raise ValueError(f"no such figure(s) {unknown}: known are {list(FIGURES)}")
     directory.mkdir(parents=True, exist_ok=True)
     saved = {}
     for name, draw in FIGURES.items():
+        if names is not None and name not in names:
+            continue
         fig = draw(trace)
         try:
             path = directory / f"stage-{trace.stage}-{name}.png"
@@ -234,7 +236,7 @@ def save_plots(trace: DecisionTrace, directory: Path) -> dict[str, Path]:
     return saved
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """Draw and throw away one small figure: loads the fonts and the log-axis text machinery."""
     fig, ax = plt.subplots(figsize=(2, 2))
     try:
@@ -245,23 +247,3 @@ def _warm_up() -> None:
         fig.savefig(io.BytesIO(), format="png", dpi=30)
     finally:
         plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m canary_harness.reporting.plots DIR``: the child of
-    :class:`canary_harness.reporting.plot_job.PlotJob`. Warms up, then waits for a line on stdin:
-    ``draw`` draws the trace in ``DIR/trace.json`` into DIR; anything else (or end of input) exits."""
-    directory = Path((argv if argv is not None else sys.argv[1:])[0])
-    # Warm up a little after the start: the stage sets up its observation and starts its load meanwhile.
-    ready, _, _ = select.select([sys.stdin], [], [], WARM_UP_DELAY_S)
-    if not ready:
-        _warm_up()
-    if sys.stdin.readline().strip() != "draw":
-        return 0
-    trace = DecisionTrace.from_dict(json.loads((directory / "trace.json").read_text(encoding="utf-8")))
-    save_plots(trace, directory)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
