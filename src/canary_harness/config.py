@@ -114,8 +114,11 @@ def resolve_stack_settings(
         "canary_version": canary_version,
         "backend": backend,
     }
+    # Values given here come from the `canary` commands' flags (the plugin resolves its own first).
     values = {
-        name: resolve_setting(SETTING[name], cli=cli, environ=environ, toml=toml, toml_file=toml_file)
+        name: resolve_setting(
+            SETTING[name], cli=cli, flag=SETTING[name].cli_flag, environ=environ, toml=toml, toml_file=toml_file
+        )
         for name, cli in given.items()
     }
     # --canary-env is a flag only here: CANARY_ENV is the stage's (canary rollout passes it to each stage).
