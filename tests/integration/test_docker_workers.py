@@ -9,6 +9,8 @@ the engine's containers by their ``canary-harness.*`` labels, the broker's clien
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import docker
@@ -19,6 +21,7 @@ from canary_harness.deploy.worker_containers import LABEL_COMPONENT
 from canary_harness.deploy.workers import consumers, load_workers
 from canary_harness.logs import read_events
 from canary_harness.waiting import wait_until
+from tests.integration.rolloutfixtures import RolloutCli, describe, rollout_args, rollout_cli_in
 from tests.integration.stagefixtures import StageRunner
 from tests.integration.test_stage_session import GATES, PPO_FAST, PROGRESS_LINE, failed_checks
 
@@ -96,3 +99,43 @@ def test_rl_worker_container_with_exploding_loss_fails_and_every_canary_containe
     assert [(c[LABEL_ROLE], c["status"]) for c in left] == [("production", "running")], left
     assert load_workers(worker_runner.run_dir).workers == ()
     wait_until(lambda: consumers(state.broker.url, CANARY) == [], 10.0, describe="no consumer of the canary queue")
+
+
+@dataclass
+class WorkersCli(RolloutCli):
+    """``canary`` commands whose stage sessions start the canary with one LLM and one RL worker."""
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The rollout fixtures' environment plus the runbook's replica variables."""
+        return {**super().env, "LLM_WORKER_CANARY_REPLICAS": "1", "RL_WORKER_CANARY_REPLICAS": "1"}
+
+
+def test_rollout_with_worker_containers_runs_every_stage_and_promotion_removes_them(tmp_path: Path) -> None:
+    with rollout_cli_in(tmp_path) as plain:
+        cli = WorkersCli(**{item.name: getattr(plain, item.name) for item in fields(plain)})
+        started = time.monotonic()
+        result = cli(*rollout_args("--backend", "docker", *PPO_FAST), timeout=300)
+        elapsed = time.monotonic() - started
+        assert result.returncode == 0, describe(result)
+        verdicts = [entry for entry in cli.journal() if entry.event == "stage_verdict"]
+        assert [(entry.stage, entry.details["passed"]) for entry in verdicts] == [
+            (1, True), (5, True), (25, True), (100, True)
+        ]  # fmt: skip
+        run_dir = cli.run_dir.resolve()
+        found = worker_containers(run_dir)
+        assert [(c[LABEL_COMPONENT], c["status"]) for c in found] == [
+            ("worker-llm", "running"),
+            ("worker-rl", "running"),
+        ]
+        workers = load_workers(run_dir).workers
+        # One set of containers served the four stages: started with the canary, reused while healthy.
+        assert {w.container_id for w in workers} == {c["id"] for c in found}
+        assert all(len(list(read_events(w.app_log_path, "startup"))) == 1 for w in workers)
+        broker = load_workers(run_dir).broker
+        assert broker is not None
+        promoted = cli("promote", "--version", CANARY)
+        assert promoted.returncode == 0, describe(promoted)
+        assert worker_containers(run_dir) == [] and load_workers(run_dir).workers == ()
+        assert consumers(broker.url, CANARY) == []
+        print(f"rollout 1-5-25-100 % with worker containers: {elapsed:.1f} s")
