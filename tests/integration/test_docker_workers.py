@@ -139,3 +139,28 @@ def test_rollout_with_worker_containers_runs_every_stage_and_promotion_removes_t
         assert worker_containers(run_dir) == [] and load_workers(run_dir).workers == ()
         assert consumers(broker.url, CANARY) == []
         print(f"rollout 1-5-25-100 % with worker containers: {elapsed:.1f} s")
+
+
+def test_compose_backend_starts_the_canary_workers_profile_and_rollback_removes_it(
+    worker_runner: StageRunner,
+) -> None:
+    run = worker_runner.run(25, 4.0, "--canary-backend", "compose", *PPO_FAST)
+    assert run.returncode == pytest.ExitCode.OK, run.describe()
+    assert not run.not_passed(), run.describe()
+    found = worker_containers(worker_runner.run_dir)
+    # Exactly the profile's two services, one replica each, in the canary's compose project.
+    assert [(c[LABEL_COMPONENT], c["com.docker.compose.service"], c["status"]) for c in found] == [
+        ("worker-llm", "worker-llm-canary", "running"),
+        ("worker-rl", "worker-rl-canary", "running"),
+    ]
+    [canary] = [c for c in labelled(worker_runner.run_dir) if c[LABEL_ROLE] == "canary"]
+    assert {c["com.docker.compose.project"] for c in found} == {canary["com.docker.compose.project"]}
+    state = load_workers(worker_runner.run_dir)
+    assert state.broker is not None and {w.container_id for w in state.workers} == {c["id"] for c in found}
+    assert len(consumers(state.broker.url, CANARY)) == 2
+    [rl] = [w for w in state.workers if w.role == "rl"]
+    assert list(read_events(rl.app_log_path, "rl_update")), f"no rl_update in {rl.app_log_path}"
+    # The canary goes (as on rollback): its workers go with it, verified on the broker.
+    worker_runner.stack.stop_canary()
+    assert worker_containers(worker_runner.run_dir) == []
+    assert consumers(state.broker.url, CANARY) == []

@@ -243,7 +243,9 @@ class CanaryWorkers:
         broker = self.broker()
         started: list[WorkerRecord] = []
         try:
-            for role in plan.roles:
+            if self.backend == "compose":
+                started.extend(self._compose_up(version, env, plan, broker, env_digest))
+            for role in plan.roles if self.backend != "compose" else ():
                 for index in range(1, plan.replicas(role) + 1):
                     worker = self._spawn(role, index, version, env, broker)
                     started.append(worker)
@@ -254,6 +256,31 @@ class CanaryWorkers:
             self.stop(verify=False)
             raise
         return tuple(started)
+
+    def _compose_up(self, version: str, env: Mapping[str, str], plan: WorkerPlan, broker: BrokerRecord,
+                    env_digest: str) -> list[WorkerRecord]:  # fmt: skip
+        """The runbook's canary-workers profile in the canary's compose project (``deploy.compose_workers``)."""
+        from canary_harness.deploy.compose_workers import start_compose_workers
+        from canary_harness.deploy.worker_containers import find_worker_containers, stop_worker_container
+
+        container_env = {key: value for key, value in env.items() if key != "FRAGRANCE_QUEUE_KEY"}
+        logs = self.run_dir / "logs"
+        private_dir(logs)
+        try:
+            replicas = {role: plan.replicas(role) for role in plan.roles}
+            started = start_compose_workers(self.run_dir, version, replicas, broker.url, container_env, self.host)
+        except BaseException:
+            # Recorded nowhere yet: what `up` started is found by its labels and removed.
+            for container_id in find_worker_containers(self.run_dir):
+                stop_worker_container(container_id, logs / "canary-workers.log")
+            raise
+        records = [
+            WorkerRecord(w.role, w.index, version, f"http://{self.host}:{w.port}", 0, None,
+                         logs / f"canary-worker-{w.role}-{w.index}.log", logs / w.app_log_name, w.container_id)
+            for w in started
+        ]  # fmt: skip
+        save_workers(self.run_dir, WorkersState(broker, tuple(records), env_digest))
+        return records
 
     def _spawn(self, role: str, index: int, version: str, env: Mapping[str, str], broker: BrokerRecord) -> WorkerRecord:
         port = free_port(self.host)
