@@ -2,28 +2,25 @@
 
 Runs ``fragrance-ai worker $WORKER_ROLE`` from the canary's image, with the arguments given after it. With
 host networking every replica of a scaled service needs a port of its own: this takes the first port from
-``$WORKER_PORT`` up that is free; a replica that started at the same moment and lost the port to another
-(its worker exits before answering /health while the port is taken) tries the next one. The port is
-recorded in /tmp/worker.port (the healthcheck and the harness read it), and with ``$WORKER_LOG_DIR`` the
-worker's JSON log is ``$WORKER_LOG_DIR/canary-worker-<role>-<port>.jsonl``. SIGTERM/SIGINT go to the
-worker; its exit code is this one's.
+``$WORKER_PORT`` up that is free and that no other replica has claimed. The claim is an abstract Unix socket
+named after the port, held as long as the worker runs: abstract sockets belong to the network namespace,
+which the replicas share on the host network, so two replicas started at the same moment never pick the
+same port. The port is recorded in /tmp/worker.port (the healthcheck and the harness read it), and with
+``$WORKER_LOG_DIR`` the worker's JSON log is ``$WORKER_LOG_DIR/canary-worker-<role>-<port>.jsonl``.
+SIGTERM/SIGINT go to the worker; its exit code is this one's.
 """
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 ROLE = os.environ.get("WORKER_ROLE", "llm")
 BASE_PORT = int(os.environ.get("WORKER_PORT", "8101"))
 LOG_DIR = os.environ.get("WORKER_LOG_DIR", "")
 PORT_FILE = "/tmp/worker.port"
 MAX_REPLICAS = 32
-START_TIMEOUT_S = 60.0
 
 
 def is_free(port: int) -> bool:
@@ -36,13 +33,15 @@ def is_free(port: int) -> bool:
     return True
 
 
-def answers(port: int) -> bool:
-    """True once /health on ``port`` answers (the worker bound it)."""
+def claim(port: int) -> socket.socket | None:
+    """The claim on ``port`` among the replicas (kept open while the worker runs), None if another holds it."""
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as response:
-            return isinstance(json.load(response), dict)
-    except (OSError, ValueError):
-        return False
+        lock.bind(f"\0canary-worker-port-{port}")
+    except OSError:
+        lock.close()
+        return None
+    return lock
 
 
 def start(port: int) -> subprocess.Popen[bytes]:
@@ -64,17 +63,18 @@ def main() -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     for port in range(BASE_PORT, BASE_PORT + MAX_REPLICAS):
-        if not is_free(port):
+        lock = claim(port)
+        if lock is None:
+            continue
+        if not is_free(port):  # taken by something else than a replica
+            lock.close()
             continue
         with open(PORT_FILE, "w") as handle:
             handle.write(str(port))
         child = start(port)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while child.poll() is None and not answers(port) and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling the child's health: the condition is checked each round
-        if child.poll() is None or is_free(port):
-            return child.wait()  # running (or it failed for another reason than the port: its code)
-        # Another replica took this port first: try the next one.
+        code = child.wait()
+        lock.close()
+        return code
     print(f"run_worker: no free port in {BASE_PORT}..{BASE_PORT + MAX_REPLICAS - 1}", file=sys.stderr)
     return 1
 
