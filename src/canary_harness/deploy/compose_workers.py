@@ -23,7 +23,7 @@ from pathlib import Path
 
 from canary_harness.deploy.compose import ComposeBackend, _escape, image_name, override_path
 from canary_harness.deploy.docker import LABEL_RUN_DIR, DockerBackend, engine_errors
-from canary_harness.deploy.process import health
+from canary_harness.deploy.health import health
 from canary_harness.errors import BackendError
 from canary_harness.ports import free_port
 from canary_harness.waiting import wait_until
