@@ -2,8 +2,8 @@
 
 The mounted template (the repository's nginx/nginx.canary.conf, or compose/nginx/nginx.production.conf)
 uses upper-case ``${NAME}`` placeholders, as canary_harness.traffic.render expects; they come from the
-environment (NGINX_HOST, NGINX_PORT, NGINX_WORKER_PROCESSES). The image points nginx's compiled-in
-prefix and configuration path into /tmp/nginx (see the Dockerfile), so relative paths of the template
+environment (NGINX_HOST, NGINX_PORT, NGINX_WORKER_PROCESSES, NGINX_GROUP_HEADER). The image points nginx's
+compiled-in prefix and configuration path into /tmp/nginx (see the Dockerfile), so relative paths of the template
 (pid, logs, temp) live there, logs/ being /var/log/nginx, and conf.d/ is the mounted /etc/nginx/conf.d.
 Arguments replace the final command line (default: ``nginx``).
 """
@@ -27,6 +27,9 @@ def values() -> dict[str, str]:
         "LISTEN_HOST": os.environ.get("NGINX_HOST", "127.0.0.1"),
         "LISTEN_PORT": port,
         "WORKER_PROCESSES": os.environ.get("NGINX_WORKER_PROCESSES", "auto"),
+        # The group header of the canary file's access log (canary_harness.traffic.render's default), as
+        # nginx's variable suffix: X-LLM-Mode -> x_llm_mode ($http_x_llm_mode, $upstream_http_x_llm_mode).
+        "GROUP_HEADER": os.environ.get("NGINX_GROUP_HEADER", "X-LLM-Mode").lower().replace("-", "_"),
         # Root in the container: workers run as nginx's default unprivileged user.
         "USER_DIRECTIVE": "# (workers: nginx's default user)",
     }

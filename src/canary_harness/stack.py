@@ -300,7 +300,7 @@ class LocalStack:
             self._stop_all(state, controller, raise_errors=True)
             state.state_file.unlink(missing_ok=True)
         self.env_store.forget()
-        CanaryWorkers(self.run_dir).down()
+        CanaryWorkers(self.run_dir, backend=self.settings.backend).down()
         removed = self.remove_unrecorded_containers(state)
         try:
             pids = stop_marked(self.run_dir)

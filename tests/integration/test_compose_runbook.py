@@ -9,11 +9,16 @@ start and stop the canary workers of their profile, promote (``docker tag`` + ``
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
 import httpx
 import pytest
 
+from canary_harness.deploy.broker import BrokerRecord, start_broker, stop_broker
+from canary_harness.deploy.workers import consumers
+from canary_harness.ports import free_port
 from canary_harness.waiting import wait_until
 from tests.integration.composefixtures import NGINX_CONTAINER, ComposeProject, container_state, run
 
@@ -45,7 +50,15 @@ def container_health_is(ref: str, status: str) -> bool:
     return container_health(ref) == status
 
 
-def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerRecord]:
+    """A redis-server on a free loopback port for the canary workers; stopped at teardown."""
+    record = start_broker(tmp_path / "redis", "127.0.0.1", free_port("127.0.0.1"))
+    yield record
+    stop_broker(record)
+
+
+def test_runbook_commands_verbatim(compose_project: ComposeProject, broker: BrokerRecord) -> None:
     """build, up -d, health, logs, canary.log, stop, workers, promotion and down, as the runbook says."""
     project = compose_project
     project.env["LLM_ENSEMBLE_MODELS"] = MODELS
@@ -105,8 +118,10 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
     with pytest.raises(httpx.ConnectError):
         httpx.get(canary_url + "/health", timeout=2.0)
 
-    # Two LLM worker replicas on host networking: each takes its own port from the base port up.
+    # Two LLM worker replicas on host networking: each takes its own port from the base port up. They consume
+    # the canary's queue on the broker CANARY_REDIS_URL (a redis-server of the test's own).
     project.env["LLM_WORKER_CANARY_REPLICAS"] = "2"
+    project.env["CANARY_REDIS_URL"] = broker.url
     workers = ("worker-llm-canary", "worker-rl-canary")
     project.compose("--profile", "canary-workers", "up", "-d", *workers)
     replicas = {worker: project.service_containers(worker) for worker in workers}
@@ -118,9 +133,10 @@ def test_runbook_commands_verbatim(compose_project: ComposeProject) -> None:
             wait_until(partial(container_health_is, replica, "healthy"), 60, 0.2, f"replica {replica[:12]} healthy")
             port = run(["docker", "exec", replica, "cat", "/tmp/worker.port"]).stdout.strip()
             data = get_json(f"http://127.0.0.1:{port}/health")
-            assert data["role"] == role and data["version"] == version, data
+            assert data["component"] == role and data["version"] == version, data
             ports.add(port)
     assert len(ports) == 3 and str(project.ports["llm"]) in ports and str(project.ports["rl"]) in ports
+    assert len(consumers(broker.url, version)) == 3
     # The workers alone: the stopped canary stays stopped.
     assert container_state(project.container("app-canary") or "")["Status"] == "exited"  # type: ignore[index]
     project.compose("--profile", "canary-workers", "stop", *workers)

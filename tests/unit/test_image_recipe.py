@@ -187,3 +187,29 @@ def test_cli_refuses_a_tampered_archive_before_touching_docker(
     assert main(["images", "build", "--releases-dir", str(releases)]) == 2
     err = capsys.readouterr().err
     assert "sha256 mismatch" in err and str(archive) in err and "docker-up.sh" not in err
+
+
+def _wheel(directory: Path, name: str, requires: list[str]) -> Path:
+    """A minimal wheel whose METADATA lists ``requires``."""
+    import zipfile
+
+    path = directory / f"{name}-1.0-py3-none-any.whl"
+    metadata = "Metadata-Version: 2.1\nName: " + name + "\nVersion: 1.0\n"
+    metadata += "".join(f"Requires-Dist: {line}\n" for line in requires)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(f"{name}-1.0.dist-info/METADATA", metadata)
+    return path
+
+
+def test_marker_requirements_are_evaluated_for_the_image_python(tmp_path: Path) -> None:
+    from canary_harness.deploy.wheels import marker_requirements
+
+    redis = _wheel(tmp_path, "redis", [
+        'async-timeout>=4.0.3; python_full_version < "3.11.3"',  # holds on the image's 3.11.2
+        'hiredis>=3; extra == "hiredis"',                          # an extra: never
+        'typing-extensions; python_version < "3.8"',              # not on 3.11
+        "packaging",                                               # no marker: pip already resolved it
+    ])  # fmt: skip
+    assert marker_requirements([redis]) == ["async-timeout>=4.0.3"]
+    # Once the wheel is among them, nothing is missing.
+    assert marker_requirements([redis, _wheel(tmp_path, "async_timeout", [])]) == []

@@ -16,14 +16,23 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from canary_harness.errors import ImageError
 
 # The platform of the base image (Debian's CPython 3.11 on x86_64): what `pip download` resolves for.
 PYTHON_VERSION = "3.11"
+# The base image's exact interpreter (Debian 12's python3, copied from the host): pip download evaluates a
+# dependency's environment markers with the interpreter that runs pip, so markers such as redis's
+# ``async-timeout; python_full_version < "3.11.3"`` are re-evaluated for this version (``marker_requirements``).
+IMAGE_PYTHON_FULL_VERSION = "3.11.2"
 PLATFORM = "manylinux2014_x86_64"
 IMPLEMENTATION = "cp"
 PIP_TIMEOUT_S = 600.0
@@ -75,8 +84,43 @@ def _pip(args: Sequence[str], what: str) -> None:
 
 def requirements_key(requirements: Sequence[str]) -> str:
     """Cache key of a dependency list for the image platform (order and duplicates do not matter)."""
-    payload = json.dumps([sorted(set(requirements)), PYTHON_VERSION, PLATFORM, IMPLEMENTATION])
+    payload = json.dumps([sorted(set(requirements)), IMAGE_PYTHON_FULL_VERSION, PLATFORM, IMPLEMENTATION])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def marker_requirements(wheels: Iterable[Path]) -> list[str]:
+    """Requirements of ``wheels`` whose markers hold on the image's interpreter and that no wheel among them
+    satisfies by name: what ``pip download`` (evaluating markers on the host's Python) left out."""
+    environment: dict[str, str] = {str(key): str(value) for key, value in default_environment().items()}
+    environment.update(python_version=PYTHON_VERSION, python_full_version=IMAGE_PYTHON_FULL_VERSION,
+                       implementation_name="cpython", platform_python_implementation="CPython", sys_platform="linux",
+                       platform_system="Linux", platform_machine="x86_64", os_name="posix", extra="")  # fmt: skip
+    wheels = list(wheels)
+    present = {canonicalize_name(path.name.split("-", 1)[0]) for path in wheels}
+    missing: dict[str, str] = {}
+    for path in wheels:
+        for line in _requires_dist(path):
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement as exc:
+                raise ImageError(f"wheel {path.name}: unreadable Requires-Dist {line!r}: {exc}") from exc
+            name = canonicalize_name(requirement.name)
+            if requirement.marker is None or name in present or name in missing:
+                continue
+            if requirement.marker.evaluate(environment):
+                requirement.marker = None
+                missing[name] = str(requirement)
+    return [missing[name] for name in sorted(missing)]
+
+
+def _requires_dist(wheel: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            metadata = next(n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
+            text = archive.read(metadata).decode()
+    except (OSError, zipfile.BadZipFile, StopIteration, UnicodeDecodeError) as exc:
+        raise ImageError(f"wheel {wheel}: cannot read its METADATA: {exc!r}") from exc
+    return [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Requires-Dist:")]
 
 
 def dependency_wheels(requirements: Sequence[str], cache_dir: Path) -> tuple[Path, ...]:
@@ -93,9 +137,12 @@ def dependency_wheels(requirements: Sequence[str], cache_dir: Path) -> tuple[Pat
     with tempfile.TemporaryDirectory(prefix="canary-wheels-") as tmp:
         # A fresh destination tells exactly which files make the set; wheels already cached are found
         # through --find-links instead of being fetched again.
-        _pip(["download", "--quiet", "--only-binary=:all:", "--python-version", PYTHON_VERSION,
-              "--platform", PLATFORM, "--implementation", IMPLEMENTATION, "--find-links", str(store),
-              "--dest", tmp, *requirements], "downloading the dependency wheels")  # fmt: skip
+        wanted = list(requirements)
+        while wanted:  # a marker-only dependency may itself have some: until none is missing
+            _pip(["download", "--quiet", "--only-binary=:all:", "--python-version", PYTHON_VERSION,
+                  "--platform", PLATFORM, "--implementation", IMPLEMENTATION, "--find-links", str(store),
+                  "--dest", tmp, *wanted], "downloading the dependency wheels")  # fmt: skip
+            wanted = marker_requirements(Path(tmp).glob("*.whl"))
         names = sorted(path.name for path in Path(tmp).glob("*.whl"))
         for name in names:
             if not (store / name).exists():

@@ -35,6 +35,8 @@ MAX_REPLICAS = 16
 REPLICA_ENV = {"llm": "LLM_WORKER_CANARY_REPLICAS", "rl": "RL_WORKER_CANARY_REPLICAS"}
 CONSUMER_PREFIX = "fw"  # fragrance_ai.queues: consumer (and Redis client) names are fw:<queue>:<role>:...
 STOP_VERIFY_S = 10.0
+# Backends whose canary workers are containers (the compose backend's through the canary-workers profile).
+CONTAINER_BACKENDS = ("docker", "compose")
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,14 @@ class WorkerRecord:
     pid_start_time: int | None
     log_path: Path
     app_log_path: Path
+    # Set for a worker run as a container (docker backend): it is found, checked and stopped by this id.
+    container_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {"role": self.role, "index": self.index, "version": self.version, "url": self.url, "pid": self.pid,
                 "pid_start_time": self.pid_start_time, "log_path": str(self.log_path),
-                "app_log_path": str(self.app_log_path)}  # fmt: skip
+                "app_log_path": str(self.app_log_path), "container_id": self.container_id}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkerRecord:
@@ -105,7 +109,8 @@ class WorkerRecord:
         start = data.get("pid_start_time")
         return cls(str(data["role"]), int(data["index"]), str(data["version"]), str(data["url"]), int(data["pid"]),
                    int(start) if start is not None else None, Path(str(data["log_path"])),
-                   Path(str(data["app_log_path"])))  # fmt: skip
+                   Path(str(data["app_log_path"])),
+                   str(data["container_id"]) if data.get("container_id") else None)  # fmt: skip
 
     @property
     def name(self) -> str:
@@ -113,8 +118,21 @@ class WorkerRecord:
         return f"worker-{self.role}-{self.index}"
 
     def is_running(self) -> bool:
-        """True while the recorded process lives."""
+        """True while the recorded process (or container) lives."""
+        if self.container_id:
+            from canary_harness.deploy.worker_containers import container_state
+
+            return container_state(self.container_id)[0] == "running"
         return pids.is_alive(self.pid, self.pid_start_time)
+
+    def stop(self) -> None:
+        """Stop the process by PID, or stop and remove the container (its output appended to the log)."""
+        if self.container_id:
+            from canary_harness.deploy.worker_containers import stop_worker_container
+
+            stop_worker_container(self.container_id, self.log_path)
+        else:
+            pids.terminate(self.pid, start_time=self.pid_start_time, timeout=10.0)
 
 
 @dataclass(frozen=True)
@@ -173,10 +191,14 @@ def consumers(url: str, queue: str) -> list[str]:
 class CanaryWorkers:
     """Starts, checks and stops the broker and the canary's workers of one run directory."""
 
-    def __init__(self, run_dir: Path, host: str = "127.0.0.1", executable: str | None = None) -> None:
+    def __init__(self, run_dir: Path, host: str = "127.0.0.1", executable: str | None = None,
+                 backend: str = "process") -> None:  # fmt: skip
+        """``backend``: ``docker`` (or ``compose``) runs new workers as containers of the release's image,
+        anything else as processes; recorded workers are stopped the way they were started."""
         self.run_dir = Path(run_dir).resolve()
         self.host = host
         self._executable = executable
+        self.backend = backend
 
     def state(self) -> WorkersState:
         """What is recorded."""
@@ -221,7 +243,9 @@ class CanaryWorkers:
         broker = self.broker()
         started: list[WorkerRecord] = []
         try:
-            for role in plan.roles:
+            if self.backend == "compose":
+                started.extend(self._compose_up(version, env, plan, broker, env_digest))
+            for role in plan.roles if self.backend != "compose" else ():
                 for index in range(1, plan.replicas(role) + 1):
                     worker = self._spawn(role, index, version, env, broker)
                     started.append(worker)
@@ -233,12 +257,46 @@ class CanaryWorkers:
             raise
         return tuple(started)
 
+    def _compose_up(self, version: str, env: Mapping[str, str], plan: WorkerPlan, broker: BrokerRecord,
+                    env_digest: str) -> list[WorkerRecord]:  # fmt: skip
+        """The runbook's canary-workers profile in the canary's compose project (``deploy.compose_workers``)."""
+        from canary_harness.deploy.compose_workers import start_compose_workers
+        from canary_harness.deploy.worker_containers import find_worker_containers, stop_worker_container
+
+        container_env = {key: value for key, value in env.items() if key != "FRAGRANCE_QUEUE_KEY"}
+        logs = self.run_dir / "logs"
+        private_dir(logs)
+        try:
+            replicas = {role: plan.replicas(role) for role in plan.roles}
+            started = start_compose_workers(self.run_dir, version, replicas, broker.url, container_env, self.host)
+        except BaseException:
+            # Recorded nowhere yet: what `up` started is found by its labels and removed.
+            for container_id in find_worker_containers(self.run_dir):
+                stop_worker_container(container_id, logs / "canary-workers.log")
+            raise
+        records = [
+            WorkerRecord(w.role, w.index, version, f"http://{self.host}:{w.port}", 0, None,
+                         logs / f"canary-worker-{w.role}-{w.index}.log", logs / w.app_log_name, w.container_id)
+            for w in started
+        ]  # fmt: skip
+        save_workers(self.run_dir, WorkersState(broker, tuple(records), env_digest))
+        return records
+
     def _spawn(self, role: str, index: int, version: str, env: Mapping[str, str], broker: BrokerRecord) -> WorkerRecord:
         port = free_port(self.host)
         logs = self.run_dir / "logs"
         private_dir(logs)
         log_path = logs / f"canary-worker-{role}-{index}.log"
         app_log = log_path.with_suffix(".jsonl")
+        if self.backend in CONTAINER_BACKENDS:
+            from canary_harness.deploy.worker_containers import run_worker_container
+
+            # The queue is the version's, as for a process: FRAGRANCE_QUEUE_KEY is never passed on.
+            container_env = {key: value for key, value in env.items() if key != "FRAGRANCE_QUEUE_KEY"}
+            container_id = run_worker_container(self.run_dir, role, index, version, port, broker.url, container_env,
+                                                logs, app_log.name, self.host)  # fmt: skip
+            return WorkerRecord(role, index, version, f"http://{self.host}:{port}", 0, None, log_path, app_log,
+                                container_id)  # fmt: skip
         argv = [self._executable or find_executable(), "worker", role, "--host", self.host, "--port", str(port),
                 "--version", version, "--redis-url", broker.url, "--log-file", str(app_log)]  # fmt: skip
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(env), **pids.marker_env(self.run_dir)}
@@ -256,7 +314,13 @@ class CanaryWorkers:
 
     def _wait_healthy(self, worker: WorkerRecord, timeout: float) -> None:
         def ready() -> bool:
-            if not worker.is_running():
+            if worker.container_id:
+                from canary_harness.deploy.worker_containers import container_state
+
+                status, code = container_state(worker.container_id)
+                if status != "running" and status != "created":
+                    raise BackendError(f"container {worker.container_id[:12]} {status} (exit code {code})")
+            elif not worker.is_running():
                 raise BackendError("exited before becoming healthy")
             data = health(worker.url, timeout=1.0)
             if data is not None and data.get("version") != worker.version:
@@ -266,8 +330,11 @@ class CanaryWorkers:
         try:
             wait_until(ready, timeout, 0.05, f"{worker.url}/health")
         except (TimeoutError, BackendError) as exc:
+            where = f"container {worker.container_id[:12]}" if worker.container_id else f"PID {worker.pid}"
+            if worker.container_id:  # its output is in the log only once it is stopped
+                worker.stop()
             raise BackendError(
-                f"canary {worker.name} {worker.version} (PID {worker.pid}) did not become healthy: {exc}\n"
+                f"canary {worker.name} {worker.version} ({where}) did not become healthy: {exc}\n"
                 f"--- last lines of {worker.log_path} ---\n{pids.tail(worker.log_path)}"
             ) from exc
 
@@ -282,9 +349,10 @@ class CanaryWorkers:
         errors: list[str] = []
         for worker in state.workers:
             try:
-                pids.terminate(worker.pid, start_time=worker.pid_start_time, timeout=10.0)
-            except OSError as exc:
-                errors.append(f"{worker.name} (PID {worker.pid}): {exc}")
+                worker.stop()
+            except (OSError, BackendError) as exc:
+                where = f"container {worker.container_id[:12]}" if worker.container_id else f"PID {worker.pid}"
+                errors.append(f"{worker.name} ({where}): {exc}")
         if state.workers or state.env_digest:
             save_workers(self.run_dir, WorkersState(state.broker, (), None))
         if errors:
@@ -307,9 +375,27 @@ class CanaryWorkers:
         return list(state.workers)
 
     def down(self) -> None:
-        """Stop the workers and the broker; forget both."""
+        """Stop the workers and the broker; forget both. Worker containers labelled with the run directory
+        that ``workers.json`` lost are removed too (when a Docker engine answers)."""
         self.stop(verify=False)
+        remove_unrecorded_worker_containers(self.run_dir, required=self.backend in CONTAINER_BACKENDS)
         state = self.state()
         if state.broker is not None:
             stop_broker(state.broker)
         (self.run_dir / WORKERS_FILE).unlink(missing_ok=True)
+
+
+def remove_unrecorded_worker_containers(run_dir: Path, *, required: bool = False) -> list[str]:
+    """Stop and remove every worker container labelled with ``run_dir`` (a killed session's). Without a Docker
+    engine: nothing to find, unless ``required`` (then the BackendError)."""
+    try:
+        from canary_harness.deploy.worker_containers import find_worker_containers, stop_worker_container
+
+        found = find_worker_containers(run_dir)
+    except BackendError:
+        if required:
+            raise
+        return []
+    for container_id in found:
+        stop_worker_container(container_id, Path(run_dir) / "logs" / "canary-worker-unrecorded.log")
+    return found

@@ -112,7 +112,7 @@ def start_services(options: StageOptions, record: StageRecord, say: Callable[[st
             state = stack.up(with_canary=False, router=stack_router(options))
     canary = state.canary
     # A release with workers: the canary's API hands its work to them through the stack's broker.
-    workers = CanaryWorkers(options.stack.run_dir, options.stack.host)
+    workers = CanaryWorkers(options.stack.run_dir, options.stack.host, backend=options.stack.backend)
     plan = resolve_worker_plan(options.toml)
     canary_env = {**options.canary_env, **workers.api_env(plan)}
     replaced = (
