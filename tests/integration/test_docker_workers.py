@@ -10,7 +10,7 @@ the engine's containers by their ``canary-harness.*`` labels, the broker's clien
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 import docker
@@ -21,9 +21,10 @@ from canary_harness.deploy.worker_containers import LABEL_COMPONENT
 from canary_harness.deploy.workers import consumers, load_workers
 from canary_harness.logs import read_events
 from canary_harness.waiting import wait_until
-from tests.integration.rolloutfixtures import RolloutCli, describe, rollout_args, rollout_cli_in
+from tests.integration.rolloutfixtures import describe, rollout_args, rollout_cli_in
 from tests.integration.stagefixtures import StageRunner
 from tests.integration.test_stage_session import GATES, PPO_FAST, PROGRESS_LINE, failed_checks
+from tests.integration.test_workers_stage import WorkersCli
 
 pytest_plugins = ("tests.integration.stagefixtures",)
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -99,16 +100,6 @@ def test_rl_worker_container_with_exploding_loss_fails_and_every_canary_containe
     assert [(c[LABEL_ROLE], c["status"]) for c in left] == [("production", "running")], left
     assert load_workers(worker_runner.run_dir).workers == ()
     wait_until(lambda: consumers(state.broker.url, CANARY) == [], 10.0, describe="no consumer of the canary queue")
-
-
-@dataclass
-class WorkersCli(RolloutCli):
-    """``canary`` commands whose stage sessions start the canary with one LLM and one RL worker."""
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The rollout fixtures' environment plus the runbook's replica variables."""
-        return {**super().env, "LLM_WORKER_CANARY_REPLICAS": "1", "RL_WORKER_CANARY_REPLICAS": "1"}
 
 
 def test_rollout_with_worker_containers_runs_every_stage_and_promotion_removes_them(tmp_path: Path) -> None:
