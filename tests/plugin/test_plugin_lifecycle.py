@@ -59,7 +59,9 @@ class Lifecycle:
     def __init__(self, pytester: pytest.Pytester, run_dir: Path) -> None:
         self.pytester, self.run_dir = pytester, run_dir
         self.toml = pytester.path / "canary.toml"
-        self.toml.write_text('[traffic]\nnginx = "memory"\n')
+        # 100 probe requests prove a 50 % split as well as the default 400 (binomial 99.9 %: 33..67) in a
+        # quarter of the time: the in-memory router serves them in this process, under its GIL.
+        self.toml.write_text('[traffic]\nnginx = "memory"\n\n[stage]\nsplit_probe = 100\n')
         pytester.makeconftest(SITE_HOOKS)
         pytester.makeini("[pytest]\n")
         (pytester.mkdir("canary_tests") / "test_release.py").write_text(RELEASE_CHECKS)
@@ -101,10 +103,13 @@ class Lifecycle:
         """The journal entries of one kind."""
         return [entry for entry in journal.read(self.run_dir) if entry.event == name]
 
+    def record(self) -> dict[str, object]:
+        """The last stage record."""
+        return dict(json.loads(sorted((self.run_dir / "stages").glob("stage-*.json"))[-1].read_text()))
+
     def canary_url(self) -> str:
         """The canary's URL from the last stage record."""
-        record = json.loads(sorted((self.run_dir / "stages").glob("stage-*.json"))[-1].read_text())
-        return str(record["canary_url"])
+        return str(self.record()["canary_url"])
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +143,8 @@ def test_healthy_stage_passes_and_keeps_its_weight(lifecycle: Lifecycle) -> None
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     result.assert_outcomes(passed=2)
     assert lifecycle.weight_in_force() == STAGE
+    probe = lifecycle.record()["split_probe"]
+    assert isinstance(probe, dict) and probe["total"] == 100, probe  # canary.toml's [stage] split_probe
     assert lifecycle.rollback_calls() == []
     assert [entry.details["passed"] for entry in lifecycle.events("stage_verdict")] == [True]
     assert fake_service(lifecycle.canary_url()) is not None, "a passing stage leaves its canary running"

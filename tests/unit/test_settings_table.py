@@ -49,6 +49,7 @@ SAMPLES: dict[str, tuple[str, Any, str, Any, str]] = {
     "no_rollback": ("true", True, "false", False, "2"),
     "config_file": ("a.toml", "a.toml", "b.toml", "b.toml", " "),
     "shadow_share": ("50", 50, "25", 25, "0"),
+    "split_probe": ("100", 100, "2000", 2000, "19"),
     "target": ("generic-http", "generic-http", "my.toml", "my.toml", " "),
     "dry_run": ("yes", True, "no", False, "dry"),
     "judge": ("fixed", "fixed", "sequential", "sequential", "bayes"),

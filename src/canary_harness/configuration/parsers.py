@@ -62,6 +62,14 @@ def parse_shadow_share(raw: object, source: str) -> int:
     return int(text)
 
 
+def parse_split_probe(raw: object, source: str) -> int:
+    """Probe requests that prove the split in force: an integer 20..10000 (fewer cannot tell 1 % from 5 %)."""
+    text = str(raw).strip()
+    if not (text.isascii() and text.isdigit()) or not 20 <= int(text) <= 10000:
+        raise ConfigError(f"split probe {raw!r} ({source}): must be an integer number of requests in 20..10000")
+    return int(text)
+
+
 def parse_port(raw: object, source: str) -> int:
     """A TCP port in 1..65535."""
     text = str(raw).strip()

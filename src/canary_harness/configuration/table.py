@@ -27,6 +27,7 @@ from canary_harness.configuration.parsers import (
     parse_positive_float,
     parse_positive_int,
     parse_shadow_share,
+    parse_split_probe,
     parse_stage,
     parse_text,
     parse_url,
@@ -95,6 +96,10 @@ SETTINGS: tuple[Setting, ...] = (
     _plugin("shadow_share", "--canary-shadow-share", parse_shadow_share, 100,
             "At stage 0: percent of production's requests copied to the canary (default 100).",
             old="--shadow-share", toml=("stage.shadow_share",)),
+    _plugin("split_probe", "--canary-split-probe", parse_split_probe, 400,
+            "Probe requests sent through NGINX once the weight is set: the canary's share of their answers must "
+            "match the weight (a binomial 99.9 percent interval); at stage 0 the canary may answer none.",
+            toml=("stage.split_probe",)),
     _plugin("production_version", "--canary-production-version", parse_version, "v0.1.0",
             "Version production runs (started if no stack is up).", old="--production-version",
             toml=("stage.production_version", "stack.production_version"), cli_flag="--production-version"),

@@ -116,6 +116,7 @@ class StageOptions:
     run_dir: Path
     stack: StackSettings
     shadow_share: int
+    split_probe: int
     toml: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -62,7 +62,6 @@ def judged_mix(mix: Mapping[str, float], settings: JudgeSettings) -> dict[str, f
 
 # The two arms the observation compares, read together at each tick.
 ARMS = ("canary", "production")
-SPLIT_PROBE_REQUESTS = 400
 
 
 def binomial_interval(n: int, p: float, z: float = 3.29) -> tuple[int, int]:
@@ -176,11 +175,10 @@ class StageSession:
             raise TrafficError(f"weight in force is {in_force} % after setting {options.stage} %")
         record.upstream_config = self.traffic.config_text() or ""
         assert record.nginx_url is not None
-        split = probe_split(record.nginx_url, SPLIT_PROBE_REQUESTS)
+        probes = options.split_probe
+        split = probe_split(record.nginx_url, probes)
         record.split_probe = split.to_dict()
-        low, high = (
-            (SPLIT_PROBE_REQUESTS,) * 2 if in_force == 100 else binomial_interval(SPLIT_PROBE_REQUESTS, in_force / 100)
-        )
+        low, high = (probes, probes) if in_force == 100 else binomial_interval(probes, in_force / 100)
         if not low <= split.canary <= high:
             raise TrafficError(
                 f"split check: {split.canary} of {split.total} probe requests reached the canary at "
@@ -212,7 +210,7 @@ class StageSession:
                 f"after setting 0 % and {share} % copied"
             )
         record.upstream_config = self.traffic.config_text() or ""
-        split = probe_split(record.nginx_url, SPLIT_PROBE_REQUESTS)
+        split = probe_split(record.nginx_url, options.split_probe)
         record.split_probe = split.to_dict()
         if split.canary or split.production != split.total:
             raise TrafficError(
