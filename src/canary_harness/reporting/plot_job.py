@@ -127,13 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     # matplotlib and the judge are imported only after the wait: ~1.5 s of CPU that would otherwise compete
     # with the stage's own set-up.
     ready, _, _ = select.select([sys.stdin], [], [], delay)
+    # A job cancelled during the wait (the stage ended without a verdict) exits without importing anything.
+    if ready and sys.stdin.readline().strip() != GO:
+        return 0
     from canary_harness.reporting import plots
     from canary_harness.reporting.trace import DecisionTrace
 
     if not ready:
         plots.warm_up()
-    if sys.stdin.readline().strip() != GO:
-        return 0
+        if sys.stdin.readline().strip() != GO:
+            return 0
     trace = DecisionTrace.from_dict(json.loads((directory / TRACE_FILE).read_text(encoding="utf-8")))
     plots.save_plots(trace, directory, names)
     return 0
