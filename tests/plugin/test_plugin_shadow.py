@@ -54,7 +54,9 @@ def test_failed_shadow_stage_ends_the_copies_and_stops_the_canary(lifecycle: Lif
 
 def test_missing_copies_fail_the_mirror_coverage_check(lifecycle: Lifecycle) -> None:
     # Equal rates on both arms are twice the copies a 50 % share sends: NGINX "does not copy as set".
-    result = lifecycle.run("--stage", "0", "--shadow-share", "50", "--observation-period", "20")
+    # At 1 000 requests/s on both arms the mismatch shows within a few ticks.
+    rates = ("--canary-env", "FAKE_RPS=1000", "--canary-production-env", "FAKE_RPS=1000")
+    result = lifecycle.run("--stage", "0", "--shadow-share", "50", "--observation-period", "20", *rates)
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
     result.stdout.fnmatch_lines(["*mirror coverage mismatch*shadow share 50*"])
     assert router_state(lifecycle) == (0, 0)
