@@ -181,7 +181,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
 
 def _check_sections(toml: Mapping[str, Any], name: str, values: Mapping[str, Any]) -> None:
     """Validate the judge, load and Prometheus tables and the smoke steps now, before anything starts or moves."""
-    JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
+    judge = JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
     LoadSettings.from_mapping(toml.get("load", {}), f"{name} [load]")
     PrometheusSettings.from_mapping(toml.get("prometheus", {}), f"{name} [prometheus]")
     ShadowPolicy.from_mapping(toml.get("shadow", {}), f"{name} [shadow]")
@@ -190,6 +190,11 @@ def _check_sections(toml: Mapping[str, Any], name: str, values: Mapping[str, Any
     if metrics.source == "nginx-log" and (values["prometheus"] != "off" or values["prometheus_url"]):
         raise ConfigError(
             f'{name} [metrics] source = "nginx-log" reads NGINX\'s log, not Prometheus: drop --canary-prometheus(-url)'
+        )
+    if judge.ratios and "ratio" in judge.checks and metrics.counters == "none":
+        raise ConfigError(
+            f"{name} [[judge.ratios]] {judge.ratios[0].name!r}: [metrics] counters = \"none\" says the service "
+            "exposes no counters to divide; expose them on /metrics and drop that key, or drop the ratio checks"
         )
 
 
