@@ -1,0 +1,48 @@
+"""Counter-ratio checks on the real stack: examples/hello_service.py's requests and latency come from NGINX's
+access log, its business counter ``hello_orders_total`` from its own /metrics, and ``ratio[order_failures]``
+gates a release whose failed orders are answered 201 (no 5xx at all)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.stagefixtures import StageRunner
+from tests.integration.test_generic_target import assert_rolled_back
+from tests.integration.test_stage_session import failed_checks
+
+pytest_plugins = ("tests.integration.stagefixtures",)
+
+pytestmark = pytest.mark.integration
+
+TARGET = ("--canary-target", "examples/hello-service-counters.toml")
+CHECK = "ratio[order_failures]"
+LABEL = 'hello_orders_total{outcome="failed"} / hello_orders_total'
+
+
+def test_a_healthy_release_passes_the_ratio_check(stage_runner: StageRunner) -> None:
+    run = stage_runner.run(25, 30, *TARGET)
+    assert run.returncode == pytest.ExitCode.OK, run.describe()
+    assert "reading metrics from NGINX's access log" in run.output
+    assert "from each instance's /metrics" in run.output
+    verdict = run.record().verdict
+    assert verdict is not None and verdict["state"] == "PASS", verdict
+    [check] = [check for check in verdict["checks"] if check["name"] == CHECK]
+    assert check["state"] == "PASS", check
+    evidence = check["evidence"]
+    # The counters moved on both arms: the check judged orders, not an empty series.
+    assert evidence["canary_trials"] > 0 and evidence["production_trials"] > 0, evidence
+    assert evidence["canary_events"] == 0, evidence
+
+
+def test_failed_orders_answered_201_roll_the_canary_back(stage_runner: StageRunner) -> None:
+    run = stage_runner.run(25, 60, *TARGET, "--canary-env", "HELLO_ORDER_FAILURE_RATE=0.05")
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.describe()
+    verdict = run.record().verdict
+    assert failed_checks(run) == {CHECK}, verdict
+    assert verdict is not None
+    states = {check["name"]: check["state"] for check in verdict["checks"]}
+    assert states["error_rate"] != "FAIL", states  # every order was answered 201: no 5xx to see
+    [check] = [check for check in verdict["checks"] if check["name"] == CHECK]
+    assert check["evidence"]["canary_events"] > 0, check
+    assert LABEL in check["message"] and "> max 2.00%" in check["message"] or "production" in check["message"], check
+    assert_rolled_back(stage_runner, run, LABEL)
