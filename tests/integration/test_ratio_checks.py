@@ -4,8 +4,12 @@ gates a release whose failed orders are answered 201 (no 5xx at all)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from canary_harness.stack_state import load_state
+from canary_harness.target import profile_path
 from tests.integration.stagefixtures import StageRunner
 from tests.integration.test_generic_target import assert_rolled_back
 from tests.integration.test_stage_session import failed_checks
@@ -16,6 +20,13 @@ pytestmark = pytest.mark.integration
 
 TARGET = ("--canary-target", "examples/hello-service-counters.toml")
 CHECK = "ratio[order_failures]"
+RATIO_TABLE = """
+[[judge.ratios]]
+name = "order_failures"
+numerator = 'hello_orders_total{outcome="failed"}'
+denominator = "hello_orders_total"
+max = 0.02
+"""
 LABEL = 'hello_orders_total{outcome="failed"} / hello_orders_total'
 
 
@@ -46,3 +57,21 @@ def test_failed_orders_answered_201_roll_the_canary_back(stage_runner: StageRunn
     assert check["evidence"]["canary_events"] > 0, check
     assert check["message"].startswith(LABEL), check
     assert_rolled_back(stage_runner, run, LABEL)
+
+
+def test_a_ratio_check_on_a_service_without_counters_is_refused_before_anything_starts(
+    stage_runner: StageRunner, tmp_path: Path
+) -> None:
+    # The generic profile says the service exposes no counters ([metrics] counters = "none").
+    profile = tmp_path / "no-counters.toml"
+    generic = profile_path("generic-http", "test").read_text(encoding="utf-8")
+    profile.write_text(
+        generic.replace("[load]", RATIO_TABLE + "\n[load]").replace(
+            'checks = ["error_rate"', 'checks = ["ratio", "error_rate"'
+        ),
+        encoding="utf-8",
+    )
+    run = stage_runner.run(25, 5, "--canary-target", str(profile))
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.describe()
+    assert "[[judge.ratios]] 'order_failures' divides counters, but [metrics] counters = \"none\"" in run.output
+    assert load_state(stage_runner.run_dir) is None  # nothing was started

@@ -124,3 +124,16 @@ def selectors(ratios: Sequence[RatioCheck]) -> tuple[CounterSelector, ...]:
         for selector in (check.numerator, check.denominator):
             seen.setdefault(selector.text, selector)
     return tuple(seen.values())
+
+
+def refuse_uncountable(ratios: Sequence[RatioCheck], checks: Sequence[str], counters: str, where: str) -> None:
+    """ConfigError when ratio checks would run but ``[metrics] counters = "none"`` says there is nothing to read.
+
+    Refused at load, not mid-stage: a check that can only ever be INCONCLUSIVE (or an error at the first
+    read) is a profile mistake, and the user should learn it before traffic moves.
+    """
+    if ratios and RATIO in checks and counters == "none":
+        raise ConfigError(
+            f'{where}: [[judge.ratios]] {ratios[0].name!r} divides counters, but [metrics] counters = "none" says '
+            "the service exposes none; expose them on its /metrics and drop that key, or drop the ratio checks"
+        )

@@ -62,7 +62,9 @@ class MetricsSettings:
             )
         counters = data.get("counters", cls.counters)
         if counters not in COUNTER_SOURCES:
-            raise ConfigError(f"[metrics] counters = {counters!r} ({source}): must be one of {', '.join(COUNTER_SOURCES)}")
+            raise ConfigError(
+                f"[metrics] counters = {counters!r} ({source}): must be one of {', '.join(COUNTER_SOURCES)}"
+            )
         return cls(
             source=kind,
             journey_route=route or None,

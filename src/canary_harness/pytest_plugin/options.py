@@ -22,6 +22,7 @@ from canary_harness.configuration.parsers import parse_load_rate, parse_stage
 from canary_harness.configuration.resolve import resolve_setting, validate_table_sections
 from canary_harness.configuration.table import JUDGES, SETTING, SETTINGS, Setting
 from canary_harness.errors import ConfigError
+from canary_harness.judge.ratio_settings import refuse_uncountable
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.loadgen import LoadSettings
 from canary_harness.metrics.prometheus import PrometheusSettings
@@ -191,11 +192,7 @@ def _check_sections(toml: Mapping[str, Any], name: str, values: Mapping[str, Any
         raise ConfigError(
             f'{name} [metrics] source = "nginx-log" reads NGINX\'s log, not Prometheus: drop --canary-prometheus(-url)'
         )
-    if judge.ratios and "ratio" in judge.checks and metrics.counters == "none":
-        raise ConfigError(
-            f"{name} [[judge.ratios]] {judge.ratios[0].name!r}: [metrics] counters = \"none\" says the service "
-            "exposes no counters to divide; expose them on /metrics and drop that key, or drop the ratio checks"
-        )
+    refuse_uncountable(judge.ratios, judge.checks, metrics.counters, name)
 
 
 def _check_service_urls(values: Mapping[str, Any]) -> None:

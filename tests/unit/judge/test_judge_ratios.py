@@ -13,6 +13,7 @@ from canary_harness.errors import ConfigError
 from canary_harness.judge import JudgeSettings, plan_stage
 from canary_harness.judge.eprocess_engine import EProcessEngine, RatioTick, Tick
 from canary_harness.judge.fixed import FixedJudge
+from canary_harness.judge.ratio_settings import refuse_uncountable
 from canary_harness.judge.sequential import SequentialJudge
 from canary_harness.judge.verdict import StageVerdict, State
 from canary_harness.testing.metrics import ArmRates, CannedMetricsSource
@@ -50,7 +51,7 @@ def test_a_ratio_check_is_read_with_its_counters_and_defaults() -> None:
         (ratio(name="1st"), r"name = '1st': must be an identifier"),
         (ratio(name=None), r"key 'name' is missing"),
         (ratio(numerator="orders-total"), r"numerator = 'orders-total': after the name only"),
-        (ratio(numerator='orders_total{outcome=failed}'), r"matcher 'outcome=failed' must be label=\"value\""),
+        (ratio(numerator="orders_total{outcome=failed}"), r"matcher 'outcome=failed' must be label=\"value\""),
         (ratio(numerator='orders_total{outcome~"x"}'), r"matcher 'outcome~\"x\"'"),
         (ratio(numerator='orders_total{job="shop"}'), r"label 'job' is the harness's own"),
         (ratio(numerator='orders_total{outcome=~"(x"}'), r"bad regular expression"),
@@ -208,3 +209,13 @@ def test_the_planner_has_a_row_per_ratio_test_and_the_alpha_budget_counts_them()
     # Two more FAIL tests share α: 5 → 7.
     assert plan.alpha_i == pytest.approx(plan_stage(25, 40, base).alpha_i * 5 / 7)
     assert not [t for t in plan_stage(25, 40, with_ratio.replace(checks=("error_rate",))).tests if t.check == CHECK]
+
+
+def test_a_ratio_check_without_counters_to_read_is_refused_at_load() -> None:
+    checks = settings()
+    with pytest.raises(ConfigError, match=r"shop.toml: \[\[judge.ratios\]\] 'order_failures' divides counters, but "
+                                          r"\[metrics\] counters = \"none\""):  # fmt: skip
+        refuse_uncountable(checks.ratios, checks.checks, "none", "shop.toml")
+    refuse_uncountable(checks.ratios, checks.checks, "service", "shop.toml")
+    refuse_uncountable(checks.ratios, ("error_rate",), "none", "shop.toml")  # the family is off: nothing to read
+    refuse_uncountable((), checks.checks, "none", "shop.toml")
