@@ -12,7 +12,7 @@ from canary_harness.stack_state import load_state
 from canary_harness.target import profile_path
 from tests.integration.stagefixtures import StageRunner
 from tests.integration.test_generic_target import assert_rolled_back
-from tests.integration.test_stage_session import failed_checks
+from tests.integration.test_stage_session import GATES, failed_checks
 
 pytest_plugins = ("tests.integration.stagefixtures",)
 
@@ -43,6 +43,8 @@ def test_a_healthy_release_passes_the_ratio_check(stage_runner: StageRunner) -> 
     # The counters moved on both arms: the check judged orders, not an empty series.
     assert evidence["canary_trials"] > 0 and evidence["production_trials"] > 0, evidence
     assert evidence["canary_events"] == 0, evidence
+    # The release checks have a gate per ratio check, as they have per latency group.
+    assert run.outcomes()[f"{GATES}test_counter_ratio[{CHECK}]"].outcome == "passed"
 
 
 def test_failed_orders_answered_201_roll_the_canary_back(stage_runner: StageRunner) -> None:
@@ -56,6 +58,8 @@ def test_failed_orders_answered_201_roll_the_canary_back(stage_runner: StageRunn
     [check] = [check for check in verdict["checks"] if check["name"] == CHECK]
     assert check["evidence"]["canary_events"] > 0, check
     assert check["message"].startswith(LABEL), check
+    gate = run.outcomes()[f"{GATES}test_counter_ratio[{CHECK}]"]
+    assert gate.outcome == "failed" and LABEL in gate.message, gate
     assert_rolled_back(stage_runner, run, LABEL)
 
 

@@ -101,7 +101,9 @@ class CounterSelector:
 
 def _split_matchers(body: str) -> list[str]:
     """Split ``a="x",b!="y,z"`` on the commas outside quotes."""
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in body:
         if char == '"':
             quoted = not quoted
