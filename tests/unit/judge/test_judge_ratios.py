@@ -3,6 +3,7 @@ null boundary, and the planner's rows."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from canary_harness.judge.fixed import FixedJudge
 from canary_harness.judge.ratio_settings import refuse_uncountable
 from canary_harness.judge.sequential import SequentialJudge
 from canary_harness.judge.verdict import StageVerdict, State
+from canary_harness.report import format_progress, format_table
 from canary_harness.testing.metrics import ArmRates, CannedMetricsSource
 
 SOURCE = "shop.toml [judge]"
@@ -219,3 +221,13 @@ def test_a_ratio_check_without_counters_to_read_is_refused_at_load() -> None:
     refuse_uncountable(checks.ratios, checks.checks, "service", "shop.toml")
     refuse_uncountable(checks.ratios, ("error_rate",), "none", "shop.toml")  # the family is off: nothing to read
     refuse_uncountable((), checks.checks, "none", "shop.toml")
+
+
+def test_the_progress_line_table_and_record_show_a_ratio_check_like_the_others() -> None:
+    verdict = run_stage(SequentialJudge(settings(**SHORT)), canary_share=0.05)
+    line = format_progress(verdict, 25)
+    assert "| order_failures 5.00% F |" in line, line
+    table = format_table(verdict)
+    assert any(row.startswith(f"{CHECK}  ") and "FAIL" in row for row in table.splitlines()), table
+    again = StageVerdict.from_dict(json.loads(json.dumps(verdict.to_dict())))
+    assert again.check(CHECK).evidence["numerator"] == NUM and again.check(CHECK).state is State.FAIL
