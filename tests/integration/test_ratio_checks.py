@@ -4,6 +4,7 @@ gates a release whose failed orders are answered 201 (no 5xx at all)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,18 @@ def test_a_ratio_check_on_a_service_without_counters_is_refused_before_anything_
     assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.describe()
     assert "[[judge.ratios]] 'order_failures' divides counters, but [metrics] counters = \"none\"" in run.output
     assert load_state(stage_runner.run_dir) is None  # nothing was started
+
+
+def test_a_counter_the_canary_does_not_expose_fails_the_stage_naming_metric_and_url(
+    stage_runner: StageRunner, tmp_path: Path
+) -> None:
+    profile = tmp_path / "typo.toml"
+    counters = (Path(__file__).resolve().parents[2] / TARGET[1]).read_text(encoding="utf-8")
+    profile.write_text(counters.replace('denominator = "hello_orders_total"', 'denominator = "hello_order_total"'))
+    run = stage_runner.run(25, 10, "--canary-target", str(profile))
+    assert run.returncode != pytest.ExitCode.OK, run.describe()
+    found = re.search(
+        r"canary metrics at http://127\.0\.0\.1:\d+/metrics: counter hello_order_total is not exposed", run.output
+    )
+    assert found, run.output[-3000:]
+    assert run.record().verdict is None or failed_checks(run) == set()  # no verdict from a metric that is not there
