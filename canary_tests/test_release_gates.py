@@ -1,5 +1,5 @@
-"""The gate: each check of the stage verdict (latency per group, errors, schema, RL loss, split; at the shadow
-stage, stage 0, the mirror coverage instead of the split).
+"""The gate: each check of the stage verdict (latency per group, errors, counter ratios, schema, RL loss, split;
+at the shadow stage, stage 0, the mirror coverage instead of the split).
 
 Each failure message names the metric, the measured value, the threshold and the sample size. The check
 names come from the judge's own builders, so a renamed check breaks here at import, not silently at run time.
@@ -22,6 +22,10 @@ def test_p95_latency(canary_check: CheckFn, latency_group: str) -> None:
 
 def test_5xx_error_rate(canary_check: CheckFn) -> None:
     canary_check(ERROR_RATE)
+
+
+def test_counter_ratio(canary_check: CheckFn, ratio_check: str) -> None:
+    canary_check(ratio_check)
 
 
 def test_zero_schema_failures(canary_check: CheckFn) -> None:

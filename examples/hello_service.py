@@ -3,9 +3,11 @@
     python examples/hello_service.py --port 9000 --release v2
 
 GET /health (200, no body to speak of), GET /items, POST /orders (201). Every answer carries
-X-App-Version. No /metrics, no structured log: the harness reads NGINX's access log instead.
+X-App-Version. No request metrics, no structured log: the harness reads NGINX's access log instead.
+GET /metrics has one business counter, ``hello_orders_total{outcome="ok|failed"}`` (an order the shop
+accepted but could not fulfil is answered 201 and counted failed: no 5xx shows it).
 Faults for a bad release, from the environment: HELLO_ERROR_RATE (share of API answers that are 500),
-HELLO_DELAY_MS (added to every API answer).
+HELLO_DELAY_MS (added to every API answer), HELLO_ORDER_FAILURE_RATE (share of orders counted failed).
 """
 
 from __future__ import annotations
@@ -20,17 +22,22 @@ from collections.abc import Awaitable, Callable
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 
-def create_app(release: str, error_rate: float, delay_s: float) -> FastAPI:
+def create_app(release: str, error_rate: float, delay_s: float, order_failure_rate: float = 0.0) -> FastAPI:
     """The API of one release, with its faults."""
     app = FastAPI(title="hello-service")
+    registry = CollectorRegistry()
+    orders = Counter("hello_orders", "Orders taken, by outcome", ["outcome"], registry=registry)
+    for outcome in ("ok", "failed"):
+        orders.labels(outcome)  # both series from the start: a ratio of two present counters
     order_ids = itertools.count(1)
     items = [{"id": n, "name": name} for n, name in enumerate(("tea", "coffee", "cocoa"), start=1)]
 
     @app.middleware("http")
     async def version_and_faults(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.url.path != "/health":
+        if request.url.path not in ("/health", "/metrics"):
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
             if random.random() < error_rate:
@@ -51,7 +58,13 @@ def create_app(release: str, error_rate: float, delay_s: float) -> FastAPI:
 
     @app.post("/orders", status_code=201)
     async def create_order(order: dict[str, object]) -> dict[str, object]:
+        # The business failure the harness must see without a 5xx: accepted, answered 201, never fulfilled.
+        orders.labels("failed" if random.random() < order_failure_rate else "ok").inc()
         return {"id": f"ord_{next(order_ids)}", "item": order.get("item"), "release": release}
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
@@ -64,7 +77,9 @@ def main() -> None:
     args = parser.parse_args()
     error_rate = float(os.environ.get("HELLO_ERROR_RATE", "0"))
     delay_s = float(os.environ.get("HELLO_DELAY_MS", "0")) / 1000
-    uvicorn.run(create_app(args.release, error_rate, delay_s), host=args.host, port=args.port, log_level="warning")
+    order_failure_rate = float(os.environ.get("HELLO_ORDER_FAILURE_RATE", "0"))
+    app = create_app(args.release, error_rate, delay_s, order_failure_rate)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

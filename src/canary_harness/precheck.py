@@ -212,7 +212,29 @@ def check_canary_toml(
             results.append(ChecklistItem(check, Status.WARN, "; ".join(warnings)))
         else:
             results.append(ChecklistItem(check, Status.PASS, "valid"))
+    results += _ratio_counters(document, shown)
     return results, document
+
+
+def _ratio_counters(document: Mapping[str, Any], shown: str) -> list[ChecklistItem]:
+    """Ratio checks need counters to read: refused with [metrics] counters = "none", as a stage refuses them."""
+    from canary_harness.judge.ratio_settings import refuse_uncountable
+    from canary_harness.judge.settings import JudgeSettings
+    from canary_harness.metrics.source_settings import MetricsSettings
+
+    try:
+        judge = JudgeSettings.from_mapping(document.get("judge", {}), f"{shown} [judge]")
+        metrics = MetricsSettings.from_mapping(document.get("metrics", {}), f"{shown} [metrics]")
+    except ConfigError:
+        return []  # already reported with its section
+    if not judge.ratios:
+        return []
+    try:
+        refuse_uncountable(judge.ratios, judge.checks, metrics.counters, shown)
+    except ConfigError as exc:
+        return [ChecklistItem("config [[judge.ratios]]", Status.FAIL, str(exc))]
+    counted = f"{len(judge.ratios)} ratio check(s), counters read from the service"
+    return [ChecklistItem("config [[judge.ratios]]", Status.PASS, counted)]
 
 
 def _find_nginx(nginx_bin: str | None) -> str | None:

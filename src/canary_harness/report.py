@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import TextIO
 
 from canary_harness.judge.eprocess_engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
+from canary_harness.judge.ratio_settings import ratio_check
 from canary_harness.judge.verdict import CheckVerdict, StageVerdict, outcome_summary
 from canary_harness.stages import stage_label
 
 _SHORT = {ERROR_RATE: "5xx", SCHEMA: "schema", RL_LOSS: "loss", SPLIT: "split"}
 _LATENCY_PREFIX = latency_check("")[:-1]  # "p95_latency[": the part before the mode
+_RATIO_PREFIX = ratio_check("")[:-1]  # "ratio[": the part before a ratio check's name
 
 
 def is_interactive(stream: TextIO) -> bool:
@@ -25,13 +27,15 @@ def _figure(check: CheckVerdict) -> str:
         value = "n/a"
     elif check.unit == "s":
         value = f"{check.measured:.2f}s"
-    elif check.name in (ERROR_RATE, SPLIT):
+    elif check.name in (ERROR_RATE, SPLIT) or check.name.startswith(_RATIO_PREFIX):
         value = f"{check.measured * 100:.2f}%"
     elif check.unit == "ratio" or check.name == RL_LOSS:
         value = f"x{check.measured:.2f}"
     else:
         value = f"{check.measured:g}"
     name = _SHORT.get(check.name, check.name.replace(_LATENCY_PREFIX, "p95 ").rstrip("]"))
+    if check.name.startswith(_RATIO_PREFIX):  # "ratio[order_failures]" -> "order_failures"
+        name = check.name[len(_RATIO_PREFIX) : -1]
     return f"{name} {value} {check.state.value[0]}"
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import MetricsError
+from canary_harness.metrics.counters import CounterSelector
 from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus
 from canary_harness.metrics.protocol import MetricsSource
@@ -32,6 +33,10 @@ pytestmark = pytest.mark.integration
 
 VERSIONS = {"production": "v0.1.0", "canary": "v0.2.0"}
 CANARY_ERRORS = 0.5
+# A ratio check's counters over the fake services' own request counter: the arm's 5xx share, read as named
+# counters (the sources that can read a service's counters fill them; none else is asked to).
+FAILED = CounterSelector.parse('http_requests_total{status=~"5.."}', "compliance")
+ALL = CounterSelector.parse("http_requests_total", "compliance")
 
 
 @dataclass
@@ -51,14 +56,14 @@ class Arms:
 
 
 def _scrape(arms: Arms, _stack: ExitStack, _tmp: Path) -> tuple[MetricsSource, Callable[[str], None]]:
-    return ScrapeSource(arms.urls()), arms.stop
+    return ScrapeSource(arms.urls(), counters=(FAILED, ALL)), arms.stop
 
 
 def _prometheus(arms: Arms, stack: ExitStack, tmp: Path) -> tuple[MetricsSource, Callable[[str], None]]:
     targets = {role: url.split("://", 1)[1] for role, url in arms.urls().items()}
     server = stack.enter_context(LocalPrometheus(targets, run_dir=tmp / "prometheus", scrape_interval_s=0.5))
     server.wait_for_targets_up(20.0)
-    source = PrometheusSource.from_settings(PrometheusSettings(), server.url)
+    source = PrometheusSource.from_settings(PrometheusSettings(), server.url, counters=(FAILED, ALL))
     for role in targets:
         source.wait_for_scrape(role, time.time(), 20.0)
     return source, arms.stop
@@ -67,8 +72,13 @@ def _prometheus(arms: Arms, stack: ExitStack, tmp: Path) -> tuple[MetricsSource,
 def _canned(_arms: Arms, _stack: ExitStack, _tmp: Path) -> tuple[MetricsSource, Callable[[str], None]]:
     source = CannedMetricsSource(
         {
-            "production": ArmRates(rps=100, version=VERSIONS["production"]),
-            "canary": ArmRates(rps=100, error_rate=CANARY_ERRORS, version=VERSIONS["canary"]),
+            "production": ArmRates(rps=100, version=VERSIONS["production"], ratios=((FAILED.text, ALL.text, 0.0),)),
+            "canary": ArmRates(
+                rps=100,
+                error_rate=CANARY_ERRORS,
+                version=VERSIONS["canary"],
+                ratios=((FAILED.text, ALL.text, CANARY_ERRORS),),
+            ),
         }
     )
     return source, lambda role: source.fail_next(role, MetricsError(f"{role}: programmed failure"))
@@ -139,6 +149,17 @@ def test_snapshots_name_the_arm_version_and_its_error_share(
         total = later.requests
         assert abs(later.errors_5xx / total - share) <= 0.1, (role, later)
         assert later.latency_count("creative") > 0
+
+
+def test_named_counters_give_each_arms_share(source: tuple[MetricsSource, Callable[[str], None]]) -> None:
+    # What a ratio check divides: the named counters' deltas, numerator a subset of the denominator.
+    reader, _ = source
+    for role, share in (("production", 0.0), ("canary", CANARY_ERRORS)):
+        first = reader.snapshot(role)
+        delta = grown(reader, role, first).minus(first)
+        failed, total = delta.counters[FAILED.text], delta.counters[ALL.text]
+        assert total > 0 and 0 <= failed <= total, (role, delta.counters)
+        assert abs(failed / total - share) <= 0.1, (role, delta.counters)
 
 
 def test_counters_are_cumulative(source: tuple[MetricsSource, Callable[[str], None]]) -> None:

@@ -209,6 +209,14 @@ def test_bad_canary_toml_fails_the_config_check(repo: Path) -> None:
     assert result.status is Status.FAIL and "invalid TOML" in result.reason
 
 
+RATIO = """[[judge.ratios]]
+name = "failed"
+numerator = 'o_total{s="f"}'
+denominator = "o_total"
+max = 0.01
+"""
+
+
 @pytest.mark.parametrize(
     ("text", "section", "status", "reason"),
     [
@@ -220,6 +228,8 @@ def test_bad_canary_toml_fails_the_config_check(repo: Path) -> None:
         ("[grafana]\nurl = 'x'\n", "config [grafana]", Status.WARN, "unknown section"),
         ("stack = 3\n", "config [stack]", Status.FAIL, "must be a table"),
         ("[stack]\nnginx_port = 18080\n[stage]\njudge = 'fixed'\n", "config [stage]", Status.PASS, "valid"),
+        (RATIO + '[metrics]\ncounters = "none"\n', "config [[judge.ratios]]", Status.FAIL, 'counters = "none"'),
+        (RATIO, "config [[judge.ratios]]", Status.PASS, "1 ratio check(s)"),
     ],
 )
 def test_canary_toml_sections_are_validated(repo: Path, text: str, section: str, status: Status, reason: str) -> None:

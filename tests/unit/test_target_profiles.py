@@ -25,6 +25,7 @@ from canary_harness.target import TargetSettings, load_config, profile_path, wit
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello-service.toml"
+COUNTERS = REPO / "examples" / "hello-service-counters.toml"
 
 
 def test_the_fragrance_ai_profile_is_the_built_in_defaults(tmp_path: Path) -> None:
@@ -87,7 +88,7 @@ def test_bad_target_tables_are_refused(data: dict[str, Any], message: str) -> No
 
 
 def test_shipped_and_example_profiles_are_valid() -> None:
-    for path in (profile_path("fragrance-ai", "t"), profile_path("generic-http", "t"), EXAMPLE):
+    for path in (profile_path("fragrance-ai", "t"), profile_path("generic-http", "t"), EXAMPLE, COUNTERS):
         document = tomllib.loads(path.read_text())
         TargetSettings.from_mapping(document["target"], str(path))
         JudgeSettings.from_mapping(document["judge"], str(path))

@@ -17,6 +17,9 @@ Checks and their tests (α_i = α / number of FAIL tests, β_i = β / number of 
   α_i; it crosses once the magnitude part reaches (4/3)/α_i or the sign part 4/α_i
 - schema_failures: zero tolerance (or S(schema failures, r0 = 1) under the "relative" policy);
   it counts as shown once at least one brief was checked
+- ratio[name] (each ``[[judge.ratios]]`` check): error_rate's tests on the counters, numerator events out of
+  denominator trials: FAIL by B_FAIL(p0 = max) or, with ``relative``, S(numerator, r0 = relative) over the
+  shares of the denominators; PASS by B_PASS(p0 = max)
 - traffic_split: sample-ratio mismatch S(requests vs configured weight) at srm_alpha; at weight
   0 or 100 any request on the wrong arm is a mismatch
 - mirror_coverage (replaces traffic_split at a shadow stage, stage 0): the canary's requests are copies
@@ -47,6 +50,7 @@ from canary_harness.judge.eprocess import (
     ShareTest,
     crossing_bound,
 )
+from canary_harness.judge.ratio_settings import RATIO
 from canary_harness.judge.settings import LATENCY_TAIL, JudgeSettings
 
 BoolArray = NDArray[np.bool_]
@@ -73,6 +77,8 @@ def check_family(check: str) -> str:
     ``traffic_split`` for the mirror coverage, the split check of a shadow stage."""
     if check.startswith("p95_latency["):
         return "latency"
+    if check.startswith(f"{RATIO}["):
+        return RATIO
     return SPLIT if check == COVERAGE else check
 
 
@@ -86,6 +92,16 @@ class ModeTick:
     # Exceedances of τ_m (production's frozen p95); zero until τ_m is frozen.
     canary_over_tau: ArrayLike = 0.0
     production_over_tau: ArrayLike = 0.0
+
+
+@dataclass
+class RatioTick:
+    """One tick's increments of one ratio check's counters: numerator events out of denominator trials."""
+
+    canary_events: ArrayLike = 0.0
+    canary_trials: ArrayLike = 0.0
+    production_events: ArrayLike = 0.0
+    production_trials: ArrayLike = 0.0
 
 
 @dataclass
@@ -114,6 +130,8 @@ class Tick:
     # and how many pairs it covers (the first pair has no earlier blocks to estimate a spread from).
     loss_excess: ArrayLike = 0.0
     loss_excess_pairs: ArrayLike = 0.0
+    # Per ratio check (by its name in [[judge.ratios]]): its counters' increments.
+    ratios: Mapping[str, RatioTick] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -171,6 +189,10 @@ class EProcessEngine:
         self.loss_excess = ExcessTest()
         self.schema_share = ShareTest(1.0)
         self.split_share = ShareTest(1.0, SPLIT_MULTIPLIERS)
+        # The ratio checks' tests, by check name: the error-rate tests with their own p0 and r0.
+        self.ratio_fail = {r.check: BernoulliMixture.fail_form(r.max) for r in settings.ratios}
+        self.ratio_pass = {r.check: BernoulliMixture.pass_form(r.max) for r in settings.ratios}
+        self.ratio_share = {r.check: ShareTest(r.relative) for r in settings.ratios if r.relative is not None}
         self.specs = self._build_specs()
         fail_count = sum(spec.role == "fail" for spec in self.specs)
         pass_count = sum(spec.role == "pass" for spec in self.specs)
@@ -194,6 +216,11 @@ class EProcessEngine:
             self.share_states[f"{latency_check(mode)}:fail_relative"] = self.latency_share.initial(shape)
         if settings.schema_policy == "relative":
             self.share_states[f"{SCHEMA}:fail_relative"] = self.schema_share.initial(shape)
+        for ratio in settings.ratios:
+            for name in _RATIO_COUNTS:
+                self.counts[f"{ratio.check}:{name}"] = zeros.copy()
+            if ratio.check in self.ratio_share:
+                self.share_states[f"{ratio.check}:fail_relative"] = self.ratio_share[ratio.check].initial(shape)
         # Whether every tick so far had the canary at full weight (production served no one).
         self.full_weight = np.ones(shape, dtype=bool)
         self.log_e: dict[str, FloatArray] = {spec.key: zeros.copy() for spec in self.specs}
@@ -237,6 +264,16 @@ class EProcessEngine:
         ]
         if s.schema_policy == "relative":
             specs.append(TestSpec(f"{SCHEMA}:fail_relative", SCHEMA, "fail", "schema failures vs production"))
+        for ratio in s.ratios:
+            name = ratio.check
+            if ratio.relative is not None:
+                specs.append(
+                    TestSpec(f"{name}:fail_relative", name, "fail", f"share vs production (r0 {ratio.relative:g})")
+                )
+            specs += [
+                TestSpec(f"{name}:fail_slo", name, "fail", f"share > {ratio.max:.2%}"),
+                TestSpec(f"{name}:pass_slo", name, "pass", f"share < {ratio.max:.2%}"),
+            ]
         if self.split_name == COVERAGE:
             description = f"canary copies vs {self.shadow_share:.0%} of production's requests"
         else:
@@ -247,7 +284,8 @@ class EProcessEngine:
     @property
     def checks(self) -> tuple[str, ...]:
         """Check names in report order."""
-        return (ERROR_RATE, *(latency_check(m) for m in self.modes), SCHEMA, RL_LOSS, self.split_name)
+        ratios = (ratio.check for ratio in self.settings.ratios)
+        return (ERROR_RATE, *(latency_check(m) for m in self.modes), *ratios, SCHEMA, RL_LOSS, self.split_name)
 
     def spec(self, key: str) -> TestSpec:
         """The test called ``key``."""
@@ -315,7 +353,23 @@ class EProcessEngine:
             states[key] = self.latency_share.update(
                 states[key], tick_mode.canary_over_tau, tick_mode.production_over_tau, _share(n_c, n_p)
             )
+        for ratio in self.settings.ratios:
+            self._update_ratio(ratio.check, tick.ratios.get(ratio.name, RatioTick()))
         self._refresh(elapsed_s)
+
+    def _update_ratio(self, name: str, tick: RatioTick) -> None:
+        c = self.counts
+        values = {field_name: np.asarray(getattr(tick, field_name), dtype=np.float64) for field_name in _RATIO_COUNTS}
+        for field_name, value in values.items():
+            c[f"{name}:{field_name}"] = c[f"{name}:{field_name}"] + value
+        if name in self.ratio_share:
+            key = f"{name}:fail_relative"
+            self.share_states[key] = self.ratio_share[name].update(
+                self.share_states[key],
+                values["canary_events"],
+                values["production_events"],
+                _share(values["canary_trials"], values["production_trials"]),
+            )
 
     def _refresh(self, elapsed_s: float) -> None:
         c = self.counts
@@ -340,6 +394,18 @@ class EProcessEngine:
         if f"{SCHEMA}:fail_relative" in log_e:
             log_e[f"{SCHEMA}:fail_relative"] = self.schema_share.log_e(self.share_states[f"{SCHEMA}:fail_relative"])
         log_e[self.split_key] = self.split_share.log_e(self.share_states[self.split_key])
+        for ratio in self.settings.ratios:
+            name = ratio.check
+            trials = c[f"{name}:canary_trials"]
+            # A numerator above its denominator (counters read a scrape apart, or not a subset as promised)
+            # is capped: more failures than orders is no Bernoulli count.
+            events = np.minimum(c[f"{name}:canary_events"], trials)
+            log_e[f"{name}:fail_slo"] = self.ratio_fail[name].log_e(events, trials)
+            log_e[f"{name}:pass_slo"] = self.ratio_pass[name].log_e(events, trials)
+            if name in self.ratio_share:
+                log_e[f"{name}:fail_relative"] = self.ratio_share[name].log_e(
+                    self.share_states[f"{name}:fail_relative"]
+                )
         for spec in self.specs:
             self.peak[spec.key] = np.maximum(self.peak[spec.key], log_e[spec.key])
             now = log_e[spec.key] >= self.bounds[spec.role]
@@ -390,6 +456,7 @@ class EProcessEngine:
         return Decision(fails, passes, stage_fail, stage_pass, not_applicable)
 
 
+_RATIO_COUNTS = ("canary_events", "canary_trials", "production_events", "production_trials")
 _COUNT_NAMES = (
     "canary_requests",
     "production_requests",

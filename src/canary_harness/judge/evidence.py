@@ -35,6 +35,7 @@ from canary_harness.judge.planning_assumptions import (
     loss_factor_for,
 )
 from canary_harness.judge.power import detectable_rate
+from canary_harness.judge.ratio_settings import RatioCheck
 from canary_harness.judge.snapshot_ticks import SnapshotFeed
 from canary_harness.judge.verdict import CheckVerdict, EvidenceValue, State
 from canary_harness.metrics.histogram import histogram_quantile
@@ -49,6 +50,7 @@ def build_checks(
     ctx = CheckContext(engine, feed, decision, final)
     results = [_error_rate(ctx)]
     results += [_latency(ctx, mode) for mode in engine.modes]
+    results += [_ratio(ctx, ratio) for ratio in engine.settings.ratios]
     results += [_schema(ctx), _loss(ctx), _coverage(ctx) if engine.shadow_share > 0 else _split(ctx)]
     return tuple(results)
 
@@ -116,6 +118,66 @@ def _error_rate(ctx: CheckContext) -> CheckVerdict:
     return CheckVerdict(
         ERROR_RATE, state, "5xx error rate", rate, s.error_rate_slo, requests, "ratio", evidence, message
     )
+
+
+def _ratio(ctx: CheckContext, ratio: RatioCheck) -> CheckVerdict:
+    """A counter-ratio check: error_rate's message shape, with the counters' names and the check's own max."""
+    s, name = ctx.engine.settings, ratio.check
+    events, trials = ctx.count(f"{name}:canary_events"), ctx.count(f"{name}:canary_trials")
+    p_events, p_trials = ctx.count(f"{name}:production_events"), ctx.count(f"{name}:production_trials")
+    share = min(events, trials) / trials if trials else None
+    p_share = p_events / p_trials if p_trials else None
+    low, high = beta_confidence_interval(min(events, trials), trials, s.alpha)
+    keys = {test.key.split(":", 1)[1]: test.key for test in ctx.engine.tests_of(name)}
+    evidence: dict[str, EvidenceValue] = {
+        "numerator": ratio.numerator.text,
+        "denominator": ratio.denominator.text,
+        "canary_events": events,
+        "canary_trials": trials,
+        "production_events": p_events,
+        "production_trials": p_trials,
+        "production_share": p_share,
+        "max": ratio.max,
+        "relative": ratio.relative,
+        **{f"e_{test}": ctx.e(key) for test, key in keys.items()},
+        "fail_bound": ctx.fail_bound,
+        "pass_bound": ctx.pass_bound,
+        "interval_low": low,
+        "interval_high": high,
+        "interval": f"{1 - s.alpha:.0%} anytime-valid",
+        **ctx.peaks(name),
+    }
+    state = ctx.state(name)
+    what = f"{ratio.label} {fmt_pct(share)} ({events:.0f} of {trials:.0f}, canary)"
+    if state is State.FAIL:
+        if ctx.crossed(keys["fail_slo"]):
+            message = f"{what} > max {fmt_pct(ratio.max)}; {ctx.decided_by(evidence, keys, 'fail_slo')}"
+        else:
+            message = (
+                f"{what} vs production {fmt_pct(p_share)} ({p_events:.0f} of {p_trials:.0f}): more than "
+                f"{ratio.relative:g}× production's; {ctx.decided_by(evidence, keys, 'fail_relative')}"
+            )
+    elif state is State.PASS:
+        message = f"{what} < max {fmt_pct(ratio.max)} shown; {ctx.decided_by(evidence, keys, 'pass_slo')}"
+    elif state is State.NOT_APPLICABLE:
+        message = f'{ratio.label}: not judged ([judge] checks leaves out "ratio")'
+    elif trials == 0:
+        message = f"{ratio.label}: no canary {ratio.denominator.name} counted" + ctx.not_yet() + warming(ctx)
+    else:
+        message = (
+            f"{what}, max {fmt_pct(ratio.max)}; e_fail={fmt_e(ctx.e(keys['fail_slo']))}, "
+            f"e_pass={fmt_e(ctx.e(keys['pass_slo']))} (bounds {fmt_e(ctx.fail_bound)} / {fmt_e(ctx.pass_bound)})"
+        )
+    if state is State.INCONCLUSIVE:
+        needed = n90(ctx.engine.ratio_pass[name], ratio.planned_healthy, ctx.engine.beta_i)
+        caught = detectable_rate(ctx.engine.ratio_fail[name], ctx.engine.alpha_i, int(trials))
+        evidence.update(n_needed=needed, detectable_regression=caught)
+        message += (
+            f": no verdict; a PASS needed {count_text(needed)} {ratio.denominator.name} (n90 at a true "
+            f"{fmt_pct(ratio.planned_healthy)}), and this stage would have caught a share ≥ {fmt_pct(caught)} "
+            "with 90 % probability"
+        ) + would_decide(ctx, evidence, needed, trials, f"{ratio.denominator.name}/s of the canary")
+    return CheckVerdict(name, state, ratio.label, share, ratio.max, trials, "ratio", evidence, message)
 
 
 def _latency(ctx: CheckContext, mode: str) -> CheckVerdict:

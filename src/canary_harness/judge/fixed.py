@@ -14,6 +14,7 @@ import math
 from canary_harness.judge.check_context import fmt_pct
 from canary_harness.judge.eprocess_engine import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.policy import conclude, failed_reason, running_reason
+from canary_harness.judge.ratio_settings import RATIO, RatioCheck
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.snapshot_ticks import SnapshotFeed
 from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
@@ -71,6 +72,7 @@ class FixedJudge:
         s = self.settings
         results = [self._error_rate(final)]
         results += [self._latency(mode, final) for mode in s.modes]
+        results += [self._ratio(ratio, final) for ratio in s.ratios]
         results += [self._schema(final), self._loss(final), self._split(weight_percent, final)]
         return tuple(results)
 
@@ -136,6 +138,37 @@ class FixedJudge:
             f"(canary, fixed window)"
         )
         return CheckVerdict(name, state, f"p95 latency ({mode})", p95, threshold, requests, "s", evidence, message)
+
+    def _ratio(self, ratio: RatioCheck, final: bool) -> CheckVerdict:
+        """share < max over the window, and with ``relative`` not above relative × production's share."""
+        canary, production = self.feed.canary.counters, self.feed.production.counters
+        num, den = ratio.numerator.text, ratio.denominator.text
+        events, trials = canary.get(num, 0.0), canary.get(den, 0.0)
+        p_events, p_trials = production.get(num, 0.0), production.get(den, 0.0)
+        evidence = {"canary_events": events, "canary_trials": trials, "production_events": p_events,
+                    "production_trials": p_trials}  # fmt: skip
+        if RATIO not in self.settings.checks:
+            message = f'{ratio.label}: not judged ([judge] checks leaves out "ratio")'
+            return CheckVerdict(ratio.check, State.NOT_APPLICABLE, ratio.label, None, ratio.max, trials, "ratio",
+                                evidence, message)  # fmt: skip
+        if trials == 0:
+            state = State.INCONCLUSIVE if final else State.RUNNING
+            message = f"{ratio.label}: no canary {ratio.denominator.name} counted" + (
+                " in the window" if final else " yet"
+            )
+            return CheckVerdict(ratio.check, state, ratio.label, None, ratio.max, 0.0, "ratio", evidence, message)
+        share = min(events, trials) / trials
+        p_share = p_events / p_trials if p_trials else None
+        too_high = ratio.relative is not None and p_share is not None and share > ratio.relative * p_share
+        state = self._state(final, share < ratio.max and not (too_high and share > 0))
+        relation = {State.PASS: "<", State.FAIL: "≥"}.get(state, "vs")
+        message = (
+            f"{ratio.label} {fmt_pct(share)} {relation} max {fmt_pct(ratio.max)} ({events:.0f} of {trials:.0f}, "
+            f"canary, fixed window)"
+        )
+        if ratio.relative is not None:
+            message += f"; production {fmt_pct(p_share)}, relative limit {ratio.relative:g}×"
+        return CheckVerdict(ratio.check, state, ratio.label, share, ratio.max, trials, "ratio", evidence, message)
 
     def _schema(self, final: bool) -> CheckVerdict:
         raw = self.feed.canary_raw

@@ -23,6 +23,7 @@ from canary_harness.judge.planning_assumptions import (
     predicted_tau,
 )
 from canary_harness.judge.power import SampleSize, magnitude_sample_sizes, sample_sizes
+from canary_harness.judge.ratio_settings import RatioCheck
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.stage_plan import (
     LIKELY,
@@ -61,6 +62,9 @@ def plan_stage(
     if "latency" in settings.checks:
         for mode in settings.modes:
             tests += ctx.latency_tests(mode, mix[mode])
+    if "ratio" in settings.checks:
+        for ratio in settings.ratios:
+            tests += ctx.ratio_tests(ratio)
     if "rl_loss" in settings.checks:  # families the target turned off are not planned: they are N/A
         tests += ctx.loss_tests()
     plan = StagePlan(
@@ -220,6 +224,30 @@ class _Planner:
             ),
             self._plan(f"{ERROR_RATE}:pass_slo", e.error_pass, s.healthy_error_rate, self.canary_rps, healthy),
         ]
+
+    def ratio_tests(self, ratio: RatioCheck) -> list[TestPlan]:
+        """error_tests with the ratio's own max: its denominator is assumed to count one event per request."""
+        e, name = self.engine, ratio.check
+        bad, healthy = f"share {ratio.planned_mde:.2%}", f"share {ratio.planned_healthy:.2%}"
+        unit = ratio.denominator.name
+        tests = [
+            self._plan(f"{name}:fail_slo", e.ratio_fail[name], ratio.planned_mde, self.canary_rps, bad, unit),
+            self._plan(f"{name}:pass_slo", e.ratio_pass[name], ratio.planned_healthy, self.canary_rps, healthy, unit),
+        ]
+        if name in e.ratio_share:
+            tests.insert(
+                1,
+                self._share_plan(
+                    f"{name}:fail_relative",
+                    e.ratio_share[name],
+                    ratio.planned_mde,
+                    ratio.planned_healthy,
+                    self.canary_rps,
+                    self.total_rps - self.canary_rps,
+                    f"{bad} vs {ratio.planned_healthy:.2%}",
+                ),
+            )
+        return tests
 
     def latency_tests(self, mode: str, mix: float) -> list[TestPlan]:
         s, e = self.s, self.engine

@@ -16,11 +16,12 @@ from typing import Any
 
 from canary_harness.config import MODES
 from canary_harness.errors import ConfigError
+from canary_harness.judge.ratio_settings import RatioCheck, ratios_from_list
 
 ON_INCONCLUSIVE = ("pass_with_warning", "fail", "extend", "extend_if_suspect")
 # The families of checks a stage can run; a target may turn some off (a service without LLM briefs has no
 # schema check): those are reported N/A and neither hold nor fail the stage.
-CHECK_FAMILIES = ("error_rate", "latency", "schema_failures", "rl_loss", "traffic_split")
+CHECK_FAMILIES = ("error_rate", "latency", "schema_failures", "rl_loss", "traffic_split", "ratio")
 _GROUP_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 SCHEMA_POLICIES = ("zero_tolerance", "relative")
 # p95 means at most 5 % of requests may be slower than the threshold.
@@ -66,7 +67,8 @@ class JudgeSettings:
     compare with production's base rate), ``split_tolerance`` (fixed judge: allowed relative
     deviation of the observed canary share from the configured weight), ``checks`` (the families of
     checks that run, of CHECK_FAMILIES; the others are N/A). ``p95_thresholds`` keys are latency groups:
-    fragrance-ai's LLM modes, or any group a target's metrics are split by.
+    fragrance-ai's LLM modes, or any group a target's metrics are split by. ``ratios``: the counter-ratio
+    checks (``[[judge.ratios]]``, judge/ratio_settings.py), family "ratio".
     """
 
     alpha: float = 0.01
@@ -100,6 +102,7 @@ class JudgeSettings:
     schema_policy: str = "zero_tolerance"
     split_tolerance: float = 0.25
     checks: tuple[str, ...] = CHECK_FAMILIES
+    ratios: tuple[RatioCheck, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "p95_thresholds", dict(self.p95_thresholds))
@@ -112,6 +115,7 @@ class JudgeSettings:
             if problem:
                 raise ConfigError(f"judge setting {name!r} = {value!r}: {problem}")
         object.__setattr__(self, "checks", tuple(self.checks))
+        object.__setattr__(self, "ratios", tuple(self.ratios))
         unknown_checks = [check for check in self.checks if check not in CHECK_FAMILIES]
         if unknown_checks or not self.checks:
             raise ConfigError(
@@ -174,7 +178,9 @@ class JudgeSettings:
                 raise ConfigError(
                     f"unknown judge setting {key!r} ({source}); known settings: {', '.join(sorted(known))}"
                 )
-            kwargs[key] = _parse_value(key, raw, _field_kind(key), source)
+            kwargs[key] = (
+                ratios_from_list(raw, source) if key == "ratios" else _parse_value(key, raw, _field_kind(key), source)
+            )
         try:
             return cls(**kwargs)
         except ConfigError as exc:

@@ -31,7 +31,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from canary_harness.judge.eprocess import LOSS_EXCESS_CAP, FloatArray
-from canary_harness.judge.eprocess_engine import ModeTick, Tick
+from canary_harness.judge.eprocess_engine import ModeTick, RatioTick, Tick
+from canary_harness.judge.ratio_settings import RatioCheck
 from canary_harness.judge.settings import LATENCY_TAIL, JudgeSettings
 from canary_harness.metrics.histogram import bucket_edge_at_or_above, histogram_quantile
 from canary_harness.metrics.types import MetricsSnapshot
@@ -221,7 +222,22 @@ class SnapshotFeed:
         tick.production_errors = production_now.errors_5xx - previous_p.errors_5xx
         tick.modes = {mode: self._mode_tick(mode, previous_c, previous_p) for mode in self.settings.modes}
         tick.loss_blocks, tick.loss_exceed, tick.loss_excess, tick.loss_excess_pairs = self._loss_tick()
+        tick.ratios = {ratio.name: self._ratio_tick(ratio, previous_c, previous_p) for ratio in self.settings.ratios}
         return tick
+
+    def _ratio_tick(self, ratio: RatioCheck, previous_c: MetricsSnapshot, previous_p: MetricsSnapshot) -> RatioTick:
+        """The increments of a ratio check's numerator and denominator on each arm since the previous tick."""
+
+        def grew(now: MetricsSnapshot, before: MetricsSnapshot, text: str) -> float:
+            return now.counters.get(text, 0.0) - before.counters.get(text, 0.0)
+
+        num, den = ratio.numerator.text, ratio.denominator.text
+        return RatioTick(
+            canary_events=grew(self.canary, previous_c, num),
+            canary_trials=grew(self.canary, previous_c, den),
+            production_events=grew(self.production, previous_p, num),
+            production_trials=grew(self.production, previous_p, den),
+        )
 
     def _mode_tick(self, mode: str, previous_c: MetricsSnapshot, previous_p: MetricsSnapshot) -> ModeTick:
         threshold = self.settings.p95_thresholds[mode]

@@ -31,6 +31,7 @@ import httpx
 
 from canary_harness.config import MODES, parse_positive_float
 from canary_harness.errors import ConfigError, MetricsError, NoDataError
+from canary_harness.metrics.counters import CounterSelector
 from canary_harness.metrics.prometheus_api import (
     Sample,
     Series,
@@ -131,7 +132,9 @@ class PrometheusSource:
         timeout: float = 5.0,
         job: str = JOB,
         versions: Mapping[str, str] | None = None,
+        counters: Sequence[CounterSelector] = (),
     ) -> None:
+        self.counters = tuple(counters)  # the ratio checks' counters: sum(name{job, version, matchers}) per arm
         self.base_url = check_base_url(base_url, "PrometheusSource(base_url=...)")
         self.queries = queries_from_mapping(queries or {}, "PrometheusSource(queries=...)")
         self.job = check_label_value(job, "job", "PrometheusSource(job=...)")
@@ -144,7 +147,12 @@ class PrometheusSource:
 
     @classmethod
     def from_settings(
-        cls, settings: PrometheusSettings, base_url: str | None = None, *, client: httpx.Client | None = None
+        cls,
+        settings: PrometheusSettings,
+        base_url: str | None = None,
+        *,
+        client: httpx.Client | None = None,
+        counters: Sequence[CounterSelector] = (),
     ) -> PrometheusSource:
         """A source for ``base_url`` (default: ``settings.url``) with the job, labels and queries set."""
         url = base_url or settings.url
@@ -157,6 +165,7 @@ class PrometheusSource:
             timeout=settings.timeout_s,
             job=settings.job,
             versions=settings.versions,
+            counters=counters,
         )
 
     # ------------------------------------------------------------------ raw API
@@ -315,7 +324,25 @@ class PrometheusSource:
             rl_updates=counters["rl_updates"],
             rl_loss_sum=counters["rl_loss_sum"],
             version=present[0].labels.get("app_version"),
+            counters=self._counters(role, at),
         )
+
+    def _counters(self, role: str, at: float) -> dict[str, float]:
+        """The ratio checks' counters of the arm at ``at``: no series (not incremented yet) is 0, like the others."""
+        target = f'job="{self.job}",version="{self._label(role)}"'
+        values: dict[str, float] = {}
+        for selector in self.counters:
+            promql = selector.promql(target)
+            try:
+                value = single_value(self.query(promql, at), promql, finite=True)
+            except MetricsError as exc:
+                raise MetricsError(f"{self._where(role)}: {exc}") from exc
+            if value is not None and value < 0:
+                raise MetricsError(
+                    f"{self._where(role)}: counter {selector.text} is negative ({value:g}) in {promql!r}"
+                )
+            values[selector.text] = 0.0 if value is None else value
+        return values
 
     def close(self) -> None:
         """Close the HTTP client if this source created it."""

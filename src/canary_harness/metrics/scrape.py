@@ -6,6 +6,7 @@ excludes /health and /metrics so that probes and scrapes do not dilute the error
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import defaultdict
@@ -15,6 +16,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from canary_harness.errors import MetricsError, NoDataError
+from canary_harness.metrics.counters import CounterSelector, counter_sums
 from canary_harness.metrics.types import Buckets, MetricsSnapshot
 
 NON_API_ROUTES = frozenset({"/health", "/metrics"})
@@ -123,17 +125,25 @@ def combine(parts: Sequence[MetricsSnapshot]) -> MetricsSnapshot:
         rl_updates=sum(part.rl_updates for part in parts),
         rl_loss_sum=sum(part.rl_loss_sum for part in parts),
         version=first.version,
+        counters={name: sum(part.counters.get(name, 0.0) for part in parts) for name in first.counters},
     )
 
 
 class ScrapeSource:
     """MetricsSource that GETs ``<base_url>/metrics`` of each arm with an injected HTTP client; an arm given
-    several URLs (an API and its workers) is their sum."""
+    several URLs (an API and its workers) is their sum. ``counters`` (the ratio checks' counters) are read
+    from each arm's first URL, the instance users talk to (its workers need not declare them)."""
 
     def __init__(
-        self, urls: Mapping[str, str | Sequence[str]], *, client: httpx.Client | None = None, timeout: float = 5.0
+        self,
+        urls: Mapping[str, str | Sequence[str]],
+        *,
+        client: httpx.Client | None = None,
+        timeout: float = 5.0,
+        counters: Sequence[CounterSelector] = (),
     ):
         self._urls = {role: [value] if isinstance(value, str) else list(value) for role, value in urls.items()}
+        self._counters = tuple(counters)
         self._client = client or httpx.Client(timeout=timeout)
         self._owns_client = client is None
 
@@ -141,10 +151,12 @@ class ScrapeSource:
         """Scrape the arm now; MetricsError names the URL and what went wrong."""
         if role not in self._urls:
             raise MetricsError(f"no URL configured for arm {role!r}")
-        parts = [self._read(role, base) for base in self._urls[role]]
+        parts = [
+            self._read(role, base, self._counters if index == 0 else ()) for index, base in enumerate(self._urls[role])
+        ]
         return parts[0] if len(parts) == 1 else combine(parts)
 
-    def _read(self, role: str, base: str) -> MetricsSnapshot:
+    def _read(self, role: str, base: str, counters: Sequence[CounterSelector] = ()) -> MetricsSnapshot:
         url = base.rstrip("/") + "/metrics"
         try:
             response = self._client.get(url)
@@ -153,7 +165,10 @@ class ScrapeSource:
         if response.status_code != 200:
             raise MetricsError(f"{role} metrics at {url} answered HTTP {response.status_code}")
         try:
-            return parse_exposition(response.text)
+            snapshot = parse_exposition(response.text)
+            return (
+                dataclasses.replace(snapshot, counters=counter_sums(response.text, counters)) if counters else snapshot
+            )
         except MetricsError as exc:
             raise type(exc)(f"{role} metrics at {url}: {exc}") from exc
 

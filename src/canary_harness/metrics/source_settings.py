@@ -5,6 +5,9 @@
 expose no metrics. ``journey_route`` is the route whose requests count as journeys (the split check's
 units; "" counts requests instead), ``log`` the access log of an NGINX the harness did not start,
 ``default_group`` the latency group of requests without a group header (none: left out of latency).
+``counters``: where the counters of the judge's ratio checks are read: "service" (each instance's
+``/metrics``, or Prometheus with ``--canary-prometheus``; also under ``nginx-log``) or "none" (the service
+exposes none: a ratio check is refused at load).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from canary_harness.errors import ConfigError
 
 SOURCES = ("service", "nginx-log")
 _GROUP_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_KEYS = ("source", "journey_route", "log", "default_group")
+_KEYS = ("source", "journey_route", "log", "default_group", "counters")
+COUNTER_SOURCES = ("service", "none")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class MetricsSettings:
     journey_route: str | None = "/dna/create"
     log: Path | None = None
     default_group: str | None = None
+    counters: str = "service"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str) -> MetricsSettings:
@@ -55,6 +60,15 @@ class MetricsSettings:
             raise ConfigError(
                 f"[metrics] default_group = {group!r} ({source}): must be a name of letters, digits, '_.:-'"
             )
+        counters = data.get("counters", cls.counters)
+        if counters not in COUNTER_SOURCES:
+            raise ConfigError(
+                f"[metrics] counters = {counters!r} ({source}): must be one of {', '.join(COUNTER_SOURCES)}"
+            )
         return cls(
-            source=kind, journey_route=route or None, log=Path(log) if log else None, default_group=group or None
+            source=kind,
+            journey_route=route or None,
+            log=Path(log) if log else None,
+            default_group=group or None,
+            counters=counters,
         )

@@ -27,6 +27,8 @@ class MetricsSnapshot:
     latency_buckets: per LLM mode, the request-duration histogram (all statuses) as cumulative buckets.
     briefs / schema_failures: llm_brief documents produced and those that failed the schema.
     rl_updates / rl_loss_sum: PPO updates run and the sum of their reported losses.
+    counters: the named counters of the judge's ratio checks, by selector text (metrics/counters.py);
+    empty unless the stage has ratio checks.
     """
 
     taken_at: float
@@ -42,6 +44,7 @@ class MetricsSnapshot:
     # The source counts the split's units in ``journeys`` even while they are 0 (NGINX's log: units by
     # start time, released late); otherwise 0 journeys means the service has none and requests are the units.
     journeys_are_units: bool = False
+    counters: Mapping[str, float] = field(default_factory=dict)
 
     def minus(self, base: MetricsSnapshot) -> MetricsSnapshot:
         """Counter deltas since ``base``; a counter that went down means the instance restarted."""
@@ -49,6 +52,12 @@ class MetricsSnapshot:
             if getattr(self, name) < getattr(base, name):
                 raise CounterResetError(
                     f"counter {name} went down ({getattr(base, name)} -> {getattr(self, name)}): "
+                    f"the instance (version {self.version}) restarted during the stage"
+                )
+        for name, value in self.counters.items():
+            if value < base.counters.get(name, 0.0):
+                raise CounterResetError(
+                    f"counter {name} went down ({base.counters[name]} -> {value}): "
                     f"the instance (version {self.version}) restarted during the stage"
                 )
         return MetricsSnapshot(
@@ -66,6 +75,7 @@ class MetricsSnapshot:
             rl_loss_sum=self.rl_loss_sum - base.rl_loss_sum,
             version=self.version,
             journeys_are_units=self.journeys_are_units,
+            counters={name: value - base.counters.get(name, 0.0) for name, value in self.counters.items()},
         )
 
     def towards(self, later: MetricsSnapshot, fraction: float, at: float) -> MetricsSnapshot:
@@ -102,6 +112,7 @@ class MetricsSnapshot:
             rl_loss_sum=self.rl_loss_sum,
             version=self.version,
             journeys_are_units=self.journeys_are_units,
+            counters={name: between(self.counters.get(name, 0.0), late) for name, late in later.counters.items()},
         )
 
     def latency_count(self, mode: str) -> float:

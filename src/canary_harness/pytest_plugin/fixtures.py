@@ -180,3 +180,13 @@ def judged_latency_groups(config: pytest.Config) -> tuple[str, ...]:
     options = config.stash.get(OPTIONS_KEY, None)
     toml = options.toml if options is not None else {}
     return JudgeSettings.from_mapping(toml.get("judge", {}), "canary.toml [judge]").modes
+
+
+def judged_ratio_checks(config: pytest.Config) -> tuple[str, ...]:
+    """The names of the stage's counter-ratio checks (``ratio[<name>]`` of ``[[judge.ratios]]``); none when the
+    plugin is inert or the target has none. For parametrizing release checks."""
+    options = config.stash.get(OPTIONS_KEY, None)
+    toml = options.toml if options is not None else {}
+    return tuple(
+        ratio.check for ratio in JudgeSettings.from_mapping(toml.get("judge", {}), "canary.toml [judge]").ratios
+    )

@@ -22,6 +22,7 @@ from canary_harness.configuration.parsers import parse_load_rate, parse_stage
 from canary_harness.configuration.resolve import resolve_setting, validate_table_sections
 from canary_harness.configuration.table import JUDGES, SETTING, SETTINGS, Setting
 from canary_harness.errors import ConfigError
+from canary_harness.judge.ratio_settings import refuse_uncountable
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.loadgen import LoadSettings
 from canary_harness.metrics.prometheus import PrometheusSettings
@@ -182,7 +183,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
 
 def _check_sections(toml: Mapping[str, Any], name: str, values: Mapping[str, Any]) -> None:
     """Validate the judge, load and Prometheus tables and the smoke steps now, before anything starts or moves."""
-    JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
+    judge = JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
     LoadSettings.from_mapping(toml.get("load", {}), f"{name} [load]")
     PrometheusSettings.from_mapping(toml.get("prometheus", {}), f"{name} [prometheus]")
     ShadowPolicy.from_mapping(toml.get("shadow", {}), f"{name} [shadow]")
@@ -192,6 +193,7 @@ def _check_sections(toml: Mapping[str, Any], name: str, values: Mapping[str, Any
         raise ConfigError(
             f'{name} [metrics] source = "nginx-log" reads NGINX\'s log, not Prometheus: drop --canary-prometheus(-url)'
         )
+    refuse_uncountable(judge.ratios, judge.checks, metrics.counters, name)
 
 
 def _check_service_urls(values: Mapping[str, Any]) -> None:

@@ -9,7 +9,9 @@ from contextlib import ExitStack, closing
 from urllib.parse import urlsplit
 
 from canary_harness.errors import ConfigError
+from canary_harness.judge.ratio_settings import selectors
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.metrics.counters import CounterSelector, WithCounters
 from canary_harness.metrics.nginx_log import DEFAULT_EDGES, NginxLogSource
 from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus
@@ -36,15 +38,20 @@ def metrics_source(
     settings = PrometheusSettings.from_mapping(options.toml.get("prometheus", {}), "canary.toml [prometheus]")
     url = options.prometheus_url or settings.url  # the flag (or its env/ini twin), else [prometheus] url
     chosen = MetricsSettings.from_mapping(options.toml.get("metrics", {}), "canary.toml [metrics]")
+    counters = ratio_counters(options)
     if chosen.source == "nginx-log":
         from_log = nginx_log_source(options, urls, chosen)
         say(f"canary: reading metrics from NGINX's access log {from_log.log_path}")
+        if counters:
+            # Requests and latency from the log, the ratio checks' business counters from the service itself.
+            say(f"canary: reading {', '.join(c.text for c in counters)} from each instance's /metrics")
+            return stack.enter_context(closing(WithCounters(from_log, urls, counters)))
         return stack.enter_context(closing(from_log))
     if url is None and options.prometheus == "off":
         # The canary's workers are part of its arm: their counters (RL updates, briefs) add to the API's.
         canary = [record.canary_url, *(worker["url"] for worker in record.canary_workers)]
         arms = {"canary": canary, "production": [record.production_url]}
-        return stack.enter_context(closing(ScrapeSource(arms)))
+        return stack.enter_context(closing(ScrapeSource(arms, counters=counters)))
     if url is None:
         targets = {role: urlsplit(address).netloc for role, address in urls.items()}
         server = stack.enter_context(
@@ -60,10 +67,16 @@ def metrics_source(
         url = server.url
         say(f"canary: local Prometheus {url} (pid {server.pid}) scraping both arms")
     say(f"canary: reading metrics through PromQL from {url}")
-    source = stack.enter_context(closing(PrometheusSource.from_settings(settings, url)))
+    source = stack.enter_context(closing(PrometheusSource.from_settings(settings, url, counters=counters)))
     for role in urls:
         source.wait_for_scrape(role, time.time(), PROMETHEUS_READY_S)
     return source
+
+
+def ratio_counters(options: StageOptions) -> tuple[CounterSelector, ...]:
+    """The counters the stage's ratio checks divide (none when there are none or the family is off)."""
+    judge = JudgeSettings.from_mapping(options.toml.get("judge", {}), "canary.toml [judge]")
+    return selectors(judge.ratios) if "ratio" in judge.checks else ()
 
 
 def nginx_log_source(options: StageOptions, urls: dict[str, str], settings: MetricsSettings) -> NginxLogSource:

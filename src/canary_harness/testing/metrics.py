@@ -20,12 +20,17 @@ from canary_harness.testing.backend import BUCKETS, MODES
 
 @dataclass(frozen=True)
 class ArmRates:
-    """How one arm's counters grow: requests per second, their 5xx share, their latency."""
+    """How one arm's counters grow: requests per second, their 5xx share, their latency, and named counters.
+
+    ``ratios``: (numerator, denominator, share) triples of counter selector texts (a ratio check's
+    numerator and denominator): the denominator counts every request, the numerator that share of them.
+    """
 
     rps: float = 20.0
     error_rate: float = 0.0
     latency_s: float = 0.2
     version: str | None = None
+    ratios: tuple[tuple[str, str, float], ...] = ()
 
 
 class CannedMetricsSource:
@@ -68,6 +73,7 @@ class CannedMetricsSource:
             latency_buckets=buckets,
             briefs=requests // 3,
             version=arm.version,
+            counters=_counters(arm, requests),
         )
 
     def snapshots(self, roles: Sequence[str]) -> dict[str, MetricsSnapshot]:
@@ -77,3 +83,11 @@ class CannedMetricsSource:
     def close(self) -> None:
         """Nothing to release; later reads fail (as with a closed HTTP client)."""
         self.closed = True
+
+
+def _counters(arm: ArmRates, requests: int) -> dict[str, float]:
+    counters: dict[str, float] = {}
+    for numerator, denominator, share in arm.ratios:
+        counters[denominator] = float(requests)
+        counters[numerator] = float(math.floor(requests * share))
+    return counters
