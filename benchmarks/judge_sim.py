@@ -56,10 +56,11 @@ from canary_harness.judge.eprocess import (
     ShareTest,
     crossing_bound,
 )
-from canary_harness.judge.eprocess_engine import MAGNITUDE_WEIGHT, EProcessEngine, ModeTick, Tick
+from canary_harness.judge.eprocess_engine import MAGNITUDE_WEIGHT, EProcessEngine
 from canary_harness.judge.planning_assumptions import SERVICE_LATENCY_EDGES
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.snapshot_ticks import pair_scale
+from canary_harness.judge.tick import ModeTick, Tick
 from canary_harness.metrics.histogram import bucket_edge_at_or_above, histogram_quantile
 
 RPS = 50.0

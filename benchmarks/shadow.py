@@ -33,8 +33,9 @@ import httpx
 import numpy as np
 
 from canary_harness.config import StackSettings
-from canary_harness.judge.eprocess_engine import EProcessEngine, Tick
+from canary_harness.judge.eprocess_engine import EProcessEngine
 from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.tick import Tick
 from canary_harness.ports import free_ports
 from canary_harness.stack import LocalStack
 from canary_harness.traffic.nginx import NginxTrafficController

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from canary_harness.judge.eprocess_engine import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
+from canary_harness.judge.check_names import ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.ratio_settings import ratio_check
 from canary_harness.judge.verdict import CheckVerdict, StageVerdict, outcome_summary
 from canary_harness.stages import stage_label

@@ -8,7 +8,7 @@ import pytest
 
 from canary_harness.errors import CounterResetError, MetricsError
 from canary_harness.judge import make_judge
-from canary_harness.judge.eprocess_engine import RL_LOSS
+from canary_harness.judge.check_names import RL_LOSS
 from canary_harness.judge.policy import CANARY_RESTART, restarted_canary
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import State

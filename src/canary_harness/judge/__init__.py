@@ -8,7 +8,7 @@ are explained in the repository's docs/judge.md.
 from __future__ import annotations
 
 from canary_harness.errors import ConfigError
-from canary_harness.judge.eprocess_engine import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
+from canary_harness.judge.check_names import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.fixed import FixedJudge
 from canary_harness.judge.planner import format_plan, plan_stage
 from canary_harness.judge.protocol import Judge

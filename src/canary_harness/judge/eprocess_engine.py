@@ -35,8 +35,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
+from canary_harness.judge.check_names import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, check_family, latency_check
 from canary_harness.judge.eprocess import (
     LATENCY_FAIL_GRID,
     LATENCY_PASS_GRID,
@@ -50,88 +51,16 @@ from canary_harness.judge.eprocess import (
     ShareTest,
     crossing_bound,
 )
-from canary_harness.judge.ratio_settings import RATIO
 from canary_harness.judge.settings import LATENCY_TAIL, JudgeSettings
+from canary_harness.judge.tick import ModeTick, RatioTick, Tick
 
 BoolArray = NDArray[np.bool_]
 
-ERROR_RATE = "error_rate"
-SCHEMA = "schema_failures"
-RL_LOSS = "rl_loss"
-SPLIT = "traffic_split"
-COVERAGE = "mirror_coverage"
 LOSS_NULL = 0.5
 # Weight of the magnitude part in the loss FAIL test's average (the sign part gets the rest): the
 # magnitude part decides almost every regression; the sign part is the fallback that needs no
 # shape assumption, so it keeps a quarter.
 MAGNITUDE_WEIGHT = 0.75
-
-
-def latency_check(mode: str) -> str:
-    """Check name of the p95 latency of one LLM mode."""
-    return f"p95_latency[{mode}]"
-
-
-def check_family(check: str) -> str:
-    """The family of a check (JudgeSettings.checks): ``latency`` for every ``p95_latency[...]``, and
-    ``traffic_split`` for the mirror coverage, the split check of a shadow stage."""
-    if check.startswith("p95_latency["):
-        return "latency"
-    if check.startswith(f"{RATIO}["):
-        return RATIO
-    return SPLIT if check == COVERAGE else check
-
-
-@dataclass
-class ModeTick:
-    """One tick's increments for one LLM mode (from the latency histogram)."""
-
-    canary_requests: ArrayLike = 0.0
-    production_requests: ArrayLike = 0.0
-    canary_over_threshold: ArrayLike = 0.0
-    # Exceedances of τ_m (production's frozen p95); zero until τ_m is frozen.
-    canary_over_tau: ArrayLike = 0.0
-    production_over_tau: ArrayLike = 0.0
-
-
-@dataclass
-class RatioTick:
-    """One tick's increments of one ratio check's counters: numerator events out of denominator trials."""
-
-    canary_events: ArrayLike = 0.0
-    canary_trials: ArrayLike = 0.0
-    production_events: ArrayLike = 0.0
-    production_trials: ArrayLike = 0.0
-
-
-@dataclass
-class Tick:
-    """Increments of one tick for both arms; ``weight`` is the configured canary share (0..1)."""
-
-    weight: ArrayLike
-    canary_requests: ArrayLike = 0.0
-    production_requests: ArrayLike = 0.0
-    canary_errors: ArrayLike = 0.0
-    production_errors: ArrayLike = 0.0
-    # Routing units of the split check: journeys when the service reports them (sticky routing makes
-    # the requests of one journey land together), else requests.
-    canary_units: ArrayLike = 0.0
-    production_units: ArrayLike = 0.0
-    canary_briefs: ArrayLike = 0.0
-    canary_schema_failures: ArrayLike = 0.0
-    production_briefs: ArrayLike = 0.0
-    production_schema_failures: ArrayLike = 0.0
-    modes: Mapping[str, ModeTick] = field(default_factory=dict)
-    # RL-loss pairs (canary blocks vs fresh production blocks) judged this tick, and how many had
-    # D > 0 (canary above ratio × production): the sign tests' data.
-    loss_blocks: ArrayLike = 0.0
-    loss_exceed: ArrayLike = 0.0
-    # Σ over those pairs of the capped standardised excess ζ (ExcessTest), the magnitude test's data,
-    # and how many pairs it covers (the first pair has no earlier blocks to estimate a spread from).
-    loss_excess: ArrayLike = 0.0
-    loss_excess_pairs: ArrayLike = 0.0
-    # Per ratio check (by its name in [[judge.ratios]]): its counters' increments.
-    ratios: Mapping[str, RatioTick] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

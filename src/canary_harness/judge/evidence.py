@@ -19,15 +19,9 @@ from canary_harness.judge.check_context import (
     warming,
     would_decide,
 )
+from canary_harness.judge.check_names import ERROR_RATE, RL_LOSS, SCHEMA, latency_check
 from canary_harness.judge.eprocess import beta_confidence_interval
-from canary_harness.judge.eprocess_engine import (
-    ERROR_RATE,
-    RL_LOSS,
-    SCHEMA,
-    Decision,
-    EProcessEngine,
-    latency_check,
-)
+from canary_harness.judge.eprocess_engine import Decision, EProcessEngine
 from canary_harness.judge.planning_assumptions import (
     latency_exceedance,
     latency_factor_for,

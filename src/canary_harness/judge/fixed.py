@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from canary_harness.judge.check_context import fmt_pct
-from canary_harness.judge.eprocess_engine import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
+from canary_harness.judge.check_names import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.policy import conclude, failed_reason, running_reason
 from canary_harness.judge.ratio_settings import RATIO, RatioCheck
 from canary_harness.judge.settings import JudgeSettings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from canary_harness.judge.eprocess_engine import SCHEMA
+from canary_harness.judge.check_names import SCHEMA
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.stage_plan import LIKELY, NEVER, NOT_APPLICABLE, POSSIBLE, StagePlan
 

@@ -13,8 +13,9 @@ import math
 from collections.abc import Mapping
 
 from canary_harness.errors import ConfigError
+from canary_harness.judge.check_names import ERROR_RATE, RL_LOSS, latency_check
 from canary_harness.judge.eprocess import BernoulliMixture, ShareTest
-from canary_harness.judge.eprocess_engine import ERROR_RATE, MAGNITUDE_WEIGHT, RL_LOSS, EProcessEngine, latency_check
+from canary_harness.judge.eprocess_engine import MAGNITUDE_WEIGHT, EProcessEngine
 from canary_harness.judge.plan_notes import plan_notes
 from canary_harness.judge.planning_assumptions import (
     latency_exceedance,

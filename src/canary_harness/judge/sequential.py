@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from canary_harness.judge.eprocess_engine import RL_LOSS, Decision, EProcessEngine
+from canary_harness.judge.check_names import RL_LOSS
+from canary_harness.judge.eprocess_engine import Decision, EProcessEngine
 from canary_harness.judge.evidence import build_checks
 from canary_harness.judge.policy import (
     conclude,

@@ -31,9 +31,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from canary_harness.judge.eprocess import LOSS_EXCESS_CAP, FloatArray
-from canary_harness.judge.eprocess_engine import ModeTick, RatioTick, Tick
 from canary_harness.judge.ratio_settings import RatioCheck
 from canary_harness.judge.settings import LATENCY_TAIL, JudgeSettings
+from canary_harness.judge.tick import ModeTick, RatioTick, Tick
 from canary_harness.metrics.histogram import bucket_edge_at_or_above, histogram_quantile
 from canary_harness.metrics.types import MetricsSnapshot
 

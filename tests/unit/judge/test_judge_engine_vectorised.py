@@ -9,9 +9,10 @@ import pytest
 from judge_synthetic import arms
 
 from canary_harness.judge import JudgeSettings
-from canary_harness.judge.eprocess_engine import EProcessEngine, ModeTick, Tick
+from canary_harness.judge.eprocess_engine import EProcessEngine
 from canary_harness.judge.sequential import SequentialJudge
 from canary_harness.judge.snapshot_ticks import SnapshotFeed
+from canary_harness.judge.tick import ModeTick, Tick
 
 SETTINGS = JudgeSettings(p95_thresholds={"fast": 2.5})
 RUNS = 4

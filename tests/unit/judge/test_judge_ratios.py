@@ -12,10 +12,11 @@ from scipy import stats
 
 from canary_harness.errors import ConfigError
 from canary_harness.judge import JudgeSettings, plan_stage
-from canary_harness.judge.eprocess_engine import EProcessEngine, RatioTick, Tick
+from canary_harness.judge.eprocess_engine import EProcessEngine
 from canary_harness.judge.fixed import FixedJudge
 from canary_harness.judge.ratio_settings import refuse_uncountable
 from canary_harness.judge.sequential import SequentialJudge
+from canary_harness.judge.tick import RatioTick, Tick
 from canary_harness.judge.verdict import StageVerdict, State
 from canary_harness.report import format_progress, format_table
 from canary_harness.testing.metrics import ArmRates, CannedMetricsSource

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from canary_harness.judge import FixedJudge, JudgeSettings, SequentialJudge, State, make_judge
-from canary_harness.judge.eprocess_engine import COVERAGE, SPLIT, EProcessEngine
+from canary_harness.judge.check_names import COVERAGE, SPLIT
+from canary_harness.judge.eprocess_engine import EProcessEngine
 from tests.unit.judge.judge_synthetic import SyntheticArm, run_stage
 
 SETTINGS = JudgeSettings(min_soak_s=60.0, max_duration_s=600.0)
