@@ -123,6 +123,7 @@ def resolve_stack_settings(
     }
     # --canary-env is a flag only here: CANARY_ENV is the stage's (canary rollout passes it to each stage).
     target = TargetSettings.from_mapping((toml or {}).get("target", {}), f"{toml_file} [target]")
+    target.check_backend(values["backend"], f"{toml_file} [target]")
     return StackSettings(**values, canary_env=parse_env_pairs(canary_env or [], "from --canary-env"), target=target)
 
 

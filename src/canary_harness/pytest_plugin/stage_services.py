@@ -99,7 +99,10 @@ def start_services(options: StageOptions, record: StageRecord, say: Callable[[st
         return None
     stack = LocalStack(options.stack)
     state = load_state(options.stack.run_dir)
-    if state is None or not healthy_but_canary(stack):
+    restart = state is None or not healthy_but_canary(stack)
+    # A missing image (docker backend) is named before anything starts or any traffic moves.
+    stack.preflight(production=restart, canary_version=options.canary_version)
+    if restart:
         if state is not None and options.dry_run:
             raise ConfigError(
                 f"dry run: the stack recorded in {options.stack.run_dir} is not healthy; a dry "
