@@ -102,7 +102,7 @@ def start_services(options: StageOptions, record: StageRecord, say: Callable[[st
     restart = state is None or not healthy_but_canary(stack)
     # A missing image (docker backend) is named before anything starts or any traffic moves.
     stack.preflight(production=restart, canary_version=options.canary_version)
-    if restart:
+    if state is None or restart:
         if state is not None and options.dry_run:
             raise ConfigError(
                 f"dry run: the stack recorded in {options.stack.run_dir} is not healthy; a dry "
