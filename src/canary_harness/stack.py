@@ -109,6 +109,7 @@ class LocalStack:
             listen_host=record.host,
             production=record.production,
             canary=record.canary,
+            group_header=self.settings.group_header,
         )
         if record.pid is not None:
             controller.process.adopt(record.pid, record.pid_start_time)
