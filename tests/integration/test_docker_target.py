@@ -103,9 +103,10 @@ def test_a_missing_image_is_refused_before_anything_starts(
     stage_runner: StageRunner, hello_image: str, tmp_path: Path
 ) -> None:
     run = stage_runner.run(25, 20, *profile(tmp_path, hello_image), "--canary-version", "v9.9.9")
-    assert run.returncode != pytest.ExitCode.OK, run.describe()
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.describe()  # the stage ended in its start
     assert f"image {hello_image}:v9.9.9 not found" in run.output, run.describe()
     assert "[target.docker] image = " in run.output and "canary v9.9.9" in run.output, run.describe()
     assert containers(stage_runner.run_dir) == {}  # production's image exists, yet it was not started either
     state = load_state(stage_runner.run_dir)
     assert state is None or (state.production is None and state.nginx is None), state
+    assert not run.events("weight"), run.events("weight")  # no traffic moved
