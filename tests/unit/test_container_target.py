@@ -1,5 +1,6 @@
 """A target's ``[target.docker]`` table: validation of every key, the templates filled per version, and which
-backends can start which targets (canned tables; the engine is used by tests/integration/test_docker_target.py)."""
+backends can start which targets, the stack's image check before anything starts (canned tables and the
+in-process double; the engine is used by tests/integration/test_docker_target.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ from typing import Any
 
 import pytest
 
-from canary_harness.config import resolve_stack_settings
+from canary_harness.config import StackSettings, resolve_stack_settings
 from canary_harness.deploy.container_target import ContainerTarget
+from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError, ConfigError
+from canary_harness.stack import LocalStack
+from canary_harness.stack_state import load_state
 from canary_harness.target import TargetSettings
+from canary_harness.testing.backend import FakeBackend
+from tests.integration.stackfixtures import free_ports
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello-service.toml"
 HELLO = {"image": "hello:{version}", "command": ["--port", "{port}"]}
@@ -95,3 +101,50 @@ def test_fragrance_ai_runs_on_every_backend(backend: str) -> None:
     assert resolve_stack_settings(toml={}, backend=backend, environ={}).target.docker is None
     docker = resolve_stack_settings(toml={"target": {"name": "shop", "docker": HELLO}}, backend="docker", environ={})
     assert docker.target.docker is not None and docker.target.docker.image == "hello:{version}"
+
+
+class ImageCheckingBackend(FakeBackend):
+    """The in-process double with the docker backend's ``preflight``: version v9's image is missing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[str] = []
+
+    def preflight(self, specs: list[ServiceSpec]) -> None:
+        for spec in specs:
+            if spec.version == "v9":
+                raise BackendError(f"{spec.role} {spec.version}: image hello:v9 not found")
+
+    def start(self, spec: ServiceSpec, *, timeout: float = 30.0) -> ServiceHandle:
+        self.started.append(f"{spec.role} {spec.version}")
+        return super().start(spec, timeout=timeout)
+
+
+def _stack(tmp_path: Path, canary_version: str) -> tuple[LocalStack, ImageCheckingBackend]:
+    nginx, production, canary = free_ports(3)
+    settings = StackSettings(
+        nginx_port=nginx, production_port=production, canary_port=canary, run_dir=tmp_path / "run",
+        production_version="v1", canary_version=canary_version,
+    )  # fmt: skip
+    backend = ImageCheckingBackend()
+    return LocalStack(settings, backend=backend), backend
+
+
+def test_a_missing_image_stops_the_stack_before_anything_starts(tmp_path: Path) -> None:
+    stack, backend = _stack(tmp_path, "v9")
+    with pytest.raises(BackendError, match=r"canary v9: image hello:v9 not found"):
+        stack.up(with_canary=True, router="memory")
+    assert backend.started == [] and load_state(stack.run_dir) is None
+
+
+def test_a_missing_image_leaves_the_running_canary_in_place(tmp_path: Path) -> None:
+    stack, backend = _stack(tmp_path, "v2")
+    stack.up(with_canary=True, router="memory")
+    try:
+        with pytest.raises(BackendError, match=r"canary v9: image hello:v9 not found"):
+            stack.start_canary("v9", {})
+        state = stack.state()
+        assert state.canary is not None and state.canary.version == "v2" and stack.is_healthy(state.canary)
+        assert backend.started == ["production v1", "canary v2"]
+    finally:
+        stack.down()
