@@ -86,6 +86,8 @@ class StackSettings:
     backend: str = "process"
     # What service is released: its start command and health probe (canary.toml [target], the profile).
     target: TargetSettings = field(default_factory=TargetSettings)
+    # The header whose value the harness's NGINX logs as each request's latency group ([traffic] group_header).
+    group_header: str = "X-LLM-Mode"
 
 
 def resolve_stack_settings(
@@ -123,7 +125,12 @@ def resolve_stack_settings(
     }
     # --canary-env is a flag only here: CANARY_ENV is the stage's (canary rollout passes it to each stage).
     target = TargetSettings.from_mapping((toml or {}).get("target", {}), f"{toml_file} [target]")
-    return StackSettings(**values, canary_env=parse_env_pairs(canary_env or [], "from --canary-env"), target=target)
+    target.check_backend(values["backend"], f"{toml_file} [target]")
+    group_header = resolve_setting(SETTING["group_header"], environ=environ, toml=toml, toml_file=toml_file)
+    return StackSettings(
+        **values, canary_env=parse_env_pairs(canary_env or [], "from --canary-env"), target=target,
+        group_header=group_header,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- [traffic]

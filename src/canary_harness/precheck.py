@@ -267,6 +267,7 @@ def check_nginx(template_dir: Path, root: Path, stack: StackSettings, nginx_bin:
             main_path.read_text(),
             listen_host=stack.host,
             listen_port=stack.nginx_port,
+            group_header=stack.group_header,
             source=show_path(main_path, root),
         )
         template = upstream_path.read_text()

@@ -109,6 +109,7 @@ class LocalStack:
             listen_host=record.host,
             production=record.production,
             canary=record.canary,
+            group_header=self.settings.group_header,
         )
         if record.pid is not None:
             controller.process.adopt(record.pid, record.pid_start_time)
@@ -128,6 +129,7 @@ class LocalStack:
             role=role, version=version, host=self.settings.host, port=port, env=dict(env),
             log_path=self._log_path(role), run_dir=self.run_dir,
             probe=self.settings.target.probe, command=self.settings.target.command,
+            container=self.settings.target.docker,
         )  # fmt: skip
 
     def is_healthy(self, handle: ServiceHandle) -> bool:
@@ -153,6 +155,17 @@ class LocalStack:
             replace(state, canary=handle).save()
         else:
             replace(state, production=handle).save()
+
+    def preflight(self, *, production: bool, canary_version: str | None) -> None:
+        """What the backend can check before anything starts (the docker backend: the images are there), for
+        production (if it is to start) and the canary at ``canary_version`` (if given); BackendError if not."""
+        s = self.settings
+        specs = [self._spec("production", s.production_version, s.production_port, {})] if production else []
+        if canary_version:
+            specs.append(self._spec("canary", canary_version, s.canary_port, {}))
+        check = getattr(self.backend, "preflight", None)
+        if check is not None:
+            check(specs)
 
     def _start(self, spec: ServiceSpec) -> ServiceHandle:
         """Start through the backend; the environment goes to the private store, its keyed hash to the handle."""
@@ -196,6 +209,9 @@ class LocalStack:
                 raise StackError(
                     f"a stack is already up in {self.run_dir} ({', '.join(alive)}); run `canary stack down` first"
                 )
+        # A missing image is named before anything starts.
+        canary_started = with_canary and not canary_url
+        self.preflight(production=not production_url, canary_version=s.canary_version if canary_started else None)
         private_dir(self.run_dir)
         state = StackState(run_dir=self.run_dir)
         state.save()  # a fresh record: each process is added to it the moment it exists (_record_spawn)
@@ -250,11 +266,12 @@ class LocalStack:
         record = self._nginx_record(state)
         if state.canary is not None and is_external(state.canary):
             raise StackError(f"the canary at {state.canary.url} was given by URL: the harness does not replace it")
+        port = int(record.canary.rsplit(":", 1)[1])
+        self.preflight(production=False, canary_version=version)  # the old canary stays if the new cannot start
         if state.canary is not None:
             self.backend_of(state.canary).stop(state.canary)
             state = replace(state, canary=None)
             state.save()
-        port = int(record.canary.rsplit(":", 1)[1])
         handle = self._start(self._spec("canary", version, port, env))
         state = replace(state, canary=handle)
         state.save()

@@ -66,6 +66,7 @@ SAMPLES: dict[str, tuple[str, Any, str, Any, str]] = {
     "nginx_bin": ("nginx", "nginx", "/usr/sbin/nginx", "/usr/sbin/nginx", " "),
     "nginx_pid_file": ("/run/nginx.pid", Path("/run/nginx.pid"), "/tmp/n.pid", Path("/tmp/n.pid"), " "),
     "reload_timeout": ("5", 5.0, "20", 20.0, "0"),
+    "group_header": ("X-Route-Class", "X-Route-Class", "X-Tenant", "X-Tenant", "X Route;"),
 }  # fmt: skip
 
 LEVELS = ("cli", "env", "ini", "toml")  # highest first: the precedence rule

@@ -20,6 +20,8 @@ from canary_harness.redact import register
 Parser = Callable[[Any, str], Any]
 
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+# An HTTP header name NGINX can turn into a variable ($http_x_route_class): letters, digits and '-'.
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -115,6 +117,16 @@ def parse_bool(raw: object, source: str) -> bool:
     if text in _FALSE:
         return False
     raise ConfigError(f"value {raw!r} ({source}): must be true or false")
+
+
+def parse_header_name(raw: object, source: str) -> str:
+    """An HTTP header name such as ``X-Route-Class`` (letters, digits, '-'; it is spliced into NGINX's config)."""
+    text = str(raw).strip()
+    if not HEADER_NAME_RE.match(text):
+        raise ConfigError(
+            f"header name {raw!r} ({source}): must be an HTTP header name such as X-Route-Class (letters, digits, '-')"
+        )
+    return text
 
 
 def parse_text(raw: object, source: str) -> str:

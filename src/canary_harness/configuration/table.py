@@ -19,6 +19,7 @@ from canary_harness.configuration.parsers import (
     choice,
     parse_bool,
     parse_env_pairs,
+    parse_header_name,
     parse_load_rate,
     parse_non_negative_int,
     parse_origin,
@@ -183,6 +184,10 @@ SETTINGS: tuple[Setting, ...] = (
             toml=("traffic.nginx_pid_file",)),
     Setting("reload_timeout", parse_positive_float, 10.0, "Seconds an NGINX reload may take before it is an error.",
             toml=("traffic.reload_timeout",)),
+    Setting("group_header", parse_header_name, "X-LLM-Mode",
+            "The request/response header whose value is each request's latency group in the harness's NGINX access "
+            "log (metrics source nginx-log: p95_latency[<group>]).", env="CANARY_GROUP_HEADER",
+            toml=("traffic.group_header",)),
 )  # fmt: skip
 
 SETTING: Mapping[str, Setting] = {setting.name: setting for setting in SETTINGS}

@@ -1,4 +1,5 @@
-"""Run service versions as Docker containers of the release's image (``fragrance-ai-app:<version>``).
+"""Run service versions as Docker containers of the release's image (``fragrance-ai-app:<version>``), or
+of the image a target profile names (``[target.docker]``, see :mod:`canary_harness.deploy.container_target`).
 
 Containers use host networking and bind the spec's loopback port, exactly like a process would. Each
 carries the labels ``canary-harness.role``, ``.version``, ``.run-dir`` and ``.port``, so that a later
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from canary_harness.deploy.health import health, reported_version
+from canary_harness.deploy.health import check_reported_version, health, reported_version
 from canary_harness.deploy.pids import port_is_free, tail
 from canary_harness.deploy.process import app_log_path
 from canary_harness.deploy.protocol import ROLES, ServiceHandle, ServiceSpec
@@ -75,7 +76,8 @@ def engine_errors(what: str) -> Iterator[None]:
 
 
 class DockerBackend:
-    """Backend that runs each version as a container of ``fragrance-ai-app:<version>`` on the host network."""
+    """Backend that runs each version as a container on the host network: of ``fragrance-ai-app:<version>``, or
+    of the image the spec's ``container`` (a target's ``[target.docker]``) names."""
 
     name = "docker"
     # Never called: containers are found by their labels, not through a spawn hook.
@@ -100,19 +102,36 @@ class DockerBackend:
                 self._client = docker.from_env(timeout=API_TIMEOUT_S)
         return self._client
 
+    def image_of(self, spec: ServiceSpec) -> str:
+        """The image ``spec`` runs: the target's template filled with the version, else the release image."""
+        if spec.container is not None:
+            return spec.container.image_for(spec.version)
+        return image_for(spec.version, self.repository)
+
     def require_image(self, spec: ServiceSpec) -> str:
-        """The image of ``spec.version``; BackendError naming ``canary images build`` when it is absent."""
+        """The image of ``spec.version``; BackendError naming how to make it when it is absent (never pulled)."""
         docker = _docker_module()
-        image = image_for(spec.version, self.repository)
+        image = self.image_of(spec)
         with engine_errors(f"{spec.role} {spec.version}"):
             try:
                 self.client.images.get(image)
             except docker.errors.ImageNotFound:
+                if spec.container is not None:
+                    raise BackendError(
+                        f"{spec.role} {spec.version}: image {image} not found on the Docker engine "
+                        f"([target.docker] image = {spec.container.image!r}, {spec.container.source}); "
+                        "build or load it first: nothing is pulled"
+                    ) from None
                 raise BackendError(
                     f"{spec.role} {spec.version}: image {image} not found; build it with "
                     f"`canary images build --version {spec.version}`"
                 ) from None
         return image
+
+    def preflight(self, specs: list[ServiceSpec]) -> None:
+        """Every image the specs need is on the engine: checked before anything starts (BackendError)."""
+        for spec in specs:
+            self.require_image(spec)
 
     def _container(self, handle: ServiceHandle) -> Any | None:
         """The handle's container, None once it is gone."""
@@ -137,7 +156,7 @@ class DockerBackend:
         }
 
     def start(self, spec: ServiceSpec, *, timeout: float = 30.0) -> ServiceHandle:
-        """Run the release's image for ``spec`` and wait for ``/health`` to report its version.
+        """Run the image of ``spec`` and wait for its health check (and version, if the target reports one).
 
         BackendError with the container's last log lines on failure; the container is removed then.
         """
@@ -150,22 +169,28 @@ class DockerBackend:
         app_log = app_log_path(spec.log_path)
         name = container_name(_run_dir(spec), spec.role)
         self._remove_leftover(name, spec)
-        command = [
-            "--host", spec.host,
-            "--port", str(spec.port),
-            "--version", spec.version,
-            "--log-file", f"{CONTAINER_LOG_DIR}/{app_log.name}",
-        ]  # fmt: skip
+        values = {"version": spec.version, "host": spec.host, "port": str(spec.port),
+                  "log": f"{CONTAINER_LOG_DIR}/{app_log.name}"}  # fmt: skip
+        target = spec.container
+        if target is None:
+            command = ["--host", spec.host, "--port", values["port"], "--version", spec.version,
+                       "--log-file", values["log"]]  # fmt: skip
+            options: dict[str, Any] = {}
+        else:
+            command = target.argv(values)
+            options = {"working_dir": target.workdir} if target.workdir else {}
+        user = target.user if target is not None and target.user else f"{os.getuid()}:{os.getgid()}"
+        environment = target.environment(values) if target is not None else {}
         with engine_errors(what):
             container = self.client.containers.run(
-                image, command, detach=True, name=name, network_mode="host",
-                environment={"PYTHONUNBUFFERED": "1", **self._extra_env, **dict(spec.env)},
-                labels=self.labels(spec), user=f"{os.getuid()}:{os.getgid()}",
-                volumes={str(log_dir): {"bind": CONTAINER_LOG_DIR, "mode": "rw"}},
+                image, command or None, detach=True, name=name, network_mode="host",
+                environment={"PYTHONUNBUFFERED": "1", **environment, **self._extra_env, **dict(spec.env)},
+                labels=self.labels(spec), user=user,
+                volumes={str(log_dir): {"bind": CONTAINER_LOG_DIR, "mode": "rw"}}, **options,
             )  # fmt: skip
         handle = ServiceHandle(
             role=spec.role, version=spec.version, url=spec.url, pid=None, log_path=spec.log_path,
-            app_log_path=app_log, backend=self.name, container_id=container.id,
+            app_log_path=app_log, backend=self.name, container_id=container.id, probe=spec.probe,
         )  # fmt: skip
 
         def ready() -> bool:
@@ -174,13 +199,11 @@ class DockerBackend:
                 code = container.attrs.get("State", {}).get("ExitCode")
                 raise BackendError(f"container exited with code {code} before becoming healthy")
             data = health(spec.url, timeout=1.0, probe=spec.probe)
-            if data is not None and data.get("version") != spec.version:
-                raise BackendError(f"/health reports version {data.get('version')!r}, expected {spec.version!r}")
-            return data is not None
+            return data is not None and check_reported_version(data, spec.version, spec.probe)
 
         try:
             with engine_errors(what):
-                wait_until(ready, timeout, 0.05, f"{spec.url}/health")
+                wait_until(ready, timeout, 0.05, f"{spec.url}{spec.probe.path}")
         except BaseException as exc:
             # Ctrl-C or SIGTERM during the wait too: a container that never became healthy is never left.
             self.stop(handle, timeout=5.0)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from canary_harness.deploy.container_target import ContainerTarget
 from canary_harness.deploy.health import FRAGRANCE_PROBE, HealthProbe
 from canary_harness.errors import StackError
 
@@ -38,6 +39,8 @@ class ServiceSpec:
     # {version}, {host}, {port} and {log} holes; empty: fragrance-ai's own console script.
     probe: HealthProbe = FRAGRANCE_PROBE
     command: tuple[str, ...] = ()
+    # (docker backend) the target's image and container settings; None: fragrance-ai's release images.
+    container: ContainerTarget | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:

@@ -17,9 +17,10 @@ from canary_harness.pytest_plugin.options import StageOptions
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.reporting.longwait import LongWait
 from canary_harness.stack import LocalStack
-from canary_harness.stack_state import load_state
+from canary_harness.stack_state import StackState, load_state
 from canary_harness.traffic.external import ExternalNginxController
 from canary_harness.traffic.protocol import TrafficController
+from canary_harness.traffic.render import header_variable
 
 
 def external_traffic(options: StageOptions) -> ExternalNginxController | None:
@@ -99,14 +100,19 @@ def start_services(options: StageOptions, record: StageRecord, say: Callable[[st
         return None
     stack = LocalStack(options.stack)
     state = load_state(options.stack.run_dir)
-    if state is None or not healthy_but_canary(stack):
+    other_header = state is not None and not logs_group_header(options, state)
+    restart = state is None or other_header or not healthy_but_canary(stack)
+    # A missing image (docker backend) is named before anything starts or any traffic moves.
+    stack.preflight(production=restart, canary_version=options.canary_version)
+    if state is None or restart:
+        why = f"logs another group header than {options.stack.group_header}" if other_header else "is not healthy"
         if state is not None and options.dry_run:
             raise ConfigError(
-                f"dry run: the stack recorded in {options.stack.run_dir} is not healthy; a dry "
+                f"dry run: the stack recorded in {options.stack.run_dir} {why}; a dry "
                 "run never restarts it (canary stack status shows what is wrong)"
             )
         if state is not None:
-            say(f"canary: the stack recorded in {options.stack.run_dir} is not healthy: restarting it")
+            say(f"canary: the stack recorded in {options.stack.run_dir} {why}: restarting it")
             stack.down()
         with LongWait(f"canary: starting the local stack (production {options.production_version})", say=say):
             state = stack.up(with_canary=False, router=stack_router(options))
@@ -149,6 +155,18 @@ def start_services(options: StageOptions, record: StageRecord, say: Callable[[st
     assert state.nginx is not None and state.production is not None and canary is not None
     use_services(record, state.nginx.base_url, state.production, canary)
     return None if options.dry_run else stack.traffic()
+
+
+def logs_group_header(options: StageOptions, state: StackState) -> bool:
+    """Whether the recorded stack's NGINX logs the stage's group header ([traffic] group_header): one started
+    with another header would leave every latency group of the nginx-log metrics empty."""
+    if state.nginx is None or state.nginx.router != "managed":
+        return True
+    try:
+        text = (state.nginx.dir / "nginx.conf").read_text()
+    except OSError:
+        return True  # no file to judge by: the health check decides
+    return f"$http_{header_variable(options.stack.group_header)}" in text
 
 
 def use_services(record: StageRecord, nginx_url: str, production: ServiceHandle, canary: ServiceHandle) -> None:

@@ -46,6 +46,7 @@ from canary_harness.traffic.nginx_process import NginxProcess
 from canary_harness.traffic.probe import SplitCount, probe_split
 from canary_harness.traffic.protocol import InForce
 from canary_harness.traffic.render import (
+    DEFAULT_GROUP_HEADER,
     NO_SHADOW,
     Shadow,
     UpstreamWeights,
@@ -98,8 +99,10 @@ class NginxTrafficController:
         worker_processes: str = "auto",
         reload_timeout: float = 10.0,
         http_timeout: float = 2.0,
+        group_header: str = DEFAULT_GROUP_HEADER,
     ) -> None:
-        """Bind to ``nginx_dir`` (created on ``prepare``); ``production``/``canary`` are ``host:port``."""
+        """Bind to ``nginx_dir`` (created on ``prepare``); ``production``/``canary`` are ``host:port``;
+        ``group_header`` is the header the access log records as each request's latency group."""
         self.dir = Path(nginx_dir).resolve()
         self.listen_host = listen_host
         self.listen_port = listen_port
@@ -109,6 +112,7 @@ class NginxTrafficController:
         self.worker_processes = worker_processes
         self.reload_timeout = reload_timeout
         self.http_timeout = http_timeout
+        self.group_header = group_header
         self.process = NginxProcess(self.dir, nginx_bin=nginx_bin)
 
     # ------------------------------------------------------------------ paths
@@ -161,6 +165,7 @@ class NginxTrafficController:
             listen_port=self.listen_port,
             worker_processes=self.worker_processes,
             user=_worker_user(),
+            group_header=self.group_header,
             source=str(self.dir / MAIN_TEMPLATE),
         )
         _write_atomic(self.dir / "nginx.conf", main)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from canary_harness.configuration.parsers import HEADER_NAME_RE
 from canary_harness.errors import TrafficError
 
 PLACEHOLDER_RE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
@@ -191,6 +192,11 @@ def parse_upstream_weights(
     return UpstreamWeights(production=found[production], canary=found[canary])
 
 
+def header_variable(header: str) -> str:
+    """NGINX's name of a header in its variables: lower case, '_' for '-' (X-LLM-Mode -> ``$http_x_llm_mode``)."""
+    return header.lower().replace("-", "_")
+
+
 def render_main(
     template_text: str,
     *,
@@ -209,7 +215,7 @@ def render_main(
         raise TrafficError(f"worker_processes {worker_processes!r}: must be 'auto' or a positive integer")
     if user is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", user):
         raise TrafficError(f"user {user!r}: not a valid user name")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}", group_header):
+    if not HEADER_NAME_RE.match(group_header):
         raise TrafficError(f"group header {group_header!r}: must be an HTTP header name (letters, digits, '-')")
     host = f"[{listen_host}]" if ":" in listen_host and not listen_host.startswith("[") else listen_host
     return render_template(
@@ -219,8 +225,7 @@ def render_main(
             "LISTEN_PORT": str(listen_port),
             "WORKER_PROCESSES": worker_processes,
             "USER_DIRECTIVE": f"user {user};" if user else "# (not root: workers run as the invoking user)",
-            # NGINX names a header's variable in lower case with '_' for '-': X-LLM-Mode -> $http_x_llm_mode.
-            "GROUP_HEADER": group_header.lower().replace("-", "_"),
+            "GROUP_HEADER": header_variable(group_header),
         },
         source=source,
     )
