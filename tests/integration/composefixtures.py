@@ -33,7 +33,7 @@ NGINX_CONTAINER = "fragrance-ai-nginx"
 NGINX_BASE = ("canary/nginx:1.22", "nginx", "nginx-common", "libpcre2-8-0", "libselinux1")
 PROMETHEUS_BASE = ("canary/prometheus:2.42", "prometheus")
 PROJECT_LABEL = "com.docker.compose.project"
-WHEEL_DEPS = ("fastapi", "uvicorn", "pydantic", "prometheus_client", "numpy", "jsonschema", "httpx")
+WHEEL_DEPS = ("fastapi", "uvicorn", "pydantic", "prometheus_client", "numpy", "jsonschema", "httpx", "redis")
 
 
 def run(
