@@ -19,7 +19,7 @@ from canary_harness.judge.check_context import (
     warming,
     would_decide,
 )
-from canary_harness.judge.check_names import ERROR_RATE, RL_LOSS, SCHEMA, latency_check
+from canary_harness.judge.check_names import RL_LOSS, SCHEMA, latency_check
 from canary_harness.judge.eprocess import beta_confidence_interval
 from canary_harness.judge.eprocess_engine import Decision, EProcessEngine
 from canary_harness.judge.planning_assumptions import (
@@ -29,7 +29,7 @@ from canary_harness.judge.planning_assumptions import (
     loss_factor_for,
 )
 from canary_harness.judge.power import detectable_rate
-from canary_harness.judge.ratio_settings import RatioCheck
+from canary_harness.judge.rate_evidence import error_rate_verdict, ratio_verdict
 from canary_harness.judge.snapshot_ticks import SnapshotFeed
 from canary_harness.judge.verdict import CheckVerdict, EvidenceValue, State
 from canary_harness.metrics.histogram import histogram_quantile
@@ -42,136 +42,11 @@ def build_checks(
 ) -> tuple[CheckVerdict, ...]:
     """One CheckVerdict per check, in report order."""
     ctx = CheckContext(engine, feed, decision, final)
-    results = [_error_rate(ctx)]
+    results = [error_rate_verdict(ctx)]
     results += [_latency(ctx, mode) for mode in engine.modes]
-    results += [_ratio(ctx, ratio) for ratio in engine.settings.ratios]
+    results += [ratio_verdict(ctx, ratio) for ratio in engine.settings.ratios]
     results += [_schema(ctx), _loss(ctx), _coverage(ctx) if engine.shadow_share > 0 else _split(ctx)]
     return tuple(results)
-
-
-def _error_rate(ctx: CheckContext) -> CheckVerdict:
-    s = ctx.engine.settings
-    errors, requests = ctx.count("canary_errors"), ctx.count("canary_requests")
-    p_errors, p_requests = ctx.count("production_errors"), ctx.count("production_requests")
-    rate = errors / requests if requests else None
-    p_rate = p_errors / p_requests if p_requests else None
-    low, high = beta_confidence_interval(errors, requests, s.alpha)
-    keys = {k: f"{ERROR_RATE}:{k}" for k in ("fail_slo", "fail_relative", "pass_slo")}
-    evidence: dict[str, EvidenceValue] = {
-        "canary_errors": errors,
-        "canary_requests": requests,
-        "production_errors": p_errors,
-        "production_requests": p_requests,
-        "production_rate": p_rate,
-        "e_fail_slo": ctx.e(keys["fail_slo"]),
-        "e_fail_relative": ctx.e(keys["fail_relative"]),
-        "e_pass_slo": ctx.e(keys["pass_slo"]),
-        "fail_bound": ctx.fail_bound,
-        "pass_bound": ctx.pass_bound,
-        "interval_low": low,
-        "interval_high": high,
-        "interval": f"{1 - s.alpha:.0%} anytime-valid",
-        **ctx.peaks(ERROR_RATE),
-    }
-    state = ctx.state(ERROR_RATE)
-    head = f"5xx rate {fmt_pct(rate)} over {requests:.0f} requests (canary)"
-    if state is State.FAIL:
-        if ctx.crossed(keys["fail_slo"]):
-            message = (
-                f"5xx rate {fmt_pct(rate)} > SLO {fmt_pct(s.error_rate_slo)} over {requests:.0f} requests "
-                f"(canary); {ctx.decided_by(evidence, keys, 'fail_slo')}"
-            )
-        else:
-            message = (
-                f"5xx rate {fmt_pct(rate)} over {requests:.0f} requests (canary) vs production "
-                f"{fmt_pct(p_rate)} over {p_requests:.0f}: more than {s.error_relative_r0:g}× production's; "
-                f"{ctx.decided_by(evidence, keys, 'fail_relative')}"
-            )
-    elif state is State.PASS:
-        message = (
-            f"5xx rate {fmt_pct(rate)} < SLO {fmt_pct(s.error_rate_slo)} shown over {requests:.0f} requests "
-            f"(canary); {ctx.decided_by(evidence, keys, 'pass_slo')}"
-        )
-    elif requests == 0:
-        message = "5xx rate: no canary requests" + ctx.not_yet() + warming(ctx)
-    else:
-        message = (
-            f"{head}, SLO {fmt_pct(s.error_rate_slo)}; e_fail={fmt_e(ctx.e(keys['fail_slo']))}, "
-            f"e_pass={fmt_e(ctx.e(keys['pass_slo']))} (bounds {fmt_e(ctx.fail_bound)} / "
-            f"{fmt_e(ctx.pass_bound)})"
-        )
-    if state is State.INCONCLUSIVE:
-        needed = n90(ctx.engine.error_pass, s.healthy_error_rate, ctx.engine.beta_i)
-        caught = detectable_rate(ctx.engine.error_fail, ctx.engine.alpha_i, int(requests))
-        evidence.update(n_needed=needed, detectable_regression=caught)
-        message += (
-            f": no verdict; a PASS needed {count_text(needed)} requests (n90 at a true "
-            f"{fmt_pct(s.healthy_error_rate)}), and this stage would have caught a 5xx rate "
-            f"≥ {fmt_pct(caught)} with 90 % probability"
-        ) + would_decide(ctx, evidence, needed, requests, "req/s of the canary")
-    return CheckVerdict(
-        ERROR_RATE, state, "5xx error rate", rate, s.error_rate_slo, requests, "ratio", evidence, message
-    )
-
-
-def _ratio(ctx: CheckContext, ratio: RatioCheck) -> CheckVerdict:
-    """A counter-ratio check: error_rate's message shape, with the counters' names and the check's own max."""
-    s, name = ctx.engine.settings, ratio.check
-    events, trials = ctx.count(f"{name}:canary_events"), ctx.count(f"{name}:canary_trials")
-    p_events, p_trials = ctx.count(f"{name}:production_events"), ctx.count(f"{name}:production_trials")
-    share = min(events, trials) / trials if trials else None
-    p_share = p_events / p_trials if p_trials else None
-    low, high = beta_confidence_interval(min(events, trials), trials, s.alpha)
-    keys = {test.key.split(":", 1)[1]: test.key for test in ctx.engine.tests_of(name)}
-    evidence: dict[str, EvidenceValue] = {
-        "numerator": ratio.numerator.text,
-        "denominator": ratio.denominator.text,
-        "canary_events": events,
-        "canary_trials": trials,
-        "production_events": p_events,
-        "production_trials": p_trials,
-        "production_share": p_share,
-        "max": ratio.max,
-        "relative": ratio.relative,
-        **{f"e_{test}": ctx.e(key) for test, key in keys.items()},
-        "fail_bound": ctx.fail_bound,
-        "pass_bound": ctx.pass_bound,
-        "interval_low": low,
-        "interval_high": high,
-        "interval": f"{1 - s.alpha:.0%} anytime-valid",
-        **ctx.peaks(name),
-    }
-    state = ctx.state(name)
-    what = f"{ratio.label} {fmt_pct(share)} ({events:.0f} of {trials:.0f}, canary)"
-    if state is State.FAIL:
-        if ctx.crossed(keys["fail_slo"]):
-            message = f"{what} > max {fmt_pct(ratio.max)}; {ctx.decided_by(evidence, keys, 'fail_slo')}"
-        else:
-            message = (
-                f"{what} vs production {fmt_pct(p_share)} ({p_events:.0f} of {p_trials:.0f}): more than "
-                f"{ratio.relative:g}× production's; {ctx.decided_by(evidence, keys, 'fail_relative')}"
-            )
-    elif state is State.PASS:
-        message = f"{what} < max {fmt_pct(ratio.max)} shown; {ctx.decided_by(evidence, keys, 'pass_slo')}"
-    elif state is State.NOT_APPLICABLE:
-        message = f'{ratio.label}: not judged ([judge] checks leaves out "ratio")'
-    elif trials == 0:
-        message = f"{ratio.label}: no canary {ratio.denominator.name} counted" + ctx.not_yet() + warming(ctx)
-    else:
-        message = (
-            f"{what}, max {fmt_pct(ratio.max)}; e_fail={fmt_e(ctx.e(keys['fail_slo']))}, "
-            f"e_pass={fmt_e(ctx.e(keys['pass_slo']))} (bounds {fmt_e(ctx.fail_bound)} / {fmt_e(ctx.pass_bound)})"
-        )
-    if state is State.INCONCLUSIVE:
-        needed = n90(ctx.engine.ratio_pass[name], ratio.planned_healthy, ctx.engine.beta_i)
-        caught = detectable_rate(ctx.engine.ratio_fail[name], ctx.engine.alpha_i, int(trials))
-        evidence.update(n_needed=needed, detectable_regression=caught)
-        message += (
-            f": no verdict; a PASS needed {count_text(needed)} {ratio.denominator.name} (n90 at a true "
-            f"{fmt_pct(ratio.planned_healthy)}), and this stage would have caught a share ≥ {fmt_pct(caught)} "
-            "with 90 % probability"
-        ) + would_decide(ctx, evidence, needed, trials, f"{ratio.denominator.name}/s of the canary")
-    return CheckVerdict(name, state, ratio.label, share, ratio.max, trials, "ratio", evidence, message)
 
 
 def _latency(ctx: CheckContext, mode: str) -> CheckVerdict:
