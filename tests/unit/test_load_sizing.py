@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from canary_harness.errors import ConfigError
-from canary_harness.judge.planner import plan_stage, rate_to_decide
+from canary_harness.judge.plan_text import rate_to_decide
+from canary_harness.judge.planner import plan_stage
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.loadgen.sizing import (
     SUSTAINED_RPS_PER_CORE,

@@ -8,7 +8,8 @@ from typing import Any
 from canary_harness.config import parse_percent, parse_positive_float
 from canary_harness.configuration.cli import add_setting, config_path, value_of
 from canary_harness.configuration.resolve import validate_table_sections
-from canary_harness.judge.planner import format_plan, plan_stage
+from canary_harness.judge.plan_text import format_plan
+from canary_harness.judge.planner import plan_stage
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.stages import SHADOW_STAGE, shadow_plan_point
 from canary_harness.target import load_config

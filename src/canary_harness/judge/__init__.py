@@ -10,7 +10,8 @@ from __future__ import annotations
 from canary_harness.errors import ConfigError
 from canary_harness.judge.check_names import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.fixed import FixedJudge
-from canary_harness.judge.planner import format_plan, plan_stage
+from canary_harness.judge.plan_text import format_plan
+from canary_harness.judge.planner import plan_stage
 from canary_harness.judge.protocol import Judge
 from canary_harness.judge.sequential import SequentialJudge
 from canary_harness.judge.settings import JudgeSettings

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from canary_harness.errors import ConfigError
-from canary_harness.judge.planner import format_plan, plan_stage
+from canary_harness.judge.plan_text import format_plan
+from canary_harness.judge.planner import plan_stage
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.stage_plan import StagePlan
 from canary_harness.metrics.types import MetricsSnapshot

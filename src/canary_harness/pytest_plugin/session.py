@@ -18,7 +18,8 @@ import httpx
 
 from canary_harness.errors import CanaryError, CounterResetError, TrafficError
 from canary_harness.judge import make_judge
-from canary_harness.judge.planner import format_plan, plan_stage
+from canary_harness.judge.plan_text import format_plan
+from canary_harness.judge.planner import plan_stage
 from canary_harness.judge.policy import restarted_canary
 from canary_harness.judge.protocol import Judge
 from canary_harness.judge.rates import Replanner, describe, plan_from

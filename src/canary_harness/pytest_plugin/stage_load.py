@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from canary_harness.errors import CanaryError
-from canary_harness.judge.planner import plan_stage, rate_to_decide
+from canary_harness.judge.plan_text import rate_to_decide
+from canary_harness.judge.planner import plan_stage
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.loadgen import LoadRun, LoadSettings, LoadStats, parse_mix
 from canary_harness.loadgen.sizing import (

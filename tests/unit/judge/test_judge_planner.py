@@ -136,7 +136,7 @@ def test_cli_bad_config_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 
 
 def test_rate_to_decide_sizes_the_load_for_the_slowest_test() -> None:
-    from canary_harness.judge.planner import rate_to_decide
+    from canary_harness.judge.plan_text import rate_to_decide
 
     settings = JudgeSettings(p95_thresholds={"fast": 2.5}, max_duration_s=900)
     plan = plan_stage(25, 20, settings)
