@@ -78,7 +78,7 @@ def _load(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -
 
 
 def _prometheus(section: Mapping[str, Any], source: str, environ: Mapping[str, str]) -> object:
-    from canary_harness.metrics.prometheus import PrometheusSettings
+    from canary_harness.metrics.prometheus_settings import PrometheusSettings
 
     return PrometheusSettings.from_mapping(section, source)
 

@@ -20,8 +20,9 @@ import pytest
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import MetricsError
 from canary_harness.metrics.counters import CounterSelector
-from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
+from canary_harness.metrics.prometheus import PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus
+from canary_harness.metrics.prometheus_settings import PrometheusSettings
 from canary_harness.metrics.protocol import MetricsSource
 from canary_harness.metrics.scrape import ScrapeSource
 from canary_harness.metrics.types import MetricsSnapshot

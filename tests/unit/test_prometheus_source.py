@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from canary_harness.errors import ConfigError, MetricsError, NoDataError
-from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
+from canary_harness.metrics.prometheus import PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus, render_config
+from canary_harness.metrics.prometheus_settings import PrometheusSettings
 from canary_harness.metrics.promql import (
     DEFAULT_QUERIES,
     FIGURE_QUERIES,

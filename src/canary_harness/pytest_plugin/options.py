@@ -25,7 +25,7 @@ from canary_harness.errors import ConfigError
 from canary_harness.judge.ratio_settings import refuse_uncountable
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.loadgen import LoadSettings
-from canary_harness.metrics.prometheus import PrometheusSettings
+from canary_harness.metrics.prometheus_settings import PrometheusSettings
 from canary_harness.metrics.source_settings import MetricsSettings
 from canary_harness.smoke import journey_from
 from canary_harness.target import load_config

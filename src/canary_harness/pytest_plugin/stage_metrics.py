@@ -13,8 +13,9 @@ from canary_harness.judge.ratio_settings import selectors
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.metrics.counters import CounterSelector, WithCounters
 from canary_harness.metrics.nginx_log import DEFAULT_EDGES, NginxLogSource
-from canary_harness.metrics.prometheus import PrometheusSettings, PrometheusSource
+from canary_harness.metrics.prometheus import PrometheusSource
 from canary_harness.metrics.prometheus_server import LocalPrometheus
+from canary_harness.metrics.prometheus_settings import PrometheusSettings
 from canary_harness.metrics.protocol import MetricsSource
 from canary_harness.metrics.scrape import ScrapeSource
 from canary_harness.metrics.source_settings import MetricsSettings
