@@ -14,7 +14,7 @@ import math
 from canary_harness.judge.check_context import fmt_pct
 from canary_harness.judge.check_names import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
 from canary_harness.judge.policy import conclude, failed_reason, running_reason
-from canary_harness.judge.ratio_settings import RATIO, RatioCheck
+from canary_harness.judge.ratio_settings import RatioCheck
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.snapshot_ticks import SnapshotFeed
 from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
@@ -147,10 +147,6 @@ class FixedJudge:
         p_events, p_trials = production.get(num, 0.0), production.get(den, 0.0)
         evidence = {"canary_events": events, "canary_trials": trials, "production_events": p_events,
                     "production_trials": p_trials}  # fmt: skip
-        if RATIO not in self.settings.checks:
-            message = f'{ratio.label}: not judged ([judge] checks leaves out "ratio")'
-            return CheckVerdict(ratio.check, State.NOT_APPLICABLE, ratio.label, None, ratio.max, trials, "ratio",
-                                evidence, message)  # fmt: skip
         if trials == 0:
             state = State.INCONCLUSIVE if final else State.RUNNING
             message = f"{ratio.label}: no canary {ratio.denominator.name} counted" + (

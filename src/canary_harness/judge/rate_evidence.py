@@ -147,8 +147,6 @@ def ratio_verdict(ctx: CheckContext, ratio: RatioCheck) -> CheckVerdict:
             )
     elif state is State.PASS:
         message = f"{what} < max {fmt_pct(ratio.max)} shown; {ctx.decided_by(evidence, keys, 'pass_slo')}"
-    elif state is State.NOT_APPLICABLE:
-        message = f'{ratio.label}: not judged ([judge] checks leaves out "ratio")'
     elif trials == 0:
         message = f"{ratio.label}: no canary {ratio.denominator.name} counted" + ctx.not_yet() + warming(ctx)
     else:

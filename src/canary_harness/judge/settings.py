@@ -16,7 +16,7 @@ from typing import Any
 
 from canary_harness.config import MODES
 from canary_harness.errors import ConfigError
-from canary_harness.judge.ratio_settings import RatioCheck, ratios_from_list
+from canary_harness.judge.ratio_settings import RATIO, RatioCheck, ratios_from_list
 
 ON_INCONCLUSIVE = ("pass_with_warning", "fail", "extend", "extend_if_suspect")
 # The families of checks a stage can run; a target may turn some off (a service without LLM briefs has no
@@ -145,6 +145,13 @@ class JudgeSettings:
         for ok, name, rule in pairs:
             if not ok:
                 raise ConfigError(f"judge setting {name!r} = {getattr(self, name)!r}: must be {rule}")
+        if self.ratios and RATIO not in self.checks:
+            # Declared checks that would never gate (a profile's checks copied without "ratio") are a trap.
+            declared = ", ".join(ratio.name for ratio in self.ratios)
+            raise ConfigError(
+                f"judge setting 'checks' = {list(self.checks)!r} leaves out {RATIO!r} while [[judge.ratios]] declares "
+                f"{declared}: add {RATIO!r} to checks, or set ratios = [] to turn them off"
+            )
 
     # ------------------------------------------------------------------ derived
     @property

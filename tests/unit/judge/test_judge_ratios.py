@@ -144,11 +144,12 @@ def test_relative_fails_a_canary_below_max_but_above_production() -> None:
     assert ratio_verdict(plain).state is not State.FAIL
 
 
-def test_checks_without_ratio_leave_the_family_not_applicable() -> None:
-    off = settings(**SHORT, checks=["error_rate", "latency", "traffic_split", "schema_failures", "rl_loss"])
-    for judge in (SequentialJudge(off), FixedJudge(off)):
-        check = ratio_verdict(run_stage(judge, canary_share=0.5))
-        assert check.state is State.NOT_APPLICABLE and "not judged" in check.message
+def test_declared_ratios_with_checks_that_leave_out_ratio_are_refused() -> None:
+    # A profile's checks copied without "ratio" would leave declared checks never gating: refused at load.
+    checks = ["error_rate", "latency", "traffic_split"]
+    with pytest.raises(ConfigError, match=r"leaves out 'ratio' while \[\[judge.ratios\]\] declares order_failures"):
+        JudgeSettings.from_mapping({"checks": checks, "ratios": [ratio()]}, "my.toml [judge]")
+    assert JudgeSettings.from_mapping({"checks": checks, "ratios": []}, "my.toml [judge]").ratios == ()
 
 
 def test_fixed_judge_compares_the_window_share_with_max_and_production() -> None:
@@ -211,7 +212,6 @@ def test_the_planner_has_a_row_per_ratio_test_and_the_alpha_budget_counts_them()
     assert rows[f"{CHECK}:fail_slo"].effect == "share 2.00%" and rows[f"{CHECK}:pass_slo"].n90 is not None
     # Two more FAIL tests share α: 5 → 7.
     assert plan.alpha_i == pytest.approx(plan_stage(25, 40, base).alpha_i * 5 / 7)
-    assert not [t for t in plan_stage(25, 40, with_ratio.replace(checks=("error_rate",))).tests if t.check == CHECK]
 
 
 def test_a_ratio_check_without_counters_to_read_is_refused_at_load() -> None:
