@@ -160,3 +160,6 @@ def test_split_units_are_counted_by_start_once_the_slowest_request_could_have_en
     now[0] = 1004.0
     read = source.snapshots(("canary", "production"))
     assert (read["canary"].journeys, read["production"].journeys) == (1, 1)
+    # Without a journey route the units are requests, and the split check's message says so.
+    assert read["canary"].split_unit == "requests"
+    assert NginxLogSource(log, ROLES, clock=lambda: now[0]).snapshot("canary").split_unit == "journeys"

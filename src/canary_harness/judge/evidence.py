@@ -28,6 +28,7 @@ from canary_harness.judge.planning_assumptions import (
     loss_exceedance,
     loss_factor_for,
 )
+from canary_harness.judge.policy import turned_off_as_not_applicable
 from canary_harness.judge.power import detectable_rate
 from canary_harness.judge.rate_evidence import error_rate_verdict, ratio_verdict
 from canary_harness.judge.snapshot_ticks import SnapshotFeed
@@ -46,7 +47,7 @@ def build_checks(
     results += [_latency(ctx, mode) for mode in engine.modes]
     results += [ratio_verdict(ctx, ratio) for ratio in engine.settings.ratios]
     results += [_schema(ctx), _loss(ctx), _coverage(ctx) if engine.shadow_share > 0 else _split(ctx)]
-    return tuple(results)
+    return turned_off_as_not_applicable(results, engine.settings)
 
 
 def _latency(ctx: CheckContext, mode: str) -> CheckVerdict:
@@ -225,7 +226,8 @@ def _schema(ctx: CheckContext) -> CheckVerdict:
 def _split(ctx: CheckContext) -> CheckVerdict:
     s = ctx.engine.settings
     canary, production = ctx.count("canary_units"), ctx.count("production_units")
-    unit = "journeys" if ctx.feed.canary.journeys + ctx.feed.production.journeys > 0 else "requests"
+    counted = ctx.feed.canary.journeys + ctx.feed.production.journeys > 0
+    unit = ctx.feed.canary.split_unit or ("journeys" if counted else "requests")
     total = canary + production
     share = canary / total if total else None
     key, name = ctx.engine.split_key, ctx.engine.split_name

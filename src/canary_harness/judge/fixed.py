@@ -13,7 +13,7 @@ import math
 
 from canary_harness.judge.check_context import fmt_pct
 from canary_harness.judge.check_names import COVERAGE, ERROR_RATE, RL_LOSS, SCHEMA, SPLIT, latency_check
-from canary_harness.judge.policy import conclude, failed_reason, running_reason
+from canary_harness.judge.policy import conclude, failed_reason, running_reason, turned_off_as_not_applicable
 from canary_harness.judge.ratio_settings import RatioCheck
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.snapshot_ticks import SnapshotFeed
@@ -74,7 +74,7 @@ class FixedJudge:
         results += [self._latency(mode, final) for mode in s.modes]
         results += [self._ratio(ratio, final) for ratio in s.ratios]
         results += [self._schema(final), self._loss(final), self._split(weight_percent, final)]
-        return tuple(results)
+        return turned_off_as_not_applicable(results, s)
 
     @staticmethod
     def _state(final: bool, ok: bool) -> State:

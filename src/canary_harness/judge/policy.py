@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
+from canary_harness.judge.check_names import check_family
 from canary_harness.judge.settings import JudgeSettings
 from canary_harness.judge.verdict import CheckVerdict, StageVerdict, State
+
+
+def turned_off_as_not_applicable(checks: Sequence[CheckVerdict], settings: JudgeSettings) -> tuple[CheckVerdict, ...]:
+    """The checks, those of a family the target turns off (``[judge] checks``) N/A and saying so, whatever
+    their data would have said: they never fail a stage and never hold it."""
+
+    def applicable(verdict: CheckVerdict) -> CheckVerdict:
+        family = check_family(verdict.name)
+        if family in settings.checks:
+            return verdict
+        message = f"{verdict.metric}: not a check of this target ([judge] checks leaves out {family!r})"
+        return dataclasses.replace(verdict, state=State.NOT_APPLICABLE, message=message)
+
+    return tuple(applicable(verdict) for verdict in checks)
 
 
 def failed_reason(checks: Sequence[CheckVerdict], elapsed_s: float) -> str:

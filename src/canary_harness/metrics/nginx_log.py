@@ -234,6 +234,7 @@ class NginxLogSource:
             latency_buckets=buckets,
             version=arm.version,
             journeys_are_units=True,
+            split_unit="requests" if self.journey_route is None else "journeys",
         )
 
     def close(self) -> None:

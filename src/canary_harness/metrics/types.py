@@ -44,6 +44,8 @@ class MetricsSnapshot:
     # The source counts the split's units in ``journeys`` even while they are 0 (NGINX's log: units by
     # start time, released late); otherwise 0 journeys means the service has none and requests are the units.
     journeys_are_units: bool = False
+    # What those units are, in the source's words ("journeys", "requests"); "" lets the count decide.
+    split_unit: str = ""
     counters: Mapping[str, float] = field(default_factory=dict)
 
     def minus(self, base: MetricsSnapshot) -> MetricsSnapshot:
@@ -75,6 +77,7 @@ class MetricsSnapshot:
             rl_loss_sum=self.rl_loss_sum - base.rl_loss_sum,
             version=self.version,
             journeys_are_units=self.journeys_are_units,
+            split_unit=self.split_unit,
             counters={name: value - base.counters.get(name, 0.0) for name, value in self.counters.items()},
         )
 
@@ -112,6 +115,7 @@ class MetricsSnapshot:
             rl_loss_sum=self.rl_loss_sum,
             version=self.version,
             journeys_are_units=self.journeys_are_units,
+            split_unit=self.split_unit,
             counters={name: between(self.counters.get(name, 0.0), late) for name, late in later.counters.items()},
         )
 

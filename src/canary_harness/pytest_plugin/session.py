@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.stage_load import (
     RPS_PER_USER,
     auto_rate,
+    judged_mix,
     load_is_auto,
     load_runs,
     load_settings,
@@ -53,13 +54,6 @@ from canary_harness.stages import SHADOW_STAGE, stage_label
 from canary_harness.traffic.probe import probe_split
 from canary_harness.traffic.protocol import TrafficController
 from canary_harness.traffic.shadow_policy import ShadowPolicy
-
-
-def judged_mix(mix: Mapping[str, float], settings: JudgeSettings) -> dict[str, float] | None:
-    """The load's mode mix over the latency groups the judge checks; None (an even split) if it has none of
-    them (a target whose groups are not fragrance-ai's LLM modes)."""
-    return {mode: share for mode, share in mix.items() if mode in settings.modes} or None
-
 
 # The two arms the observation compares, read together at each tick.
 ARMS = ("canary", "production")
@@ -261,12 +255,7 @@ class StageSession:
             load, self._auto_line = sized(load, self._auto)
         plan_stage_percent, plan_rps = plan_point(options, rps)
         plan = (
-            plan_stage(
-                plan_stage_percent,
-                plan_rps,
-                settings,
-                {m: s for m, s in load.mix.items() if m in settings.modes} or None,
-            )
+            plan_stage(plan_stage_percent, plan_rps, settings, judged_mix(load, settings))
             if previous is None
             else plan_from(plan_stage_percent, settings, previous)
         )

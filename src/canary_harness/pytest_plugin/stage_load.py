@@ -57,6 +57,12 @@ def load_is_auto(options: StageOptions) -> bool:
     return "rate_rps" not in options.toml.get("load", {})
 
 
+def judged_mix(load: LoadSettings, settings: JudgeSettings) -> dict[str, float] | None:
+    """The load's LLM-mode mix over the judged latency groups, for the planner; None (an even split over the
+    groups) when the load's mix names none of them (another target's groups, e.g. "all", or its request mix)."""
+    return {mode: share for mode, share in load.mix.items() if mode in settings.modes} or None
+
+
 def auto_rate(options: StageOptions, load: LoadSettings, rps: float, settings: JudgeSettings) -> tuple[AutoLoad, float]:
     """--canary-load-rate auto: the rate at which the checks' n90 fits the window (bounded by the machine and
     --canary-load-max-rps, with why), and that rate.
@@ -65,7 +71,7 @@ def auto_rate(options: StageOptions, load: LoadSettings, rps: float, settings: J
     at any rate gives the need); measured rates count only LLM requests, another unit, so not here."""
     machine = machine_max_rps()
     stage_percent, plan_rps = plan_point(options, rps)
-    plan = plan_stage(stage_percent, plan_rps, settings, dict(load.mix))
+    plan = plan_stage(stage_percent, plan_rps, settings, judged_mix(load, settings))
     rate, why = rate_to_decide(plan, load_bound(options.load_max_rps, machine))
     # A shadow stage's plan counts the copies too: the users' rate is its total over (1 + share).
     rate = rate * rps / plan_rps

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from judge_synthetic import EDGES, SyntheticArm, arms, run_stage
 
-from canary_harness.judge import JudgeSettings, SequentialJudge, StageVerdict, State, make_judge
+from canary_harness.judge import FixedJudge, JudgeSettings, SequentialJudge, StageVerdict, State, make_judge
 from canary_harness.judge.verdict import outcome_summary
 from canary_harness.metrics.types import MetricsSnapshot
 
@@ -286,22 +286,31 @@ def test_rl_loss_failure_is_still_judged_when_production_made_blocks() -> None:
 
 
 def test_checks_a_target_turns_off_are_na_and_do_not_hold_the_stage() -> None:
-    # A plain HTTP service: no briefs, no RL updates, latency grouped by its own name.
-    canary, production = arms(seed=3, weight_percent=25, latency_median={"checkout": 0.2})
-    production.latency_median = {"checkout": 0.2}
-    for arm in (canary, production):
-        arm.loss_block_s = math.inf
-        arm.next_block = math.inf
+    def plain_http_arms() -> tuple[SyntheticArm, SyntheticArm]:
+        # A plain HTTP service: no briefs, no RL updates, latency grouped by its own name.
+        canary, production = arms(seed=3, weight_percent=25, latency_median={"checkout": 0.2})
+        production.latency_median = {"checkout": 0.2}
+        for arm in (canary, production):
+            arm.loss_block_s = math.inf
+            arm.next_block = math.inf
+        return canary, production
+
     settings = JudgeSettings(
         p95_thresholds={"checkout": 1.0},
         checks=("error_rate", "latency", "traffic_split"),
         min_soak_s=60,
     )
-    verdict = run_stage(SequentialJudge(settings), canary, production, 25)
-    assert verdict.state is State.PASS and verdict.decided, verdict.reason
-    states = {check.name: check.state for check in verdict.checks}
-    assert states["schema_failures"] is State.NOT_APPLICABLE and states["rl_loss"] is State.NOT_APPLICABLE
-    assert states["p95_latency[checkout]"] is State.PASS and states["error_rate"] is State.PASS
+    fixed = FixedJudge(settings.replace(max_duration_s=120, min_soak_s=120))
+    for judge in (SequentialJudge(settings), fixed):
+        verdict = run_stage(judge, *plain_http_arms(), 25, duration_s=judge.settings.max_duration_s)
+        assert verdict.state is State.PASS and verdict.decided, verdict.reason
+        states = {check.name: check.state for check in verdict.checks}
+        assert states["schema_failures"] is State.NOT_APPLICABLE and states["rl_loss"] is State.NOT_APPLICABLE
+        assert states["p95_latency[checkout]"] is State.PASS and states["error_rate"] is State.PASS
+        # The stage says why, not a reason that belongs to fragrance-ai (e.g. "not applicable at 100 %").
+        message = verdict.check("rl_loss").message
+        assert message.startswith("RL loss vs production"), message
+        assert message.endswith(": not a check of this target ([judge] checks leaves out 'rl_loss')"), message
 
 
 def test_a_turned_off_check_never_fails_the_stage() -> None:
