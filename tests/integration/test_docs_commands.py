@@ -165,3 +165,12 @@ def test_the_guide_rehearsal(stage_runner: StageRunner, environ: dict[str, str])
     run(with_value(steps[1], "--run-dir", run_dir), env)
     run(with_value(steps[2], "--run-dir", run_dir), env)
     assert not (Path(run_dir) / "state.json").exists(), "canary stack down left the stack recorded"
+
+
+def test_the_any_service_command_as_the_readme_shows_it(environ: dict[str, str]) -> None:
+    """The README's command for another service, with what a user gets by default: the load sized to decide."""
+    [stage] = [c for c in block_of("README.md", "examples/hello-service.toml") if c.argv[0] == "pytest"]
+    env = {name: value for name, value in environ.items() if name != "CANARY_LOAD_RATE"}
+    output = run([*stage.argv, "--canary-observation-period", WINDOW_S], env)
+    assert "load rate auto: " in output and "stage 25% PASSED for v2" in output, output[-3000:]
+    assert "p95_latency[all]" in output and "fast" not in re.findall(r"p95_latency\[(\w+)\]", output), output[-3000:]
