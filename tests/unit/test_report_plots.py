@@ -123,3 +123,16 @@ def test_shadow_stage_plots_the_mirror_coverage_against_the_share() -> None:
     labels = [line.get_label() for line in axes.get_lines()]
     assert "expected with 100 % copied: 50 %" in labels and "observed canary share of requests" in labels
     assert DecisionTrace.from_dict(json.loads(json.dumps(trace.to_dict()))).shadow_share == 100
+
+
+def test_checks_a_target_turns_off_are_left_out_of_the_plots() -> None:
+    trace = _trace("fail")
+    assert "rl_loss" in trace.e_columns()  # recorded, and drawn while judged (the test above)
+    trace.families = ["error_rate", "latency", "traffic_split"]
+    again = DecisionTrace.from_dict(json.loads(json.dumps(trace.to_dict())))  # the record keeps the families
+    titles = {ax.get_title() for ax in plots.evalue_figure(again).axes if ax.get_visible()}
+    assert "rl_loss" not in titles and "error_rate" in titles, titles
+    [loss_ax] = plots.loss_figure(again).axes
+    assert [text.get_text() for text in loss_ax.texts] == [
+        "not a check of this target ([judge] checks leaves out 'rl_loss')"
+    ]

@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # before pyplot: render to files only, never to a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from canary_harness.judge.check_names import RL_LOSS, check_family  # noqa: E402
 from canary_harness.reporting.trace import DecisionTrace, rates, running_rate  # noqa: E402
 from canary_harness.stages import stage_label
 
@@ -100,6 +101,11 @@ def error_rate_figure(trace: DecisionTrace) -> Figure:
 def loss_figure(trace: DecisionTrace) -> Figure:
     """Each arm's RL-loss block means in order, with production's median B and ratio × B."""
     fig, ax = plt.subplots(figsize=(7, 3.4))
+    if RL_LOSS not in trace.families:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"not a check of this target ([judge] checks leaves out {RL_LOSS!r})", ha="center")
+        ax.set_title(f"stage {stage_label(trace.stage)}: RL loss")
+        return fig
     for arm in ("production", "canary"):
         means = trace.loss_blocks.get(arm) or []
         ax.plot(
@@ -157,7 +163,7 @@ def _bound_of(trace: DecisionTrace, column: str) -> float | None:
 
 def evalue_figure(trace: DecisionTrace) -> Figure:
     """Each check's e-values over time (log scale) against its bound; the decision point marked."""
-    checks = trace.e_columns()
+    checks = {name: columns for name, columns in trace.e_columns().items() if check_family(name) in trace.families}
     names = list(checks) or ["(no e-values: fixed judge)"]
     cols = 2
     rows = (len(names) + cols - 1) // cols

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from canary_harness.judge.settings import JudgeSettings
+from canary_harness.judge.settings import CHECK_FAMILIES, JudgeSettings
 from canary_harness.judge.verdict import StageVerdict
 from canary_harness.metrics.types import Buckets, MetricsSnapshot
 
@@ -72,6 +72,8 @@ class DecisionTrace:
     decision: dict[str, Any] = field(default_factory=dict)
     # Stage 0: the share in percent of production's requests copied to the canary (0: not a shadow stage).
     shadow_share: int = 0
+    # The check families judged ([judge] checks): the plots leave out those the target turns off.
+    families: list[str] = field(default_factory=lambda: list(CHECK_FAMILIES))
 
     @classmethod
     def start(cls, judge: object, settings: JudgeSettings, stage: int, weight: int) -> DecisionTrace:
@@ -83,6 +85,7 @@ class DecisionTrace:
             error_rate_slo=settings.error_rate_slo,
             loss_ratio=settings.loss_ratio,
             bounds=_bounds(judge, settings),
+            families=list(settings.checks),
         )
 
     def add(
@@ -186,6 +189,7 @@ class DecisionTrace:
             "loss_blocks": self.loss_blocks,
             "decision": self.decision,
             "shadow_share": self.shadow_share,
+            "families": self.families,
         }
 
     @classmethod
@@ -205,6 +209,7 @@ class DecisionTrace:
             buckets=dict(data.get("buckets", {})),
             loss_blocks=dict(data.get("loss_blocks", {})),
             decision=dict(data.get("decision", {})),
+            families=list(data.get("families", CHECK_FAMILIES)),
         )
 
 
