@@ -55,34 +55,49 @@ def _logsumexp(values: FloatArray) -> FloatArray:
 
 # Above this many terms (elements × alternatives) _linear_logsumexp loops instead of stacking them.
 _STACKED_TERMS_LIMIT = 65_536
+# Elements of one block of rows in the two-pass sum (~190 kB per array: the passes stay in cache).
+_BLOCK_ELEMENTS = 24_000
 
 
 def _linear_logsumexp(a: ArrayLike, b: ArrayLike, a_weights: FloatArray, b_weights: FloatArray) -> FloatArray:
     """log Σ_j exp(a·a_weights[j] + b·b_weights[j]) for arrays ``a`` and ``b`` of any (broadcast) shape.
 
     Small inputs (the judge's ticks) stack the terms on a trailing axis of alternatives. Large ones (the
-    simulations' runs × pairs) recompute each term in two passes (maximum, then the sum) instead: the
-    stacked array would be hundreds of MB, and building it cost 4-7× the time of the loop. Both give the
-    same values to the last bit.
+    simulations' runs × pairs) recompute each term in two passes (maximum, then the sum), a block of rows
+    at a time so that the passes stay in the CPU's cache: the stacked array would be hundreds of MB, and
+    building it cost 4-7× the time (and the whole array at once twice that of the blocks). All three give
+    the same values to the last bit.
     """
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     shape = np.broadcast_shapes(x.shape, y.shape)
     if math.prod(shape) * len(a_weights) <= _STACKED_TERMS_LIMIT:
         return _logsumexp(x[..., None] * a_weights + y[..., None] * b_weights)
-    term, top, total = np.empty(shape), np.full(shape, -np.inf), np.zeros(shape)
-    for x_weight, y_weight in zip(a_weights.tolist(), b_weights.tolist(), strict=True):
+    x, y = np.broadcast_to(x, shape), np.broadcast_to(y, shape)
+    total = np.empty(shape)
+    rows = max(1, _BLOCK_ELEMENTS // max(1, math.prod(shape[1:])))
+    pairs = list(zip(a_weights.tolist(), b_weights.tolist(), strict=True))
+    for start in range(0, shape[0], rows):
+        block = slice(start, start + rows)
+        _two_pass_logsumexp(x[block], y[block], pairs, total[block])
+    return total
+
+
+def _two_pass_logsumexp(x: FloatArray, y: FloatArray, pairs: list[tuple[float, float]], out: FloatArray) -> None:
+    """``out`` = log Σ_j exp(x·p_j + y·q_j) over ``pairs`` (p_j, q_j): the maximum first, then the sum."""
+    term, top = np.empty(out.shape), np.full(out.shape, -np.inf)
+    for x_weight, y_weight in pairs:
         np.multiply(x, x_weight, out=term)
         term += y * y_weight
         np.maximum(top, term, out=top)
-    for x_weight, y_weight in zip(a_weights.tolist(), b_weights.tolist(), strict=True):
+    out[...] = 0.0
+    for x_weight, y_weight in pairs:
         np.multiply(x, x_weight, out=term)
         term += y * y_weight
         term -= top
         np.exp(term, out=term)
-        total += term
-    np.log(total, out=total)
-    total += top
-    return total
+        out += term
+    np.log(out, out=out)
+    out += top
 
 
 @dataclass(frozen=True)
