@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from canary_harness.configuration.parsers import table_of
 from canary_harness.deploy.container_target import ContainerTarget
 from canary_harness.deploy.health import FRAGRANCE_PROBE, HealthProbe, probe_from_mapping
 from canary_harness.errors import ConfigError
@@ -57,11 +58,7 @@ class TargetSettings:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str) -> TargetSettings:
         """Settings from a ``[target]`` table; ConfigError names the key, its value and ``source``."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"[target] ({source}): must be a table, got {data!r}")
-        for key in data:
-            if key not in _TARGET_KEYS:
-                raise ConfigError(f"unknown [target] key {key!r} ({source}); known keys: {', '.join(_TARGET_KEYS)}")
+        data = table_of(data, "target", _TARGET_KEYS, source)
         name = data.get("name", cls.name)
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"[target] name = {name!r} ({source}): must be a non-empty string")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +206,13 @@ def parse_env_pairs(
     # From here on these values are masked in every error message and output (canary_harness.redact).
     register(result)
     return result
+
+
+def table_of(data: object, table: str, known: Sequence[str], source: str) -> Mapping[str, Any]:
+    """A canary.toml table with none but ``known`` keys; ConfigError naming the table, the key and ``source``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{table}] ({source}): must be a table, got {data!r}")
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"unknown [{table}] key {key!r} ({source}); known keys: {', '.join(known)}")
+    return data

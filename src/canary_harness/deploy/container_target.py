@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from canary_harness.configuration.parsers import table_of
 from canary_harness.errors import BackendError, ConfigError
 
 HOLES = ("version", "host", "port", "log")
@@ -47,11 +48,7 @@ class ContainerTarget:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str) -> ContainerTarget:
         """The table's settings; ConfigError naming ``source`` (file and table), the key and its value."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"[target.docker] ({source}): must be a table, got {data!r}")
-        for key in data:
-            if key not in KEYS:
-                raise ConfigError(f"unknown [target.docker] key {key!r} ({source}); known keys: {', '.join(KEYS)}")
+        data = table_of(data, "target.docker", KEYS, source)
         image = data.get("image")
         if not isinstance(image, str) or not image:
             raise ConfigError(f"[target.docker] image = {image!r} ({source}): required, e.g. 'my-service:{{version}}'")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from canary_harness.config import parse_positive_float
+from canary_harness.configuration.parsers import table_of
 from canary_harness.errors import ConfigError
 from canary_harness.metrics.promql import (
     DEFAULT_QUERIES,
@@ -38,12 +39,7 @@ class PrometheusSettings:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str) -> PrometheusSettings:
         """Settings from a ``[prometheus]`` table; ConfigError names the key, its value and ``source``."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"[prometheus] ({source}): must be a table, got {data!r}")
-        known = ("url", "job", "versions", "window", "timeout", "queries")
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"unknown [prometheus] key {key!r} ({source}); known keys: {', '.join(known)}")
+        data = table_of(data, "prometheus", ("url", "job", "versions", "window", "timeout", "queries"), source)
         base = cls()
         url = base.url if "url" not in data else check_base_url(data["url"], f"{source}, key 'url'")
         job = check_label_value(data.get("job", base.job), "job", f"{source}, key 'job'")

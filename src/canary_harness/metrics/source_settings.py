@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from canary_harness.configuration.parsers import table_of
 from canary_harness.errors import ConfigError
 
 SOURCES = ("service", "nginx-log")
@@ -39,11 +40,7 @@ class MetricsSettings:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str) -> MetricsSettings:
         """Settings from a ``[metrics]`` table; ConfigError names the key, its value and ``source``."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"[metrics] ({source}): must be a table, got {data!r}")
-        for key in data:
-            if key not in _KEYS:
-                raise ConfigError(f"unknown [metrics] key {key!r} ({source}); known keys: {', '.join(_KEYS)}")
+        data = table_of(data, "metrics", _KEYS, source)
         kind = data.get("source", cls.source)
         if kind not in SOURCES:
             raise ConfigError(f"[metrics] source = {kind!r} ({source}): must be one of {', '.join(SOURCES)}")
