@@ -89,7 +89,8 @@ def test_a_bad_release_on_containers_is_rolled_back_and_its_container_removed(
 ) -> None:
     run = stage_runner.run(25, 60, *profile(tmp_path, hello_image), *ERRORS_UNDER_TRAFFIC)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.describe()
-    assert all(step["ok"] for step in run.record().preflight), run.describe()  # caught by the judge, not the smoke
+    preflight = run.record().preflight
+    assert preflight and all(step["ok"] for step in preflight), run.describe()  # caught by the judge, not the smoke
     assert failed_checks(run) == {"error_rate"}, run.record().verdict
     [rollback] = run.events("rollback")
     assert "5xx" in rollback.reason and rollback.details["canary_stopped"] is True, rollback
