@@ -2,8 +2,8 @@
 #
 #   examples/build-hello-image.sh v1 v2      # tags hello-service:v1 and hello-service:v2
 #
-# The build context holds this file, examples/hello_service.py and wheels/ (fastapi, uvicorn and their
-# dependencies for CPython 3.11, prepared on the host: see the script). The version an instance reports
+# The build context holds this file, examples/hello_service.py and wheels/ (fastapi, uvicorn, prometheus_client
+# and their dependencies for CPython 3.11, prepared on the host: see the script). The version an instance reports
 # comes from its command line (--release, the profile's [target.docker] command), so one image serves
 # every version and the script only tags it once per version.
 ARG BASE_IMAGE=canary/python:3.11
@@ -12,7 +12,7 @@ FROM ${BASE_IMAGE}
 COPY wheels/ /tmp/wheels/
 RUN python3 -m venv /opt/hello \
     && /opt/hello/bin/pip install --no-index --no-cache-dir --disable-pip-version-check \
-       --find-links /tmp/wheels fastapi uvicorn \
+       --find-links /tmp/wheels fastapi uvicorn prometheus_client \
     && rm -rf /tmp/wheels
 COPY hello_service.py /opt/hello/hello_service.py
 
