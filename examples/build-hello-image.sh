@@ -5,9 +5,10 @@
 #   examples/build-hello-image.sh v1 v2            # hello-service:v1, hello-service:v2
 #   IMAGE=my-hello examples/build-hello-image.sh v2   # my-hello:v2
 #
-# Wheels: fastapi, uvicorn, prometheus_client and their dependencies for CPython 3.11 / manylinux2014 x86_64, taken with
-# `pip download --no-index` from a wheel directory (WHEELS, default: canary-harness's wheel cache, filled by
-# `canary images build`). With an index at hand, `pip download` without --no-index fills it as well.
+# Wheels: fastapi, uvicorn, prometheus_client (its /metrics) and their dependencies for CPython 3.11 /
+# manylinux2014 x86_64, taken with `pip download --no-index` from a wheel directory (WHEELS, default:
+# canary-harness's wheel cache, filled by `canary images build`). With an index at hand, `pip download`
+# without --no-index fills it as well.
 # Prints the image id. Needs a running Docker engine; nothing is pulled.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 VERSION [VERSION ...]" >&2; exit 2; }
@@ -22,7 +23,8 @@ context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 "$python" -m pip download --quiet --no-index --find-links "$wheels" --only-binary=:all: --python-version 3.11 \
     --platform manylinux2014_x86_64 --implementation cp --dest "$context/wheels" fastapi uvicorn prometheus_client \
-    || { echo "$0: fastapi/uvicorn/prometheus_client wheels for CPython 3.11 not found in $wheels (set WHEELS)" >&2; exit 1; }
+    || { echo "$0: fastapi/uvicorn/prometheus_client wheels for CPython 3.11 not found in $wheels (set WHEELS)" >&2
+         exit 1; }
 cp "$here/hello-service.Dockerfile" "$context/Dockerfile"
 cp "$here/hello_service.py" "$context/"
 chmod -R a+rX "$context"   # COPY keeps modes: the image's user must read what it runs

@@ -2,8 +2,8 @@
 #
 #   examples/build-hello-image.sh v1 v2      # tags hello-service:v1 and hello-service:v2
 #
-# The build context holds this file, examples/hello_service.py and wheels/ (fastapi, uvicorn, prometheus_client and their
-# dependencies for CPython 3.11, prepared on the host: see the script). The version an instance reports
+# The build context holds this file, examples/hello_service.py and wheels/ (fastapi, uvicorn, prometheus_client
+# and their dependencies for CPython 3.11, prepared on the host: see the script). The version an instance reports
 # comes from its command line (--release, the profile's [target.docker] command), so one image serves
 # every version and the script only tags it once per version.
 ARG BASE_IMAGE=canary/python:3.11

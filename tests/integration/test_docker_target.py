@@ -19,6 +19,7 @@ import pytest
 from canary_harness.stack_state import load_state
 from tests.integration.stagefixtures import CANARY_VERSION, REPO, StageRunner
 from tests.integration.test_docker_stages import containers
+from tests.integration.test_generic_target import ERRORS_UNDER_TRAFFIC
 from tests.integration.test_stage_session import assert_no_canary_traffic, failed_checks
 
 pytest_plugins = ("tests.integration.stagefixtures",)
@@ -86,8 +87,10 @@ def test_a_release_of_the_example_service_on_containers_passes(
 def test_a_bad_release_on_containers_is_rolled_back_and_its_container_removed(
     stage_runner: StageRunner, hello_image: str, tmp_path: Path
 ) -> None:
-    run = stage_runner.run(25, 60, *profile(tmp_path, hello_image), "--canary-env", "HELLO_ERROR_RATE=0.05")
+    run = stage_runner.run(25, 60, *profile(tmp_path, hello_image), *ERRORS_UNDER_TRAFFIC)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.describe()
+    preflight = run.record().preflight
+    assert preflight and all(step["ok"] for step in preflight), run.describe()  # caught by the judge, not the smoke
     assert failed_checks(run) == {"error_rate"}, run.record().verdict
     [rollback] = run.events("rollback")
     assert "5xx" in rollback.reason and rollback.details["canary_stopped"] is True, rollback

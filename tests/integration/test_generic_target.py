@@ -3,12 +3,15 @@ its target profile on the real stack, with metrics from NGINX's access log only.
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from canary_harness.deploy import pids
+from canary_harness.smoke import journey_from
 from canary_harness.stack_state import load_state
 from canary_harness.waiting import wait_until
-from tests.integration.stagefixtures import CANARY_VERSION, StageRun, StageRunner
+from tests.integration.stagefixtures import CANARY_VERSION, REPO, StageRun, StageRunner
 from tests.integration.test_stage_session import GATES, assert_no_canary_traffic, failed_checks
 
 pytest_plugins = ("tests.integration.stagefixtures",)
@@ -16,6 +19,29 @@ pytest_plugins = ("tests.integration.stagefixtures",)
 pytestmark = pytest.mark.integration
 
 TARGET = ("--canary-target", "examples/hello-service.toml")
+# Paths hello-service never fails (examples/hello_service.py's faults skip them).
+NO_FAULT_PATHS = frozenset({"/health", "/metrics"})
+
+
+def smoke_api_requests(profile: str = TARGET[1]) -> int:
+    """How many requests of the profile's preflight smoke reach hello-service's 5xx fault.
+
+    The stage walks that smoke against the canary before any traffic moves, and a 500 there ends the stage
+    in preflight, before the judge sees a request: with 5 % random 500s the smoke's two API requests would
+    stop about one bad-release run in ten there. The tests of the judge spare exactly these answers
+    (HELLO_ERROR_AFTER): the release passes its smoke and must be caught under traffic.
+    """
+    journey = journey_from(tomllib.loads((REPO / profile).read_text(encoding="utf-8")), profile)
+    return sum(step.path not in NO_FAULT_PATHS for step in journey.steps)
+
+
+# A release answering 5 % 500s to users, but not to the preflight smoke.
+ERRORS_UNDER_TRAFFIC = (
+    "--canary-env",
+    "HELLO_ERROR_RATE=0.05",
+    "--canary-env",
+    f"HELLO_ERROR_AFTER={smoke_api_requests()}",
+)
 
 
 def test_a_healthy_release_of_the_example_service_passes(stage_runner: StageRunner) -> None:
@@ -40,15 +66,17 @@ def test_a_healthy_release_of_the_example_service_passes(stage_runner: StageRunn
 @pytest.mark.parametrize(
     ("fault", "check", "metric"),
     [
-        pytest.param("HELLO_ERROR_RATE=0.05", "error_rate", "5xx rate", id="5xx"),
-        pytest.param("HELLO_DELAY_MS=1000", "p95_latency[all]", "p95 latency (all)", id="latency"),
+        pytest.param(ERRORS_UNDER_TRAFFIC, "error_rate", "5xx rate", id="5xx"),
+        pytest.param(("--canary-env", "HELLO_DELAY_MS=1000"), "p95_latency[all]", "p95 latency (all)", id="latency"),
     ],
 )
 def test_a_bad_release_of_the_example_service_is_rolled_back(
-    stage_runner: StageRunner, fault: str, check: str, metric: str
+    stage_runner: StageRunner, fault: tuple[str, ...], check: str, metric: str
 ) -> None:
-    run = stage_runner.run(25, 60, *TARGET, "--canary-env", fault)
+    run = stage_runner.run(25, 60, *TARGET, *fault)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.describe()
+    preflight = run.record().preflight
+    assert preflight and all(step["ok"] for step in preflight), run.describe()  # caught by the judge, not the smoke
     assert failed_checks(run) == {check}, run.record().verdict
     assert_rolled_back(stage_runner, run, metric)
 
