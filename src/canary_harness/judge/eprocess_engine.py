@@ -364,7 +364,9 @@ class EProcessEngine:
                 shown = c["canary_briefs"] > 0
             elif check == self.split_name:
                 fail = fail | (c["misrouted"] > 0)
-                shown = c["canary_requests"] > 0
+                # Shown once the canary received one of the units the check counts (units counted late,
+                # as NGINX's log releases them, must not show a split the check has not seen yet).
+                shown = c["canary_units"] > 0
             fails[check] = fail
             passes[check] = shown & ~fail
         # At 100 % production serves no traffic and makes no loss blocks: the RL-loss check has nothing

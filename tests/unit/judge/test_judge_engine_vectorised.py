@@ -99,3 +99,12 @@ def test_vectorised_engine_matches_each_scalar_judge() -> None:
     assert compared > TICKS * 1.5
     # The regressions were caught by the vectorised engine too.
     assert list(decision.stage_fail) == [False, True, True, True]
+
+
+def test_the_split_is_shown_only_once_the_canary_received_a_unit_the_check_counts() -> None:
+    # NGINX's log releases split units late: requests already counted, no unit yet, is no evidence.
+    engine = EProcessEngine(JudgeSettings(p95_thresholds={"fast": 2.5}))
+    engine.update(Tick(weight=0.25, canary_requests=10.0, production_requests=30.0), elapsed_s=1.0)
+    assert not engine.decide(1.0).check_pass["traffic_split"]
+    engine.update(Tick(weight=0.25, canary_units=3.0, production_units=9.0), elapsed_s=2.0)
+    assert engine.decide(2.0).check_pass["traffic_split"]
