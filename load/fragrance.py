@@ -13,6 +13,10 @@ process, R split over the workers). Every run is bounded: ``--canary-max-request
 and ``--canary-max-time`` (default 1 h) stop it even without ``-t``. ``--canary-stats-file`` writes what
 locust's own stats lack (requests per served version, journeys per mode, failure reasons) at exit.
 
+With ``CANARY_LOAD_USER_LOCUSTFILE=1`` (the harness's ``[load] profile = "locustfile"``) this file is
+loaded beside a team's own locustfile and defines no users: its options and listeners give their user
+classes the same caps and per-version stats (their own wait_time paces them: ``--canary-rate`` is refused).
+
 ``CANARY_LOAD_CLIENT=http`` runs the users on HttpUser (python-requests) instead of FastHttpUser.
 The journey and its checks live in the canary_harness package (``pip install -e .`` in the checkout),
 shared with the harness's builtin engine.
@@ -39,6 +43,7 @@ try:
     from canary_harness.loadgen.request_mix import REQUESTS_ENV, RequestSpec, requests_from_json
     from canary_harness.loadgen.settings import parse_mix
     from canary_harness.loadgen.tally import Tally
+    from canary_harness.loadgen.user_locustfile import USER_LOCUSTFILE_ENV
 except ImportError as exc:  # the locustfile is used on its own too (web UI, remote workers)
     raise SystemExit(
         f"load/fragrance.py needs the canary-harness package: run `pip install -e .` "
@@ -49,6 +54,8 @@ CLIENT = os.environ.get("CANARY_LOAD_CLIENT", "fast").strip() or "fast"
 if CLIENT not in ("fast", "http"):
     raise SystemExit(f"CANARY_LOAD_CLIENT {CLIENT!r} (from environment): must be 'fast' or 'http'")
 BaseUser: Any = FastHttpUser if CLIENT == "fast" else HttpUser
+# Loaded beside a team's own locustfile (``-f load/fragrance.py,theirs.py``): options and listeners only.
+USERS_OF_THEIR_OWN = bool(os.environ.get(USER_LOCUSTFILE_ENV))
 PROBE_INTERVAL_S = 1.0  # LightUser's own pacing when no total rate is set
 STATS_FORMAT = 1
 
@@ -157,20 +164,21 @@ class _Walker:
                 response.failure(verdict.reason)
 
 
-class JourneyUser(_Walker, BaseUser):
-    """A user of the LLM ensemble: create DNA → options (fast/balanced/creative) → feedback."""
+if not USERS_OF_THEIR_OWN:
 
-    weight = 9
-    profile = "journey"
-    tasks = [_Walker.step]
+    class JourneyUser(_Walker, BaseUser):
+        """A user of the LLM ensemble: create DNA → options (fast/balanced/creative) → feedback."""
 
+        weight = 9
+        profile = "journey"
+        tasks = [_Walker.step]
 
-class LightUser(_Walker, BaseUser):
-    """A health/metrics prober: no LLM calls."""
+    class LightUser(_Walker, BaseUser):
+        """A health/metrics prober: no LLM calls."""
 
-    weight = 1
-    profile = "light"
-    tasks = [_Walker.step]
+        weight = 1
+        profile = "light"
+        tasks = [_Walker.step]
 
 
 if os.environ.get(REQUESTS_ENV):
@@ -258,6 +266,9 @@ def _on_init(environment: Environment, **_kwargs: Any) -> None:
     for name in ("canary_max_time", "canary_timeout"):
         if not getattr(options, name) > 0:
             problems.append(f"--{name.replace('_', '-')} {getattr(options, name)!r}: must be > 0")
+    if USERS_OF_THEIR_OWN and options.canary_rate > 0:
+        # Locust paces a foreign class's tasks, not its requests: no rate the harness could vouch for.
+        problems.append(f"--canary-rate {options.canary_rate!r}: paces the harness's own users only (use 0)")
     if problems:
         raise SystemExit("load/fragrance.py: " + "; ".join(problems))
 
