@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
@@ -12,6 +14,8 @@ from canary_harness.loadgen import LoadSettings, resolve_engine
 from canary_harness.loadgen import run as load_run
 from canary_harness.loadgen.locust_engine import LOCUSTFILE, locust_argv, worker_argv
 from canary_harness.loadgen.user_locustfile import defined_names
+from canary_harness.pytest_plugin.options import StageOptions
+from canary_harness.pytest_plugin.stage_load import load_is_auto
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/hello-locustfile.py"
@@ -109,3 +113,20 @@ def test_without_locust_the_profile_is_refused_not_run_by_the_builtin_engine(mon
     with pytest.raises(LoadError, match="needs locust"):
         resolve_engine(_settings(locustfile=EXAMPLE))
     assert resolve_engine(LoadSettings()) == "builtin"  # the harness's own profiles still run
+
+
+@pytest.mark.parametrize(
+    ("load_rate", "table", "auto"),
+    [
+        (None, {"profile": "locustfile"}, False),  # the default for a team's locustfile: closed loop
+        (None, {"profile": "requests"}, True),  # ... where every other profile is sized to decide
+        (None, {}, True),
+        ("auto", {}, True),
+        (0.0, {}, False),
+    ],
+)
+def test_a_teams_locustfile_runs_closed_loop_by_default(
+    load_rate: float | str | None, table: dict[str, str], auto: bool
+) -> None:
+    options = cast(StageOptions, SimpleNamespace(no_load=False, load_rate=load_rate, toml={"load": table}))
+    assert load_is_auto(options) is auto
