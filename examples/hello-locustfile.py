@@ -1,15 +1,15 @@
 """A team's own locustfile for examples/hello_service.py, run by the harness with
 ``[load] profile = "locustfile"`` (see docs/load.md), or by hand: ``locust -f examples/hello-locustfile.py``.
 
-ShopUser browses the items and orders one in three visits; BrowserUser only looks. Nothing in here knows
-about the harness: it adds its request/time caps and per-version stats around these classes.
+ShopUser browses the items and, one visit in three, looks again and orders tea; BrowserUser only looks.
+Nothing in here knows about the harness: it adds its rate, request and time caps and per-version stats.
 """
 
 from locust import FastHttpUser, between, task
 
 
 class ShopUser(FastHttpUser):
-    """A shopper: lists the items, sometimes orders tea (the shop answers 201)."""
+    """A shopper: lists the items, sometimes lists them again and orders tea (the shop answers 201)."""
 
     wait_time = between(0.05, 0.2)
 
@@ -19,6 +19,7 @@ class ShopUser(FastHttpUser):
 
     @task(1)
     def order(self) -> None:
+        self.client.get("/items")  # two requests in one task: a rate paces requests, not tasks
         with self.client.post("/orders", json={"item": "tea"}, catch_response=True) as response:
             if response.status_code != 201:
                 response.failure(f"order answered {response.status_code}, expected 201")

@@ -1,6 +1,7 @@
 """A team's own locustfile as a stage's load ([load] profile = "locustfile"): examples/hello-locustfile.py's
 user classes drive a real stage of examples/hello_service.py through NGINX, with the harness's per-version
-stats; a class the file does not define, or a rate to pace it to, is refused before anything starts."""
+stats, closed loop or paced per request to a rate; a class the file does not define is refused before
+anything starts."""
 
 from __future__ import annotations
 
@@ -59,27 +60,40 @@ def test_a_stage_driven_by_the_teams_own_locustfile_passes_with_requests_per_ser
     assert load["target_rps"] is None  # closed loop: the class's own wait_time paced it
 
 
+def test_the_teams_classes_are_paced_per_request_to_the_stage_rate(stage_runner: StageRunner, tmp_path: Path) -> None:
+    # ShopUser's order task sends two requests: pacing its tasks would miss the rate, pacing requests holds it.
+    rate = 60
+    profile = locustfile_profile(tmp_path, SHOP_USERS)
+    run = stage_runner.run(25, 15, "--canary-target", str(profile), "--canary-load-rate", str(rate))
+    assert run.returncode == pytest.ExitCode.OK, run.describe()
+    record = run.record()
+    assert record.load is not None
+    [load] = record.load["runs"]
+    assert load["target_rps"] == rate and set(load["by_name"]) == {"/items", "/orders"}, load
+    # Unpaced, these users send ~150 req/s (the closed-loop test); paced, the rate holds within a few %.
+    assert 0.85 * rate <= load["rps"] <= 1.05 * rate, load
+    assert set(load["by_version"]) == {CANARY_VERSION, PRODUCTION_VERSION}, load["by_version"]
+
+
 @pytest.mark.parametrize(
-    ("load_table", "extra", "message"),
+    ("load_table", "message"),
     [
         pytest.param(
             SHOP_USERS.replace('["ShopUser"]', '["ShopUser", "CartUser"]'),
-            (),
             "key 'user_classes'): CartUser not defined in 'examples/hello-locustfile.py'",
             id="unknown-class",
         ),
         pytest.param(
-            SHOP_USERS,
-            ("--canary-load-rate", "auto"),
-            "--canary-load-rate 'auto'",
-            id="paced",
+            SHOP_USERS.replace("hello-locustfile.py", "hello-locustfiles.py"),
+            "load locustfile 'examples/hello-locustfiles.py' (canary.toml [load] key 'locustfile'): no such .py file",
+            id="missing-file",
         ),
     ],
 )
 def test_a_bad_locustfile_load_is_refused_with_nothing_started(
-    stage_runner: StageRunner, tmp_path: Path, load_table: str, extra: tuple[str, ...], message: str
+    stage_runner: StageRunner, tmp_path: Path, load_table: str, message: str
 ) -> None:
-    run = stage_runner.run(25, 5, "--canary-target", str(locustfile_profile(tmp_path, load_table)), *extra)
+    run = stage_runner.run(25, 5, "--canary-target", str(locustfile_profile(tmp_path, load_table)))
     assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.describe()
     assert message in run.output, run.output[-3000:]
     assert load_state(stage_runner.run_dir) is None  # no service, no NGINX: no traffic could move

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace
-from typing import cast
 
 import pytest
 
@@ -14,8 +12,6 @@ from canary_harness.loadgen import LoadSettings, resolve_engine
 from canary_harness.loadgen import run as load_run
 from canary_harness.loadgen.locust_engine import LOCUSTFILE, locust_argv, worker_argv
 from canary_harness.loadgen.user_locustfile import defined_names
-from canary_harness.pytest_plugin.options import StageOptions
-from canary_harness.pytest_plugin.stage_load import load_is_auto
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/hello-locustfile.py"
@@ -56,7 +52,6 @@ def test_the_example_and_its_classes_are_accepted() -> None:
         ({"locustfile": EXAMPLE, "user_classes": "ShopUser"}, ["must be a list of class names"]),
         ({"locustfile": EXAMPLE, "user_classes": ["ShopUser", "ShopUser"]}, ["'ShopUser' is given twice"]),
         ({"locustfile": EXAMPLE, "engine": "builtin"}, ["engine 'builtin'", "cannot run a locustfile"]),
-        ({"locustfile": EXAMPLE, "rate_rps": 20}, ["rate_rps 20.0", "closed loop", "wait_time"]),
     ],
 )
 def test_bad_locustfile_settings_are_refused_naming_file_key_and_value(
@@ -100,6 +95,8 @@ def test_locust_loads_the_harness_locustfile_then_the_users_and_runs_the_named_c
     assert own == str(REPO / "load" / LOCUSTFILE) and theirs == str(REPO / EXAMPLE)  # absolute: locust's cwd differs
     assert argv[-1] == "ShopUser" and "JourneyUser" not in argv
     assert _flag(argv, "--canary-max-requests") == "50" and _flag(argv, "--canary-rate") == "0"
+    paced = locust_argv("http://127.0.0.1:9", 3, _settings(locustfile=EXAMPLE, rate_rps=25), tmp_path, REPO / "load")
+    assert _flag(paced, "--canary-rate") == "25"  # the harness's locustfile paces the user's requests to it
     assert _flag(argv, "--canary-stats-file") == str(tmp_path / "canary.json")
     worker = worker_argv(REPO / "load", 5599, tmp_path / "w.log", _flag(argv, "-f"))
     assert _flag(worker, "-f") == _flag(argv, "-f")
@@ -113,20 +110,3 @@ def test_without_locust_the_profile_is_refused_not_run_by_the_builtin_engine(mon
     with pytest.raises(LoadError, match="needs locust"):
         resolve_engine(_settings(locustfile=EXAMPLE))
     assert resolve_engine(LoadSettings()) == "builtin"  # the harness's own profiles still run
-
-
-@pytest.mark.parametrize(
-    ("load_rate", "table", "auto"),
-    [
-        (None, {"profile": "locustfile"}, False),  # the default for a team's locustfile: closed loop
-        (None, {"profile": "requests"}, True),  # ... where every other profile is sized to decide
-        (None, {}, True),
-        ("auto", {}, True),
-        (0.0, {}, False),
-    ],
-)
-def test_a_teams_locustfile_runs_closed_loop_by_default(
-    load_rate: float | str | None, table: dict[str, str], auto: bool
-) -> None:
-    options = cast(StageOptions, SimpleNamespace(no_load=False, load_rate=load_rate, toml={"load": table}))
-    assert load_is_auto(options) is auto

@@ -131,8 +131,8 @@ SETTINGS: tuple[Setting, ...] = (
     _plugin("load_users", "--canary-load-users", parse_positive_int, None, "Simulated users of the load driver.",
             old="--load-users"),
     _plugin("load_rate", "--canary-load-rate", parse_load_rate, None,
-            "Total load rate in requests/s; auto (the default unless canary.toml [load] sets rate_rps or profile = "
-            "\"locustfile\"): the rate at which the checks can decide; 0: closed loop with --canary-load-users users.",
+            "Total load rate in requests/s; auto (the default unless canary.toml [load] sets rate_rps): the "
+            "rate at which the checks can decide; 0: closed loop with --canary-load-users users.",
             old="--load-rate"),
     _plugin("load_max_rps", "--canary-load-max-rps", parse_positive_float, 200.0,
             "Upper bound of --canary-load-rate auto in requests/s (also bounded by what this machine sustains).",

@@ -91,7 +91,7 @@ class LoadSettings:
     mix: share of user journeys per LLM mode (fractions summing to 1).
     profile: "journey" (create DNA → options → feedback), "light" (/health and /metrics only) or
         "requests" (``requests``: a weighted list of requests, for any HTTP service) or "locustfile" (the
-        user classes ``user_classes``, all when empty, of the user's own ``locustfile``; closed loop only).
+        user classes ``user_classes``, all when empty, of the user's own ``locustfile``).
     workers: 0 runs one locust process; N > 0 runs a locust master and N local workers.
     max_requests: hard cap on requests sent; every run also stops at its time limit.
     engine: "locust", "builtin" (threads + httpx, no locust needed) or "auto" (locust when installed).
@@ -164,13 +164,7 @@ class LoadSettings:
         return cls(**values)
 
 
-_DEFAULTS: Mapping[str, Any] = {
-    "profile": "journey",
-    "user_classes": (),
-    "locustfile": None,
-    "engine": "auto",
-    "rate_rps": None,
-}
+_DEFAULTS: Mapping[str, Any] = {"profile": "journey", "user_classes": (), "locustfile": None, "engine": "auto"}
 
 
 def _check_profile_keys(values: Mapping[str, Any], source: str) -> None:
@@ -187,12 +181,6 @@ def _check_profile_keys(values: Mapping[str, Any], source: str) -> None:
         raise ConfigError(
             f"load engine 'builtin' ({source}): cannot run a locustfile (profile \"locustfile\"); "
             f'use engine "locust" or "auto"'
-        )
-    if values["rate_rps"] is not None:
-        raise ConfigError(
-            f'load rate_rps {values["rate_rps"]!r} ({source}): profile "locustfile" runs closed loop, paced by the '
-            f"user classes' own wait_time (the harness paces requests, locust paces a class's tasks, which may send "
-            f"any number of requests); leave rate_rps out"
         )
 
 

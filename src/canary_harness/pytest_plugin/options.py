@@ -184,12 +184,7 @@ def resolve(config: pytest.Config, environ: Mapping[str, str] | None = None) -> 
 def _check_sections(toml: Mapping[str, Any], name: str, values: Mapping[str, Any]) -> None:
     """Validate the judge, load and Prometheus tables and the smoke steps now, before anything starts or moves."""
     judge = JudgeSettings.from_mapping(toml.get("judge", {}), f"{name} [judge]")
-    load = LoadSettings.from_mapping(toml.get("load", {}), f"{name} [load]")
-    if load.profile == "locustfile" and values["load_rate"] not in (None, 0.0):
-        raise ConfigError(
-            f'--canary-load-rate {values["load_rate"]!r}: {name} [load] profile = "locustfile" runs closed loop, '
-            f"paced by its user classes' own wait_time (locust paces their tasks, not requests); give 0 or leave it out"
-        )
+    LoadSettings.from_mapping(toml.get("load", {}), f"{name} [load]")
     PrometheusSettings.from_mapping(toml.get("prometheus", {}), f"{name} [prometheus]")
     ShadowPolicy.from_mapping(toml.get("shadow", {}), f"{name} [shadow]")
     journey_from(toml, name)

@@ -49,15 +49,12 @@ def load_settings(options: StageOptions) -> LoadSettings:
 
 
 def load_is_auto(options: StageOptions) -> bool:
-    """--canary-load-rate auto, also by default: unless a rate was given (flag, env, ini or canary.toml [load])
-    or the load is the user's own locustfile (closed loop)."""
+    """--canary-load-rate auto, also by default: unless a rate was given (flag, env, ini or canary.toml [load])."""
     if options.no_load:
         return False
     if options.load_rate is not None:
         return options.load_rate == "auto"
-    load = options.toml.get("load", {})
-    # A team's own locustfile runs closed loop: its classes' wait_time paces it (docs/load.md).
-    return "rate_rps" not in load and load.get("profile") != "locustfile"
+    return "rate_rps" not in options.toml.get("load", {})
 
 
 def judged_mix(load: LoadSettings, settings: JudgeSettings) -> dict[str, float] | None:
