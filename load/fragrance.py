@@ -13,6 +13,11 @@ process, R split over the workers). Every run is bounded: ``--canary-max-request
 and ``--canary-max-time`` (default 1 h) stop it even without ``-t``. ``--canary-stats-file`` writes what
 locust's own stats lack (requests per served version, journeys per mode, failure reasons) at exit.
 
+With ``CANARY_LOAD_USER_LOCUSTFILE=1`` (the harness's ``[load] profile = "locustfile"``) this file is
+loaded beside a team's own locustfile and defines no users: its options and listeners give their user
+classes the same caps and per-version stats; with ``--canary-rate`` every request of theirs takes a shared
+send slot (their wait_time is then 0), without it their own wait_time paces them (closed loop).
+
 ``CANARY_LOAD_CLIENT=http`` runs the users on HttpUser (python-requests) instead of FastHttpUser.
 The journey and its checks live in the canary_harness package (``pip install -e .`` in the checkout),
 shared with the harness's builtin engine.
@@ -20,6 +25,7 @@ shared with the harness's builtin engine.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -28,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, HttpUser, events
+from locust import FastHttpUser, HttpUser, constant, events
+from locust.clients import HttpSession
+from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -39,6 +47,7 @@ try:
     from canary_harness.loadgen.request_mix import REQUESTS_ENV, RequestSpec, requests_from_json
     from canary_harness.loadgen.settings import parse_mix
     from canary_harness.loadgen.tally import Tally
+    from canary_harness.loadgen.user_locustfile import USER_LOCUSTFILE_ENV
 except ImportError as exc:  # the locustfile is used on its own too (web UI, remote workers)
     raise SystemExit(
         f"load/fragrance.py needs the canary-harness package: run `pip install -e .` "
@@ -49,6 +58,8 @@ CLIENT = os.environ.get("CANARY_LOAD_CLIENT", "fast").strip() or "fast"
 if CLIENT not in ("fast", "http"):
     raise SystemExit(f"CANARY_LOAD_CLIENT {CLIENT!r} (from environment): must be 'fast' or 'http'")
 BaseUser: Any = FastHttpUser if CLIENT == "fast" else HttpUser
+# Loaded beside a team's own locustfile (``-f load/fragrance.py,theirs.py``): options and listeners only.
+USERS_OF_THEIR_OWN = bool(os.environ.get(USER_LOCUSTFILE_ENV))
 PROBE_INTERVAL_S = 1.0  # LightUser's own pacing when no total rate is set
 STATS_FORMAT = 1
 
@@ -157,20 +168,46 @@ class _Walker:
                 response.failure(verdict.reason)
 
 
-class JourneyUser(_Walker, BaseUser):
-    """A user of the LLM ensemble: create DNA → options (fast/balanced/creative) → feedback."""
+def _paced(request: Any) -> Any:
+    """A client's ``request`` that first takes a send slot of the shared rate and one of the request cap.
 
-    weight = 9
-    profile = "journey"
-    tasks = [_Walker.step]
+    How a team's classes are paced to ``--canary-rate``: per request, as the harness's own users are,
+    whatever number of requests one of their tasks sends (locust's wait_time paces tasks, not requests).
+    """
+
+    @functools.wraps(request)
+    def paced_request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        while not STATE.budget.take():
+            gevent.sleep(0.25)  # this process's cap is spent: idle until the run ends
+        if STATE.limiter is not None:
+            delay = STATE.limiter.reserve()
+            if delay > 0:
+                gevent.sleep(delay)
+        return request(self, *args, **kwargs)
+
+    return paced_request
 
 
-class LightUser(_Walker, BaseUser):
-    """A health/metrics prober: no LLM calls."""
+if USERS_OF_THEIR_OWN:
+    # Every request of a user class goes through one of these two methods (get, post, rest, ... call it);
+    # patched in this locust process only, which runs the team's classes and none of the harness's.
+    for _session in (HttpSession, FastHttpSession):
+        _session.request = _paced(_session.request)  # type: ignore[method-assign]
+else:
 
-    weight = 1
-    profile = "light"
-    tasks = [_Walker.step]
+    class JourneyUser(_Walker, BaseUser):
+        """A user of the LLM ensemble: create DNA → options (fast/balanced/creative) → feedback."""
+
+        weight = 9
+        profile = "journey"
+        tasks = [_Walker.step]
+
+    class LightUser(_Walker, BaseUser):
+        """A health/metrics prober: no LLM calls."""
+
+        weight = 1
+        profile = "light"
+        tasks = [_Walker.step]
 
 
 if os.environ.get(REQUESTS_ENV):
@@ -258,6 +295,14 @@ def _on_init(environment: Environment, **_kwargs: Any) -> None:
     for name in ("canary_max_time", "canary_timeout"):
         if not getattr(options, name) > 0:
             problems.append(f"--{name.replace('_', '-')} {getattr(options, name)!r}: must be > 0")
+    if USERS_OF_THEIR_OWN and options.canary_rate > 0:
+        # Only HTTP clients' requests take send slots: another client would send outside the rate.
+        unpaced = [cls.__name__ for cls in environment.user_classes if not issubclass(cls, (HttpUser, FastHttpUser))]
+        if unpaced:
+            problems.append(
+                f"--canary-rate {options.canary_rate!r}: paces HttpUser and FastHttpUser classes, not "
+                f"{', '.join(unpaced)} (use 0: closed loop)"
+            )
     if problems:
         raise SystemExit("load/fragrance.py: " + "; ".join(problems))
 
@@ -289,6 +334,10 @@ def _on_test_start(environment: Environment, **_kwargs: Any) -> None:
         # Sent to the workers with the spawn message that follows: they split rate and cap by it.
         options.canary_workers = max(1, len(runner.clients.ready + runner.clients.running + runner.clients.spawning))
     STATE.configure(environment)
+    if USERS_OF_THEIR_OWN and STATE.limiter is not None:
+        # The send slots pace a team's classes: their think time would only hold back users the rate needs.
+        for user_class in environment.user_classes:
+            user_class.wait_time = constant(0)
     for user_class in _Walker.__subclasses__():  # FastHttpUser reads these when a user starts
         user_class.network_timeout = user_class.connection_timeout = STATE.timeout_s
     if isinstance(runner, WorkerRunner):

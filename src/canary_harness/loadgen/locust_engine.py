@@ -27,6 +27,7 @@ from canary_harness.errors import LoadError
 from canary_harness.loadgen.request_mix import REQUESTS_ENV, requests_to_json
 from canary_harness.loadgen.settings import LoadSettings, format_mix
 from canary_harness.loadgen.stats import LoadStats, build_stats
+from canary_harness.loadgen.user_locustfile import USER_LOCUSTFILE_ENV
 from canary_harness.ports import free_port
 
 LOCUSTFILE = "fragrance.py"
@@ -52,6 +53,20 @@ def find_locustfile_dir(explicit: Path | None = None, environ: dict[str, str] | 
             return path.resolve()
     looked = "; ".join(f"{path} (from {source})" for path, source in candidates)
     raise LoadError(f"no locustfile directory with {LOCUSTFILE} found; looked in: {looked}")
+
+
+def locustfile_arg(settings: LoadSettings, locust_dir: Path) -> str:
+    """locust's ``-f``: the harness's locustfile directory, or (profile "locustfile") the harness's locustfile
+    for its options and listeners, then the user's file (locust 2 loads comma-separated files in order)."""
+    if settings.profile != "locustfile":
+        return str(locust_dir)
+    assert settings.locustfile is not None  # LoadSettings refuses the profile without its file
+    return f"{locust_dir / LOCUSTFILE},{settings.locustfile.resolve()}"
+
+
+def user_classes(settings: LoadSettings) -> list[str]:
+    """The user classes locust runs: the profile's own, or the user's (none named: every class of the file)."""
+    return list(settings.user_classes) if settings.profile == "locustfile" else [USER_CLASSES[settings.profile]]
 
 
 @functools.cache
@@ -80,7 +95,7 @@ def locust_argv(
         "-m",
         "locust",
         "-f",
-        str(locust_dir),
+        locustfile_arg(settings, locust_dir),
         "--headless",
         "--only-summary",
         "--host",
@@ -126,17 +141,18 @@ def locust_argv(
             "--expect-workers-max-wait",
             str(WORKER_WAIT_S),
         ]
-    return argv + [USER_CLASSES[settings.profile]]
+    return argv + user_classes(settings)
 
 
-def worker_argv(locust_dir: Path, master_port: int, log_file: Path) -> list[str]:
-    """The command line of one local worker (it takes every run option from the master)."""
+def worker_argv(locust_dir: Path, master_port: int, log_file: Path, locustfile: str | None = None) -> list[str]:
+    """The command line of one local worker (it takes every run option from the master); ``locustfile``
+    is the master's ``-f`` when it is not ``locust_dir`` (``locustfile_arg``)."""
     return [
         sys.executable,
         "-m",
         "locust",
         "-f",
-        str(locust_dir),
+        locustfile or str(locust_dir),
         "--worker",
         "--master-host",
         "127.0.0.1",
@@ -171,7 +187,9 @@ class LocustEngine:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         """Start the processes and return at once; nothing is left running if a start fails."""
-        locust_dir = find_locustfile_dir(self.settings.locustfile)
+        # Profile "locustfile": `locustfile` is the user's file; the harness's own comes from the usual places.
+        own = self.settings.locustfile if self.settings.profile != "locustfile" else None
+        locust_dir = find_locustfile_dir(own)
         self.stats_dir.mkdir(parents=True, exist_ok=True)
         # Never read a previous run's figures; locust appends to existing log files.
         for stale in ("locust.json", "canary.json", "locust.log", *(f"worker-{i}.log" for i in range(64))):
@@ -179,6 +197,7 @@ class LocustEngine:
         # A worker without a user would hold back its share of the rate and of the request cap.
         settings = replace(self.settings, workers=min(self.settings.workers, self.settings.users))
         port = free_port() if settings.workers else None
+        files = locustfile_arg(settings, locust_dir)
         try:
             self._master = self._spawn(
                 locust_argv(self.base_url, self.duration_s, settings, self.stats_dir, locust_dir, port), "locust.out"
@@ -187,7 +206,8 @@ class LocustEngine:
                 for index in range(settings.workers):
                     self._workers.append(
                         self._spawn(
-                            worker_argv(locust_dir, port, self.stats_dir / f"worker-{index}.log"), f"worker-{index}.out"
+                            worker_argv(locust_dir, port, self.stats_dir / f"worker-{index}.log", files),
+                            f"worker-{index}.out",
                         )
                     )
         except OSError as exc:
@@ -201,6 +221,8 @@ class LocustEngine:
         env.update({"CANARY_LOAD_CLIENT": self.settings.client, "PYTHONUNBUFFERED": "1", **marker_env(self.stats_dir)})
         if self.settings.requests:  # the "requests" profile's mix, for RequestsUser in every process
             env[REQUESTS_ENV] = requests_to_json(self.settings.requests)
+        if self.settings.profile == "locustfile":  # the harness's locustfile: listeners only, no users of its own
+            env[USER_LOCUSTFILE_ENV] = "1"
         # cwd = stats dir: locust also reads ./locust.conf and ./pyproject.toml, which must not leak in.
         return subprocess.Popen(
             argv, cwd=self.stats_dir, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT

@@ -36,6 +36,11 @@ def resolve_engine(settings: LoadSettings) -> str:
         return "builtin"
     if locust_available():
         return "locust"
+    if settings.profile == "locustfile":
+        raise LoadError(
+            f'load profile "locustfile" ({settings.locustfile}) needs locust, which is not importable here; '
+            f"install it (pip install 'canary-harness[load]')"
+        )
     if settings.engine == "locust" or settings.workers:
         raise LoadError(
             f"load engine {settings.engine!r} with {settings.workers} workers needs locust, "

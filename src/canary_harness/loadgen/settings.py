@@ -15,9 +15,10 @@ from typing import Any
 from canary_harness.config import MODES
 from canary_harness.errors import ConfigError
 from canary_harness.loadgen.request_mix import RequestSpec, parse_requests
+from canary_harness.loadgen.user_locustfile import check_user_locustfile, parse_user_classes
 
 DEFAULT_MIX: Mapping[str, float] = {"fast": 0.5, "balanced": 0.35, "creative": 0.15}
-PROFILES: tuple[str, ...] = ("journey", "light", "requests")
+PROFILES: tuple[str, ...] = ("journey", "light", "requests", "locustfile")
 ENGINES: tuple[str, ...] = ("auto", "locust", "builtin")
 CLIENTS: tuple[str, ...] = ("fast", "http")
 
@@ -89,13 +90,15 @@ class LoadSettings:
         sends its next request as soon as the previous one answered).
     mix: share of user journeys per LLM mode (fractions summing to 1).
     profile: "journey" (create DNA → options → feedback), "light" (/health and /metrics only) or
-        "requests" (``requests``: a weighted list of requests, for any HTTP service).
+        "requests" (``requests``: a weighted list of requests, for any HTTP service) or "locustfile" (the
+        user classes ``user_classes``, all when empty, of the user's own ``locustfile``).
     workers: 0 runs one locust process; N > 0 runs a locust master and N local workers.
     max_requests: hard cap on requests sent; every run also stops at its time limit.
     engine: "locust", "builtin" (threads + httpx, no locust needed) or "auto" (locust when installed).
     client: locust's HTTP client: "fast" (FastHttpUser) or "http" (HttpUser, python-requests).
     request_timeout_s: a request still unanswered after this long counts as a failure.
-    locustfile: the locustfile directory; None uses load/ of this checkout.
+    locustfile: the harness's locustfile directory (None: load/ of this checkout); with profile
+        "locustfile", the user's own locustfile (a .py file, relative to the working directory).
     seed: seeds the mode draws (None: a fresh random seed per run).
     """
 
@@ -112,6 +115,7 @@ class LoadSettings:
     locustfile: Path | None = None
     seed: int | None = None
     requests: tuple[RequestSpec, ...] = ()
+    user_classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         source = "LoadSettings"
@@ -130,11 +134,13 @@ class LoadSettings:
             "client": _one_of(self.client, CLIENTS, "client", source),
             "request_timeout_s": _positive(self.request_timeout_s, "request_timeout_s", source),
             "seed": None if self.seed is None else _int_at_least(self.seed, 0, "seed", source),
+            "user_classes": parse_user_classes(list(self.user_classes), source),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         if self.profile == "requests" and not self.requests:
             raise ConfigError(f"load profile 'requests' ({source}): give the mix in [load] requests")
+        _check_profile_keys({item.name: getattr(self, item.name) for item in fields(self)}, source)
         if self.engine == "builtin" and self.workers:
             raise ConfigError(
                 f"load workers {self.workers} ({source}): distributed mode needs engine "
@@ -153,7 +159,29 @@ class LoadSettings:
                     f"load setting {key!r} ({source}): unknown; known keys are {', '.join(sorted(known))}"
                 )
             values[key] = _PARSERS[key](raw, where)
+        # Checked here too, so that an error names the file and table rather than "LoadSettings".
+        _check_profile_keys({**_DEFAULTS, **values}, source)
         return cls(**values)
+
+
+_DEFAULTS: Mapping[str, Any] = {"profile": "journey", "user_classes": (), "locustfile": None, "engine": "auto"}
+
+
+def _check_profile_keys(values: Mapping[str, Any], source: str) -> None:
+    """The keys of profile "locustfile" go together (and ``user_classes`` goes with no other profile)."""
+    profile, classes = values["profile"], values["user_classes"]
+    if profile != "locustfile":
+        if classes:
+            raise ConfigError(
+                f'load user_classes {list(classes)!r} ({source}): only with profile "locustfile", not {profile!r}'
+            )
+        return
+    check_user_locustfile(values["locustfile"], classes, source)
+    if values["engine"] == "builtin":
+        raise ConfigError(
+            f"load engine 'builtin' ({source}): cannot run a locustfile (profile \"locustfile\"); "
+            f'use engine "locust" or "auto"'
+        )
 
 
 # --------------------------------------------------------------------------- value parsers (raw → typed)
@@ -210,4 +238,5 @@ _PARSERS: dict[str, Any] = {
     "locustfile": lambda raw, src: Path(str(raw)),
     "seed": _optional(lambda raw, src: _int_at_least(raw, 0, "seed", src), off=("", "none")),
     "requests": parse_requests,
+    "user_classes": parse_user_classes,
 }
