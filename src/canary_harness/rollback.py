@@ -25,6 +25,13 @@ from canary_harness.traffic.probe import probe_split
 from canary_harness.traffic.protocol import TrafficController
 
 VERIFY_REQUESTS = 200
+
+
+def verify_requests_for(split_probe: int) -> int:
+    """A stage's rollback verification: half its split probe ([stage] split_probe; 400 -> 200), at least 20."""
+    return max(20, split_probe // 2)
+
+
 NEXT_STEP_PRODUCTION_DOWN = (
     "production does not answer: the canary was kept running (it may be the only working version). "
     "Next: `canary stack status`, bring production back (`canary stack up`), then `canary rollback`"
@@ -93,8 +100,9 @@ def withdraw(
     actor: str | None = None,
     since: float | None = None,
     external: TrafficController | None = None,
+    verify_requests: int = VERIFY_REQUESTS,
 ) -> RollbackResult:
-    """Weight 0 in force, proven by VERIFY_REQUESTS requests: none reaches the canary and production
+    """Weight 0 in force, proven by ``verify_requests`` requests: none reaches the canary and production
     answers every one with 2xx. Raises RollbackError (journal ``rollback_failed``) otherwise.
 
     ``seconds_to_zero`` counts from ``since`` (a ``time.monotonic()`` value, default: this call) to the
@@ -119,7 +127,7 @@ def withdraw(
         after = traffic.weights_in_force()
         result.weight_after, result.shadow_after = after.canary_weight, after.shadow_share
         result.seconds_to_zero = round(time.monotonic() - started, 3)
-        split = probe_split(traffic.base_url, VERIFY_REQUESTS)
+        split = probe_split(traffic.base_url, verify_requests)
     except CanaryError as exc:
         _journal(
             settings, "rollback_failed", None, version=version, stage=stage, reason=f"{reason}: {exc}", actor=actor
@@ -228,6 +236,7 @@ def rollback_stage(
     external: TrafficController | None = None,
     early: RollbackResult | None = None,
     verdict_to_zero_s: float | None = None,
+    verify_requests: int = VERIFY_REQUESTS,
 ) -> RollbackResult:
     """The rollback at the end of a failed stage session: weight 0 verified again (even after an early
     withdrawal: nothing may have moved the weight since), canary stopped, one journal entry.
@@ -235,7 +244,15 @@ def rollback_stage(
     ``early``: the withdrawal made the moment the stage failed, before the release checks; its weight before
     and ``verdict_to_zero_s`` (the failure to 0 % in force) are what the result reports then.
     """
-    result = withdraw(settings, version=version, stage=stage, reason=reason, actor=actor, external=external)
+    result = withdraw(
+        settings,
+        version=version,
+        stage=stage,
+        reason=reason,
+        actor=actor,
+        external=external,
+        verify_requests=verify_requests,
+    )
     if early is not None:
         result.weight_before = early.weight_before
         if verdict_to_zero_s is not None:

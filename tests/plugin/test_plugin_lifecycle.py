@@ -134,7 +134,9 @@ def assert_rolled_back(stage: Lifecycle, reason_part: str) -> None:
     assert len(calls) == 1, calls
     assert reason_part in str(calls[0]["reason"]), calls[0]
     assert (calls[0]["version"], calls[0]["stage"], calls[0]["weight_after"]) == ("v0.2.0", STAGE, 0)
-    assert len(stage.events("rollback")) == 1
+    [rollback] = stage.events("rollback")
+    probe = rollback.details["probe"]
+    assert isinstance(probe, dict) and probe["total"] == 50, probe  # half of [stage] split_probe = 100
     assert fake_service(stage.canary_url()) is None, "the canary still serves after the rollback"
 
 

@@ -99,7 +99,8 @@ SETTINGS: tuple[Setting, ...] = (
             old="--shadow-share", toml=("stage.shadow_share",)),
     _plugin("split_probe", "--canary-split-probe", parse_split_probe, 400,
             "Probe requests sent through NGINX once the weight is set: the canary's share of their answers must "
-            "match the weight (a binomial 99.9 percent interval); at stage 0 the canary may answer none.",
+            "match the weight (a binomial 99.9 percent interval); at stage 0 the canary may answer none. A rollback "
+            "verifies weight 0 with half as many.",
             toml=("stage.split_probe",)),
     _plugin("production_version", "--canary-production-version", parse_version, "v0.1.0",
             "Version production runs (started if no stack is up).", old="--production-version",

@@ -28,7 +28,7 @@ from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.signals import SignalGuard
 from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
 from canary_harness.pytest_plugin.stage_services import external_traffic
-from canary_harness.rollback import RollbackResult, rollback_stage, withdraw
+from canary_harness.rollback import RollbackResult, rollback_stage, verify_requests_for, withdraw
 from canary_harness.stages import stage_label
 
 ACTOR = "pytest"
@@ -91,6 +91,7 @@ def early_withdraw(
                     actor=ACTOR,
                     since=started,
                     external=external_traffic(options),
+                    verify_requests=verify_requests_for(options.split_probe),
                 )
             except (RollbackError, CanaryError) as exc:
                 state.early_error = str(exc)
@@ -191,6 +192,7 @@ def finish_session(session: pytest.Session, say: Callable[[str], None]) -> None:
             external=external_traffic(options),
             early=state.early,
             verdict_to_zero_s=(record.rollback or {}).get("verdict_to_zero_s") if record is not None else None,
+            verify_requests=verify_requests_for(options.split_probe),
         )
     except (RollbackError, CanaryError) as exc:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
