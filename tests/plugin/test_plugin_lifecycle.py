@@ -67,7 +67,8 @@ class Lifecycle:
         (pytester.mkdir("canary_tests") / "test_release.py").write_text(RELEASE_CHECKS)
 
     def run(self, *extra: str) -> pytest.RunResult:
-        """One stage of v0.2.0 with a 1 s window, no load (the fake services' counters grow by themselves)."""
+        """One stage of v0.2.0 with a 0.5 s window (two ticks), no load (the fake services' counters grow by
+        themselves at 100 requests/s)."""
         return self.pytester.runpytest(
             *INNER_ARGS,
             "-p",
@@ -81,7 +82,7 @@ class Lifecycle:
             f"--canary-config={self.toml}",
             f"--canary-run-dir={self.run_dir}",
             "--observation-period",
-            "1",
+            "0.5",
             "--canary-tick",
             "0.25",
             "--no-load",
