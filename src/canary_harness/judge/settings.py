@@ -43,9 +43,7 @@ class JudgeSettings:
     Thresholds: ``p95_thresholds`` per LLM mode (seconds; must be latency bucket edges),
     ``error_rate_slo`` (5xx share), ``loss_ratio`` (a canary RL-loss block is bad above
     ``loss_ratio`` × production's median block loss), ``error_relative_r0`` / ``latency_relative_r0``
-    (the canary/production ratio the relative tests tolerate), ``latency_relative_floor_s`` (the relative
-    latency test's cut-off is production's p95, but never below this: millisecond tails differ by
-    scheduling alone on a shared host).
+    (the canary/production ratio the relative tests tolerate).
 
     Minimum detectable effects (what the planner sizes a stage for): ``mde_error_rate`` (canary 5xx
     share), ``mde_latency_factor`` (canary latency × factor), ``mde_loss_factor`` (canary loss ×
@@ -81,7 +79,6 @@ class JudgeSettings:
     loss_ratio: float = 2.0
     error_relative_r0: float = 1.0
     latency_relative_r0: float = 1.5
-    latency_relative_floor_s: float = 0.05
     mde_error_rate: float = 0.03
     mde_latency_factor: float = 1.4
     mde_loss_factor: float = 3.0
@@ -232,7 +229,6 @@ _RANGE_CHECKS: dict[str, Callable[[Any], str]] = {
     "loss_ratio": _at_least(0, strict=True),
     "error_relative_r0": _at_least(1),
     "latency_relative_r0": _at_least(1),
-    "latency_relative_floor_s": _at_least(0),
     "mde_error_rate": _open_unit(),
     "mde_latency_factor": _at_least(1, strict=True),
     "mde_loss_factor": _at_least(0, strict=True),

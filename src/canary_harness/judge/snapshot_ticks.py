@@ -5,9 +5,8 @@ module keeps what the tests need between ticks:
 
 - the warm-up: counts before ``warmup_s`` are excluded (the snapshot at the first tick after it is
   the baseline). Schema failures are zero-tolerance and count from stage start regardless.
-- τ_m: production's p95 of mode m, at least ``latency_relative_floor_s``, frozen (rounded up to a
-  bucket edge, so exceedances are exact bucket differences) at the first tick where production has
-  ``tau_min_requests`` requests of m
+- τ_m: production's p95 of mode m, frozen (rounded up to a bucket edge, so exceedances are exact
+  bucket differences) at the first tick where production has ``tau_min_requests`` requests of m
   after warm-up. The relative latency test only counts exceedances after that tick, so the data
   that chose τ_m is not reused to test against it.
 - RL-loss blocks: each arm's updates are cut into blocks of ≥ k updates (block mean =
@@ -258,7 +257,7 @@ class SnapshotFeed:
             buckets = now_p.latency_buckets[mode]
             quantile = histogram_quantile(1 - LATENCY_TAIL, buckets)
             if quantile is not None:
-                tau = bucket_edge_at_or_above(max(quantile, self.settings.latency_relative_floor_s), buckets)
+                tau = bucket_edge_at_or_above(quantile, buckets)
                 self.tau[mode] = tau
                 self._tau_prev[mode] = (now_c.latency_over(mode, tau), now_p.latency_over(mode, tau))
         return result
