@@ -60,8 +60,8 @@ def profile(tmp_path: Path, repository: str) -> tuple[str, ...]:
         'command = ["--host", "{host}", "--port", "{port}", "--release", "{version}"]\n'
     )
     # The load a user gets by default (sized to decide, at most 200 req/s), not the stage fixtures' closed loop:
-    # 20 users flat out (~1 500 req/s) saturate both cores, and the canary container's millisecond-scale tail
-    # then differs from production's by scheduling alone (its relative latency test FAILed once on 33 vs 23 ms).
+    # 20 users flat out (~1 500 req/s) saturate both cores, and there the canary container answers measurably
+    # slower than production's (p95 26-32 vs 19-23 ms), which the relative latency test rightly reports.
     return ("--canary-config", str(config), "--canary-backend", "docker", "--canary-load-rate", "auto")
 
 
@@ -73,7 +73,9 @@ def test_a_release_of_the_example_service_on_containers_passes(
     verdict = run.record().verdict
     assert verdict is not None and verdict["state"] == "PASS", verdict
     states = {check["name"]: check["state"] for check in verdict["checks"]}
-    assert states["p95_latency[all]"] == "PASS" and states["error_rate"] == "PASS", states
+    # A 0.5 % SLO needs ~7 000 canary requests to be shown, more than 20 s at this rate: undecided, never FAIL.
+    assert states["p95_latency[all]"] == "PASS" and states["error_rate"] in ("PASS", "INCONCLUSIVE"), states
+    assert states["traffic_split"] == "PASS", states
     state = load_state(stage_runner.run_dir)
     assert state is not None and state.canary is not None and state.production is not None
     assert state.canary.backend == "docker" and state.canary.probe.version_header == "X-App-Version"

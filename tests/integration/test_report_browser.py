@@ -147,17 +147,19 @@ def test_no_environment_value_reaches_any_report_file(built_report: BuiltReport)
 
 
 def _open_until_visible(page: Any, url: str, text: str, tmp_path: Path) -> None:
-    """Open ``url`` until ``text`` shows; one reload if the first load never renders (a cold headless start
-    has been seen to leave the report blank once); the failure names what the page showed instead."""
+    """Open ``url`` until ``text`` shows; reloads if a load never renders (a cold headless start has been
+    seen to leave the report blank, and waiting longer on a blank page never helped: a reload did); the
+    failure names what the page showed instead."""
     from playwright.sync_api import Error as PlaywrightError
 
-    for attempt in range(2):
+    attempts = 3
+    for attempt in range(attempts):
         page.goto(url)
         try:
-            page.get_by_text(text, exact=True).first.wait_for(state="visible", timeout=45_000)
+            page.get_by_text(text, exact=True).first.wait_for(state="visible", timeout=15_000)
             return
         except PlaywrightError as exc:
-            if attempt == 1:
+            if attempt == attempts - 1:
                 shot = tmp_path / "not-rendered.png"
                 page.screenshot(path=str(shot))
                 body = page.inner_text("body")[:1500]
