@@ -75,7 +75,7 @@ def _command(run_dir: Path, stage: int, *extra: str) -> list[str]:
         "--stage",
         str(stage),
         "--observation-period",
-        "40",
+        "20",
         f"--canary-run-dir={run_dir}",
         "--production-env",
         FAST,
