@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from canary_harness.config import StackSettings, resolve_stack_settings
-from canary_harness.deploy.container_target import ContainerTarget
+from canary_harness.deploy.container_target import CONTAINER_LOG_DIR, ContainerTarget
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError, ConfigError
 from canary_harness.stack import LocalStack
@@ -29,7 +29,7 @@ def test_the_example_profile_runs_its_image_with_the_version_and_port() -> None:
     target = TargetSettings.from_mapping(document["target"], "hello-service.toml [target]")
     assert target.docker is not None and target.docker.source == "hello-service.toml"
     assert target.docker.image_for("v2") == "hello-service:v2"
-    values = {"version": "v2", "host": "127.0.0.1", "port": "9001", "log": "/canary-logs/canary.jsonl"}
+    values = {"version": "v2", "host": "127.0.0.1", "port": "9001", "log": f"{CONTAINER_LOG_DIR}/canary.jsonl"}
     assert target.docker.argv(values) == ["--host", "127.0.0.1", "--port", "9001", "--release", "v2"]
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from canary_harness.deploy.compose import ComposeBackend, _escape, image_name, override_path
+from canary_harness.deploy.container_target import CONTAINER_LOG_DIR
 from canary_harness.deploy.docker import LABEL_RUN_DIR, DockerBackend, engine_errors
 from canary_harness.deploy.health import health
 from canary_harness.errors import BackendError
@@ -30,7 +31,6 @@ from canary_harness.waiting import wait_until
 
 PROFILE = "canary-workers"
 SERVICES = {"llm": "worker-llm-canary", "rl": "worker-rl-canary"}
-CONTAINER_LOG_DIR = "/canary-logs"
 PORT_FILE = "/tmp/worker.port"
 ANCHOR_LOG = "canary-workers.log"  # its override file is canary-workers.compose.yml
 PORT_TIMEOUT_S = 30.0

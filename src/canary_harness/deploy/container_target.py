@@ -29,8 +29,10 @@ _NAME_PART = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
 _IMAGE_RE = re.compile(rf"^{_NAME_PART}(?::\d+)?(?:/{_NAME_PART})*(?::\w[\w.-]{{0,127}})?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
+# Where the run directory's log directory appears inside every container the harness starts.
+CONTAINER_LOG_DIR = "/canary-logs"
 # Values for checking a template at load: what a version label may hold (parse_version) and a port.
-_SAMPLE = {"version": "v0.0.1", "host": "127.0.0.1", "port": "8000", "log": "/canary-logs/canary.jsonl"}
+_SAMPLE = {"version": "v0.0.1", "host": "127.0.0.1", "port": "8000", "log": f"{CONTAINER_LOG_DIR}/canary.jsonl"}
 
 
 @dataclass(frozen=True)

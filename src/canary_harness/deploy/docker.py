@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from canary_harness.deploy.container_target import CONTAINER_LOG_DIR
 from canary_harness.deploy.health import check_reported_version, health, reported_version
 from canary_harness.deploy.pids import port_is_free, tail
 from canary_harness.deploy.process import app_log_path
@@ -36,8 +37,6 @@ LABEL_ROLE = LABEL_PREFIX + "role"
 LABEL_VERSION = LABEL_PREFIX + "version"
 LABEL_RUN_DIR = LABEL_PREFIX + "run-dir"
 LABEL_PORT = LABEL_PREFIX + "port"
-# Where the run directory's log directory appears inside the container.
-CONTAINER_LOG_DIR = "/canary-logs"
 # Seconds the SDK waits for one engine API call (a stop waits longer: its own timeout is added).
 API_TIMEOUT_S = 30
 

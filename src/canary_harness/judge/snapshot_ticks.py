@@ -213,7 +213,7 @@ class SnapshotFeed:
         self.canary, self.production = canary_now, production_now
         tick.canary_requests = canary_now.requests - previous_c.requests
         tick.production_requests = production_now.requests - previous_p.requests
-        if canary.journeys_are_units or canary_now.journeys + production_now.journeys > 0:
+        if canary.split_unit or canary_now.journeys + production_now.journeys > 0:
             tick.canary_units = canary_now.journeys - previous_c.journeys
             tick.production_units = production_now.journeys - previous_p.journeys
         else:

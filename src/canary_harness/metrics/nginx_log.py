@@ -233,7 +233,6 @@ class NginxLogSource:
             journeys=float(arm.journeys),
             latency_buckets=buckets,
             version=arm.version,
-            journeys_are_units=True,
             split_unit="requests" if self.journey_route is None else "journeys",
         )
 

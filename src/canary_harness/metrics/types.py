@@ -41,10 +41,9 @@ class MetricsSnapshot:
     rl_updates: float = 0.0
     rl_loss_sum: float = 0.0
     version: str | None = None
-    # The source counts the split's units in ``journeys`` even while they are 0 (NGINX's log: units by
-    # start time, released late); otherwise 0 journeys means the service has none and requests are the units.
-    journeys_are_units: bool = False
-    # What those units are, in the source's words ("journeys", "requests"); "" lets the count decide.
+    # The split's units when the source counts them in ``journeys`` even while they are 0 (NGINX's log: units
+    # by start time, released late), in its words ("journeys", "requests"). "": 0 journeys means the service
+    # has none, and requests are the units.
     split_unit: str = ""
     counters: Mapping[str, float] = field(default_factory=dict)
 
@@ -76,7 +75,6 @@ class MetricsSnapshot:
             rl_updates=self.rl_updates - base.rl_updates,
             rl_loss_sum=self.rl_loss_sum - base.rl_loss_sum,
             version=self.version,
-            journeys_are_units=self.journeys_are_units,
             split_unit=self.split_unit,
             counters={name: value - base.counters.get(name, 0.0) for name, value in self.counters.items()},
         )
@@ -114,7 +112,6 @@ class MetricsSnapshot:
             rl_updates=self.rl_updates,
             rl_loss_sum=self.rl_loss_sum,
             version=self.version,
-            journeys_are_units=self.journeys_are_units,
             split_unit=self.split_unit,
             counters={name: between(self.counters.get(name, 0.0), late) for name, late in later.counters.items()},
         )
