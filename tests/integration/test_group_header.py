@@ -69,4 +69,9 @@ def test_latency_is_judged_per_group_of_the_configured_header(stage_runner: Stag
     lines = [json.loads(line) for line in access_log.read_text().splitlines()[before:] if line]
     groups = Counter((entry["route"], entry["group_asked"]) for entry in lines if entry["route"] != "/health")
     assert groups[("/items", "read")] > 0 and groups[("/orders", "write")] > 0, groups
-    assert set(groups) == {("/items", "read"), ("/orders", "write")}, groups
+    # Every load request carries its group. The only untagged ones are the release checks' smoke journey
+    # walked once through NGINX (GET /items, POST /orders): each reaches this canary log when the stage's
+    # 25 % weight sends it to the canary, so at most once per step.
+    untagged = {key: count for key, count in groups.items() if key[1] == ""}
+    assert set(groups) - set(untagged) == {("/items", "read"), ("/orders", "write")}, groups
+    assert set(untagged) <= {("/items", ""), ("/orders", "")} and max(untagged.values(), default=0) <= 1, groups

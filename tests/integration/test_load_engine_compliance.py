@@ -61,7 +61,8 @@ def engine(request: pytest.FixtureRequest, service: FakeService, tmp_path: Path)
     if not kind.available():
         # scripts/install.sh installs every engine users run: a missing one is a broken set-up, not a skip.
         pytest.fail(f"load engine {kind.name} is not installed (scripts/install.sh installs it)")
-    settings = LoadSettings(users=2, spawn_rate=10.0, profile="light", engine=kind.name, seed=7)
+    # The light profile paces each user at 1 request/s: 10 users bring the 20 requests the tests wait for in ~2 s.
+    settings = LoadSettings(users=10, spawn_rate=10.0, profile="light", engine=kind.name, seed=7)
     made = kind.make(service.url, DURATION_S, settings, tmp_path / "stats")
     yield made
     made.stop(30.0)

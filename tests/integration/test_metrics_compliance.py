@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,32 +96,48 @@ class SourceKind:
 KINDS = [SourceKind("scrape", _scrape), SourceKind("prometheus", _prometheus), SourceKind("canned", _canned)]
 
 
-@pytest.fixture
-def arms(tmp_path: Path) -> Iterator[Arms]:
-    """Production and canary fake services on free ports; stopped at teardown."""
+@contextmanager
+def _arms(tmp: Path) -> Iterator[Arms]:
+    """Production and canary fake services on free ports; stopped on leaving."""
     backend = FakeBackend()
     handles = {}
-    for role, version in VERSIONS.items():
-        env = {"FAKE_RPS": "100", "FAKE_ERROR_RATE": str(CANARY_ERRORS if role == "canary" else 0)}
-        handles[role] = backend.start(
-            ServiceSpec(
-                role=role, version=version, port=free_port(), env=env, log_path=tmp_path / "logs" / f"{role}.log"
+    try:
+        for role, version in VERSIONS.items():
+            env = {"FAKE_RPS": "100", "FAKE_ERROR_RATE": str(CANARY_ERRORS if role == "canary" else 0)}
+            spec = ServiceSpec(
+                role=role, version=version, port=free_port(), env=env, log_path=tmp / "logs" / f"{role}.log"
             )
-        )
-    yield Arms(handles, backend)
-    for handle in handles.values():
-        backend.stop(handle)
+            handles[role] = backend.start(spec)
+        yield Arms(handles, backend)
+    finally:
+        for handle in handles.values():
+            backend.stop(handle)
+
+
+@contextmanager
+def _source_of(kind: SourceKind, tmp: Path) -> Iterator[tuple[MetricsSource, Callable[[str], None]]]:
+    """A source of ``kind`` over two fresh arms; closed (its Prometheus stopped, the arms too) on leaving."""
+    with _arms(tmp) as arms, ExitStack() as stack:
+        made, break_arm = kind.make(arms, stack, tmp)
+        stack.enter_context(closing(made))
+        yield made, break_arm
+
+
+@pytest.fixture(scope="module", params=KINDS, ids=[kind.name for kind in KINDS])
+def source(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[MetricsSource, Callable[[str], None]]]:
+    """A source of each kind, shared by the tests that only read it: a local Prometheus takes ~5 s to
+    scrape its first targets (its scrape manager applies new targets every 5 s)."""
+    with _source_of(request.param, tmp_path_factory.mktemp(request.param.name)) as made:
+        yield made
 
 
 @pytest.fixture(params=KINDS, ids=[kind.name for kind in KINDS])
-def source(
-    request: pytest.FixtureRequest, arms: Arms, tmp_path: Path
-) -> Iterator[tuple[MetricsSource, Callable[[str], None]]]:
-    """A source of each kind over the two arms; closed (and its Prometheus stopped) at teardown."""
-    with ExitStack() as stack:
-        made, break_arm = request.param.make(arms, stack, tmp_path)
-        stack.enter_context(closing(made))
-        yield made, break_arm
+def own_source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[MetricsSource, Callable[[str], None]]]:
+    """A source of each kind for one test alone: for a test that takes an arm away."""
+    with _source_of(request.param, tmp_path) as made:
+        yield made
 
 
 def grown(source: MetricsSource, role: str, since: MetricsSnapshot, by: float = 60.0) -> MetricsSnapshot:
@@ -178,9 +194,9 @@ def test_unknown_arm_is_a_metrics_error(source: tuple[MetricsSource, Callable[[s
 
 
 def test_unreadable_arm_is_a_metrics_error_never_made_up_zeros(
-    source: tuple[MetricsSource, Callable[[str], None]],
+    own_source: tuple[MetricsSource, Callable[[str], None]],
 ) -> None:
-    reader, break_arm = source
+    reader, break_arm = own_source
     reader.snapshot("canary")
     break_arm("canary")
 

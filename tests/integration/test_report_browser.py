@@ -110,7 +110,7 @@ def built_report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltRepo
         return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
     try:
-        passed = stage(25, 40)
+        passed = stage(25, 20)
         failed = stage(100, 40, "FRAGRANCE_FAULTS=error_rate=0.05")
         built = _canary("report", "--run-dir", str(run_dir), "--results", str(results), env=env)
     finally:
