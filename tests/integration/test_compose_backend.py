@@ -15,6 +15,7 @@ import pytest
 
 from canary_harness.config import StackSettings
 from canary_harness.deploy.compose import ComposeBackend, project_name
+from canary_harness.deploy.container_cgroups import cgroup_parent_for
 from canary_harness.deploy.pids import port_is_free
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
 from canary_harness.errors import BackendError
@@ -62,6 +63,10 @@ def test_start_stop_round_trip(compose_test_image: str, run_dir: Path) -> None:
     assert labels["com.docker.compose.service"] == "app-canary"
     assert labels["canary-harness.role"] == "canary" and labels["canary-harness.version"] == compose_test_image
     assert labels["canary-harness.run-dir"] == str(run_dir.resolve())
+    # Scheduled in its role's own CPU cgroup, not one shared with every container (deploy/container_cgroups.py).
+    parent = run(["docker", "inspect", "--format", "{{.HostConfig.CgroupParent}}", container]).stdout.strip()
+    driver = run(["docker", "info", "--format", "{{.CgroupDriver}}"]).stdout.strip()
+    assert parent == (cgroup_parent_for("canary", driver) or ""), (parent, driver)
     # The service's own JSON log, written by the container into the run directory.
     assert handle.app_log_path is not None
     startup = [json.loads(line) for line in handle.app_log_path.read_text().splitlines() if '"startup"' in line]

@@ -182,3 +182,24 @@ def test_without_an_engine_a_process_stack_skips_the_search_and_a_docker_stack_s
     assert not LocalStack(StackSettings(run_dir=run_dir)).down()
     with pytest.raises(BackendError, match="Docker engine not reachable"):
         LocalStack(StackSettings(run_dir=run_dir, backend="docker")).down()
+
+
+def cpu_cgroup(pid: int) -> str:
+    """The CPU cgroup of ``pid`` as the kernel reports it (cgroup v1's cpu controller, else v2's unified path)."""
+    lines = [line.split(":", 2) for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
+    v1 = [path for _, controllers, path in lines if "cpu" in controllers.split(",")]
+    return v1[0] if v1 else next(path for number, _, path in lines if number == "0")
+
+
+def test_each_role_is_scheduled_in_its_own_cgroup(run_dir: Path) -> None:
+    """Not in one cgroup shared with production, where a lightly loaded canary waits for CPU at each wake-up."""
+    backend, client = DockerBackend(), docker.from_env()
+    groups = {}
+    for role, version in (("production", "v0.1.0"), ("canary", "v0.2.0")):
+        handle = backend.start(spec(run_dir, version, role), timeout=30)
+        container = client.containers.get(handle.container_id)
+        groups[role] = cpu_cgroup(int(container.attrs["State"]["Pid"]))
+    parents = {role: path.rsplit("/", 1)[0] for role, path in groups.items()}
+    assert parents["production"] != parents["canary"], groups
+    if client.info()["CgroupDriver"] == "cgroupfs":
+        assert parents == {role: f"/canary-harness-{role}" for role in groups}, groups

@@ -77,3 +77,10 @@ def test_override_names_the_environment_without_its_values_and_mounts_the_log_di
     assert body["command"] == ["--port", "18001", "--log-file", "/var/log/fragrance-ai/canary.jsonl"]
     assert body["volumes"] == [f"{tmp_path / 'logs'}:/var/log/fragrance-ai"]
     assert body["labels"]["canary-harness.run-dir"] == str(tmp_path)
+
+
+def test_override_schedules_the_role_in_its_own_cgroup_only_when_asked(tmp_path: Path) -> None:
+    spec = ServiceSpec("canary", "v0.2.0", port=18001, log_path=tmp_path / "logs" / "canary.log")
+    assert "cgroup_parent" not in json.loads(render_override(spec))["services"]["app-canary"]
+    body = json.loads(render_override(spec, "/canary-harness-canary"))["services"]["app-canary"]
+    assert body["cgroup_parent"] == "/canary-harness-canary"

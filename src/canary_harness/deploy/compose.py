@@ -21,7 +21,9 @@ import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from canary_harness.deploy.container_cgroups import cgroup_parent_for
 from canary_harness.deploy.health import health, reported_version
 from canary_harness.deploy.pids import port_is_free, tail
 from canary_harness.deploy.process import app_log_path
@@ -73,13 +75,14 @@ def _escape(value: str) -> str:
     return value.replace("$", "$$")
 
 
-def render_override(spec: ServiceSpec) -> str:
-    """The extra compose file for ``spec``: environment names, JSON log in the run directory, labels, user.
+def render_override(spec: ServiceSpec, cgroup_parent: str | None = None) -> str:
+    """The extra compose file for ``spec``: environment names, JSON log in the run directory, labels, user,
+    and the CPU cgroup parent of its role when there is one (deploy/container_cgroups.py says why).
 
     JSON is YAML, so docker-compose reads it as it is.
     """
     service = SERVICES[spec.role]
-    body = {
+    body: dict[str, Any] = {
         "services": {
             service: {
                 # Names only: docker-compose takes each value from its own environment (``start`` passes them),
@@ -99,6 +102,8 @@ def render_override(spec: ServiceSpec) -> str:
             }
         }
     }  # fmt: skip
+    if cgroup_parent is not None:
+        body["services"][service]["cgroup_parent"] = cgroup_parent
     return json.dumps(body, indent=2) + "\n"
 
 
@@ -194,7 +199,8 @@ class ComposeBackend:
         )
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         override = override_path(spec.log_path)
-        override.write_text(render_override(spec))
+        driver = self._run([self._docker, "info", "--format", "{{.CgroupDriver}}"], f"{what}: docker info").strip()
+        override.write_text(render_override(spec, cgroup_parent_for(spec.role, driver)))
         handle = ServiceHandle(
             role=spec.role, version=spec.version, url=spec.url, pid=None, log_path=spec.log_path,
             app_log_path=app_log_path(spec.log_path), backend=self.name,

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from canary_harness.deploy.container_cgroups import scheduling_options
 from canary_harness.deploy.container_target import CONTAINER_LOG_DIR
 from canary_harness.deploy.health import check_reported_version, health, reported_version
 from canary_harness.deploy.pids import port_is_free, tail
@@ -181,6 +182,7 @@ class DockerBackend:
         user = target.user if target is not None and target.user else f"{os.getuid()}:{os.getgid()}"
         environment = target.environment(values) if target is not None else {}
         with engine_errors(what):
+            options.update(scheduling_options(self.client, spec.role))
             container = self.client.containers.run(
                 image, command or None, detach=True, name=name, network_mode="host",
                 environment={"PYTHONUNBUFFERED": "1", **environment, **self._extra_env, **dict(spec.env)},

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from canary_harness.deploy.container_cgroups import scheduling_options
 from canary_harness.deploy.docker import (
     CONTAINER_LOG_DIR,
     LABEL_PORT,
@@ -66,6 +67,7 @@ def run_worker_container(
             environment={"PYTHONUNBUFFERED": "1", **dict(env)},
             labels=worker_labels(run_dir, role, index, version, port), user=f"{os.getuid()}:{os.getgid()}",
             volumes={str(Path(log_dir).resolve()): {"bind": CONTAINER_LOG_DIR, "mode": "rw"}},
+            **scheduling_options(backend.client, f"worker-{role}"),
         )  # fmt: skip
     return str(container.id)
 
