@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,22 @@ class DockerBackend:
             LABEL_PORT: str(spec.port),
         }
 
+    def run_container(
+        self, image: str, command: list[str] | None, *, name: str, role: str, environment: Mapping[str, str],
+        labels: Mapping[str, str], log_dir: Path, user: str | None = None, **options: Any,
+    ) -> Any:  # fmt: skip
+        """Run a detached container as the harness runs every one: on the host network, output unbuffered, the
+        run directory's ``log_dir`` mounted at CONTAINER_LOG_DIR, as ``user`` (default: the host user, so that
+        the files it writes there are the caller's) and in its role's own CPU cgroup (deploy/container_cgroups.py).
+        """
+        return self.client.containers.run(
+            image, command, detach=True, name=name, network_mode="host",
+            environment={"PYTHONUNBUFFERED": "1", **environment}, labels=dict(labels),
+            user=user or f"{os.getuid()}:{os.getgid()}",
+            volumes={str(log_dir): {"bind": CONTAINER_LOG_DIR, "mode": "rw"}},
+            **scheduling_options(self.client, role), **options,
+        )  # fmt: skip
+
     def start(self, spec: ServiceSpec, *, timeout: float = 30.0) -> ServiceHandle:
         """Run the image of ``spec`` and wait for its health check (and version, if the target reports one).
 
@@ -179,15 +195,13 @@ class DockerBackend:
         else:
             command = target.argv(values)
             options = {"working_dir": target.workdir} if target.workdir else {}
-        user = target.user if target is not None and target.user else f"{os.getuid()}:{os.getgid()}"
+        user = target.user if target is not None and target.user else None
         environment = target.environment(values) if target is not None else {}
         with engine_errors(what):
-            options.update(scheduling_options(self.client, spec.role))
-            container = self.client.containers.run(
-                image, command or None, detach=True, name=name, network_mode="host",
-                environment={"PYTHONUNBUFFERED": "1", **environment, **self._extra_env, **dict(spec.env)},
-                labels=self.labels(spec), user=user,
-                volumes={str(log_dir): {"bind": CONTAINER_LOG_DIR, "mode": "rw"}}, **options,
+            container = self.run_container(
+                image, command or None, name=name, role=spec.role,
+                environment={**environment, **self._extra_env, **dict(spec.env)}, labels=self.labels(spec),
+                log_dir=log_dir, user=user, **options,
             )  # fmt: skip
         handle = ServiceHandle(
             role=spec.role, version=spec.version, url=spec.url, pid=None, log_path=spec.log_path,

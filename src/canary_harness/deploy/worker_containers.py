@@ -10,12 +10,10 @@ run directory, port), by which ``find_worker_containers`` finds them when ``work
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from canary_harness.deploy.container_cgroups import scheduling_options
 from canary_harness.deploy.docker import (
     CONTAINER_LOG_DIR,
     LABEL_PORT,
@@ -62,12 +60,10 @@ def run_worker_container(
     command = ["worker", role, "--host", host, "--port", str(port), "--version", version,
                "--redis-url", broker_url, "--log-file", f"{CONTAINER_LOG_DIR}/{app_log_name}"]  # fmt: skip
     with engine_errors(f"canary worker-{role}-{index} {version}"):
-        container = backend.client.containers.run(
-            image, command, entrypoint=["fragrance-ai"], detach=True, name=name, network_mode="host",
-            environment={"PYTHONUNBUFFERED": "1", **dict(env)},
-            labels=worker_labels(run_dir, role, index, version, port), user=f"{os.getuid()}:{os.getgid()}",
-            volumes={str(Path(log_dir).resolve()): {"bind": CONTAINER_LOG_DIR, "mode": "rw"}},
-            **scheduling_options(backend.client, f"worker-{role}"),
+        container = backend.run_container(
+            image, command, name=name, role=f"worker-{role}", environment=env,
+            labels=worker_labels(run_dir, role, index, version, port), log_dir=Path(log_dir).resolve(),
+            entrypoint=["fragrance-ai"],
         )  # fmt: skip
     return str(container.id)
 
