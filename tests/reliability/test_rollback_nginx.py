@@ -20,6 +20,7 @@ from canary_harness.stack import LocalStack
 from canary_harness.stack_state import load_state
 from canary_harness.traffic.nginx import NginxTrafficController, probe_split
 from canary_harness.traffic.render import render_upstream
+from canary_harness.waiting import wait_until
 from tests.integration.stackfixtures import StackFactory
 
 pytest_plugins = ("tests.integration.stackfixtures",)
@@ -68,9 +69,18 @@ def test_rollback_at_zero_rewrites_a_live_file_that_says_otherwise(canary_stack_
     assert traffic.configured_weights().canary == 0
     assert traffic.weights_in_force().generation == traffic.configured_generation()
     # A reload now (what any later weight change or an operator's `nginx -s reload` does) keeps 0 %.
+    old_workers = set(traffic.process.workers())
     traffic.process.reload()
+    # Probed once the new workers alone accept: an old worker closing its idle keep-alive connections
+    # mid-reload fails a request in transit, which says nothing about the split.
+    wait_until(
+        lambda: bool(traffic.process.workers()) and not old_workers & set(traffic.process.workers()),
+        10.0,
+        0.01,
+        "new nginx workers after the reload",
+    )
     split = probe_split(traffic.base_url, 200, concurrency=2)
-    assert (split.canary, split.production) == (0, 200)
+    assert (split.canary, split.production) == (0, 200), split.to_dict() | {"errors": split.errors}
 
 
 def test_rollback_with_production_down_fails_and_keeps_the_canary(
