@@ -129,7 +129,7 @@ class LocalStack:
             role=role, version=version, host=self.settings.host, port=port, env=dict(env),
             log_path=self._log_path(role), run_dir=self.run_dir,
             probe=self.settings.target.probe, command=self.settings.target.command,
-            container=self.settings.target.docker,
+            container=self.settings.target.docker, compose=self.settings.target.compose,
         )  # fmt: skip
 
     def is_healthy(self, handle: ServiceHandle) -> bool:

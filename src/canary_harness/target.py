@@ -4,7 +4,8 @@ A profile is a TOML document with the same tables as canary.toml (``[judge]`` th
 ``[metrics]``, ``[load]``, ``[[smoke]]`` steps) plus ``[target]``: how the process backend starts a
 version (``command``, an argv with ``{version}``, ``{host}``, ``{port}``, ``{log}`` and ``{python}``
 holes) and how the service answers its health check (``[target.health]``); ``[target.docker]`` is how the
-docker backend runs a version (:mod:`canary_harness.deploy.container_target`). The profile is named by
+docker backend runs a version (:mod:`canary_harness.deploy.container_target`), ``[target.compose]`` how the
+compose backend does (:mod:`canary_harness.deploy.compose_target`). The profile is named by
 ``--canary-target`` (a shipped profile's name or a file), ``CANARY_TARGET``, or ``[target] profile`` in
 canary.toml; canary.toml's own tables then override the profile's key by key. Without a profile the
 built-in defaults are fragrance-ai's, and ``profiles/fragrance-ai.toml`` spells them out.
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.configuration.parsers import table_of
+from canary_harness.deploy.compose_target import ComposeTarget
 from canary_harness.deploy.container_target import ContainerTarget
 from canary_harness.deploy.health import FRAGRANCE_PROBE, HealthProbe, probe_from_mapping
 from canary_harness.errors import ConfigError
@@ -31,17 +33,23 @@ _TARGET_KEYS = ("name", "profile", "command", "health", "docker", "compose")
 
 @dataclass(frozen=True)
 class TargetSettings:
-    """The ``[target]`` table: the service's name, the argv that starts it, its health probe, and (docker
-    backend) its image; fragrance-ai's own images when ``docker`` is None."""
+    """The ``[target]`` table: the service's name, the argv that starts it, its health probe, and (container
+    backends) its image and its compose services; fragrance-ai's own images and runbook files when
+    ``docker`` / ``compose`` are None."""
 
     name: str = "fragrance-ai"
     command: tuple[str, ...] = ()
     probe: HealthProbe = FRAGRANCE_PROBE
     docker: ContainerTarget | None = None
+    compose: ComposeTarget | None = None
 
     def check_backend(self, backend: str, source: str) -> None:
         """ConfigError unless ``backend`` can start this target: the container backends start fragrance-ai's
-        release images unless ``[target.docker]`` names another image, and compose only fragrance-ai's."""
+        release images and runbook services unless ``[target.docker]`` / ``[target.compose]`` name others,
+        whose compose files must exist."""
+        if backend == "compose" and self.compose is not None:
+            self.compose.check_files()
+            return
         if self.name == "fragrance-ai" and not self.command and self.docker is None:
             return
         if backend == "docker" and self.docker is None:
@@ -51,8 +59,9 @@ class TargetSettings:
             )
         if backend == "compose":
             raise ConfigError(
-                f"target {self.name!r} ({source}): the compose backend runs fragrance-ai's runbook services only; "
-                "use the docker backend with [target.docker], or process"
+                f"target {self.name!r} ({source}) has no [target.compose] table, which the compose backend needs: "
+                "give its compose files and each role's service, e.g. files = ['docker-compose.yml'], "
+                "canary = { service = 'my-service-canary' } (docs/your-service.md)"
             )
 
     @classmethod
@@ -75,17 +84,12 @@ class TargetSettings:
         probe = probe_from_mapping(health, f"{source} [target.health]") if health else FRAGRANCE_PROBE
         if data.get("profile"):
             profile_path(str(data["profile"]), f"{source}, key 'profile'")  # a missing profile is named now
-        if "compose" in data:
-            # A compose file of the user's would have to agree with the harness on service names, version and
-            # port variables, log mount and labels: not modelled; the docker backend runs any image instead.
-            raise ConfigError(
-                f"[target.compose] ({source}): not supported; the compose backend runs fragrance-ai's runbook "
-                "files only. Run the service's image with [target.docker] and --canary-backend docker"
-            )
-        docker = data.get("docker")
         file = source.removesuffix(" [target]")
+        docker = data.get("docker")
         container = ContainerTarget.from_mapping(docker, file) if docker is not None else None
-        return cls(name=name, command=tuple(command), probe=probe, docker=container)
+        compose = data.get("compose")
+        services = ComposeTarget.from_mapping(compose, file) if compose is not None else None
+        return cls(name=name, command=tuple(command), probe=probe, docker=container, compose=services)
 
 
 def profile_path(ref: str, source: str) -> Path:

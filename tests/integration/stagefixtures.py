@@ -45,6 +45,7 @@ from tests.integration.stackfixtures import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY_VERSION = "v0.2.0"
+PRODUCTION_VERSION = "v0.1.0"  # the stack's default production version
 # Simulated LLM latency at 5 %: short stages, yet every LLM mode keeps a measurable latency.
 LATENCY_ENV = "FRAGRANCE_LATENCY_SCALE=0.05"
 # The load these tests were written for: 20 closed-loop users (before --load-rate auto became the default).

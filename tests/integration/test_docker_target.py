@@ -1,16 +1,12 @@
 """Any service on containers: examples/hello_service.py's image, built offline by examples/build-hello-image.sh,
 gated by its profile's ``[target.docker]`` table with ``--canary-backend docker`` on the real engine and NGINX.
 
-The image is built once per session under a unique name (tagged with the two versions the stages run) and
-removed at the end; each stage's containers are found by their ``canary-harness.*`` labels on the engine.
+The image is built once per session under a unique name (tests/integration/hellofixtures.py); each stage's
+containers are found by their ``canary-harness.*`` labels on the engine.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -19,36 +15,14 @@ import pytest
 from canary_harness.stack_state import load_state
 from tests.integration.stagefixtures import CANARY_VERSION, REPO, StageRunner
 from tests.integration.test_docker_stages import containers
-from tests.integration.test_generic_target import ERRORS_UNDER_TRAFFIC
-from tests.integration.test_stage_session import assert_no_canary_traffic, failed_checks
+from tests.integration.test_generic_target import (
+    ERRORS_UNDER_TRAFFIC,
+    assert_caught_under_traffic,
+    assert_rollback_recorded,
+)
 
-pytest_plugins = ("tests.integration.stagefixtures",)
+pytest_plugins = ("tests.integration.stagefixtures", "tests.integration.hellofixtures")
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-PRODUCTION_VERSION = "v0.1.0"  # the stage fixtures' production version
-BUILD_TIMEOUT_S = 300
-
-
-@pytest.fixture(scope="session")
-def hello_image() -> Iterator[str]:
-    """The example service's image repository, ``canary-harness-test-hello-<hex>``, tagged with the stages'
-    production and canary versions; built with the example's own recipe, removed with its tags at the end."""
-    repository = f"canary-harness-test-hello-{uuid.uuid4().hex[:8]}"
-    build = subprocess.run(
-        ["examples/build-hello-image.sh", PRODUCTION_VERSION, CANARY_VERSION],
-        cwd=REPO, env={**os.environ, "IMAGE": repository}, capture_output=True, text=True,
-        timeout=BUILD_TIMEOUT_S, check=False,
-    )  # fmt: skip
-    try:
-        assert build.returncode == 0, build.stdout + build.stderr
-        yield repository
-    finally:
-        client = docker.from_env()
-        for version in (PRODUCTION_VERSION, CANARY_VERSION):
-            try:
-                client.images.remove(f"{repository}:{version}", force=True)
-            except docker.errors.ImageNotFound:
-                pass
 
 
 def profile(tmp_path: Path, repository: str) -> tuple[str, ...]:
@@ -93,15 +67,8 @@ def test_a_bad_release_on_containers_is_rolled_back_and_its_container_removed(
     stage_runner: StageRunner, hello_image: str, tmp_path: Path
 ) -> None:
     run = stage_runner.run(25, 60, *profile(tmp_path, hello_image), *ERRORS_UNDER_TRAFFIC)
-    assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.describe()
-    preflight = run.record().preflight
-    assert preflight and all(step["ok"] for step in preflight), run.describe()  # caught by the judge, not the smoke
-    assert failed_checks(run) == {"error_rate"}, run.record().verdict
-    [rollback] = run.events("rollback")
-    assert "5xx" in rollback.reason and rollback.details["canary_stopped"] is True, rollback
-    assert_no_canary_traffic(stage_runner)
-    state = load_state(stage_runner.run_dir)
-    assert state is not None and state.canary is None
+    assert_caught_under_traffic(run, "error_rate")
+    assert_rollback_recorded(stage_runner, run, "5xx rate")
     found = containers(stage_runner.run_dir)
     assert "canary" not in found, found
     assert [c["status"] for c in found["production"]] == ["running"]

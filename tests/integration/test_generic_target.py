@@ -74,21 +74,31 @@ def test_a_bad_release_of_the_example_service_is_rolled_back(
     stage_runner: StageRunner, fault: tuple[str, ...], check: str, metric: str
 ) -> None:
     run = stage_runner.run(25, 60, *TARGET, *fault)
-    assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.describe()
-    preflight = run.record().preflight
-    assert preflight and all(step["ok"] for step in preflight), run.describe()  # caught by the judge, not the smoke
-    assert failed_checks(run) == {check}, run.record().verdict
+    assert_caught_under_traffic(run, check)
     assert_rolled_back(stage_runner, run, metric)
 
 
-def assert_rolled_back(runner: StageRunner, run: StageRun, reason: str) -> None:
-    """One rollback naming ``reason``, weight 0 by traffic, the canary process gone (it writes no log the
-    fragrance-ai helpers read: found by the harness's marker and its --release argument)."""
+def assert_caught_under_traffic(run: StageRun, check: str) -> None:
+    """The stage failed on ``check`` alone after a clean preflight: caught by the judge, not the smoke."""
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.describe()
+    preflight = run.record().preflight
+    assert preflight and all(step["ok"] for step in preflight), run.describe()
+    assert failed_checks(run) == {check}, run.record().verdict
+
+
+def assert_rollback_recorded(runner: StageRunner, run: StageRun, reason: str) -> None:
+    """One rollback naming ``reason`` that stopped the canary, weight 0 by traffic, no canary recorded."""
     [rollback] = run.events("rollback")
     assert reason in rollback.reason and rollback.details["canary_stopped"] is True, rollback
     assert_no_canary_traffic(runner)
     state = load_state(runner.run_dir)
     assert state is not None and state.canary is None
+
+
+def assert_rolled_back(runner: StageRunner, run: StageRun, reason: str) -> None:
+    """``assert_rollback_recorded``, and the canary process gone (it writes no log the fragrance-ai helpers
+    read: found by the harness's marker and its --release argument)."""
+    assert_rollback_recorded(runner, run, reason)
 
     def canary_processes() -> list[int]:
         marked = pids.marked_processes(runner.run_dir)

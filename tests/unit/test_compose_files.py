@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from canary_harness.deploy.compose import render_override
+from canary_harness.deploy.compose import recorded_target, render_override
+from canary_harness.deploy.compose_target import ComposeRole, ComposeTarget, runbook_target
 from canary_harness.deploy.protocol import ServiceSpec
 from canary_harness.traffic.render import render_upstream
 
@@ -67,10 +68,13 @@ def test_shipped_upstream_is_the_template_rendered_at_zero() -> None:
     assert (COMPOSE / "nginx" / "conf.d" / "upstream.conf").read_text() == expected
 
 
+RUNBOOK = runbook_target(COMPOSE)
+
+
 def test_override_names_the_environment_without_its_values_and_mounts_the_log_directory(tmp_path: Path) -> None:
     spec = ServiceSpec("canary", "v0.2.0", port=18001, env={"OPENAI_API_KEY": "sk-planted-secret"},
                        log_path=tmp_path / "logs" / "canary.log")  # fmt: skip
-    text = render_override(spec)
+    text = render_override(spec, RUNBOOK)
     assert "sk-planted-secret" not in text
     body = json.loads(text)["services"]["app-canary"]
     assert body["environment"] == ["OPENAI_API_KEY"]
@@ -81,6 +85,42 @@ def test_override_names_the_environment_without_its_values_and_mounts_the_log_di
 
 def test_override_schedules_the_role_in_its_own_cgroup_only_when_asked(tmp_path: Path) -> None:
     spec = ServiceSpec("canary", "v0.2.0", port=18001, log_path=tmp_path / "logs" / "canary.log")
-    assert "cgroup_parent" not in json.loads(render_override(spec))["services"]["app-canary"]
-    body = json.loads(render_override(spec, "/canary-harness-canary"))["services"]["app-canary"]
+    assert "cgroup_parent" not in json.loads(render_override(spec, RUNBOOK))["services"]["app-canary"]
+    body = json.loads(render_override(spec, RUNBOOK, "/canary-harness-canary"))["services"]["app-canary"]
     assert body["cgroup_parent"] == "/canary-harness-canary"
+
+
+def test_another_services_override_keeps_its_argv_and_labels_its_role(tmp_path: Path) -> None:
+    target = ComposeTarget(
+        files=(tmp_path / "shop.yml",),
+        roles={"production": ComposeRole("shop", "V", "P"), "canary": ComposeRole("shop-next", "CV", "CP")},
+    )
+    spec = ServiceSpec("canary", "v$2", port=18001, env={"SHOP_FAULT": "1"}, log_path=tmp_path / "logs" / "canary.log")
+    document = json.loads(render_override(spec, target))
+    assert list(document["services"]) == ["shop-next"]
+    body = document["services"]["shop-next"]
+    # No runbook argv, log mount or user: the team's own file decides how the service runs.
+    assert "command" not in body and "volumes" not in body and "user" not in body, body
+    assert body["environment"] == ["SHOP_FAULT"]
+    assert body["labels"]["canary-harness.role"] == "canary"
+    assert body["labels"]["canary-harness.version"] == "v$$2"  # docker-compose would interpolate a bare $
+
+
+def test_the_override_records_its_target_for_a_later_process(tmp_path: Path) -> None:
+    target = ComposeTarget(
+        files=(Path("shop.yml"),),
+        roles={"production": ComposeRole("shop", "V", "P"), "canary": ComposeRole("shop-next", "CV", "CP")},
+        image="shop:{version}",
+    )
+    log = tmp_path / "logs" / "canary.log"
+    assert recorded_target(log) is None  # nothing written yet: the runbook's
+    log.parent.mkdir()
+    log.with_suffix(".compose.yml").write_text(render_override(ServiceSpec("canary", "v2", log_path=log), target))
+    again = recorded_target(log)
+    assert again is not None
+    assert again.files == (Path("shop.yml").resolve(),)  # absolute: `canary stack down` may run elsewhere
+    assert (again.roles, again.image, again.service_log) == (target.roles, "shop:{version}", False)
+    assert again.variables("canary", "v2", 9001) == {"CV": "v2", "CP": "9001"}
+    assert RUNBOOK.variables("canary", "v2", 9001) == {
+        "CANARY_VERSION": "v2", "CANARY_API_PORT": "9001", "CANARY_IMAGE": "fragrance-ai-app:v2",
+    }  # fmt: skip

@@ -8,9 +8,13 @@ written next to the role's log (``logs/canary.compose.yml``), adds what only the
 stage's extra environment, the service's JSON log written into the run directory's ``logs/``
 (bind-mounted, as the invoking user, so the log-field checks read it live) and a run-directory label.
 
-The compose project is derived from the run directory, so a later process (``canary stack down``)
-finds the containers again from the recorded handle alone. Images are never built or pulled here:
-``fragrance-ai-app:<version>`` comes from ``canary images build``.
+Any other service is run from its own compose files, named in the target's ``[target.compose]`` table
+(:mod:`canary_harness.deploy.compose_target`): its services get the version and port variables the table
+names, and the override adds the environment names, labels and CPU cgroup only.
+
+The compose project is derived from the run directory, and the override records the files and services, so a
+later process (``canary stack down``) finds the containers again from the recorded handle alone. Images are
+never built or pulled here: ``fragrance-ai-app:<version>`` comes from ``canary images build``.
 """
 
 from __future__ import annotations
@@ -23,23 +27,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from canary_harness.deploy.compose_target import ComposeTarget, runbook_target
 from canary_harness.deploy.container_cgroups import cgroup_parent_for
-from canary_harness.deploy.health import health, reported_version
+from canary_harness.deploy.health import check_reported_version, health, reported_version
 from canary_harness.deploy.pids import port_is_free, tail
 from canary_harness.deploy.process import app_log_path
 from canary_harness.deploy.protocol import ServiceHandle, ServiceSpec
-from canary_harness.errors import BackendError
+from canary_harness.errors import BackendError, ConfigError
 from canary_harness.waiting import wait_until
 
 COMPOSE_FILES = ("docker-compose.production.yml", "docker-compose.canary.yml")
 COMPOSE_DIR_ENV = "CANARY_COMPOSE_DIR"
 IMAGE_REPOSITORY = "fragrance-ai-app"
-# The compose service of each role, and the variables of the files that choose its version and port.
-SERVICES = {"production": "app", "canary": "app-canary"}
-_VARIABLES = {
-    "production": ("PRODUCTION_VERSION", "PRODUCTION_API_PORT"),
-    "canary": ("CANARY_VERSION", "CANARY_API_PORT"),
-}
+# The override's record of the target it goes with: read back by a later process to stop the service.
+TARGET_RECORD = "x-canary-harness"
 CONTAINER_LOG_DIR = "/var/log/fragrance-ai"
 LOG_TAIL_LINES = 30
 
@@ -75,36 +76,45 @@ def _escape(value: str) -> str:
     return value.replace("$", "$$")
 
 
-def render_override(spec: ServiceSpec, cgroup_parent: str | None = None) -> str:
-    """The extra compose file for ``spec``: environment names, JSON log in the run directory, labels, user,
-    and the CPU cgroup parent of its role when there is one (deploy/container_cgroups.py says why).
+def render_override(spec: ServiceSpec, target: ComposeTarget, cgroup_parent: str | None = None) -> str:
+    """The extra compose file for ``spec``: environment names, labels, the CPU cgroup parent of its role when
+    there is one (deploy/container_cgroups.py says why), and the runbook's JSON log in the run directory.
 
-    JSON is YAML, so docker-compose reads it as it is.
+    It records ``target`` under ``x-canary-harness``. JSON is YAML, so docker-compose reads it as it is.
     """
-    service = SERVICES[spec.role]
     body: dict[str, Any] = {
-        "services": {
-            service: {
-                # Names only: docker-compose takes each value from its own environment (``start`` passes them),
-                # so no value of the service's environment is ever written to a file.
-                "environment": sorted(spec.env),
-                "command": [
-                    "--port", str(spec.port),
-                    "--log-file", f"{CONTAINER_LOG_DIR}/{app_log_path(spec.log_path).name}",
-                ],
-                "volumes": [f"{spec.log_path.parent.resolve()}:{CONTAINER_LOG_DIR}"],
-                # The invoking user: the log it writes into the run directory is the caller's file.
-                "user": f"{os.getuid()}:{os.getgid()}",
-                "labels": {
-                    "canary-harness.run-dir": _escape(str(spec.log_path.parent.parent.resolve())),
-                    "canary-harness.backend": "compose",
-                },
-            }
-        }
-    }  # fmt: skip
+        # Names only: docker-compose takes each value from its own environment (``start`` passes them),
+        # so no value of the service's environment is ever written to a file.
+        "environment": sorted(spec.env),
+        "labels": {
+            "canary-harness.run-dir": _escape(str(spec.log_path.parent.parent.resolve())),
+            "canary-harness.backend": "compose",
+            "canary-harness.role": spec.role,
+            "canary-harness.version": _escape(spec.version),
+        },
+    }
+    if target.service_log:
+        body["command"] = [
+            "--port", str(spec.port),
+            "--log-file", f"{CONTAINER_LOG_DIR}/{app_log_path(spec.log_path).name}",
+        ]  # fmt: skip
+        body["volumes"] = [f"{spec.log_path.parent.resolve()}:{CONTAINER_LOG_DIR}"]
+        # The invoking user: the log it writes into the run directory is the caller's file.
+        body["user"] = f"{os.getuid()}:{os.getgid()}"
     if cgroup_parent is not None:
-        body["services"][service]["cgroup_parent"] = cgroup_parent
-    return json.dumps(body, indent=2) + "\n"
+        body["cgroup_parent"] = cgroup_parent
+    document = {TARGET_RECORD: target.to_json(), "services": {target.roles[spec.role].service: body}}
+    return json.dumps(document, indent=2) + "\n"
+
+
+def recorded_target(log_path: Path) -> ComposeTarget | None:
+    """The target recorded in the override of the role logging to ``log_path`` (None: no override, or one
+    written before targets were recorded: the runbook's)."""
+    try:
+        record = json.loads(override_path(log_path).read_text()).get(TARGET_RECORD)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return ComposeTarget.from_json(record) if isinstance(record, dict) else None
 
 
 class ComposeBackend:
@@ -133,10 +143,13 @@ class ComposeBackend:
         self._command_timeout = command_timeout
 
     # ------------------------------------------------------------------ commands
+    def target_of(self, log_path: Path) -> ComposeTarget:
+        """The target of the role logging to ``log_path``: as its override records it, else the runbook's."""
+        return recorded_target(log_path) or runbook_target(self._compose_dir or default_compose_dir())
+
     def compose_argv(self, log_path: Path, *args: str) -> list[str]:
-        """``docker-compose -p P -f production -f canary -f override ARGS`` for the role logging to ``log_path``."""
-        directory = self._compose_dir or default_compose_dir()
-        files = [arg for name in COMPOSE_FILES for arg in ("-f", str(directory / name))]
+        """``docker-compose -p P -f FILE... -f override ARGS`` for the role logging to ``log_path``."""
+        files = [arg for file in self.target_of(log_path).files for arg in ("-f", str(file))]
         override = override_path(log_path)
         if override.is_file():
             files += ["-f", str(override)]
@@ -156,21 +169,13 @@ class ComposeBackend:
             raise BackendError(f"{what}: {' '.join(argv)} exited {done.returncode}:\n" + "\n".join(output))
         return done.stdout
 
-    def _variables(self, role: str, version: str, port: int) -> dict[str, str]:
-        """The compose files' variables that select ``version`` on ``port`` for ``role``."""
-        version_var, port_var = _VARIABLES[role]
-        env = {version_var: version, port_var: str(port)}
-        if role == "canary":
-            env["CANARY_IMAGE"] = image_name(version)
-        return env
-
     def _container(self, handle: ServiceHandle) -> str | None:
         """Id of the role's container in the project, running or not (None if there is none)."""
-        service = SERVICES[handle.role]
+        target = self.target_of(handle.log_path)
         out = self._run(
-            self.compose_argv(handle.log_path, "ps", "-q", service),
+            self.compose_argv(handle.log_path, "ps", "-q", target.roles[handle.role].service),
             f"{handle.role} {handle.version}: list containers",
-            self._variables(handle.role, handle.version, _port(handle.url)),
+            target.variables(handle.role, handle.version, _port(handle.url)),
         )
         ids = out.split()
         return ids[0] if ids else None
@@ -181,6 +186,30 @@ class ComposeBackend:
         return state if isinstance(state, dict) else {}
 
     # ------------------------------------------------------------------ Backend
+    def require_image(self, spec: ServiceSpec) -> ComposeTarget:
+        """The target of ``spec``, once its compose files exist and its image (if it names one) is on the
+        engine; BackendError naming the file or image and where it was configured."""
+        target = spec.compose or runbook_target(self._compose_dir or default_compose_dir())
+        try:
+            target.check_files()
+        except ConfigError as exc:  # checked at load too: here, a file gone since
+            raise BackendError(f"{spec.role} {spec.version}: {exc}") from exc
+        image = target.image_for(spec.version)
+        if image is not None:
+            where = (
+                f"build it: canary images build --version {spec.version}"
+                if target.service_log
+                else f"images are never pulled; [target.compose] image = {target.image!r} ({target.source})"
+            )
+            inspect = [self._docker, "image", "inspect", "--format", "{{.Id}}", image]
+            self._run(inspect, f"{spec.role} {spec.version}: image {image} not found ({where})")
+        return target
+
+    def preflight(self, specs: list[ServiceSpec]) -> None:
+        """Every compose file and image the specs need is there: checked before anything starts."""
+        for spec in specs:
+            self.require_image(spec)
+
     def start(self, spec: ServiceSpec, *, timeout: float = 60.0) -> ServiceHandle:
         """``up -d --no-build --no-deps <service>``, then wait for ``/health`` to report ``spec.version``.
 
@@ -188,25 +217,22 @@ class ComposeBackend:
         docker-compose refuses, or the service does not become healthy; nothing is left running then.
         """
         what = f"{spec.role} {spec.version}"
-        image = image_name(spec.version)
+        target = self.require_image(spec)
         if not port_is_free(spec.host, spec.port):
             raise BackendError(f"{what}: port {spec.host}:{spec.port} is already in use")
         if spec.host not in ("127.0.0.1", "localhost"):
             raise BackendError(f"{what}: host {spec.host!r}: the compose services bind 127.0.0.1 only")
-        self._run(
-            [self._docker, "image", "inspect", "--format", "{{.Id}}", image],
-            f"{what}: image {image} not found (build it: canary images build --version {spec.version})",
-        )
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         override = override_path(spec.log_path)
         driver = self._run([self._docker, "info", "--format", "{{.CgroupDriver}}"], f"{what}: docker info").strip()
-        override.write_text(render_override(spec, cgroup_parent_for(spec.role, driver)))
+        override.write_text(render_override(spec, target, cgroup_parent_for(spec.role, driver)))
         handle = ServiceHandle(
             role=spec.role, version=spec.version, url=spec.url, pid=None, log_path=spec.log_path,
-            app_log_path=app_log_path(spec.log_path), backend=self.name,
+            app_log_path=app_log_path(spec.log_path) if target.service_log else None, backend=self.name,
+            probe=spec.probe,
         )  # fmt: skip
-        variables = self._variables(spec.role, spec.version, spec.port)
-        service = SERVICES[spec.role]
+        variables = target.variables(spec.role, spec.version, spec.port)
+        service = target.roles[spec.role].service
         try:
             self._run(
                 self.compose_argv(spec.log_path, "up", "-d", "--no-build", "--no-deps", service),
@@ -221,9 +247,7 @@ class ComposeBackend:
                 if not state.get("Running"):
                     raise BackendError(f"container {container[:12]} exited with code {state.get('ExitCode')}")
                 data = health(spec.url, timeout=1.0, probe=spec.probe)
-                if data is not None and data.get("version") != spec.version:
-                    raise BackendError(f"/health reports version {data.get('version')!r}, expected {spec.version!r}")
-                return data is not None
+                return data is not None and check_reported_version(data, spec.version, spec.probe)
 
             wait_until(ready, timeout, 0.1, f"{spec.url}/health")
         except BaseException as exc:
@@ -249,8 +273,9 @@ class ComposeBackend:
         container = self._container(handle)
         if container is None:
             return
-        service = SERVICES[handle.role]
-        variables = self._variables(handle.role, handle.version, _port(handle.url))
+        target = self.target_of(handle.log_path)
+        service = target.roles[handle.role].service
+        variables = target.variables(handle.role, handle.version, _port(handle.url))
         self._save_output(container, handle.log_path)
         self._run(
             self.compose_argv(handle.log_path, "stop", "-t", str(max(1, round(timeout))), service),

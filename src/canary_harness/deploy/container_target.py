@@ -54,12 +54,7 @@ class ContainerTarget:
         image = data.get("image")
         if not isinstance(image, str) or not image:
             raise ConfigError(f"[target.docker] image = {image!r} ({source}): required, e.g. 'my-service:{{version}}'")
-        _check_template(image, "image", source)
-        if not _IMAGE_RE.match(image.format(**_SAMPLE)):
-            raise ConfigError(
-                f"[target.docker] image = {image!r} ({source}): not an image reference such as "
-                "'my-service:{version}' (lower-case name, optional ':tag')"
-            )
+        check_image_template(image, "[target.docker]", source)
         command = data.get("command", [])
         if not isinstance(command, list) or not all(isinstance(part, str) and part for part in command):
             raise ConfigError(f"[target.docker] command = {command!r} ({source}): must be a list of non-empty strings")
@@ -92,13 +87,7 @@ class ContainerTarget:
 
     def image_for(self, version: str) -> str:
         """The image of ``version``; BackendError if the version makes it an invalid reference."""
-        image = self.image.format(**{**_SAMPLE, "version": version})
-        if not _IMAGE_RE.match(image):
-            raise BackendError(
-                f"version {version!r}: [target.docker] image = {self.image!r} ({self.source}) gives {image!r}, "
-                "not a valid image reference"
-            )
-        return image
+        return image_of_version(self.image, version, f"[target.docker] image = {self.image!r} ({self.source})")
 
     def argv(self, values: Mapping[str, str]) -> list[str]:
         """The container's argv (after the image's ENTRYPOINT) with the holes filled from ``values``."""
@@ -109,16 +98,44 @@ class ContainerTarget:
         return {name: value.format(**values) for name, value in self.env.items()}
 
 
-def _check_template(text: str, key: str, source: str, *, shown: object = None) -> None:
-    """Every ``{hole}`` of ``text`` is one of HOLES; ConfigError naming the key, its value and ``source``."""
+def check_image_template(image: str, table: str, source: str, holes: tuple[str, ...] = HOLES) -> None:
+    """``image`` is an image reference once its holes are filled; ConfigError naming ``table``, the value
+    and ``source`` otherwise."""
+    _check_template(image, "image", source, table=table, holes=holes)
+    if not _IMAGE_RE.match(image.format(**_SAMPLE)):
+        raise ConfigError(
+            f"{table} image = {image!r} ({source}): not an image reference such as "
+            "'my-service:{version}' (lower-case name, optional ':tag')"
+        )
+
+
+def image_of_version(template: str, version: str, where: str) -> str:
+    """``template`` with ``version`` filled in; BackendError naming ``where`` (the table's key and file) if
+    that version makes it an invalid image reference."""
+    image = template.format(**{**_SAMPLE, "version": version})
+    if not _IMAGE_RE.match(image):
+        raise BackendError(f"version {version!r}: {where} gives {image!r}, not a valid image reference")
+    return image
+
+
+def _check_template(
+    text: str,
+    key: str,
+    source: str,
+    *,
+    shown: object = None,
+    table: str = "[target.docker]",
+    holes: tuple[str, ...] = HOLES,
+) -> None:
+    """Every ``{hole}`` of ``text`` is one of ``holes``; ConfigError naming the key, its value and ``source``."""
     value = text if shown is None else shown
     try:
-        holes = [name for _, name, spec, conv in string.Formatter().parse(text) if name is not None]
+        found = [name for _, name, spec, conv in string.Formatter().parse(text) if name is not None]
     except ValueError as exc:
-        raise ConfigError(f"[target.docker] {key} = {value!r} ({source}): {exc}") from None
-    unknown = [name for name in holes if name not in HOLES]
+        raise ConfigError(f"{table} {key} = {value!r} ({source}): {exc}") from None
+    unknown = [name for name in found if name not in holes]
     if unknown:
         raise ConfigError(
-            f"[target.docker] {key} = {value!r} ({source}): unknown hole {{{unknown[0]}}}; "
-            f"known: {', '.join('{' + hole + '}' for hole in HOLES)}"
+            f"{table} {key} = {value!r} ({source}): unknown hole {{{unknown[0]}}}; "
+            f"known: {', '.join('{' + hole + '}' for hole in holes)}"
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from canary_harness.deploy.compose_target import ComposeTarget
 from canary_harness.deploy.container_target import ContainerTarget
 from canary_harness.deploy.health import FRAGRANCE_PROBE, HealthProbe
 from canary_harness.errors import StackError
@@ -41,6 +42,8 @@ class ServiceSpec:
     command: tuple[str, ...] = ()
     # (docker backend) the target's image and container settings; None: fragrance-ai's release images.
     container: ContainerTarget | None = None
+    # (compose backend) the target's compose files and services; None: fragrance-ai's runbook files.
+    compose: ComposeTarget | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
