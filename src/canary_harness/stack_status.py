@@ -1,5 +1,6 @@
 """What a recorded stack runs now, measured: each process alive, healthy, at which version, and the split
-its router reports; the containers labelled with the run directory that the record misses."""
+its router reports; the canary's broker and workers (``workers.json``); the containers labelled with the run
+directory that the record misses."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from canary_harness.deploy.broker import ping
+from canary_harness.deploy.health import health
+from canary_harness.deploy.workers import load_workers
 from canary_harness.errors import TrafficError
 from canary_harness.stack_state import StackState
 
@@ -80,6 +84,7 @@ def measure_status(stack: LocalStack, state: StackState) -> StackStatus:
                 handle.role, handle.pid, handle.url, running, version is not None, version, ", ".join(details)
             )
         )
+    components += workers_status(stack.run_dir)
     for handle in stack.unrecorded_containers(state):
         assert handle.container_id is not None
         components.append(ComponentStatus(
@@ -88,3 +93,22 @@ def measure_status(stack: LocalStack, state: StackState) -> StackStatus:
             "recorded: `canary stack down` removes it",
         ))  # fmt: skip
     return StackStatus(stack.run_dir, tuple(components), *weights, shadow_share=shadow_share)
+
+
+def workers_status(run_dir: Path) -> list[ComponentStatus]:
+    """The recorded broker (answers PING) and each canary worker (alive, /health, version)."""
+    recorded = load_workers(run_dir)
+    found: list[ComponentStatus] = []
+    broker = recorded.broker
+    if broker is not None:
+        running = broker.is_running()
+        found.append(ComponentStatus("broker", broker.pid, broker.url, running, running and ping(broker.url)))
+    for worker in recorded.workers:
+        running = worker.is_running()
+        data = health(worker.url) if running else None
+        version = str(data["version"]) if data is not None and data.get("version") else None
+        found.append(ComponentStatus(
+            worker.name, None if worker.container_id else worker.pid, worker.url, running, data is not None,
+            version, f"container {worker.container_id[:12]}" if worker.container_id else "",
+        ))  # fmt: skip
+    return found

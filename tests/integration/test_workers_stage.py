@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from canary_harness.cli import main
 from canary_harness.deploy import pids
 from canary_harness.deploy.workers import WorkerRecord, WorkersState, consumers, load_workers
 from canary_harness.logs import read_events
@@ -55,7 +56,9 @@ def assert_workers_stopped(run: StageRun, pids_before: list[int], broker: str) -
     assert consumers(broker, CANARY) == [], "a client still consumes the canary's queue"
 
 
-def test_healthy_release_with_workers_passes_and_the_rl_worker_learns(worker_runner: StageRunner) -> None:
+def test_healthy_release_with_workers_passes_and_the_rl_worker_learns(
+    worker_runner: StageRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = worker_runner.run(5, 4.0, *PPO_FAST)
     assert run.returncode == pytest.ExitCode.OK, run.describe()
     assert not run.not_passed(), run.describe()
@@ -69,9 +72,15 @@ def test_healthy_release_with_workers_passes_and_the_rl_worker_learns(worker_run
     assert updates and {u["component"] for u in updates} == {"worker-rl"}
     canary_log = run.record().canary_log
     assert canary_log is not None and list(read_events(Path(canary_log), "rl_update")) == []
-    # `canary stack down` stops the workers and the broker too.
+    # `canary stack status` lists the broker and each worker by PID, healthy, the workers at the canary's version.
     broker_record = load_workers(run.run_dir).broker
     assert broker_record is not None
+    assert main(["stack", "status", "--run-dir", str(run.run_dir)]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert listed["broker"].startswith(f"broker      PID {broker_record.pid}  {broker}  healthy"), listed
+    for worker in workers:
+        assert listed[worker.name] == f"{worker.name} PID {worker.pid}  {worker.url}  healthy  {CANARY}", listed
+    # `canary stack down` stops the workers and the broker too.
     worker_runner.stack.down()
     assert not pids.is_alive(broker_record.pid, broker_record.pid_start_time)
     assert not any(pids.is_alive(w.pid, w.pid_start_time) for w in workers)
