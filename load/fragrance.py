@@ -16,7 +16,8 @@ locust's own stats lack (requests per served version, journeys per mode, failure
 With ``CANARY_LOAD_USER_LOCUSTFILE=1`` (the harness's ``[load] profile = "locustfile"``) this file is
 loaded beside a team's own locustfile and defines no users: its options and listeners give their user
 classes the same caps and per-version stats; with ``--canary-rate`` every request of theirs takes a shared
-send slot (their wait_time is then 0), without it their own wait_time paces them (closed loop).
+send slot (their wait_time is then 0), without it their own wait_time paces them (closed loop). Their
+requests time out after ``--canary-timeout`` too, unless a request or a class of theirs sets its own.
 
 ``CANARY_LOAD_CLIENT=http`` runs the users on HttpUser (python-requests) instead of FastHttpUser.
 The journey and its checks live in the canary_harness package (``pip install -e .`` in the checkout),
@@ -168,6 +169,14 @@ class _Walker:
                 response.failure(verdict.reason)
 
 
+def _default_timeouts(user_class: type[FastHttpUser], timeout_s: float) -> None:
+    """``--canary-timeout`` for a team's FastHttpUser class, unless the class (or a base of its own) sets it."""
+    own = [base for base in user_class.__mro__ if base is not FastHttpUser and issubclass(base, FastHttpUser)]
+    for name in ("network_timeout", "connection_timeout"):
+        if not any(name in vars(base) for base in own):
+            setattr(user_class, name, timeout_s)
+
+
 def _paced(request: Any) -> Any:
     """A client's ``request`` that first takes a send slot of the shared rate and one of the request cap.
 
@@ -183,6 +192,9 @@ def _paced(request: Any) -> Any:
             delay = STATE.limiter.reserve()
             if delay > 0:
                 gevent.sleep(delay)
+        if isinstance(self, HttpSession):
+            # --canary-timeout, as for the harness's users; a timeout the class gives its request wins.
+            kwargs.setdefault("timeout", STATE.timeout_s)
         return request(self, *args, **kwargs)
 
     return paced_request
@@ -338,6 +350,10 @@ def _on_test_start(environment: Environment, **_kwargs: Any) -> None:
         # The send slots pace a team's classes: their think time would only hold back users the rate needs.
         for user_class in environment.user_classes:
             user_class.wait_time = constant(0)
+    if USERS_OF_THEIR_OWN:
+        for user_class in environment.user_classes:
+            if issubclass(user_class, FastHttpUser):
+                _default_timeouts(user_class, STATE.timeout_s)
     for user_class in _Walker.__subclasses__():  # FastHttpUser reads these when a user starts
         user_class.network_timeout = user_class.connection_timeout = STATE.timeout_s
     if isinstance(runner, WorkerRunner):

@@ -6,6 +6,7 @@ class that is not an HTTP user cannot be paced."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -109,14 +110,14 @@ def test_a_bad_locustfile_load_is_refused_with_nothing_started(
     assert processes_naming(stage_runner.run_dir) == []  # and no locust
 
 
-@pytest.fixture
-def hello_url() -> Iterator[str]:
-    """examples/hello_service.py on a free loopback port, stopped by PID when the test ends."""
+def run_hello(env: dict[str, str]) -> Iterator[str]:
+    """examples/hello_service.py on a free loopback port with ``env`` added (its faults), stopped by PID."""
     port = free_port()
     argv = [sys.executable, "examples/hello_service.py", "--host", "127.0.0.1", "--port", str(port), "--release", "v1"]
     proc = subprocess.Popen(
-        argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
+        argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:
@@ -133,6 +134,18 @@ def hello_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def hello_url() -> Iterator[str]:
+    """examples/hello_service.py on a free loopback port."""
+    yield from run_hello({})
+
+
+@pytest.fixture
+def slow_hello_url() -> Iterator[str]:
+    """examples/hello_service.py answering its API after 2 s (its /health at once)."""
+    yield from run_hello({"HELLO_DELAY_MS": "2000"})
 
 
 def test_workers_share_the_rate_and_stop_at_the_request_cap(hello_url: str, tmp_path: Path) -> None:
@@ -170,3 +183,52 @@ def test_a_class_that_is_not_an_http_user_is_refused_with_a_rate(tmp_path: Path)
         run.stop()
     assert "--canary-rate 10.0: paces HttpUser and FastHttpUser classes, not RawUser" in str(info.value)
     assert not (tmp_path / "locust.json").exists()  # it never ran
+
+
+IMPATIENT_CLASSES = """from locust import FastHttpUser, HttpUser, constant, task
+
+
+class PlainUser(HttpUser):
+    wait_time = constant(0)
+
+    @task
+    def items(self) -> None:
+        self.client.get("/items", name="plain")
+
+
+class FastUser(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def items(self) -> None:
+        self.client.get("/items", name="fast")
+
+
+class PatientUser(HttpUser):
+    wait_time = constant(0)
+
+    @task
+    def items(self) -> None:
+        self.client.get("/items", name="own timeout", timeout=10)
+"""
+
+
+def test_the_teams_requests_time_out_at_the_stage_timeout_unless_they_set_their_own(
+    slow_hello_url: str, tmp_path: Path
+) -> None:
+    locustfile = tmp_path / "impatient.py"
+    locustfile.write_text(IMPATIENT_CLASSES, encoding="utf-8")
+    settings = LoadSettings(profile="locustfile", locustfile=locustfile, users=6, request_timeout_s=0.5)
+    with LoadRun(slow_hello_url, 6, settings, tmp_path / "load") as run:
+        wait_until(lambda: not run.running(), 30.0, describe="the load run to end")
+    stats = run.stats
+    assert stats is not None
+    by_name = stats.by_name
+    assert set(by_name) == {"plain", "fast", "own timeout"}, stats.format_table()
+    # Unanswered after 0.5 s: failed, at about the timeout, not after the service's 2 s.
+    for name in ("plain", "fast"):
+        assert by_name[name].requests >= 3 and by_name[name].failures == by_name[name].requests, stats.format_table()
+        assert by_name[name].max_ms < 1500, stats.format_table()
+    # The timeout a request gives itself wins: answered after the 2 s.
+    patient = by_name["own timeout"]
+    assert patient.requests >= 1 and patient.failures == 0 and patient.p50_ms >= 2000, stats.format_table()
