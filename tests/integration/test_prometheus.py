@@ -307,7 +307,7 @@ def test_down_target_is_no_data_and_stopped_prometheus_is_a_metrics_error(
         source = PrometheusSource(url, versions={"ghost": "ghost"})
         source.wait_for_scrape("canary", time.time(), timeout=15.0)
         assert source.snapshot("canary").version == VERSIONS["canary"]
-        wait_until(lambda: server.targets_health()["ghost"]["health"] == "down", 10.0, 0.1, "ghost scraped")
+        wait_until(lambda: server.targets_health()[ghost]["health"] == "down", 10.0, 0.1, "ghost scraped")
         with pytest.raises(NoDataError, match=r'no data for ghost \(job="fragrance-ai", version="ghost"\)'):
             source.snapshot("ghost")
     finally:

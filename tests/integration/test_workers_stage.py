@@ -87,12 +87,24 @@ def test_healthy_release_with_workers_passes_and_the_rl_worker_learns(
     assert load_workers(run.run_dir) == WorkersState()
 
 
+@pytest.mark.parametrize(
+    "metrics",
+    [
+        pytest.param((), id="scraped"),
+        # The stage's own Prometheus scrapes the workers as targets of the canary arm.
+        pytest.param(("--canary-prometheus", "local"), id="local-prometheus"),
+    ],
+)
 def test_rl_worker_with_exploding_loss_fails_the_rl_check_and_every_component_stops(
-    worker_runner: StageRunner,
+    worker_runner: StageRunner, metrics: tuple[str, ...]
 ) -> None:
-    running = worker_runner.start(50, 60, *PPO_FAST, faults="loss_factor=4")
+    running = worker_runner.start(50, 60, *PPO_FAST, *metrics, faults="loss_factor=4")
     worker_runner.wait_for_output(running, PROGRESS_LINE.format(stage=50), 60)
     broker, workers = recorded_workers(worker_runner.run_dir)
+    if metrics:
+        lines = (worker_runner.run_dir / "prometheus" / "prometheus.yml").read_text().splitlines()
+        [canary_targets] = [lines[i - 1] for i, label in enumerate(lines) if 'version: "canary"' in label]
+        assert all(w.url.removeprefix("http://") in canary_targets for w in workers), lines
     run = worker_runner.wait(running, 180)
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.describe()
     assert failed_checks(run) == {"rl_loss"}, run.record().verdict

@@ -393,6 +393,15 @@ def test_rendered_config_labels_targets_and_bounds_the_scrape_timeout() -> None:
     assert 'job_name: "fragrance-ai"' in text
 
 
+def test_an_arm_of_several_targets_is_one_group_with_its_label() -> None:
+    text = render_config({"production": "127.0.0.1:1234", "canary": ["127.0.0.1:1235", "127.0.0.1:1236"]})
+    assert '- targets: ["127.0.0.1:1235", "127.0.0.1:1236"]\n        labels: {version: "canary"}' in text
+    with pytest.raises(ConfigError, match=r"scrape target 'x:1:2' \(target of canary\)"):
+        render_config({"canary": ["127.0.0.1:1235", "x:1:2"]})
+    with pytest.raises(ConfigError, match="no scrape target for canary"):
+        render_config({"production": "127.0.0.1:1234", "canary": []})
+
+
 @pytest.mark.parametrize("target", ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:99999", "http://127.0.0.1:80", "a b:1"])
 def test_bad_targets_are_refused_before_anything_starts(target: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape(repr(target))):

@@ -1,8 +1,9 @@
 """A local Prometheus for one stage: the real binary, its own data dir, a loopback port, stopped by PID.
 
 The scrape config has the shape of ``compose/prometheus.yml``: one job ``fragrance-ai`` whose static
-targets carry the target label ``version="production"`` or ``version="canary"``, scraped every second
-by default so that a stage's ticks see fresh counters. ``render_config`` writes it for the given
+targets carry the target label ``version="production"`` or ``version="canary"`` (an arm may have several
+targets: the canary's API and its workers, which the queries sum), scraped every second by default so that
+a stage's ticks see fresh counters. ``render_config`` writes it for the given
 targets; ``promtool check config`` validates it when promtool is installed.
 """
 
@@ -16,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -54,6 +55,20 @@ def check_target(raw: object, source: str) -> str:
     return text
 
 
+Targets = Mapping[str, str | Sequence[str]]
+
+
+def check_targets(targets: Targets) -> dict[str, tuple[str, ...]]:
+    """Each arm's scrape targets (one ``host:port`` or several); ConfigError naming the bad one."""
+    checked: dict[str, tuple[str, ...]] = {}
+    for role, given in targets.items():
+        addresses = (given,) if isinstance(given, str) else tuple(given)
+        if not addresses:
+            raise ConfigError(f"Prometheus config: no scrape target for {role}")
+        checked[role] = tuple(check_target(address, f"target of {role}") for address in addresses)
+    return checked
+
+
 def _duration(seconds: float) -> str:
     # Prometheus durations take integer units: whole seconds as "1s", anything else in milliseconds.
     millis = round(seconds * 1000)
@@ -61,15 +76,16 @@ def _duration(seconds: float) -> str:
 
 
 def render_config(
-    targets: Mapping[str, str],
+    targets: Targets,
     *,
     job: str = JOB,
     scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S,
     header: str = "",
 ) -> str:
-    """The Prometheus YAML: job ``job``, one static target per arm with the label ``version=<arm>``.
+    """The Prometheus YAML: job ``job``, one static target group per arm with the label ``version=<arm>``.
 
-    ``targets`` maps the arm (the ``version`` label value: "production", "canary") to ``host:port``.
+    ``targets`` maps the arm (the ``version`` label value: "production", "canary") to ``host:port`` or a
+    list of them.
     Strings are written as JSON strings, which YAML reads as double-quoted scalars.
     """
     if not targets:
@@ -90,11 +106,10 @@ def render_config(
         '    metrics_path: "/metrics"',
         "    static_configs:",
     ]
-    for role, target in targets.items():
+    for role, addresses in check_targets(targets).items():
         label = check_label_value(role, "version label", "render_config targets")
-        address = check_target(target, f"target of {role}")
         lines += [
-            f"      - targets: [{json.dumps(address)}]",
+            f"      - targets: [{', '.join(json.dumps(address) for address in addresses)}]",
             f"        labels: {{version: {json.dumps(label)}}}",
         ]
     return "\n".join(lines) + "\n"
@@ -129,7 +144,7 @@ def _free_port(host: str) -> int:
 class LocalPrometheus:
     """The real ``prometheus`` binary scraping the given targets, as a context manager.
 
-    ``targets`` maps the arm to ``host:port``. Files go to ``run_dir`` (config, ``data/``,
+    ``targets`` maps the arm to ``host:port`` (or several). Files go to ``run_dir`` (config, ``data/``,
     ``prometheus.log``), kept afterwards; without it a temporary directory is used and removed on
     stop. The server listens on ``host:port`` (a free loopback port by default) and is stopped by
     its PID (SIGTERM, then SIGKILL) on exit, also when the ``with`` body fails.
@@ -137,7 +152,7 @@ class LocalPrometheus:
 
     def __init__(
         self,
-        targets: Mapping[str, str],
+        targets: Targets,
         *,
         run_dir: Path | None = None,
         host: str = "127.0.0.1",
@@ -147,7 +162,7 @@ class LocalPrometheus:
         binary: str | None = None,
         startup_timeout: float = 20.0,
     ) -> None:
-        self.targets = {role: check_target(target, f"target of {role}") for role, target in targets.items()}
+        self.targets = check_targets(targets)
         self.job = job
         self.host = host
         self.port = port
@@ -278,7 +293,7 @@ class LocalPrometheus:
 
     # ------------------------------------------------------------------ targets
     def targets_health(self) -> dict[str, dict[str, Any]]:
-        """Per arm: ``health`` ("up", "down", "unknown"), ``lastError``, ``lastScrape`` of its target."""
+        """Per target address: ``health`` ("up", "down", "unknown"), ``lastError``, ``lastScrape``."""
         try:
             response = httpx.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=5.0)
             body = response.json()
@@ -289,25 +304,26 @@ class LocalPrometheus:
         found: dict[str, dict[str, Any]] = {}
         for target in body["data"].get("activeTargets", []):
             labels = target.get("labels", {})
-            if labels.get("job") == self.job and labels.get("version") in self.targets:
-                found[labels["version"]] = target
+            if labels.get("job") == self.job and labels.get("instance") in self.targets.get(labels.get("version"), ()):
+                found[labels["instance"]] = target
         return found
 
     def wait_for_targets_up(self, timeout: float = 15.0) -> None:
         """Wait until every target's last scrape succeeded; MetricsError naming the ones that did not."""
         last: dict[str, dict[str, Any]] = {}
+        every = [(role, address) for role, addresses in self.targets.items() for address in addresses]
 
         def all_up() -> bool:
             last.clear()
             last.update(self.targets_health())
-            return all(last.get(role, {}).get("health") == "up" for role in self.targets)
+            return all(last.get(address, {}).get("health") == "up" for _, address in every)
 
         try:
             wait_until(all_up, timeout, 0.1, f"Prometheus targets of {self.url} to be up")
         except TimeoutError:
             states = "; ".join(
-                f"{role} {self.targets[role]}: {last.get(role, {}).get('health', 'not listed')}"
-                + (f" ({last[role]['lastError']})" if last.get(role, {}).get("lastError") else "")
-                for role in self.targets
+                f"{role} {address}: {last.get(address, {}).get('health', 'not listed')}"
+                + (f" ({last[address]['lastError']})" if last.get(address, {}).get("lastError") else "")
+                for role, address in every
             )
             raise MetricsError(f"Prometheus at {self.url}: targets not up within {timeout:g}s: {states}") from None

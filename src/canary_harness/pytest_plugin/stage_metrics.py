@@ -48,13 +48,15 @@ def metrics_source(
             say(f"canary: reading {', '.join(c.text for c in counters)} from each instance's /metrics")
             return stack.enter_context(closing(WithCounters(from_log, urls, counters)))
         return stack.enter_context(closing(from_log))
+    # The canary's workers are part of its arm: their counters (RL updates, briefs) add to the API's.
+    arms = {
+        "canary": [record.canary_url, *(worker["url"] for worker in record.canary_workers)],
+        "production": [record.production_url],
+    }
     if url is None and options.prometheus == "off":
-        # The canary's workers are part of its arm: their counters (RL updates, briefs) add to the API's.
-        canary = [record.canary_url, *(worker["url"] for worker in record.canary_workers)]
-        arms = {"canary": canary, "production": [record.production_url]}
         return stack.enter_context(closing(ScrapeSource(arms, counters=counters)))
     if url is None:
-        targets = {role: urlsplit(address).netloc for role, address in urls.items()}
+        targets = {role: [urlsplit(address).netloc for address in addresses] for role, addresses in arms.items()}
         server = stack.enter_context(
             LocalPrometheus(
                 targets,
