@@ -310,19 +310,38 @@ class LocalStack:
         """Stop everything recorded (by PID or container id) and forget it; then anything else the harness
         started for this run directory: containers labelled with it, processes carrying its environment marker
         (see ``deploy.pids``), e.g. when the state file was lost. Idempotent. Returns what it found unrecorded
-        and stopped."""
+        and stopped.
+
+        A part that cannot be stopped (a container whose engine went away) does not keep the others running:
+        every step runs, the processes of the run directory (its broker too) are stopped last, and then one
+        StackError names everything left; the state file stays for a later ``down`` when a recorded service is left."""
+        errors: list[CanaryError] = []
         state = load_state(self.run_dir)
         if state is not None:
             controller = self.controller_for(state.nginx) if state.nginx else None
-            self._stop_all(state, controller, raise_errors=True)
-            state.state_file.unlink(missing_ok=True)
-        self.env_store.forget()
-        CanaryWorkers(self.run_dir, backend=self.settings.backend).down()
-        removed = self.remove_unrecorded_containers(state)
+            try:
+                self._stop_all(state, controller, raise_errors=True)
+                state.state_file.unlink(missing_ok=True)
+                self.env_store.forget()
+            except CanaryError as exc:
+                errors.append(exc)
+        else:
+            self.env_store.forget()
+        try:
+            CanaryWorkers(self.run_dir, backend=self.settings.backend).down()
+        except CanaryError as exc:
+            errors.append(exc)
+        removed: list[ServiceHandle] = []
+        try:
+            removed = self.remove_unrecorded_containers(state)
+        except CanaryError as exc:
+            errors.append(exc)
         try:
             pids = stop_marked(self.run_dir)
         except OSError as exc:
-            raise StackError(f"could not stop a process started for {self.run_dir}: {exc}") from exc
+            errors.append(StackError(f"could not stop a process started for {self.run_dir}: {exc}"))
+        if errors:
+            raise StackError("; ".join(str(error) for error in errors)) from errors[0]
         return Unrecorded(containers=removed, pids=pids)
 
     def unrecorded_containers(self, state: StackState | None = None) -> list[ServiceHandle]:

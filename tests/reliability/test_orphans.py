@@ -5,6 +5,8 @@
 * ``canary stack down`` with the state file lost still stops every process the harness started for the
   run directory (found by the ``CANARY_HARNESS_RUN_DIR`` marker in its environment, with its start time),
   and leaves alone a process marked for another run directory and an unmarked one.
+* ``canary stack down`` that cannot stop a container (its engine is gone) still stops the rest, the broker
+  included, then reports what it could not stop.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from canary_harness.cli import main
 from canary_harness.deploy import pids
+from canary_harness.deploy.broker import start_broker, stop_broker
 from canary_harness.deploy.pids import port_is_free
-from canary_harness.stack_state import load_state
+from canary_harness.deploy.protocol import ServiceHandle
+from canary_harness.deploy.workers import WorkerRecord, WorkersState, save_workers
+from canary_harness.stack_state import StackState, load_state
 from canary_harness.waiting import wait_until
 from tests.integration.rolloutfixtures import CANARY_VERSION, RolloutCli, describe
 from tests.integration.stackfixtures import free_ports
@@ -123,3 +129,30 @@ def test_stack_down_without_a_state_file_stops_what_the_harness_started(
         wait_until(lambda p=pid, s=start: not pids.is_alive(p, s), 10, 0.05, f"PID {pid} to be gone")
     assert all(port_is_free("127.0.0.1", port) for port in (cli.nginx_port, cli.production_port, cli.canary_port))
     assert other.poll() is None and unmarked.poll() is None, "a process not started for this run dir was stopped"
+
+
+def test_stack_down_stops_the_broker_when_the_engine_under_the_containers_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recorded service container and a worker container whose engine no longer answers (the Docker engine
+    stopped under a compose stage): `down` cannot stop them, says so, and still stops the broker it started."""
+    run_dir = tmp_path / "run"
+    broker = start_broker(run_dir / "redis", "127.0.0.1", free_ports(1)[0])
+    try:
+        log = run_dir / "logs" / "canary-worker-rl-1.log"
+        worker = WorkerRecord("rl", 1, CANARY_VERSION, "http://127.0.0.1:9", 0, None, log, log, container_id="0" * 64)
+        save_workers(run_dir, WorkersState(broker, (worker,)))
+        production = ServiceHandle("production", "v0.1.0", "http://127.0.0.1:9", None, run_dir / "logs" / "p.log",
+                                   backend="docker", container_id="1" * 64)  # fmt: skip
+        StackState(run_dir, production=production).save()
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'no-engine.sock'}")
+        assert main(["stack", "down", "--run-dir", str(run_dir)]) == 1
+        error = capsys.readouterr().err
+        assert "canary: StackError: could not stop everything: production: " in error, error
+        assert "worker-rl-1 (container 000000000000)" in error, error
+        assert not pids.is_alive(broker.pid, broker.pid_start_time), "the broker outlived `canary stack down`"
+        assert port_is_free("127.0.0.1", broker.port)
+        state = load_state(run_dir)
+        assert state is not None and state.production == production  # kept: a later `down` retries it
+    finally:
+        stop_broker(broker)

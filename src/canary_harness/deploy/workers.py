@@ -376,13 +376,26 @@ class CanaryWorkers:
 
     def down(self) -> None:
         """Stop the workers and the broker; forget both. Worker containers labelled with the run directory
-        that ``workers.json`` lost are removed too (when a Docker engine answers)."""
-        self.stop(verify=False)
-        remove_unrecorded_worker_containers(self.run_dir, required=self.backend in CONTAINER_BACKENDS)
+        that ``workers.json`` lost are removed too (when a Docker engine answers).
+
+        The broker is stopped even when a worker cannot be (e.g. the Docker engine went away under its
+        container): a redis-server of the harness never outlives ``down``. The workers' error is raised
+        afterwards, and a later ``down`` finds their containers again by label."""
+        errors: list[Exception] = []
+        try:
+            self.stop(verify=False)
+        except StackError as exc:
+            errors.append(exc)
+        try:
+            remove_unrecorded_worker_containers(self.run_dir, required=self.backend in CONTAINER_BACKENDS)
+        except BackendError as exc:
+            errors.append(exc)
         state = self.state()
         if state.broker is not None:
             stop_broker(state.broker)
         (self.run_dir / WORKERS_FILE).unlink(missing_ok=True)
+        if errors:
+            raise StackError("; ".join(str(error) for error in errors)) from errors[0]
 
 
 def remove_unrecorded_worker_containers(run_dir: Path, *, required: bool = False) -> list[str]:
