@@ -14,6 +14,7 @@ import pytest
 from canary_harness.deploy.compose import recorded_target, render_override
 from canary_harness.deploy.compose_target import ComposeRole, ComposeTarget, runbook_target
 from canary_harness.deploy.protocol import ServiceSpec
+from canary_harness.errors import BackendError
 from canary_harness.traffic.render import render_upstream
 
 yaml = pytest.importorskip("yaml")
@@ -124,3 +125,16 @@ def test_the_override_records_its_target_for_a_later_process(tmp_path: Path) -> 
     assert RUNBOOK.variables("canary", "v2", 9001) == {
         "CANARY_VERSION": "v2", "CANARY_API_PORT": "9001", "CANARY_IMAGE": "fragrance-ai-app:v2",
     }  # fmt: skip
+
+
+def test_a_damaged_record_is_named_not_guessed(tmp_path: Path) -> None:
+    log = tmp_path / "canary.log"
+    log.with_suffix(".compose.yml").write_text('{"x-canary-harness": {"files": ["a.yml"]}, "services": {}}')
+    with pytest.raises(BackendError, match=r"canary.compose.yml: damaged x-canary-harness record: KeyError\('roles'\)"):
+        recorded_target(log)
+    log.with_suffix(".compose.yml").write_text("{not json")
+    with pytest.raises(BackendError, match=r"canary.compose.yml: unreadable"):
+        recorded_target(log)
+    # An override written before targets were recorded: the runbook's services.
+    log.with_suffix(".compose.yml").write_text('{"services": {"app-canary": {}}}')
+    assert recorded_target(log) is None

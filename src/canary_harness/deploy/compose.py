@@ -109,12 +109,21 @@ def render_override(spec: ServiceSpec, target: ComposeTarget, cgroup_parent: str
 
 def recorded_target(log_path: Path) -> ComposeTarget | None:
     """The target recorded in the override of the role logging to ``log_path`` (None: no override, or one
-    written before targets were recorded: the runbook's)."""
+    written before targets were recorded: the runbook's). BackendError naming the file if the record is
+    damaged: guessing the runbook's services could leave another service's container running."""
+    path = override_path(log_path)
     try:
-        record = json.loads(override_path(log_path).read_text()).get(TARGET_RECORD)
-    except (OSError, ValueError, AttributeError):
+        record = json.loads(path.read_text()).get(TARGET_RECORD)
+    except FileNotFoundError:
         return None
-    return ComposeTarget.from_json(record) if isinstance(record, dict) else None
+    except (OSError, ValueError, AttributeError) as exc:
+        raise BackendError(f"compose override {path}: unreadable: {exc}") from exc
+    if record is None:
+        return None
+    try:
+        return ComposeTarget.from_json(record)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BackendError(f"compose override {path}: damaged {TARGET_RECORD} record: {exc!r}") from exc
 
 
 class ComposeBackend:
