@@ -313,8 +313,9 @@ class LocalStack:
         and stopped.
 
         A part that cannot be stopped (a container whose engine went away) does not keep the others running:
-        every step runs, the processes of the run directory (its broker too) are stopped last, and then one
-        StackError names everything left; the state file stays for a later ``down`` when a recorded service is left."""
+        every step runs, the processes of the run directory (its broker too) are stopped last, and then the
+        error is raised (one StackError naming all of them when several steps failed); the state file stays
+        for a later ``down`` when a recorded service is left."""
         errors: list[CanaryError] = []
         state = load_state(self.run_dir)
         if state is not None:
@@ -340,6 +341,8 @@ class LocalStack:
             pids = stop_marked(self.run_dir)
         except OSError as exc:
             errors.append(StackError(f"could not stop a process started for {self.run_dir}: {exc}"))
+        if len(errors) == 1:
+            raise errors[0]
         if errors:
             raise StackError("; ".join(str(error) for error in errors)) from errors[0]
         return Unrecorded(containers=removed, pids=pids)
