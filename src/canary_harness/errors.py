@@ -82,3 +82,16 @@ class RollbackError(CanaryError):
 
 class ReportError(CanaryError):
     """The HTML report could not be built (no Allure CLI, no results, the CLI failed)."""
+
+
+def raise_collected(errors: list[CanaryError]) -> None:
+    """After a teardown that went on past its failures: nothing when there were none, the error itself when
+    there was one kind (the same message twice is one), else one StackError naming each."""
+    first_of: dict[str, CanaryError] = {}
+    for error in errors:
+        first_of.setdefault(str(error), error)
+    distinct = list(first_of.values())
+    if len(distinct) == 1:
+        raise distinct[0]
+    if distinct:
+        raise StackError("; ".join(str(error) for error in distinct)) from distinct[0]

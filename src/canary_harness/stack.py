@@ -24,7 +24,7 @@ from canary_harness.deploy.pids import is_alive, stop_marked
 from canary_harness.deploy.protocol import Backend, ServiceHandle, ServiceSpec
 from canary_harness.deploy.workers import CanaryWorkers
 from canary_harness.envstore import EnvStore
-from canary_harness.errors import BackendError, CanaryError, ConfigError, StackError
+from canary_harness.errors import BackendError, CanaryError, ConfigError, StackError, raise_collected
 from canary_harness.private import private_dir
 from canary_harness.stack_state import STATE_FILE, NginxRecord, StackState, load_state
 from canary_harness.stack_status import StackStatus, measure_status
@@ -341,10 +341,7 @@ class LocalStack:
             pids = stop_marked(self.run_dir)
         except OSError as exc:
             errors.append(StackError(f"could not stop a process started for {self.run_dir}: {exc}"))
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise StackError("; ".join(str(error) for error in errors)) from errors[0]
+        raise_collected(errors)
         return Unrecorded(containers=removed, pids=pids)
 
     def unrecorded_containers(self, state: StackState | None = None) -> list[ServiceHandle]:

@@ -24,7 +24,7 @@ from typing import Any
 from canary_harness.deploy import pids
 from canary_harness.deploy.broker import BrokerRecord, ping, start_broker, stop_broker
 from canary_harness.deploy.process import find_executable, health
-from canary_harness.errors import BackendError, ConfigError, StackError
+from canary_harness.errors import BackendError, CanaryError, ConfigError, StackError, raise_collected
 from canary_harness.ports import free_port
 from canary_harness.private import open_private_append, private_dir, write_private
 from canary_harness.waiting import wait_until
@@ -381,7 +381,7 @@ class CanaryWorkers:
         The broker is stopped even when a worker cannot be (e.g. the Docker engine went away under its
         container): a redis-server of the harness never outlives ``down``. The workers' error is raised
         afterwards, and a later ``down`` finds their containers again by label."""
-        errors: list[Exception] = []
+        errors: list[CanaryError] = []
         try:
             self.stop(verify=False)
         except StackError as exc:
@@ -394,8 +394,7 @@ class CanaryWorkers:
         if state.broker is not None:
             stop_broker(state.broker)
         (self.run_dir / WORKERS_FILE).unlink(missing_ok=True)
-        if errors:
-            raise StackError("; ".join(str(error) for error in errors)) from errors[0]
+        raise_collected(errors)
 
 
 def remove_unrecorded_worker_containers(run_dir: Path, *, required: bool = False) -> list[str]:
