@@ -203,3 +203,33 @@ def pytest_canary_stage_applied(config, record):  # replaces the one above
     assert lifecycle.weight_in_force() == STAGE
     assert lifecycle.rollback_calls() == []
     assert lifecycle.events("rollback_failed")
+
+
+LOAD_STOP_FAILS = """
+import canary_harness.pytest_plugin.session as session
+from canary_harness.errors import LoadError
+
+_real_stop_all = session.stop_all
+
+def _failing_stop_all(runs):
+    _real_stop_all(runs)
+    raise LoadError("locust exited with code 1 without writing its stats (programmed by the test)")
+
+def pytest_configure(config):
+    session.stop_all = _failing_stop_all
+
+def pytest_unconfigure(config):
+    session.stop_all = _real_stop_all
+"""
+
+
+def test_a_load_that_fails_to_stop_keeps_the_decided_verdict(lifecycle: Lifecycle) -> None:
+    """The verdict FAIL was decided before the load was stopped: the stop's own failure must not erase it."""
+    lifecycle.pytester.makeconftest(SITE_HOOKS + LOAD_STOP_FAILS)
+    result = lifecycle.run("--canary-env", "FAKE_ERROR_RATE=0.5")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    record = lifecycle.record()
+    verdict = record["verdict"]
+    assert isinstance(verdict, dict) and verdict["state"] == "FAIL", record
+    assert "without writing its stats" in str(record["error"]), record
+    assert_rolled_back(lifecycle, "verdict FAIL")

@@ -22,7 +22,7 @@ def test_a_canary_with_a_nan_loss_fails_its_stage_and_is_rolled_back(stage_runne
     run = stage_runner.run(50, PERIOD_S, *PPO_FAST, faults="loss_nan=1")
     assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.describe()
     verdict = run.record().verdict
-    assert verdict is not None and verdict["state"] == "FAIL", verdict
+    assert verdict is not None and verdict["state"] == "FAIL", run.describe()
     # The service also answers 500 to the feedback that reports a NaN loss (NaN is not JSON): the 5xx check
     # may FAIL as well. The loss check must FAIL in its own right, saying why.
     failed = failed_checks(run)

@@ -60,11 +60,11 @@ def stage_failure(record: StageRecord | None) -> str | None:
     """Why the stage itself failed (harness error or verdict FAIL), None if it did not."""
     if record is None:
         return None
-    if record.error:
-        return record.error
     if record.verdict and record.verdict.get("state") == "FAIL":
-        return f"verdict FAIL: {record.verdict.get('reason')}"
-    return None
+        # The verdict is why traffic left; an error after it (a load that failed to stop) comes second.
+        after = f"; then {record.error}" if record.error else ""
+        return f"verdict FAIL: {record.verdict.get('reason')}{after}"
+    return record.error or None
 
 
 def passed_reason(record: StageRecord | None) -> str:

@@ -58,7 +58,8 @@ def canary_verdict(canary_stage: StageRecord) -> StageVerdict:
     if canary_stage.stage == SMOKE_STAGE:
         pytest.skip("smoke run (--canary-backend testcontainers): no stage, no verdict")
     if canary_stage.error:
-        pytest.fail(f"canary stage {canary_stage.stage}% ended before a verdict: {canary_stage.error}", pytrace=False)
+        when = "after its verdict" if canary_stage.verdict else "before a verdict"
+        pytest.fail(f"canary stage {canary_stage.stage}% ended {when}: {canary_stage.error}", pytrace=False)
     if canary_stage.verdict is None:
         pytest.fail("canary stage produced no verdict", pytrace=False)
     return StageVerdict.from_dict(canary_stage.verdict)

@@ -294,6 +294,8 @@ class StageSession:
                 started = time.monotonic()
                 with view as printer:
                     verdict = self._tick_loop(judge, source, base_canary, base_production, weight, started, printer)
+                # Recorded before the load is stopped: a load that fails to stop must not lose the verdict.
+                record.verdict = verdict.to_dict()
                 if verdict.state == State.FAIL:
                     self.failed(f"verdict FAIL: {verdict.reason}")
             finally:
