@@ -323,10 +323,9 @@ class LocalStack:
             try:
                 self._stop_all(state, controller, raise_errors=True)
                 state.state_file.unlink(missing_ok=True)
-                self.env_store.forget()
             except CanaryError as exc:
                 errors.append(exc)
-        else:
+        if not errors:  # the values stay while a recorded service does (a later `down` or promotion needs them)
             self.env_store.forget()
         try:
             CanaryWorkers(self.run_dir, backend=self.settings.backend).down()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from canary_harness.deploy.compose import recorded_target, render_override
-from canary_harness.deploy.compose_target import ComposeRole, ComposeTarget, runbook_target
+from canary_harness.deploy.compose import recorded_target, render_override, runbook_target
+from canary_harness.deploy.compose_target import ComposeRole, ComposeTarget
 from canary_harness.deploy.protocol import ServiceSpec
 from canary_harness.errors import BackendError
 from canary_harness.traffic.render import render_upstream

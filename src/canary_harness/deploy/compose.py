@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from canary_harness.deploy.compose_target import ComposeTarget, runbook_target
+from canary_harness.deploy.compose_target import ComposeRole, ComposeTarget
 from canary_harness.deploy.container_cgroups import cgroup_parent_for
 from canary_harness.deploy.health import check_reported_version, health, reported_version
 from canary_harness.deploy.pids import port_is_free, tail
@@ -58,6 +58,20 @@ def default_compose_dir() -> Path:
             return candidate.resolve()
     where = f"${COMPOSE_DIR_ENV}={env!r}" if env else " or ".join(str(c) for c in candidates)
     raise BackendError(f"compose files {' and '.join(COMPOSE_FILES)} not found in {where}")
+
+
+def runbook_target(compose_dir: Path) -> ComposeTarget:
+    """fragrance-ai's runbook: ``app`` and ``app-canary`` of the two files in ``compose_dir``."""
+    return ComposeTarget(
+        files=tuple(compose_dir / name for name in COMPOSE_FILES),
+        roles={
+            "production": ComposeRole("app", "PRODUCTION_VERSION", "PRODUCTION_API_PORT"),
+            "canary": ComposeRole("app-canary", "CANARY_VERSION", "CANARY_API_PORT", image_variable="CANARY_IMAGE"),
+        },
+        image=IMAGE_REPOSITORY + ":{version}",
+        service_log=True,
+        source=f"the runbook's compose files in {compose_dir}",
+    )
 
 
 def project_name(log_dir: Path) -> str:
@@ -154,11 +168,16 @@ class ComposeBackend:
     # ------------------------------------------------------------------ commands
     def target_of(self, log_path: Path) -> ComposeTarget:
         """The target of the role logging to ``log_path``: as its override records it, else the runbook's."""
-        return recorded_target(log_path) or runbook_target(self._compose_dir or default_compose_dir())
+        return recorded_target(log_path) or self._runbook()
 
-    def compose_argv(self, log_path: Path, *args: str) -> list[str]:
-        """``docker-compose -p P -f FILE... -f override ARGS`` for the role logging to ``log_path``."""
-        files = [arg for file in self.target_of(log_path).files for arg in ("-f", str(file))]
+    def _runbook(self) -> ComposeTarget:
+        return runbook_target(self._compose_dir or default_compose_dir())
+
+    def compose_argv(self, log_path: Path, *args: str, target: ComposeTarget | None = None) -> list[str]:
+        """``docker-compose -p P -f FILE... -f override ARGS`` for the role logging to ``log_path`` (``target``:
+        its target when the caller has it already, else the one its override records)."""
+        target = target or self.target_of(log_path)
+        files = [arg for file in target.files for arg in ("-f", str(file))]
         override = override_path(log_path)
         if override.is_file():
             files += ["-f", str(override)]
@@ -178,11 +197,11 @@ class ComposeBackend:
             raise BackendError(f"{what}: {' '.join(argv)} exited {done.returncode}:\n" + "\n".join(output))
         return done.stdout
 
-    def _container(self, handle: ServiceHandle) -> str | None:
+    def _container(self, handle: ServiceHandle, target: ComposeTarget | None = None) -> str | None:
         """Id of the role's container in the project, running or not (None if there is none)."""
-        target = self.target_of(handle.log_path)
+        target = target or self.target_of(handle.log_path)
         out = self._run(
-            self.compose_argv(handle.log_path, "ps", "-q", target.roles[handle.role].service),
+            self.compose_argv(handle.log_path, "ps", "-q", target.roles[handle.role].service, target=target),
             f"{handle.role} {handle.version}: list containers",
             target.variables(handle.role, handle.version, _port(handle.url)),
         )
@@ -198,7 +217,7 @@ class ComposeBackend:
     def require_image(self, spec: ServiceSpec) -> ComposeTarget:
         """The target of ``spec``, once its compose files exist and its image (if it names one) is on the
         engine; BackendError naming the file or image and where it was configured."""
-        target = spec.compose or runbook_target(self._compose_dir or default_compose_dir())
+        target = spec.compose or self._runbook()
         try:
             target.check_files()
         except ConfigError as exc:  # checked at load too: here, a file gone since
@@ -244,10 +263,10 @@ class ComposeBackend:
         service = target.roles[spec.role].service
         try:
             self._run(
-                self.compose_argv(spec.log_path, "up", "-d", "--no-build", "--no-deps", service),
+                self.compose_argv(spec.log_path, "up", "-d", "--no-build", "--no-deps", service, target=target),
                 f"{what}: start", {**variables, **{key: str(value) for key, value in spec.env.items()}},
             )  # fmt: skip
-            container = self._container(handle)
+            container = self._container(handle, target)
             if container is None:
                 raise BackendError(f"{what}: docker-compose started no container for {service}")
 
@@ -279,19 +298,20 @@ class ComposeBackend:
         Idempotent: with no container left there is nothing to do.
         """
         what = f"{handle.role} {handle.version}"
-        container = self._container(handle)
+        target = self.target_of(handle.log_path)
+        container = self._container(handle, target)
         if container is None:
             return
-        target = self.target_of(handle.log_path)
         service = target.roles[handle.role].service
         variables = target.variables(handle.role, handle.version, _port(handle.url))
         self._save_output(container, handle.log_path)
         self._run(
-            self.compose_argv(handle.log_path, "stop", "-t", str(max(1, round(timeout))), service),
+            self.compose_argv(handle.log_path, "stop", "-t", str(max(1, round(timeout))), service, target=target),
             f"{what}: stop", variables,
         )  # fmt: skip
         self._save_output(container, handle.log_path)
-        self._run(self.compose_argv(handle.log_path, "rm", "-f", service), f"{what}: remove", variables)
+        remove = self.compose_argv(handle.log_path, "rm", "-f", service, target=target)
+        self._run(remove, f"{what}: remove", variables)
 
     def _save_output(self, container: str, log_path: Path) -> None:
         """The container's stdout/stderr so far, into ``log_path`` (docker keeps it until removal)."""

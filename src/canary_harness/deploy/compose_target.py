@@ -1,6 +1,6 @@
 """How the compose backend runs one version of a target: its compose files and, per role, the service.
 
-fragrance-ai needs no table: the runbook's files in ``compose/`` (``runbook_target``). Any other service names
+fragrance-ai needs no table: the runbook's files in ``compose/`` (``compose.runbook_target``). Any other service names
 its own files in the profile's ``[target.compose]`` table, and for each role the compose service and the two
 variables its files read for that role's version and port::
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from canary_harness.configuration.parsers import table_of
-from canary_harness.deploy.container_target import check_image_template, image_of_version
+from canary_harness.deploy.container_target import ENV_NAME_RE, check_image_template, image_of_version
 from canary_harness.errors import ConfigError
 
 TABLE = "[target.compose]"
@@ -34,7 +34,6 @@ DEFAULT_VARIABLES = {
     "production": ("PRODUCTION_VERSION", "PRODUCTION_PORT"),
     "canary": ("CANARY_VERSION", "CANARY_PORT"),
 }
-_VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # A compose service name (what docker-compose 1.29 accepts).
 _SERVICE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
 
@@ -138,20 +137,6 @@ class ComposeTarget:
         )
 
 
-def runbook_target(compose_dir: Path) -> ComposeTarget:
-    """fragrance-ai's runbook: ``app`` and ``app-canary`` of the two files in ``compose_dir``."""
-    return ComposeTarget(
-        files=(compose_dir / "docker-compose.production.yml", compose_dir / "docker-compose.canary.yml"),
-        roles={
-            "production": ComposeRole("app", "PRODUCTION_VERSION", "PRODUCTION_API_PORT"),
-            "canary": ComposeRole("app-canary", "CANARY_VERSION", "CANARY_API_PORT", image_variable="CANARY_IMAGE"),
-        },
-        image="fragrance-ai-app:{version}",
-        service_log=True,
-        source=f"the runbook's compose files in {compose_dir}",
-    )
-
-
 def _role(data: object, role: str, source: str) -> ComposeRole:
     where = f"{TABLE} {role}"
     if data is None:
@@ -164,7 +149,7 @@ def _role(data: object, role: str, source: str) -> ComposeRole:
     names = []
     for key, default in (("version_variable", version_default), ("port_variable", port_default)):
         name = table.get(key, default)
-        if not isinstance(name, str) or not _VARIABLE_RE.match(name):
+        if not isinstance(name, str) or not ENV_NAME_RE.match(name):
             raise ConfigError(f"{where} {key} = {name!r} ({source}): must be a variable name (letters, digits, '_')")
         names.append(name)
     return ComposeRole(service=service, version_variable=names[0], port_variable=names[1])

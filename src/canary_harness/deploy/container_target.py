@@ -27,7 +27,8 @@ KEYS = ("image", "command", "env", "user", "workdir")
 # A Docker image reference: [registry/]path[:tag] (lower-case path components, tag of word characters).
 _NAME_PART = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
 _IMAGE_RE = re.compile(rf"^{_NAME_PART}(?::\d+)?(?:/{_NAME_PART})*(?::\w[\w.-]{{0,127}})?$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# An environment variable's name (also what docker-compose interpolates).
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
 # Where the run directory's log directory appears inside every container the harness starts.
 CONTAINER_LOG_DIR = "/canary-logs"
@@ -64,7 +65,7 @@ class ContainerTarget:
         if not isinstance(env, Mapping):
             raise ConfigError(f'[target.docker] env = {env!r} ({source}): must be a table of NAME = "value"')
         for name, value in env.items():
-            if not _ENV_NAME_RE.match(name) or not isinstance(value, str):
+            if not ENV_NAME_RE.match(name) or not isinstance(value, str):
                 raise ConfigError(
                     f"[target.docker] env {name} = {value!r} ({source}): names are letters, digits, '_'; values strings"
                 )
