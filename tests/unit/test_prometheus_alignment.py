@@ -26,16 +26,24 @@ INF = math.inf
 
 
 @dataclass(frozen=True)
-class Arm:
-    """One scrape target: when it was scraped, and how many requests/s it counts."""
+class Target:
+    """One scrape target: when it was scraped (and which of those scrapes failed), and its requests/s."""
 
     scrapes: Sequence[float]
     rps: float
-    targets: int = 1
+    failed: Sequence[float] = ()
 
     def latest(self, at: float | None) -> float | None:
-        seen = [when for when in self.scrapes if at is None or when <= at]
+        seen = [when for when in self.scrapes if (at is None or when <= at) and when not in self.failed]
         return max(seen) if seen else None
+
+    def count(self, at: float | None) -> float | None:
+        scraped = self.latest(at)
+        return None if scraped is None else self.rps * scraped
+
+
+def arm(*targets: Target) -> tuple[Target, ...]:
+    return targets
 
 
 def rendered(name: str, role: str) -> str:
@@ -47,27 +55,38 @@ def vector(value: float | None, labels: Mapping[str, str] | None = None) -> dict
     return {"status": "success", "data": {"resultType": "vector", "result": result}}
 
 
-def fake_prometheus(arms: Mapping[str, Arm]) -> httpx.Client:
-    """Answers the snapshot, last-scrape and raw-scrape queries of each arm from its history."""
+def fake_prometheus(arms: Mapping[str, Sequence[Target]]) -> httpx.Client:
+    """Answers the snapshot, last-scrape and raw-scrape queries of each arm from its targets' histories:
+    a sum at time t adds each target's count as of its latest successful scrape at or before t."""
 
     def handle(request: httpx.Request) -> httpx.Response:
         params = {key: values[0] for key, values in parse_qs(request.content.decode()).items()}
         query, at = params["query"], float(params["time"]) if "time" in params else None
-        for role, arm in arms.items():
+        for role, targets in arms.items():
             if query.startswith(f'up{{job="fragrance-ai",version="{role}"}}['):
                 duration = query.split("[", 1)[1].rstrip("]")
                 window = float(duration[:-2]) / 1000 if duration.endswith("ms") else float(duration[:-1])
                 assert at is not None
-                points = [[when, "1"] for when in arm.scrapes if at - window < when <= at]
-                result = [{"metric": {"instance": f"i{n}"}, "values": points} for n in range(arm.targets)]
+                result = [
+                    {
+                        "metric": {"instance": f"i{n}"},
+                        "values": [
+                            [when, "0" if when in target.failed else "1"]
+                            for when in target.scrapes
+                            if at - window < when <= at
+                        ],
+                    }
+                    for n, target in enumerate(targets)
+                ]
                 return httpx.Response(
                     200, json={"status": "success", "data": {"resultType": "matrix", "result": result}}
                 )
-            scraped = arm.latest(at)
-            counts = None if scraped is None else arm.rps * scraped
+            seen = [count for count in (target.count(at) for target in targets) if count is not None]
+            counts = sum(seen) if seen else None
+            scrapes = [when for when in (target.latest(at) for target in targets) if when is not None]
             answers = {
-                rendered("last_scrape", role): vector(scraped),
-                rendered("present", role): vector(None if scraped is None else 1, {"app_version": role}),
+                rendered("last_scrape", role): vector(max(scrapes) if scrapes else None),
+                rendered("present", role): vector(None if counts is None else 1, {"app_version": role}),
                 rendered("requests", role): vector(counts),
                 rendered("journeys", role): vector(None if counts is None else counts / 4),
                 rendered("latency_buckets", role): {
@@ -93,8 +112,8 @@ def fake_prometheus(arms: Mapping[str, Arm]) -> httpx.Client:
 def test_arms_scraped_at_different_times_are_read_at_the_same_instant() -> None:
     # The canary's latest scrape is at 101.0; production's at 101.3, its previous at 100.3.
     arms = {
-        "canary": Arm(scrapes=(99.0, 100.0, 101.0), rps=5.0),
-        "production": Arm(scrapes=(99.3, 100.3, 101.3), rps=10.0),
+        "canary": arm(Target(scrapes=(99.0, 100.0, 101.0), rps=5.0)),
+        "production": arm(Target(scrapes=(99.3, 100.3, 101.3), rps=10.0)),
     }
     source = PrometheusSource(URL, client=fake_prometheus(arms))
     read = source.snapshots(("canary", "production"))
@@ -107,19 +126,49 @@ def test_arms_scraped_at_different_times_are_read_at_the_same_instant() -> None:
     assert source.snapshot("production").requests == 1013.0
 
 
-def test_an_arm_of_several_targets_is_read_as_of_its_last_scrape_before_the_instant() -> None:
+def test_each_target_of_an_arm_is_read_between_its_own_scrapes() -> None:
+    # The canary's API (5 req/s) and a worker (3/s) are scraped 0.6 s apart; production is one target.
     arms = {
-        "canary": Arm(scrapes=(100.0, 101.0), rps=5.0),
-        "production": Arm(scrapes=(100.3, 101.3), rps=10.0, targets=2),
+        "canary": arm(Target(scrapes=(99.0, 100.0, 101.0), rps=5.0), Target(scrapes=(99.6, 100.6, 101.6), rps=3.0)),
+        "production": arm(
+            Target(scrapes=(99.3, 100.3, 101.3), rps=10.0), Target(scrapes=(99.8, 100.8, 101.8), rps=1.0)
+        ),
     }
     read = PrometheusSource(URL, client=fake_prometheus(arms)).snapshots(("canary", "production"))
-    assert read["production"].requests == 1003.0
+    # The instant is the target scraped least recently (the canary's API at 101.0), and every target
+    # counts as at 101.0: the worker 0.4 of the way from 301.8 to 304.8.
+    assert read["canary"].taken_at == read["production"].taken_at == 101.0
+    assert read["canary"].requests == 808.0  # 505 + 303
+    assert read["production"].requests == 1111.0  # 1010 + 101
+    assert dict(read["canary"].latency_buckets["fast"]) == {0.5: 404.0, INF: 808.0}
+
+
+def test_a_target_no_longer_scraped_does_not_hold_the_instant_back() -> None:
+    arms = {
+        "canary": arm(Target(scrapes=(99.0, 100.0, 101.0), rps=5.0), Target(scrapes=(80.0, 81.0), rps=0.0)),
+        "production": arm(Target(scrapes=(99.3, 100.3, 101.3), rps=10.0)),
+    }
+    read = PrometheusSource(URL, client=fake_prometheus(arms)).snapshots(("canary", "production"))
+    assert read["canary"].taken_at == 101.0
+    assert (read["canary"].requests, read["production"].requests) == (505.0, 1010.0)
+
+
+def test_a_target_whose_scrapes_fail_does_not_hold_the_instant_back() -> None:
+    # The second target is scraped on schedule but its scrapes failed since 100.1: it counts as of 99.1.
+    down = Target(scrapes=(99.1, 100.1, 101.1), rps=2.0, failed=(100.1, 101.1))
+    arms = {
+        "canary": arm(Target(scrapes=(99.0, 100.0, 101.0), rps=5.0), down),
+        "production": arm(Target(scrapes=(99.3, 100.3, 101.3), rps=10.0)),
+    }
+    read = PrometheusSource(URL, client=fake_prometheus(arms)).snapshots(("canary", "production"))
+    assert read["canary"].taken_at == 101.0
+    assert read["canary"].requests == 505.0 + 2.0 * 99.1
 
 
 def test_the_instant_follows_the_arm_scraped_least_recently() -> None:
     arms = {
-        "canary": Arm(scrapes=(99.5, 100.5, 101.5), rps=5.0),
-        "production": Arm(scrapes=(99.2, 100.2, 101.2), rps=10.0),
+        "canary": arm(Target(scrapes=(99.5, 100.5, 101.5), rps=5.0)),
+        "production": arm(Target(scrapes=(99.2, 100.2, 101.2), rps=10.0)),
     }
     read = PrometheusSource(URL, client=fake_prometheus(arms)).snapshots(("canary", "production"))
     assert read["canary"].taken_at == 101.2
@@ -153,3 +202,12 @@ def test_towards_a_restarted_instance_keeps_the_earlier_reading() -> None:
 def test_towards_refuses_a_fraction_outside_zero_to_one(fraction: float) -> None:
     with pytest.raises(ValueError, match="fraction"):
         snap(1).towards(snap(2), fraction, at=0.0)
+
+
+def test_advanced_adds_a_weighted_step_to_another_reading() -> None:
+    own = snap(100, errors_5xx=3, rl_updates=5, rl_loss_sum=2.0, counters={"a": 10.0})
+    step_start, step_end = snap(40, counters={"a": 1.0}), snap(50, errors_5xx=0, counters={"a": 5.0})
+    moved = own.advanced(step_start, step_end, 0.25, at=9.0)
+    assert (moved.taken_at, moved.requests, moved.errors_5xx) == (9.0, 103.0, 3.0)  # 100 + round(2.5)
+    assert moved.counters == {"a": 11.0} and (moved.rl_updates, moved.rl_loss_sum) == (5, 2.0)
+    assert own.advanced(step_end, step_start, 0.5, at=9.0) is own  # a step that goes down: a restart

@@ -60,6 +60,16 @@ SCRAPE_LOOKBACK_S = 60.0
 
 
 # --------------------------------------------------------------------------- the source
+def _scraped_still(points: Sequence[tuple[float, float]], until: float) -> bool:
+    """Whether a target's scrapes (ascending) go on up to ``until``: its last one no more than two of its
+    own intervals earlier. A target gone from Prometheus's configuration would hold the instant back."""
+    if not points:
+        return False
+    if len(points) < 2:
+        return True
+    return until - points[-1][0] <= 2 * (points[-1][0] - points[-2][0])
+
+
 class PrometheusSource:
     """MetricsSource that reads each arm from a Prometheus server's HTTP API (``/api/v1``).
 
@@ -189,17 +199,22 @@ class PrometheusSource:
         return self._read(role, time.time())
 
     def snapshots(self, roles: Sequence[str]) -> dict[str, MetricsSnapshot]:
-        """Every arm's counters at one instant t: the latest scrape of the arm scraped least recently.
+        """Every arm's counters at one instant t: the latest scrape of the target scraped least recently.
 
-        Prometheus scrapes each target on its own schedule, so "now" holds each arm as of a different
+        Prometheus scrapes each target on its own schedule, so "now" holds each target as of a different
         scrape, up to one scrape interval apart. Early in a stage that gap alone skews the canary's share
-        of the traffic (a false sample-ratio mismatch), so every arm is read at t: exactly for the arm
-        scraped at t, linearly between its scrapes around t for the others (when an arm is one target;
-        an arm of several targets is read as of its latest scrape at or before t).
+        of the traffic (a false sample-ratio mismatch), so every arm is read at t, each of its targets
+        exactly or linearly between its own scrapes around t. A target that is down (its scrapes fail) is
+        still scraped on schedule, so it never holds t back.
         """
         latest = {role: self._latest_scrape(role) for role in roles}
-        at = min(latest.values())
-        return {role: self._read_aligned(role, at, latest[role]) for role in roles}
+        until = max(latest.values())
+        history = {role: self.scrape_history(role, until - SCRAPE_LOOKBACK_S, until) for role in roles}
+        attempts = [
+            points[-1][0] for targets in history.values() for points in targets if _scraped_still(points, until)
+        ]
+        at = min([*latest.values(), *attempts])
+        return {role: self._read_aligned(role, at, history[role]) for role in roles}
 
     def _latest_scrape(self, role: str) -> float:
         latest = self.last_scrape(role)
@@ -210,27 +225,41 @@ class PrometheusSource:
             )
         return latest
 
-    def _read_aligned(self, role: str, at: float, latest: float) -> MetricsSnapshot:
-        if latest <= at:
-            return self._read(role, at)
-        per_target = self.scrape_times(role, at - SCRAPE_LOOKBACK_S, latest)
-        if len(per_target) != 1:
-            return self._read(role, at)
-        times = per_target[0]
-        before = [when for when in times if when <= at]
-        after = [when for when in times if when > at]
-        if not before or not after:
-            return self._read(role, at)
-        previous, following = max(before), min(after)
-        return self._read(role, previous).towards(
-            self._read(role, following), (at - previous) / (following - previous), at
-        )
+    def _read_aligned(self, role: str, at: float, history: Sequence[Sequence[tuple[float, float]]]) -> MetricsSnapshot:
+        """The arm at ``at``, each of its targets interpolated between its own successful scrapes around ``at``.
+
+        A PromQL sum at ``at`` holds every target as of its last scrape at or before ``at``. Each target's
+        next scrape after ``at`` comes within one scrape interval, so in that span every target is scraped
+        once: reading the arm at those scrapes in turn isolates each target's step, which is then weighted
+        by how far ``at`` lies between the target's scrapes.
+        """
+        steps: list[tuple[float, float]] = []
+        for points in history:
+            times = [when for when, up in points if up == 1]
+            before = [when for when in times if when <= at]
+            after = [when for when in times if when > at]
+            if after and not before:
+                return self._read(role, at)  # a target first scraped after ``at``: its first count is no step
+            if before and after:
+                steps.append((max(before), min(after)))
+        reading = step_start = self._read(role, at)
+        for previous, following in sorted(steps, key=lambda step: step[1]):
+            step_end = self._read(role, following)
+            reading = reading.advanced(step_start, step_end, (at - previous) / (following - previous), at)
+            step_start = step_end
+        return reading
+
+    def scrape_history(self, role: str, since: float, until: float) -> list[tuple[tuple[float, float], ...]]:
+        """Per scrape target of the arm, its scrapes in (since, until]: (start time, 1 if it succeeded else 0)."""
+        promql = self.render("scrapes", role, window_s=until - since)
+        return [
+            target.points
+            for target in parse_range(self._api("query", {"query": promql, "time": f"{until:.3f}"}), promql)
+        ]
 
     def scrape_times(self, role: str, since: float, until: float) -> list[list[float]]:
         """Per scrape target of the arm, the start times of its successful scrapes in (since, until]."""
-        promql = self.render("scrapes", role, window_s=until - since)
-        series = parse_range(self._api("query", {"query": promql, "time": f"{until:.3f}"}), promql)
-        return [[when for when, up in target.points if up == 1] for target in series]
+        return [[when for when, up in points if up == 1] for points in self.scrape_history(role, since, until)]
 
     def _read(self, role: str, at: float) -> MetricsSnapshot:
         present_query = self.render("present", role)

@@ -87,33 +87,48 @@ class MetricsSnapshot:
         interpolated halves would be no loss any update reported. If a counter went down between the two
         (a restart), this snapshot is returned unchanged and the next read reports the reset.
         """
+        return self.advanced(self, later, fraction, at)
+
+    def advanced(self, earlier: MetricsSnapshot, later: MetricsSnapshot, fraction: float, at: float) -> MetricsSnapshot:
+        """This snapshot plus ``fraction`` (0..1) of the step from ``earlier`` to ``later``, as read at ``at``.
+
+        An arm of several scrape targets is interpolated one target at a time: each step is one target's
+        next scrape, weighted by how far ``at`` is between that target's scrapes. Rounding, the RL pair and
+        a counter that went down are treated as in :meth:`towards` (``towards`` is the step from this
+        snapshot itself).
+        """
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"fraction {fraction!r}: must be within 0..1")
         try:
-            later.minus(self)
+            later.minus(earlier)
         except CounterResetError:
             return self
 
-        def between(early: float, late: float) -> float:
-            return float(math.floor(early + fraction * (late - early) + 0.5))
+        def plus_step(own: float, early: float, late: float) -> float:
+            return float(math.floor(own + fraction * (late - early) + 0.5))
 
-        buckets = {}
+        buckets = dict(self.latency_buckets)
         for mode, late_buckets in later.latency_buckets.items():
-            early_buckets = dict(self.latency_buckets.get(mode, ()))
-            buckets[mode] = tuple((edge, between(early_buckets.get(edge, 0.0), count)) for edge, count in late_buckets)
+            own, early = dict(self.latency_buckets.get(mode, ())), dict(earlier.latency_buckets.get(mode, ()))
+            buckets[mode] = tuple(
+                (edge, plus_step(own.get(edge, 0.0), early.get(edge, 0.0), count)) for edge, count in late_buckets
+            )
+        counters = dict(self.counters)
+        for name, late in later.counters.items():
+            counters[name] = plus_step(self.counters.get(name, 0.0), earlier.counters.get(name, 0.0), late)
         return MetricsSnapshot(
             taken_at=at,
-            requests=between(self.requests, later.requests),
-            errors_5xx=between(self.errors_5xx, later.errors_5xx),
-            journeys=between(self.journeys, later.journeys),
+            requests=plus_step(self.requests, earlier.requests, later.requests),
+            errors_5xx=plus_step(self.errors_5xx, earlier.errors_5xx, later.errors_5xx),
+            journeys=plus_step(self.journeys, earlier.journeys, later.journeys),
             latency_buckets=buckets,
-            briefs=between(self.briefs, later.briefs),
-            schema_failures=between(self.schema_failures, later.schema_failures),
+            briefs=plus_step(self.briefs, earlier.briefs, later.briefs),
+            schema_failures=plus_step(self.schema_failures, earlier.schema_failures, later.schema_failures),
             rl_updates=self.rl_updates,
             rl_loss_sum=self.rl_loss_sum,
             version=self.version,
             split_unit=self.split_unit,
-            counters={name: between(self.counters.get(name, 0.0), late) for name, late in later.counters.items()},
+            counters=counters,
         )
 
     def latency_count(self, mode: str) -> float:
