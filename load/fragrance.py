@@ -42,8 +42,8 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 try:
-    from canary_harness.errors import ConfigError
     from canary_harness.loadgen.journey import UNKNOWN_VERSION, ModePicker, Walk, make_walk, served_version
+    from canary_harness.loadgen.locust_options import add_canary_options, option_problems
     from canary_harness.loadgen.pacing import RateLimiter, RequestBudget, split_count
     from canary_harness.loadgen.request_mix import REQUESTS_ENV, RequestSpec, requests_from_json
     from canary_harness.loadgen.settings import parse_mix
@@ -236,56 +236,7 @@ if os.environ.get(REQUESTS_ENV):
 # --------------------------------------------------------------------------- options
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    parser.add_argument(
-        "--canary-mix",
-        type=str,
-        default="fast=50,balanced=35,creative=15",
-        env_var="CANARY_LOAD_MIX",
-        help="Journeys per LLM mode, e.g. fast=50,balanced=35,creative=15",
-    )
-    parser.add_argument(
-        "--canary-rate",
-        type=float,
-        default=0.0,
-        env_var="CANARY_LOAD_RATE",
-        help="Total requests/s over all users and workers (0: closed loop)",
-    )
-    parser.add_argument(
-        "--canary-max-requests",
-        type=int,
-        default=100_000,
-        env_var="CANARY_LOAD_MAX_REQUESTS",
-        help="Stop after this many requests in total (0: no cap)",
-    )
-    parser.add_argument(
-        "--canary-max-time",
-        type=float,
-        default=3600.0,
-        env_var="CANARY_LOAD_MAX_TIME",
-        help="Stop after this many seconds even without --run-time",
-    )
-    parser.add_argument(
-        "--canary-timeout",
-        type=float,
-        default=30.0,
-        env_var="CANARY_LOAD_TIMEOUT",
-        help="Seconds before an unanswered request counts as failed",
-    )
-    parser.add_argument("--canary-seed", type=int, default=-1, help="Seed of the mode draws (-1: random)")
-    parser.add_argument(
-        "--canary-stats-file",
-        type=str,
-        default="",
-        include_in_web_ui=False,
-        help="Write per-version, per-mode and failure counts as JSON here at exit",
-    )
-    parser.add_argument(
-        "--canary-workers",
-        type=int,
-        default=0,
-        include_in_web_ui=False,
-        help="Set by the master: workers sharing the rate and the request cap",
-    )
+    add_canary_options(parser)
 
 
 @events.init.add_listener
@@ -296,17 +247,7 @@ def _on_init(environment: Environment, **_kwargs: Any) -> None:
         return  # workers take the master's options at spawn time
     if isinstance(environment.runner, MasterRunner):
         environment.runner.register_message("canary_share_done", _on_share_done)
-    problems = []
-    try:
-        parse_mix(options.canary_mix, "locust option --canary-mix")
-    except ConfigError as exc:
-        problems.append(str(exc))
-    for name in ("canary_rate", "canary_max_requests"):
-        if getattr(options, name) < 0:
-            problems.append(f"--{name.replace('_', '-')} {getattr(options, name)!r}: must be >= 0")
-    for name in ("canary_max_time", "canary_timeout"):
-        if not getattr(options, name) > 0:
-            problems.append(f"--{name.replace('_', '-')} {getattr(options, name)!r}: must be > 0")
+    problems = option_problems(options)
     if USERS_OF_THEIR_OWN and options.canary_rate > 0:
         # Only HTTP clients' requests take send slots: another client would send outside the rate.
         unpaced = [cls.__name__ for cls in environment.user_classes if not issubclass(cls, (HttpUser, FastHttpUser))]
