@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: the sequential judge deciding on the embedded default stack, in about three minutes.
+# The demo: the sequential judge deciding on the embedded default stack, in about two minutes.
 #
 #   1. a healthy release (production v0.1.0 -> canary VERSION) at 25 %: every check decided PASS
 #   2. the same release at 100 %, then promoted (production runs it)

@@ -24,6 +24,7 @@ from canary_harness.pytest_plugin.options import StageOptions, add_options, reso
 from canary_harness.pytest_plugin.record import StageRecord
 from canary_harness.pytest_plugin.smoke import SMOKE_BACKEND
 from canary_harness.pytest_plugin.stage_plugin import WORKER_RECORD_INPUT, CanaryStagePlugin
+from canary_harness.pytest_plugin.target_marker import target_skip_reason
 from canary_harness.stages import stage_label
 
 RELEASE_CHECKS_DIR = "canary_tests"
@@ -97,13 +98,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A release check marked ``canary_target(name)`` checks that service's own paths, metrics or logs:
     with another target (``--canary-target``) it is skipped, saying why."""
-    options = item.config.stash.get(OPTIONS_KEY, None)
-    marker = item.get_closest_marker("canary_target")
-    if options is None or marker is None:
-        return
-    target = options.stack.target.name
-    if target not in marker.args:
-        pytest.skip(f"a check of {', '.join(marker.args)}'s own; the target released is {target}")
+    reason = target_skip_reason(item)
+    if reason is not None:
+        pytest.skip(reason)
 
 
 @pytest.hookimpl(trylast=True)
