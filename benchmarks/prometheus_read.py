@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from canary_harness.metrics.prometheus import PrometheusSource
+from canary_harness.metrics.prometheus_api import single_value
 from canary_harness.metrics.prometheus_server import LocalPrometheus
 from canary_harness.metrics.types import MetricsSnapshot
 from canary_harness.ports import free_ports
@@ -82,6 +83,12 @@ class CountingClient(httpx.Client):
         return super().send(request, **kwargs)
 
 
+def plain_requests(source: PrometheusSource, role: str, at: float) -> float:
+    """The arm's requests as the plain PromQL sum at ``at``: each target as of its last scrape before it."""
+    promql = source.render("requests", role)
+    return single_value(source.query(promql, at), promql) or 0.0
+
+
 def share(canary: float, production: float) -> float:
     return 100.0 * canary / (canary + production)
 
@@ -109,20 +116,20 @@ def main(argv: list[str] | None = None) -> int:
         roles = ("canary", "production")
         costs_ms, queries, aligned, plain = [], [], [], []
         first: dict[str, MetricsSnapshot] | None = None
-        first_plain: dict[str, MetricsSnapshot] | None = None
+        first_plain: dict[str, float] | None = None
         for _ in range(args.reads):
             sent, began = client.sent, time.perf_counter()
             read = source.snapshots(roles)
             costs_ms.append(1000 * (time.perf_counter() - began))
             queries.append(client.sent - sent)
             at = read["canary"].taken_at
-            as_summed = {role: source._read(role, at) for role in roles}  # the plain sum at the same instant
+            as_summed = {role: plain_requests(source, role, at) for role in roles}
             if first is None or first_plain is None:
                 first, first_plain, first_at = read, as_summed, at
             else:
                 truth = share(*(sum(rates[role]) * (at - first_at) for role in roles))
                 aligned.append(share(*(read[r].requests - first[r].requests for r in roles)) - truth)
-                plain.append(share(*(as_summed[r].requests - first_plain[r].requests for r in roles)) - truth)
+                plain.append(share(*(as_summed[r] - first_plain[r] for r in roles)) - truth)
             time.sleep(args.interval)
     print(
         f"Prometheus reading of both arms: canary {args.canary_targets} target(s), production 1, "

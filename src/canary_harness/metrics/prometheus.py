@@ -257,10 +257,6 @@ class PrometheusSource:
             for target in parse_range(self._api("query", {"query": promql, "time": f"{until:.3f}"}), promql)
         ]
 
-    def scrape_times(self, role: str, since: float, until: float) -> list[list[float]]:
-        """Per scrape target of the arm, the start times of its successful scrapes in (since, until]."""
-        return [[when for when, up in points if up == 1] for points in self.scrape_history(role, since, until)]
-
     def _read(self, role: str, at: float) -> MetricsSnapshot:
         present_query = self.render("present", role)
         present = self.query(present_query, at)
